@@ -1,0 +1,93 @@
+"""How faithful a converted model's embeddings are to its full-precision source."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from .samples import SAMPLE_TEXTS
+
+
+@dataclass(frozen=True)
+class FidelityReport:
+    n_texts: int
+    cosine_min: float
+    cosine_mean: float
+    cosine_p5: float
+    spearman: float  # rank correlation of all pairwise similarities, candidate vs reference
+    topk_agreement: float | None = None  # mean |top-k(candidate) ∩ top-k(reference)| / k on the bundled corpora
+    topk: int | None = None
+    per_text: tuple[float, ...] = ()
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def summary(self) -> str:
+        line = (
+            f"fidelity on {self.n_texts} texts: cosine min {self.cosine_min:.5f} mean {self.cosine_mean:.5f} "
+            f"p5 {self.cosine_p5:.5f}; pairwise-similarity Spearman {self.spearman:.5f}"
+        )
+        if self.topk_agreement is not None:
+            line += f"; top-{self.topk} retrieval agreement {self.topk_agreement:.3f}"
+        return line
+
+
+def _rank(x: np.ndarray) -> np.ndarray:
+    order = np.argsort(x, kind="stable")
+    ranks = np.empty(len(x))
+    ranks[order] = np.arange(len(x))
+    # average ranks of ties
+    _, inverse, counts = np.unique(x, return_inverse=True, return_counts=True)
+    sums = np.bincount(inverse, weights=ranks)
+    return (sums / counts)[inverse]
+
+
+def spearman(a: np.ndarray, b: np.ndarray) -> float:
+    ra, rb = _rank(np.asarray(a, float)), _rank(np.asarray(b, float))
+    return float(np.corrcoef(ra, rb)[0, 1])
+
+
+def per_text_cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    a = a / np.linalg.norm(a, axis=1, keepdims=True)
+    b = b / np.linalg.norm(b, axis=1, keepdims=True)
+    return (a * b).sum(axis=1)
+
+
+def topk_agreement(reference, candidate, k: int = 5) -> float | None:
+    """Mean overlap of the top-k documents per query on the bundled retrieval corpora."""
+    try:
+        from .eval.corpora import list_corpora, load_corpus
+    except ImportError:
+        return None
+    overlaps = []
+    for name in list_corpora():
+        corpus = load_corpus(name)
+        docs = [text for _, text in corpus.documents]
+        queries = [text for _, text in corpus.queries]
+        tops = []
+        for model in (reference, candidate):
+            scores = model.encode_query(queries) @ model.encode_document(docs).T  # (Q, N)
+            tops.append(np.argsort(-scores, axis=1, kind="stable")[:, :k])
+        overlaps += [len(set(r) & set(c)) / k for r, c in zip(*tops)]
+    return float(np.mean(overlaps))
+
+
+def compare(reference, candidate, texts: Sequence[str] = SAMPLE_TEXTS, *, retrieval_k: int | None = 5) -> FidelityReport:
+    """Compare two Embedders on ``texts`` (and, with ``retrieval_k``, on the bundled retrieval corpora)."""
+    ref = reference.encode(list(texts))
+    cand = candidate.encode(list(texts))
+    cos = per_text_cosine(ref, cand)
+    iu = np.triu_indices(len(texts), k=1)
+    agreement = topk_agreement(reference, candidate, retrieval_k) if retrieval_k else None
+    return FidelityReport(
+        n_texts=len(texts),
+        cosine_min=float(cos.min()),
+        cosine_mean=float(cos.mean()),
+        cosine_p5=float(np.percentile(cos, 5)),
+        spearman=spearman((ref @ ref.T)[iu], (cand @ cand.T)[iu]),
+        topk_agreement=agreement,
+        topk=retrieval_k if agreement is not None else None,
+        per_text=tuple(float(c) for c in cos),
+    )

