@@ -186,6 +186,7 @@ def spec_for(resolved: Resolved, config: dict, pooling: str | None = None) -> Mo
             f"mlx_embed.load({resolved.name!r}, pooling='mean')."
         )
     prompts = info.get("prompts", {})
+    # Qwen3-Embedding recipe: pool <|endoftext|>, left padding, Matryoshka from 32 dims.
     qwen_like = arch == "qwen3" and chosen == "last_token"
     return ModelSpec(
         alias=resolved.path.name if resolved.source == "folder" else resolved.name,
@@ -198,6 +199,7 @@ def spec_for(resolved: Resolved, config: dict, pooling: str | None = None) -> Mo
         query_prompt=prompts.get("query", ""),
         document_prompt=prompts.get("document", prompts.get("passage", "")),
         end_token="<|endoftext|>" if qwen_like else None,
+        matryoshka=(min(32, config["hidden_size"]), config["hidden_size"]) if qwen_like else None,
         padding_side="left" if qwen_like else "right",
     )
 
@@ -261,9 +263,17 @@ def dequantize_linears(model: nn.Module) -> int:
     replaced = []
     for name, m in model.named_modules():
         if isinstance(m, nn.QuantizedLinear):
-            w = mx.dequantize(m.weight, m.scales, m.get("biases"), m.group_size, m.bits, mode=m.mode)
+            biases = m.get("biases")
+            w = mx.dequantize(
+                m.weight,
+                m.scales.astype(mx.float32),  # fp16 scales would round the dequantized weights to fp16
+                None if biases is None else biases.astype(mx.float32),
+                m.group_size,
+                m.bits,
+                mode=m.mode,
+            )
             linear = nn.Linear(w.shape[1], w.shape[0], bias="bias" in m)
-            linear.weight = w.astype(mx.float32)
+            linear.weight = w
             if "bias" in m:
                 linear.bias = m.bias.astype(mx.float32)
             replaced.append((name, linear))

@@ -127,3 +127,16 @@ def get(alias: str) -> ModelSpec:
     if spec is None:
         raise ValueError(f"Unknown model {alias!r}. Known aliases: {', '.join(REGISTRY)}")
     return spec
+
+
+def markdown_table() -> str:
+    """The README's model table, generated from the registry (tests check README.md holds it)."""
+    rows = [
+        "| alias | Hub id | architecture | pooling | dim | max length | query prompt |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for s in REGISTRY.values():
+        dims = f"{s.dim} (Matryoshka {s.matryoshka[0]}..{s.matryoshka[1]})" if s.matryoshka else str(s.dim)
+        prompt = f"`{s.query_prompt!r}`" if s.query_prompt else "none"
+        rows.append(f"| `{s.alias}` | `{s.hub_id}` | {s.architecture} | {s.pooling} | {dims} | {s.max_length} | {prompt} |")
+    return "\n".join(rows)

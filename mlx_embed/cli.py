@@ -1,0 +1,156 @@
+"""``mlx-embed``: command-line entry points over the public API."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+from pathlib import Path
+
+# Subcommands that live with their feature: each module has add_arguments(parser) and run(args) -> int.
+FEATURE_COMMANDS: dict[str, tuple[str, str]] = {}
+
+DEMO_TEXTS = [
+    "A man is eating food.",
+    "Someone is having a meal.",
+    "The new movie is awesome.",
+    "The film was a great success.",
+    "How do I reset my password?",
+]
+
+
+def _similarity(args) -> int:
+    import mlx_embed
+
+    texts = args.texts or DEMO_TEXTS
+    embedder = mlx_embed.load(args.model)
+    print(f"model: {embedder.spec.alias}  dim: {embedder.dim}  source: {embedder.source} ({embedder.path})")
+    vectors = embedder.encode(texts)
+    sims = vectors @ vectors.T
+    width = max(len(t) for t in texts) if args.full else 32
+    labels = [t if args.full else (t[:29] + "...") if len(t) > 32 else t for t in texts]
+    print(" " * (width + 2) + "".join(f"{i:>7d}" for i in range(len(texts))))
+    for i, (label, row) in enumerate(zip(labels, sims)):
+        print(f"{i:>2d} {label:<{width}}" + "".join(f"{s:7.3f}" for s in row))
+    return 0
+
+
+def _embed(args) -> int:
+    import numpy as np
+
+    import mlx_embed
+
+    texts = [line.rstrip("\n") for line in open(args.input, encoding="utf-8")] if args.input else args.texts
+    embedder = mlx_embed.load(args.model)
+    encode = {"query": embedder.encode_query, "document": embedder.encode_document, "plain": embedder.encode}[args.kind]
+    vectors = encode(texts, batch_size=args.batch_size, dim=args.dim, show_progress=args.input is not None)
+    if args.output:
+        np.save(args.output, vectors)
+        print(f"wrote {vectors.shape} float32 to {args.output}", file=sys.stderr)
+    else:
+        json.dump(vectors.tolist(), sys.stdout)
+        print()
+    return 0
+
+
+def _convert(args) -> int:
+    from mlx_embed.conversion import convert
+
+    report = convert(
+        args.src,
+        args.dst,
+        bits=args.bits,
+        group_size=args.group_size,
+        recipe=args.recipe,
+        overwrite=args.overwrite,
+        pooling=args.pooling,
+        report=not args.no_report,
+    )
+    config = json.loads((Path(args.dst) / "config.json").read_text())
+    print(f"wrote {args.dst}: {config['mlx_embed']['bits_per_weight']:.2f} bits per weight ({args.recipe})")
+    if report is not None:
+        print(report.summary())
+    return 0
+
+
+def _fidelity(args) -> int:
+    import mlx_embed
+    from mlx_embed.fidelity import compare
+
+    reference = mlx_embed.load(args.reference, pooling=args.pooling)
+    candidate = mlx_embed.load(args.candidate, pooling=reference.spec.pooling)
+    report = compare(reference, candidate)
+    print(json.dumps(report.to_dict(), indent=2) if args.json else report.summary())
+    return 0
+
+
+def _models(args) -> int:
+    from mlx_embed.registry import REGISTRY
+
+    print(f"{'alias':<12} {'pooling':<11} {'dim':>5} {'max len':>7}  hub id")
+    for spec in REGISTRY.values():
+        print(f"{spec.alias:<12} {spec.pooling:<11} {spec.dim:>5} {spec.max_length:>7}  {spec.hub_id}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mlx-embed", description="Text embeddings in pure MLX.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("similarity", help="embed a few sentences and print their cosine similarity matrix")
+    p.add_argument("texts", nargs="*", help="sentences (default: a built-in set)")
+    p.add_argument("--model", default="minilm")
+    p.add_argument("--full", action="store_true", help="do not shorten long sentences in the table")
+    p.set_defaults(func=_similarity)
+
+    p = sub.add_parser("embed", help="embed texts (arguments or a file, one per line) to JSON or .npy")
+    p.add_argument("texts", nargs="*")
+    p.add_argument("--input", help="a UTF-8 file with one text per line")
+    p.add_argument("--output", help="write a .npy file instead of JSON on stdout")
+    p.add_argument("--model", default="minilm")
+    p.add_argument("--kind", choices=["plain", "query", "document"], default="plain")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--dim", type=int)
+    p.set_defaults(func=_embed)
+
+    p = sub.add_parser("convert", help="convert a HF folder to the mlx-community layout and report fidelity")
+    p.add_argument("src")
+    p.add_argument("dst")
+    p.add_argument("--bits", type=int, default=4, choices=[4, 6, 8, 16, 32])
+    p.add_argument("--group-size", type=int, default=64, choices=[32, 64, 128])
+    p.add_argument("--recipe", default="uniform")
+    p.add_argument("--pooling", choices=["mean", "cls", "last_token"])
+    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--no-report", action="store_true")
+    p.set_defaults(func=_convert)
+
+    p = sub.add_parser("fidelity", help="compare a converted model with its full-precision source")
+    p.add_argument("reference")
+    p.add_argument("candidate")
+    p.add_argument("--pooling", choices=["mean", "cls", "last_token"])
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_fidelity)
+
+    p = sub.add_parser("models", help="list the registry")
+    p.set_defaults(func=_models)
+
+    for name, (module, help_text) in FEATURE_COMMANDS.items():
+        feature = importlib.import_module(module)
+        p = sub.add_parser(name, help=help_text)
+        feature.add_arguments(p)
+        p.set_defaults(func=feature.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (ValueError, TypeError, FileNotFoundError, FileExistsError) as err:
+        print(f"mlx-embed: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

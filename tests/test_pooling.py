@@ -1,0 +1,41 @@
+"""Pooling functions against hand-computed numpy values, on both padding sides."""
+
+import mlx.core as mx
+import numpy as np
+import pytest
+
+from mlx_embed.pooling import cls, l2_normalize, last_token, mean
+
+H = np.arange(2 * 4 * 3, dtype=np.float32).reshape(2, 4, 3)  # (B=2, L=4, D=3)
+RIGHT = np.array([[1, 1, 1, 0], [1, 1, 0, 0]], dtype=np.int32)
+LEFT = np.array([[0, 1, 1, 1], [0, 0, 1, 1]], dtype=np.int32)
+
+
+def run(fn, mask):
+    return np.array(fn(mx.array(H), mx.array(mask)))
+
+
+def test_mean_right_padding():
+    expected = np.stack([H[0, :3].mean(0), H[1, :2].mean(0)])
+    np.testing.assert_allclose(run(mean, RIGHT), expected, rtol=1e-6)
+
+
+def test_mean_left_padding():
+    expected = np.stack([H[0, 1:].mean(0), H[1, 2:].mean(0)])
+    np.testing.assert_allclose(run(mean, LEFT), expected, rtol=1e-6)
+
+
+@pytest.mark.parametrize("mask,first,last", [(RIGHT, [0, 0], [2, 1]), (LEFT, [1, 2], [3, 3])])
+def test_cls_and_last_token_follow_the_mask(mask, first, last):
+    np.testing.assert_array_equal(run(cls, mask), H[[0, 1], first])
+    np.testing.assert_array_equal(run(last_token, mask), H[[0, 1], last])
+
+
+def test_last_token_without_padding_is_the_last_position():
+    full = np.ones((2, 4), dtype=np.int32)
+    np.testing.assert_array_equal(run(last_token, full), H[:, -1])
+
+
+def test_l2_normalize_hand_values():
+    out = np.array(l2_normalize(mx.array([[3.0, 4.0], [0.0, 0.0]])))
+    np.testing.assert_allclose(out, [[0.6, 0.8], [0.0, 0.0]], atol=1e-7)
