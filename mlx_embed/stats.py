@@ -1,0 +1,56 @@
+"""What a checkpoint costs, read from its files: parameters, bytes on disk, bits per weight."""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+
+_DTYPE_BYTES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "U32": 4, "I16": 2, "U16": 2, "I8": 1, "U8": 1, "BOOL": 1}
+
+
+@dataclass(frozen=True)
+class CheckpointStats:
+    parameters: int  # parameters of the float model the checkpoint stores (quantized ones counted unpacked)
+    weights_bytes: int  # sum of the *.safetensors file sizes
+    bits_per_weight: float  # 8 * tensor bytes (weights, scales, biases, norms, embeddings) / parameters
+
+
+def safetensors_header(path: Path) -> dict:
+    with open(path, "rb") as f:
+        (n,) = struct.unpack("<Q", f.read(8))
+        header = json.loads(f.read(n))
+    header.pop("__metadata__", None)
+    return header
+
+
+def checkpoint_stats(folder: str | os.PathLike) -> CheckpointStats:
+    folder = Path(folder)
+    files = sorted(folder.glob("*.safetensors"))
+    if not files:
+        raise FileNotFoundError(f"No *.safetensors in {folder}")
+    config = json.loads((folder / "config.json").read_text()) if (folder / "config.json").exists() else {}
+    quant = config.get("quantization") or config.get("quantization_config") or {}
+    tensors: dict[str, dict] = {}
+    for f in files:
+        tensors.update(safetensors_header(f))
+    params = tensor_bytes = 0
+    for key, info in tensors.items():
+        if key.endswith("position_ids"):  # a buffer saved by old transformers, not a weight
+            continue
+        n = 1
+        for d in info["shape"]:
+            n *= d
+        tensor_bytes += n * _DTYPE_BYTES[info["dtype"]]
+        if key.endswith((".scales", ".biases")):
+            continue
+        base = key.removesuffix(".weight")
+        if key.endswith(".weight") and f"{base}.scales" in tensors:
+            override = quant.get(base)
+            group_size = (override if isinstance(override, dict) else quant).get("group_size", 64)
+            scales = tensors[f"{base}.scales"]["shape"]
+            n = scales[0] * scales[-1] * group_size if len(scales) == 2 else n
+        params += n
+    return CheckpointStats(params, sum(f.stat().st_size for f in files), 8 * tensor_bytes / params)

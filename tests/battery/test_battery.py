@@ -1,0 +1,75 @@
+"""The similarity battery: for each case, the same-meaning partner beats every different-topic text.
+
+Per model and category, tests/battery/capabilities.json says whether the model is expected to pass
+(measured with scripts/battery_report.py, or from the model card where not yet measured) and the
+model's margin. Expected passes are tested case by case; expected failures (English-only models on
+RU/ZH and cross-lingual cases) are one strict xfail per category, so a surprise pass shows too.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import pytest
+
+from .conftest import ENV, battery_embedder
+from .harness import CATEGORIES, category_passes, load_capabilities, load_cases, score
+
+CASES = load_cases()
+CAPS = load_capabilities()
+
+
+@functools.cache
+def results(alias: str) -> dict:
+    embedder = battery_embedder(alias)
+    return {r.id: r for r in score(embedder.encode, CASES)}
+
+
+def _case_params():
+    for alias in ENV:
+        for case in CASES:
+            if CAPS[alias]["categories"][case["category"]]["expect"] == "pass":
+                yield pytest.param(alias, case["id"], id=f"{alias}-{case['id']}")
+
+
+def _fail_params():
+    for alias in ENV:
+        for cat in CATEGORIES:
+            if CAPS[alias]["categories"][cat]["expect"] == "fail":
+                reason = f"{alias} is not expected to rank {cat} cases ({CAPS[alias]['source']})"
+                yield pytest.param(alias, cat, id=f"{alias}-{cat}", marks=pytest.mark.xfail(strict=True, reason=reason))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("alias,case_id", list(_case_params()))
+def test_positive_ranks_first(alias, case_id):
+    r = results(alias)[case_id]
+    margin = CAPS[alias]["margin"]
+    assert r.gap > margin, f"cos(anchor, positive)={r.positive:.3f} vs best negative {r.best_negative:.3f} (margin {margin})"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("alias,category", list(_fail_params()))
+def test_expected_weakness(alias, category):
+    all_results = list(results(alias).values())
+    assert category_passes(all_results, category, CAPS[alias]["margin"])
+
+
+def test_battery_size_and_coverage():
+    assert len(CASES) >= 60
+    assert {c["category"] for c in CASES} == set(CATEGORIES)
+    assert len({c["id"] for c in CASES}) == len(CASES)
+    for alias in ENV:
+        assert set(CAPS[alias]["categories"]) == set(CATEGORIES), alias
+
+
+def test_random_weights_fail_the_battery(tiny_bert_hf):
+    """A model with random weights must not pass: the battery measures meaning, not format."""
+    import mlx_embed
+
+    embedder = mlx_embed.load(tiny_bert_hf)
+    res = score(embedder.encode, CASES)
+    passing = [c for c in CATEGORIES if category_passes(res, c, 0.0)]
+    ranked = sum(r.gap > 0 for r in res) / len(res)
+    assert not category_passes(res, "en", 0.0) and not category_passes(res, "code-nl", 0.0)
+    assert ranked < 0.6, (ranked, passing)
