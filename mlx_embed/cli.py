@@ -9,7 +9,9 @@ import sys
 from pathlib import Path
 
 # Subcommands that live with their feature: each module has add_arguments(parser) and run(args) -> int.
-FEATURE_COMMANDS: dict[str, tuple[str, str]] = {}
+FEATURE_COMMANDS: dict[str, tuple[str, str]] = {
+    "eval": ("mlx_embed.eval.runner", "retrieval metrics of one or more models on the bundled RU/EN/ZH/code corpora"),
+}
 
 DEMO_TEXTS = [
     "A man is eating food.",

@@ -5,7 +5,9 @@ Pure Python + NumPy; importing this module never imports MLX.
 Conventions
 -----------
 All per-query functions take ``ranked`` (document ids, best first), ``relevant``
-(the ids judged relevant for the query) and a cut-off ``k >= 1``.  Only the
+(the ids judged relevant for the query; a set is fastest, and note that a qrels
+dict would be read as its keys, 0-labelled ones included) and a cut-off
+``k >= 1``.  Duplicate ids within the top ``k`` raise ``ValueError``.  Only the
 first ``k`` entries of ``ranked`` are looked at.  ``ranked`` may be shorter
 than ``k``; missing positions simply count as non-relevant.  Relevance is
 binary: in :func:`evaluate_run` a qrels label ``>= 1`` means relevant and

@@ -1,0 +1,127 @@
+"""``mlx-embed eval``: retrieval quality of one or more models on the bundled corpora.
+
+One table per corpus, a row per model: dim, parameters, size on disk, load and encode time,
+P@k, R@k, MRR@10, nDCG@k (and MAP@k in ``--json``). ``--plot FILE.png`` (plot extra) draws
+nDCG@k against size.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from .corpora import Corpus, list_corpora, load_corpus
+from .metrics import evaluate_run, rank
+
+
+@dataclass
+class ModelRow:
+    model: str
+    dim: int
+    parameters: int
+    size_mb: float
+    load_s: float
+    results: dict[str, dict] = field(default_factory=dict)  # corpus -> {"encode_s": .., metrics..}
+
+
+def evaluate(embedder, corpus: Corpus, ks: tuple[int, ...] = (1, 3, 5, 10)) -> dict[str, float]:
+    """Metrics (mean over queries) and encode time of ``embedder`` on ``corpus``."""
+    start = time.perf_counter()
+    docs = embedder.encode_document([text for _, text in corpus.documents])
+    queries = embedder.encode_query([text for _, text in corpus.queries])
+    encode_s = time.perf_counter() - start
+    scores = queries @ docs.T  # (Q, N) cosine: both sides are L2-normalized
+    run = rank(scores, [d for d, _ in corpus.documents], [q for q, _ in corpus.queries])
+    return {"encode_s": encode_s, **evaluate_run(run, corpus.qrels, ks)}
+
+
+def run_models(models: list[str], corpora: list[str], k: int = 5) -> list[ModelRow]:
+    import mlx_embed
+    from mlx_embed.stats import checkpoint_stats
+
+    ks = tuple(sorted({1, 3, k, 10}))
+    rows = []
+    for name in models:
+        start = time.perf_counter()
+        embedder = mlx_embed.load(name)
+        load_s = time.perf_counter() - start
+        stats = checkpoint_stats(embedder.path)
+        row = ModelRow(name, embedder.dim, stats.parameters, stats.weights_bytes / 1e6, load_s)
+        for corpus in corpora:
+            row.results[corpus] = evaluate(embedder, load_corpus(corpus), ks)
+        rows.append(row)
+    return rows
+
+
+def format_tables(rows: list[ModelRow], k: int, markdown: bool = False) -> str:
+    cols = ["model", "dim", "params", "size MB", "load s", "encode s", f"P@{k}", f"R@{k}", "MRR@10", f"nDCG@{k}"]
+    out = []
+    for corpus in rows[0].results:
+        body = [
+            [
+                r.model, str(r.dim), f"{r.parameters / 1e6:.1f}M", f"{r.size_mb:.1f}", f"{r.load_s:.2f}",
+                f"{r.results[corpus]['encode_s']:.2f}",
+                *(f"{r.results[corpus][m]:.3f}" for m in (f"P@{k}", f"R@{k}", "MRR@10", f"nDCG@{k}")),
+            ]
+            for r in rows
+        ]
+        c = load_corpus(corpus)
+        title = f"{corpus} ({c.language}): {len(c.documents)} documents, {len(c.queries)} queries"
+        if markdown:
+            out.append(f"**{title}**\n\n| " + " | ".join(cols) + " |\n|" + "---|" * len(cols))
+            out += ["| " + " | ".join(line) + " |" for line in body]
+        else:
+            widths = [max(len(x) for x in col) for col in zip(cols, *body)]
+            out.append(title)
+            out.append("  ".join(h.ljust(w) for h, w in zip(cols, widths)))
+            out += ["  ".join(x.ljust(w) for x, w in zip(line, widths)) for line in body]
+        out.append("")
+    return "\n".join(out)
+
+
+def plot(rows: list[ModelRow], k: int, path: str) -> None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError as err:
+        raise ValueError("--plot needs matplotlib: pip install 'mlx-embed[plot]'") from err
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for corpus in rows[0].results:
+        ax.plot([r.size_mb for r in rows], [r.results[corpus][f"nDCG@{k}"] for r in rows], "o", label=corpus)
+    for r in rows:
+        ax.annotate(r.model, (r.size_mb, float(np.mean([v[f"nDCG@{k}"] for v in r.results.values()]))), fontsize=8)
+    ax.set_xscale("log")
+    ax.set_xlabel("weights on disk (MB)")
+    ax.set_ylabel(f"nDCG@{k}")
+    ax.set_title("retrieval quality vs size (bundled corpora)")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--model", action="append", required=True, help="alias, Hub id or folder; repeatable")
+    parser.add_argument("--corpus", action="append", choices=list_corpora(), help="default: all")
+    parser.add_argument("-k", type=int, default=5)
+    parser.add_argument("--json", action="store_true")
+    parser.add_argument("--markdown", action="store_true")
+    parser.add_argument("--plot", metavar="PNG", help="write quality vs size to this PNG (plot extra)")
+
+
+def run(args) -> int:
+    rows = run_models(args.model, args.corpus or list_corpora(), args.k)
+    if args.json:
+        json.dump([asdict(r) for r in rows], sys.stdout, indent=2)
+        print()
+    else:
+        print(format_tables(rows, args.k, markdown=args.markdown))
+    if args.plot:
+        plot(rows, args.k, args.plot)
+        print(f"wrote {args.plot}", file=sys.stderr)
+    return 0
