@@ -39,12 +39,18 @@ def load(
     resolved = loading.resolve(model, revision, local_files_only)
     config = loading.read_config(resolved.path)
     spec = loading.spec_for(resolved, config, pooling)
+    tokenizer = load_tokenizer(resolved.path)
+    if tokenizer.get_vocab_size() > config["vocab_size"]:
+        raise ValueError(
+            f"The tokenizer in {resolved.path} has {tokenizer.get_vocab_size()} tokens but the model only "
+            f"{config['vocab_size']} embeddings: the tokenizer files belong to another model. Copy the source model's tokenizer files."
+        )
     net = loading.build_model(config, loading.load_weights(resolved.path))
     if dequantize if dequantize is not None else on_cpu():
         loading.dequantize_linears(net)
     if on_cpu():
         net.set_dtype(mx.float32)  # CPU fp16/bf16 matmuls do not use BLAS (5-7 GFLOP/s)
-    text_encoder = TextEncoder(load_tokenizer(resolved.path), end_token=spec.end_token)
+    text_encoder = TextEncoder(tokenizer, end_token=spec.end_token)
     log.info("loaded %s from %s (%s) in %.2fs", spec.alias, resolved.path, resolved.source, time.perf_counter() - start)
     return Embedder(net, text_encoder, spec, path=resolved.path, source=resolved.source, config=config)
 

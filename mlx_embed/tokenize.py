@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,16 +59,18 @@ class TextEncoder:
         if pad_id is None:
             pad_id = self.end_id if self.end_id is not None else 0
         self.pad_id = pad_id
+        self._lock = threading.Lock()  # truncation is tokenizer state; encode() may run in threads
 
     def _encode(self, texts: list[str], max_length: int | None) -> list[list[int]]:
-        if max_length is None:
-            self.tokenizer.no_truncation()
-        else:
-            self.tokenizer.enable_truncation(max_length)
-        try:
-            encodings = self.tokenizer.encode_batch(texts)
-        finally:
-            self.tokenizer.no_truncation()
+        with self._lock:
+            if max_length is None:
+                self.tokenizer.no_truncation()
+            else:
+                self.tokenizer.enable_truncation(max_length)
+            try:
+                encodings = self.tokenizer.encode_batch(texts)
+            finally:
+                self.tokenizer.no_truncation()
         ids = [e.ids for e in encodings]
         if self.end_id is not None:
             # Older Qwen3 tokenizer.json files do not append <|endoftext|>; current ones do.

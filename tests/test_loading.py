@@ -128,3 +128,10 @@ def test_registry_specs():
     assert registry.get("bge-small").pooling == "cls" and registry.get("minilm").max_length == 256
     with pytest.raises(ValueError, match="takes no task"):
         registry.get("minilm").format_query_prompt("x")
+
+
+def test_tokenizer_of_another_model_is_refused(tiny_qwen3_hf, minilm_path, tmp_path):
+    shutil.copytree(tiny_qwen3_hf, tmp_path / "q")
+    shutil.copy(minilm_path / "tokenizer.json", tmp_path / "q" / "tokenizer.json")
+    with pytest.raises(ValueError, match="belong to another model"):
+        mlx_embed.load(tmp_path / "q")
