@@ -39,13 +39,14 @@ def load(
     resolved = loading.resolve(model, revision, local_files_only)
     config = loading.read_config(resolved.path)
     spec = loading.spec_for(resolved, config, pooling)
+    weights = loading.load_weights(resolved.path)
     tokenizer = load_tokenizer(resolved.path)
     if tokenizer.get_vocab_size() > config["vocab_size"]:
         raise ValueError(
             f"The tokenizer in {resolved.path} has {tokenizer.get_vocab_size()} tokens but the model only "
             f"{config['vocab_size']} embeddings: the tokenizer files belong to another model. Copy the source model's tokenizer files."
         )
-    net = loading.build_model(config, loading.load_weights(resolved.path))
+    net = loading.build_model(config, weights)
     if dequantize if dequantize is not None else on_cpu():
         loading.dequantize_linears(net)
     if on_cpu():
