@@ -10,10 +10,12 @@ a library. Debian/Ubuntu: ``apt-get install libopenblas0-pthread``.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import platform
 import sys
+from collections.abc import Iterator
 
 CANDIDATES = (
     "/usr/lib/{arch}-linux-gnu/openblas-pthread/libblas.so.3",
@@ -52,3 +54,33 @@ def interpose() -> str | None:
         else:
             reason = "no OpenBLAS found (apt-get install libopenblas0-pthread)"
     return None
+
+
+def _functions():
+    if loaded is None:
+        return None
+    lib = ctypes.CDLL(loaded)
+    try:
+        return lib.openblas_get_num_threads, lib.openblas_set_num_threads
+    except AttributeError:
+        return None
+
+
+@contextlib.contextmanager
+def threads(n: int | None) -> Iterator[None]:
+    """Inside the block OpenBLAS uses ``n`` threads (process-wide); no-op for ``None`` or without OpenBLAS.
+
+    ``Embedder.encode`` runs batches on one MLX stream per core, each stream its own thread, so the
+    cores are already busy and OpenBLAS's own threads would only contend with them.
+    """
+    funcs = _functions() if n is not None else None
+    if funcs is None:
+        yield
+        return
+    get, set_ = funcs
+    before = get()
+    set_(n)
+    try:
+        yield
+    finally:
+        set_(before)

@@ -11,6 +11,8 @@ from pathlib import Path
 # Subcommands that live with their feature: each module has add_arguments(parser) and run(args) -> int.
 FEATURE_COMMANDS: dict[str, tuple[str, str]] = {
     "eval": ("mlx_embed.eval.runner", "retrieval metrics of one or more models on the bundled RU/EN/ZH/code corpora"),
+    "profile": ("mlx_embed.profile", "load time, RSS, swap, MLX memory, throughput and latency of models, each in a fresh process"),
+    "fit": ("mlx_embed.fit", "which models fit a RAM budget (e.g. an 8 GB Mac), with what batch size and input length"),
 }
 
 DEMO_TEXTS = [
@@ -65,6 +67,7 @@ def _convert(args) -> int:
         bits=args.bits,
         group_size=args.group_size,
         recipe=args.recipe,
+        rounding=args.rounding,
         overwrite=args.overwrite,
         pooling=args.pooling,
         report=not args.no_report,
@@ -121,7 +124,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("dst")
     p.add_argument("--bits", type=int, default=4, choices=[4, 6, 8, 16, 32])
     p.add_argument("--group-size", type=int, default=64, choices=[32, 64, 128])
-    p.add_argument("--recipe", default="uniform")
+    p.add_argument(
+        "--recipe",
+        default="uniform",
+        help="uniform: every Linear/Embedding at --bits/--group-size (mlx-community layout); "
+        "faithful: mixed 5/6/8-bit, cosine >= 0.995 to fp32 on MiniLM (~6.2 bits/weight); "
+        "compact: mixed 4/5/6/8-bit at <= 5 bits/weight",
+    )
+    p.add_argument("--rounding", choices=["nearest", "mse"], help="override the recipe's rounding (mse: fitted scales/biases)")
     p.add_argument("--pooling", choices=["mean", "cls", "last_token"])
     p.add_argument("--overwrite", action="store_true")
     p.add_argument("--no-report", action="store_true")

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import mlx.core as mx
@@ -36,23 +38,183 @@ COPY_FILES = (
 COPY_DIRS = ("1_Pooling",)
 SAVE_PREFIX = {"qwen3": "model.", "bert": ""}
 
-# A recipe maps (module path, module, n_layers) to a per-module override: None keeps the default
-# bits/group size, False keeps the module unquantized, a dict sets {"bits", "group_size"}.
-Recipe = Callable[[str, nn.Module, int], "dict | bool | None"]
-RECIPES: dict[str, Recipe] = {"uniform": lambda path, module, n_layers: None}
+Choice = dict | bool | None  # what a recipe says about one module
+
+
+def module_role(path: str) -> str | None:
+    """What a Linear / Embedding does, from BERT (Hugging Face names) or Qwen3 (mlx-lm names) paths."""
+    name = path.rsplit(".", 1)[-1]
+    if name in ("word_embeddings", "embed_tokens"):
+        return "token_embedding"
+    if name == "position_embeddings":
+        return "position_embedding"
+    if name == "token_type_embeddings":
+        return "token_type_embedding"
+    if name in ("query", "key", "q_proj", "k_proj"):
+        return "attention_qk"
+    if name in ("value", "v_proj"):
+        return "attention_value"
+    if path.endswith("attention.output.dense") or name == "o_proj":
+        return "attention_output"
+    if path.endswith("intermediate.dense") or name in ("gate_proj", "up_proj"):
+        return "mlp_in"
+    if path.endswith("output.dense") or name == "down_proj":
+        return "mlp_out"
+    return None
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """Per-module precision and how weights are rounded onto the affine grid.
+
+    ``choose(path, module, n_layers)`` returns None (the converter's default bits / group size),
+    False (keep the module in float16) or ``{"bits", "group_size"}``. ``rounding`` is ``"nearest"``
+    (``mx.quantize``, what mlx-community checkpoints use) or ``"mse"`` (per-group scale and bias
+    fitted to minimise the squared error of the stored fp16 values; same file format).
+    """
+
+    choose: Callable[[str, nn.Module, int], Choice]
+    rounding: str = "nearest"
+    description: str = ""
+
+
+def _layer_index(path: str) -> int | None:
+    found = re.search(r"\.(\d+)\.", path)
+    return int(found.group(1)) if found else None
+
+
+def _by_role(table: dict[str, tuple[int, int] | bool]) -> Callable[[str, nn.Module, int], Choice]:
+    """A recipe from ``{role: (bits, group_size) | False}``; ``"role@first"`` / ``"role@last"`` keys
+    override the role in the first / last transformer layer."""
+
+    def choose(path: str, module: nn.Module, n_layers: int) -> Choice:
+        role, index = module_role(path), _layer_index(path)
+        where = {0: "first", n_layers - 1: "last"}.get(index) if index is not None else None
+        value = table.get(f"{role}@{where}", table.get(role)) if where else table.get(role)
+        if value is None or value is False:
+            return value
+        bits, group_size = value
+        return {"bits": bits, "group_size": group_size}
+
+    return choose
+
+
+# Chosen by measurement on the real all-MiniLM-L6-v2 (scripts/quant_table.py; sensitivity notes in
+# the README): token_type_embeddings (768 weights, added to every token) cost more than any other
+# module at 4 bits; attention value / output projections are the most sensitive per weight; the
+# token table (52% of MiniLM's weights) is the least sensitive per weight.
+FAITHFUL: dict[str, tuple[int, int] | bool] = {
+    "token_embedding": (5, 64),
+    "position_embedding": (8, 64),
+    "token_type_embedding": False,
+    "attention_qk": (6, 64),
+    "attention_value": (8, 64),
+    "attention_output": (8, 64),
+    "mlp_in": (6, 64),
+    "mlp_out": (6, 64),
+}
+COMPACT: dict[str, tuple[int, int] | bool] = {
+    "token_embedding": (4, 64),
+    "position_embedding": (8, 64),
+    "token_type_embedding": False,
+    "attention_qk": (4, 64),
+    "attention_value": (6, 64),
+    "attention_output": (6, 64),
+    "mlp_in": (5, 64),
+    "mlp_out": (4, 32),
+}
+RECIPES: dict[str, Recipe] = {
+    "uniform": Recipe(lambda path, module, n_layers: None, "nearest", "every Linear and Embedding at --bits / --group-size"),
+    "faithful": Recipe(_by_role(FAITHFUL), "mse", "per-text cosine >= 0.995 on MiniLM (about 6.2 bits per weight)"),
+    "compact": Recipe(_by_role(COMPACT), "mse", "best measured fidelity at <= 5 bits per weight on MiniLM"),
+}
+ROUNDINGS = ("nearest", "mse")
 
 
 def _quantizable(module: nn.Module, group_size: int) -> bool:
     return isinstance(module, (nn.Linear, nn.Embedding)) and module.weight.shape[-1] % group_size == 0
 
 
-def quantize_model(model: nn.Module, bits: int, group_size: int, recipe: str = "uniform") -> dict:
-    """Quantize in place; return the per-module overrides (keys are this model's module paths)."""
+def _f16(x: mx.array) -> mx.array:
+    return x.astype(mx.float16).astype(mx.float32)
+
+
+def _codes(g: mx.array, scales: mx.array, biases: mx.array, bits: int) -> mx.array:
+    return mx.clip(mx.round((g - biases[..., None]) / scales[..., None]), 0, 2**bits - 1)  # (R, G, gs)
+
+
+def _pack(codes: mx.array, bits: int) -> mx.array:
+    """MLX's layout: each row a little-endian bit stream of ``bits``-wide codes in uint32 words."""
+    R, n = codes.shape
+    q = codes.astype(mx.uint32)
+    stream = (q[..., None] >> mx.arange(bits, dtype=mx.uint32)) & 1  # (R, n, bits)
+    stream = stream.reshape(R, n * bits // 32, 32)
+    return (stream << mx.arange(32, dtype=mx.uint32)).sum(axis=-1).astype(mx.uint32)  # (R, n * bits / 32)
+
+
+def mse_quantize(
+    w: mx.array, bits: int, group_size: int, shrinks=(0.85, 0.9, 0.95, 1.0), iters: int = 4
+) -> tuple[mx.array, mx.array, mx.array]:
+    """Affine quantization like ``mx.quantize`` (same packed weight, float16 scales and biases), with
+    each group's scale and bias chosen to minimise the squared error of what is stored.
+
+    Candidates per group: ``mx.quantize``'s own, and for each clipping ratio in ``shrinks`` a range
+    refined by alternating least squares (codes for the current fp16 scale/bias, then the
+    least-squares scale/bias for those codes). The best candidate per group is kept, so the error is
+    never above ``mx.quantize``'s. No data is needed.
+    """
+    rows, cols = w.shape
+    step = max(1, (1 << 22) // cols)
+    packed, all_scales, all_biases = [], [], []
+    for r0 in range(0, rows, step):
+        chunk = w[r0 : r0 + step].astype(mx.float32)
+        g = chunk.reshape(chunk.shape[0], -1, group_size)  # (R, G, gs)
+        _, s, b = mx.quantize(chunk, group_size, bits)
+        best_s, best_b = _f16(s), _f16(b)
+        best_err = mx.square(_codes(g, best_s, best_b, bits) * best_s[..., None] + best_b[..., None] - g).sum(-1)
+        lo, hi = g.min(-1), g.max(-1)  # (R, G)
+        mean_w = g.mean(-1)
+        for shrink in shrinks:
+            half = (hi - lo) * (shrink / 2)
+            s, b = 2 * half / (2**bits - 1), (hi + lo) / 2 - half
+            for it in range(iters + 1):
+                s16, b16 = _f16(mx.maximum(s, 1e-7)), _f16(b)
+                q = _codes(g, s16, b16, bits)
+                if it == iters:
+                    break
+                dq = q - q.mean(-1, keepdims=True)
+                var = mx.square(dq).sum(-1)
+                s = mx.where(var > 0, (dq * g).sum(-1) / mx.maximum(var, 1e-30), s16)
+                b = mean_w - s * q.mean(-1)
+            err = mx.square(q * s16[..., None] + b16[..., None] - g).sum(-1)
+            better = err < best_err
+            best_err = mx.where(better, err, best_err)
+            best_s, best_b = mx.where(better, s16, best_s), mx.where(better, b16, best_b)
+            mx.eval(best_err, best_s, best_b)
+        codes = _codes(g, best_s, best_b, bits).reshape(chunk.shape)
+        packed.append(_pack(codes, bits))
+        all_scales.append(best_s.astype(mx.float16))
+        all_biases.append(best_b.astype(mx.float16))
+        mx.eval(packed[-1], all_scales[-1], all_biases[-1])
+    return mx.concatenate(packed), mx.concatenate(all_scales), mx.concatenate(all_biases)
+
+
+def quantize_model(
+    model: nn.Module, bits: int, group_size: int, recipe: str = "uniform", rounding: str | None = None
+) -> dict:
+    """Quantize in place; return the per-module overrides (keys are this model's module paths).
+
+    ``rounding`` overrides the recipe's (``"nearest"`` or ``"mse"``).
+    """
     if recipe not in RECIPES:
         raise ValueError(f"Unknown recipe {recipe!r}. Known recipes: {', '.join(RECIPES)}")
-    choose = RECIPES[recipe]
+    rounding = rounding or RECIPES[recipe].rounding
+    if rounding not in ROUNDINGS:
+        raise ValueError(f"Unknown rounding {rounding!r}; choose one of {', '.join(ROUNDINGS)}")
+    choose = RECIPES[recipe].choose
     n_layers = model.args.num_hidden_layers
     overrides: dict[str, dict | bool] = {}
+    floats: dict[str, mx.array] = {}
 
     def predicate(path: str, module: nn.Module):
         if not isinstance(module, (nn.Linear, nn.Embedding)):
@@ -69,9 +231,14 @@ def quantize_model(model: nn.Module, bits: int, group_size: int, recipe: str = "
             return False
         if params != {"bits": bits, "group_size": group_size}:
             overrides[path] = params
+        floats[path] = module.weight
         return params
 
     nn.quantize(model, group_size=group_size, bits=bits, class_predicate=predicate)
+    if rounding == "mse":
+        for path, m in model.named_modules():
+            if path in floats:
+                m.weight, m.scales, m.biases = mse_quantize(floats[path], m.bits, m.group_size)
     return overrides
 
 
@@ -103,6 +270,7 @@ def convert(
     bits: int = 4,
     group_size: int = 64,
     recipe: str = "uniform",
+    rounding: str | None = None,
     report: bool = True,
     overwrite: bool = False,
     pooling: str | None = None,
@@ -110,12 +278,18 @@ def convert(
     """Convert ``src`` (folder, alias or Hub id of a full-precision model) into ``dst``.
 
     Returns a :class:`~mlx_embed.fidelity.FidelityReport` of ``dst`` against ``src`` (``report=True``),
-    else None. ``bits`` 16 / 32 store float16 / float32 weights without quantization.
+    else None. ``bits`` 16 / 32 store float16 / float32 weights without quantization. ``recipe``
+    (see :data:`RECIPES`) picks per-module bits and the rounding; ``bits`` / ``group_size`` are the
+    defaults for modules the recipe leaves alone. ``rounding`` overrides the recipe's.
     """
     if bits not in BITS:
         raise ValueError(f"bits={bits!r} is not supported; choose one of {BITS}")
     if group_size not in GROUP_SIZES:
         raise ValueError(f"group_size={group_size!r} is not supported; choose one of {GROUP_SIZES}")
+    if recipe not in RECIPES:
+        raise ValueError(f"Unknown recipe {recipe!r}. Known recipes: {', '.join(RECIPES)}")
+    if rounding is not None and rounding not in ROUNDINGS:
+        raise ValueError(f"Unknown rounding {rounding!r}; choose one of {', '.join(ROUNDINGS)}")
     resolved = loading.resolve(src)
     config = loading.read_config(resolved.path)
     if loading.quantization_config(config):
@@ -130,7 +304,7 @@ def convert(
     model.set_dtype(mx.float16 if bits == 16 else mx.float32)
     out_config = {k: v for k, v in config.items() if k not in ("quantization", "quantization_config")}
     if bits <= 8:
-        overrides = quantize_model(model, bits, group_size, recipe)
+        overrides = quantize_model(model, bits, group_size, recipe, rounding)
         model.set_dtype(mx.float16)  # scales, biases and norms in fp16, as mlx-community stores them
         prefix = SAVE_PREFIX[config["model_type"]]
         quant = {"group_size": group_size, "bits": bits, "mode": "affine"}
@@ -138,7 +312,12 @@ def convert(
         out_config["quantization"] = quant
         out_config["quantization_config"] = quant
     out_config["torch_dtype"] = out_config["dtype"] = "float16" if bits == 16 else "float32"
-    out_config["mlx_embed"] = {"bits_per_weight": round(bits_per_weight(model), 4), "recipe": recipe, "source": spec.upstream_id or resolved.name}
+    out_config["mlx_embed"] = {
+        "bits_per_weight": round(bits_per_weight(model), 4),
+        "recipe": recipe if bits <= 8 else None,
+        "rounding": (rounding or RECIPES[recipe].rounding) if bits <= 8 else None,
+        "source": spec.upstream_id or resolved.name,
+    }
 
     prefix = SAVE_PREFIX[config["model_type"]]
     weights = {prefix + k: v for k, v in tree_flatten(model.parameters())}

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import sys
+import threading
+import warnings
+from collections import deque
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -10,12 +14,41 @@ import mlx.core as mx
 import mlx.nn as nn
 import numpy as np
 
+from . import _blas
+from .models import kernels
 from .pooling import POOLERS, l2_normalize
 from .registry import ModelSpec
 from .tokenize import TextEncoder
 
-# Cached MLX buffers above this are released between batches, so long runs keep a flat RSS.
-CACHE_HIGH_WATER = 256 * 1024**2
+# Cached MLX buffers above this are released between batches (within a batch the cache still
+# recycles buffers from layer to layer). 0: release after every batch. Measured by
+# scripts/rss_soak.py (MiniLM, CPU, 20,000 texts, one batch at a time): keeping MLX's cache (32 MiB
+# on CPU by default, up to the memory limit on Metal) put peak RSS at load + one batch's working
+# set +22.9% and steady RSS at 281 MiB; releasing it after every batch: +2.6% and 220 MiB, at the
+# same throughput within noise (80 vs 84 texts/s).
+CACHE_HIGH_WATER = 0
+
+
+# Default cap on padded tokens per batch. On CPU small batches cost the same CPU time per token and
+# bound the working set. MiniLM, the 2,000 texts of scripts/bench.py, 2 streams: peak RSS 288 MB at
+# 1024, 321 at 1536, 371 at 2048 for 43.6-44.3 s of CPU time each; one stream, 600 texts: CPU time
+# 12.7 s at 1024 and 2048, 14.2 at 4096, 15.2 at 8192 (peak RSS 551 MB).
+CPU_BATCH_TOKENS = 1024
+GPU_BATCH_TOKENS = 16384
+
+# On the CPU backend batches run on this many MLX streams (each its own thread) while the main
+# thread pads and traces the next batch; 0 runs them inline as on Metal.
+CPU_STREAMS = int(os.environ.get("MLX_EMBED_CPU_STREAMS", min(2, os.cpu_count() or 1)))
+_local = threading.local()  # MLX streams belong to the Python thread that made them
+
+
+def _worker_streams() -> list:
+    if CPU_STREAMS <= 0 or mx.default_device() != mx.cpu:
+        return []
+    streams = getattr(_local, "streams", None)
+    if streams is None or len(streams) != CPU_STREAMS:
+        streams = _local.streams = [mx.new_stream(mx.cpu) for _ in range(CPU_STREAMS)]
+    return streams
 
 
 def _check_texts(texts) -> list[str]:
@@ -85,17 +118,21 @@ class Embedder:
         max_length: int | None = None,
         truncate: bool = True,
         show_progress: bool = False,
-        max_batch_tokens: int = 16384,
+        max_batch_tokens: int | None = None,
     ) -> np.ndarray:
         """Embed ``texts``: a ``str`` gives shape ``(dim,)``, a list gives ``(len(texts), dim)``, float32.
 
         ``prompt`` is prepended to every text. ``dim`` truncates (Matryoshka) before normalizing.
         Texts longer than ``max_length`` tokens are cut with a warning, or raise with ``truncate=False``.
+        Batches hold at most ``batch_size`` texts and ``max_batch_tokens`` padded tokens (default
+        ``CPU_BATCH_TOKENS`` on the CPU backend, ``GPU_BATCH_TOKENS`` on Metal).
         """
         single = isinstance(texts, str)
         items = _check_texts([texts] if single else texts)
         dim = self._spec.check_dim(dim)
         batch_size = _check_int("batch_size", batch_size, 1)
+        if max_batch_tokens is None:
+            max_batch_tokens = CPU_BATCH_TOKENS if mx.default_device() == mx.cpu else GPU_BATCH_TOKENS
         max_batch_tokens = _check_int("max_batch_tokens", max_batch_tokens, 1)
         max_length = self._check_max_length(max_length)
         if prompt is not None and not isinstance(prompt, str):
@@ -107,8 +144,8 @@ class Embedder:
         if items:
             ids = self.text_encoder.encode(items, max_length, truncate)
             done = 0
-            for idx in batches([len(s) for s in ids], batch_size, max_batch_tokens):
-                out[idx] = self._embed_batch([ids[i] for i in idx], dim, normalize)
+            for idx, vectors in self._embed_batches(ids, batch_size, max_batch_tokens, dim, normalize):
+                out[idx] = vectors
                 done += len(idx)
                 if show_progress:
                     print(f"\rmlx_embed: {done}/{len(items)} texts", end="", file=sys.stderr, flush=True)
@@ -118,14 +155,66 @@ class Embedder:
                 print(file=sys.stderr)
         return out[0] if single else out
 
+    def _embed_batches(
+        self, ids: list[list[int]], batch_size: int, max_batch_tokens: int, dim: int, normalize: bool
+    ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """``(indices, vectors)`` per batch, in order.
+
+        On the CPU backend up to ``CPU_STREAMS`` batches run at once, each on its own stream (thread),
+        while this thread pads and traces the next; OpenBLAS then gets ``cores // streams`` threads.
+        If a fused CPU kernel fails to build (a broken ``g++``), the remaining batches are recomputed
+        with the stock MLX ops and a warning.
+        """
+        order = list(batches([len(s) for s in ids], batch_size, max_batch_tokens))
+        streams = _worker_streams()
+        done = 0
+        try:
+            if not streams:
+                for idx in order:
+                    yield idx, np.array(self._embed_lazy([ids[i] for i in idx], dim, normalize))
+                    done += 1
+                return
+            pending: deque = deque()
+            with _blas.threads(max(1, (os.cpu_count() or 1) // len(streams))):
+                for n, idx in enumerate(order):
+                    with mx.stream(streams[n % len(streams)]):
+                        pooled = self._embed_lazy([ids[i] for i in idx], dim, normalize)
+                    mx.async_eval(pooled)
+                    pending.append((idx, pooled))
+                    if len(pending) == len(streams):
+                        first, vectors = pending.popleft()
+                        yield first, np.array(vectors)
+                        done += 1
+                while pending:
+                    first, vectors = pending.popleft()
+                    yield first, np.array(vectors)
+                    done += 1
+        except RuntimeError as err:
+            if not kernels.is_compile_failure(err) or not kernels.enabled():
+                raise
+            kernels.disable(f"a fused CPU kernel failed to build: {err}")
+            warnings.warn(
+                f"mlx_embed: could not build a fused CPU kernel ({err}); using the slower stock MLX ops. "
+                "Check that g++ works, or set MLX_EMBED_FAST=0 to skip the attempt.",
+                RuntimeWarning,
+                stacklevel=4,
+            )
+            for idx in order[done:]:
+                yield idx, np.array(self._embed_lazy([ids[i] for i in idx], dim, normalize))
+
     def _embed_batch(self, seqs: list[list[int]], dim: int, normalize: bool) -> np.ndarray:
+        """The vectors ``(B, dim)`` of one batch, computed on the calling thread."""
+        return np.array(self._embed_lazy(seqs, dim, normalize))
+
+    def _embed_lazy(self, seqs: list[list[int]], dim: int, normalize: bool) -> mx.array:
+        """The (unevaluated) float32 vectors ``(B, dim)`` of one batch."""
         batch = self.text_encoder.pad(seqs, self._spec.padding_side)
         mask = mx.array(batch.attention_mask)
         hidden = self.model(mx.array(batch.input_ids), mask)  # (B, L, D)
         pooled = POOLERS[self._spec.pooling](hidden, mask)[:, :dim]  # (B, dim)
         if normalize:
             pooled = l2_normalize(pooled)
-        return np.array(pooled.astype(mx.float32))
+        return pooled.astype(mx.float32)
 
     def encode_query(self, texts: str | Sequence[str], *, task: str | None = None, **kwargs) -> np.ndarray:
         """Embed search queries with the model's query prompt (Qwen3: ``Instruct: {task}\\nQuery:``)."""

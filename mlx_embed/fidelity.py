@@ -20,6 +20,7 @@ class FidelityReport:
     topk_agreement: float | None = None  # mean |top-k(candidate) ∩ top-k(reference)| / k on the bundled corpora
     topk: int | None = None
     per_text: tuple[float, ...] = ()
+    worst_text: str = ""
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -31,6 +32,9 @@ class FidelityReport:
         )
         if self.topk_agreement is not None:
             line += f"; top-{self.topk} retrieval agreement {self.topk_agreement:.3f}"
+        if self.worst_text:
+            shown = self.worst_text if len(self.worst_text) <= 40 else self.worst_text[:37] + "..."
+            line += f"; worst text {shown!r}"
         return line
 
 
@@ -90,4 +94,5 @@ def compare(reference, candidate, texts: Sequence[str] = SAMPLE_TEXTS, *, retrie
         topk_agreement=agreement,
         topk=retrieval_k if agreement is not None else None,
         per_text=tuple(float(c) for c in cos),
+        worst_text=list(texts)[int(np.argmin(cos))],
     )

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import mlx.core as mx
 import mlx.nn as nn
 
+from . import kernels
 from .activations import gelu
 
 
@@ -67,7 +68,7 @@ class SelfAttention(nn.Module):
             proj(x).reshape(B, L, H, D // H).transpose(0, 2, 1, 3)  # (B, H, L, Dh)
             for proj in (self.query, self.key, self.value)
         )
-        out = mx.fast.scaled_dot_product_attention(q, k, v, scale=(D // H) ** -0.5, mask=mask)
+        out = kernels.attend(q, k, v, (D // H) ** -0.5, mask)  # (B, H, L, Dh)
         return out.transpose(0, 2, 1, 3).reshape(B, L, D)
 
 
@@ -138,6 +139,7 @@ class Model(nn.Module):
             token_type_ids = mx.zeros_like(input_ids)
         x = self.embeddings(input_ids, token_type_ids)
         mask = (attention_mask != 0)[:, None, None, :]  # (B, 1, 1, L): padding keys are never attended
+        mask = kernels.attention_mask(mask)
         for layer in self.encoder.layer:
             x = layer(x, mask)
         return x

@@ -8,6 +8,9 @@ from dataclasses import dataclass
 import mlx.core as mx
 import mlx.nn as nn
 
+from . import kernels
+from .activations import silu_mul
+
 
 @dataclass
 class ModelArgs:
@@ -62,7 +65,7 @@ class Attention(nn.Module):
         # Positions 0..L-1 for every row, also when left-padded: RoPE scores depend only on i - j.
         q = mx.fast.rope(q, Dh, traditional=False, base=self.rope_theta, scale=1.0, offset=0)
         k = mx.fast.rope(k, Dh, traditional=False, base=self.rope_theta, scale=1.0, offset=0)
-        out = mx.fast.scaled_dot_product_attention(q, k, v, scale=Dh**-0.5, mask=mask)  # (B, H, L, Dh)
+        out = kernels.attend(q, k, v, Dh**-0.5, mask)  # (B, H, L, Dh)
         return self.o_proj(out.transpose(0, 2, 1, 3).reshape(B, L, -1))
 
 
@@ -74,7 +77,7 @@ class MLP(nn.Module):
         self.down_proj = nn.Linear(args.intermediate_size, args.hidden_size, bias=False)
 
     def __call__(self, x: mx.array) -> mx.array:
-        return self.down_proj(nn.silu(self.gate_proj(x)) * self.up_proj(x))
+        return self.down_proj(silu_mul(self.gate_proj(x), self.up_proj(x)))
 
 
 class TransformerBlock(nn.Module):
@@ -116,7 +119,7 @@ class Model(nn.Module):
     ) -> mx.array:
         """``input_ids``, ``attention_mask``: (B, L), left- or right-padded. Returns final normed hidden (B, L, D)."""
         x = self.embed_tokens(input_ids)  # (B, L, D)
-        mask = causal_padding_mask(attention_mask)
+        mask = kernels.attention_mask(causal_padding_mask(attention_mask))
         for layer in self.layers:
             x = layer(x, mask)
         return self.norm(x)

@@ -1,0 +1,829 @@
+"""Which models can an app run within a RAM budget (an 8 GB Mac, say), with what batch size and length?
+
+    mlx-embed fit [--ram 8GB] [--alongside 2.5GB] [--reserve 2GB] [--model M ...] [--backend metal] [--json]
+    python scripts/memory_fit.py ...
+
+The memory a process needs to embed a batch of ``B`` texts of ``L`` tokens is modelled as
+
+    need(B, L) = max(load_peak, footprint + runtime_overhead + B*L*token_bytes + B*L^2*pair_bytes)
+
+``footprint`` is the process RSS after load (interpreter, libraries, tokenizer, resident weights),
+``runtime_overhead`` what the first encode adds (compiled kernels, BLAS buffers), ``token_bytes`` the
+working set per token in a batch (hidden states, MLP intermediates) and ``pair_bytes`` the working set
+per (query, key) pair (attention scores where attention is not fused, masks): attention grows with L^2.
+
+* Weights present ("measured"): a fresh process loads the model, and RSS is recorded after load and
+  at its peak (Linux VmHWM plus 5 ms sampling) while embedding a few batch x length points;
+  ``token_bytes`` and ``pair_bytes`` are fitted to those peaks.
+* Weights absent ("estimate"): from ``config.json`` or the registry figures below: resident weight
+  bytes for the backend (parameters x bits; on the CPU backend mlx_embed dequantizes Linear weights to
+  float32 at load, on Metal they stay 4-bit), the measured runtime constants in ``RUNTIME``, and
+  ``token_bytes`` / ``pair_bytes`` measured on a one-layer random model with the same dims (activation
+  memory per layer does not depend on the number of layers: layers run one after another).
+
+The budget is ``ram - reserve - alongside``: ``reserve`` is what the OS keeps for itself
+(``DEFAULT_RESERVE``), ``alongside`` memory held by other things (e.g. a 4B VLM next to the embedder).
+Verdict at the default ``encode`` operating point (batch 32, the model's max length, at most
+``max_batch_tokens`` padded tokens per batch: ``encode``'s default for the backend, e.g. 2,048 on CPU and
+16,384 on Metal): "fits" with at least 10% of the budget to spare, "tight" when it fits with
+less, or fits only with a smaller batch or shorter inputs, "does not fit" when even one 128-token text
+does not. Sizes: ``GB`` means GiB (2^30 bytes), as RAM is sold; the table prints GiB / MiB.
+
+JSON (``--json``), keys stable, sizes in bytes::
+
+    {"schema": "mlx_embed.fit/1", "machine": {...as in mlx_embed.profile},
+     "measured_on": {...profile's "backend"} or null, "backend": "cpu" | "metal",
+     "budget": {"ram_bytes", "reserve_bytes", "alongside_bytes", "available_bytes"},
+     "models": [{"model", "source", "status": "measured" | "estimate", "backend", "max_length",
+                 "footprint", "load_peak", "runtime_overhead", "token_bytes", "pair_bytes",
+                 "weights_bytes", "resident_weight_bytes", "parameters", "notes": [str],
+                 "measured_peaks": {"BxL": bytes},
+                 "verdict": "fits" | "tight" | "does not fit", "advice", "default_batch", "default_length",
+                 "need_bytes", "headroom_bytes", "headroom_fraction",
+                 "max_batch_at_max_length", "max_length_at_batch_1",
+                 "points": [{"batch", "length", "measured_bytes", "estimated_bytes"}],
+                 "estimate": {the same fields, from the estimator}   (measured models only)}]}
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sys
+from dataclasses import asdict, dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+SCHEMA_ID = "mlx_embed.fit/1"
+GIB = 1024**3
+MIB = 1024**2
+
+# What macOS keeps for itself on an 8 GB Apple-silicon Mac with no apps open (kernel and wired memory,
+# WindowServer, system daemons). An assumption, not measured here (no Mac): pass --reserve to change it.
+DEFAULT_RESERVE = 2 * GIB
+TIGHT_HEADROOM = 0.10  # "fits" needs at least this fraction of the budget left over
+ENCODE_BATCH_SIZE = 32  # Embedder.encode defaults
+ENCODE_MAX_BATCH_TOKENS = 16384
+SHORT_TEXT = 128  # "does not fit" when even one text of this many tokens does not
+MAX_BATCH_REPORTED = 4096
+
+# Runtime constants, measured on Linux x86_64 (Xeon, 2 cores, mlx 0.32.4 CPU, Python 3.11) with
+# `python scripts/memory_fit.py --calibrate` over all-MiniLM-L6-v2 fp32 / 8-bit / 4-bit, each in a
+# fresh process. No Mac was available: the Metal estimate uses the same constants (labelled).
+RUNTIME = {
+    # RSS of a fresh interpreter after `import psutil, mlx_embed` (used when no child can measure it).
+    "import_rss": 44 * MIB,
+    # `import huggingface_hub`, which load() does to look up an alias or Hub id (not for a folder).
+    "hub_import": 19 * MIB,
+    # RSS after load - RSS before load - weights held at the load peak - tokenizer - hub import:
+    # MiniLM fp32 / 8-bit / 4-bit: 2.2 / 2.8 / 7.7 MiB.
+    "load_overhead": 3 * MIB,
+    # RSS growth of the first encode of one short text (compiled kernels, BLAS thread buffers):
+    # 5.0 / 4.3 / 4.3 MiB.
+    "encode_overhead": int(4.5 * MIB),
+}
+# Temporaries of dequantizing Linear weights at load on CPU, as a fraction of their float32 size:
+# MLX peak minus the loaded and dequantized tensors, MiniLM 4-bit 9.3 of 40.5 MiB, 8-bit 10 of 40.5.
+DEQUANTIZE_TRANSIENT = 0.24
+# Tokenizer RSS per vocabulary entry (`tokenizers`): MiniLM's WordPiece (30,522 entries) 10.0 MB;
+# a byte-level BPE the size of Qwen3's (151,665 entries, 151,387 merges; synthetic) 110 MB.
+TOKENIZER_BYTES_PER_ENTRY = {"bert": 330, "qwen3": 725}
+
+# Registry models whose weights may be absent. Config numbers from the upstream config.json files;
+# the mlx-community 4-bit layouts quantize every Linear and embedding table, group 64, fp16 scales and
+# biases (see NOTES.md). Parameter counts match registry.py.
+REGISTRY_CONFIGS: dict[str, dict] = {
+    # Qwen/Qwen3-Embedding-0.6B config.json (QwenLM/Qwen3-Embedding): head_dim 128 != 1024 / 16.
+    "qwen3-0.6b": {
+        "model_type": "qwen3", "hidden_size": 1024, "num_hidden_layers": 28, "num_attention_heads": 16,
+        "num_key_value_heads": 8, "head_dim": 128, "intermediate_size": 3072, "vocab_size": 151669,
+        "max_position_embeddings": 32768, "rms_norm_eps": 1e-6, "rope_theta": 1_000_000.0,
+        "tie_word_embeddings": True, "quantization": {"group_size": 64, "bits": 4},
+    },
+    # sentence-transformers/all-MiniLM-L6-v2 config.json.
+    "minilm": {
+        "model_type": "bert", "hidden_size": 384, "num_hidden_layers": 6, "num_attention_heads": 12,
+        "intermediate_size": 1536, "vocab_size": 30522, "max_position_embeddings": 512, "type_vocab_size": 2,
+        "quantization": {"group_size": 64, "bits": 4},
+    },
+    # BAAI/bge-small-en-v1.5 config.json.
+    "bge-small": {
+        "model_type": "bert", "hidden_size": 384, "num_hidden_layers": 12, "num_attention_heads": 12,
+        "intermediate_size": 1536, "vocab_size": 30522, "max_position_embeddings": 512, "type_vocab_size": 2,
+        "quantization": {"group_size": 64, "bits": 4},
+    },
+}
+
+# Metal's fused attention kernel ("sdpa_full" in mlx/backend/metal/scaled_dot_product_attention.cpp)
+# takes these head dims with an array mask; others (MiniLM's and bge's 32) materialize the scores.
+METAL_FUSED_HEAD_DIMS = (64, 80, 128)
+
+
+# ---------------------------------------------------------------- sizes
+
+_SIZE = re.compile(r"^\s*([0-9]*\.?[0-9]+)\s*([kmgt]?)(i?b?)\s*$", re.IGNORECASE)
+
+
+def parse_size(text: str | int | float) -> int:
+    """``"8GB"``, ``"2.5G"``, ``"512MiB"``, ``"300MB"`` or a number of bytes -> bytes. K/M/G/T are powers of 1024."""
+    if isinstance(text, (int, float)) and not isinstance(text, bool):
+        if text < 0:
+            raise ValueError(f"a memory size cannot be negative, got {text}")
+        return int(text)
+    m = _SIZE.match(str(text))
+    if not m:
+        raise ValueError(f"cannot read {text!r} as a memory size: write e.g. 8GB, 2.5GB, 512MB or a number of bytes")
+    value, unit = float(m.group(1)), m.group(2).lower()
+    return int(value * 1024 ** "_kmgt".index(unit or "_"))
+
+
+def format_size(n: float) -> str:
+    if abs(n) >= GIB:
+        return f"{n / GIB:.2f} GiB"
+    return f"{n / MIB:.0f} MiB"
+
+
+# ---------------------------------------------------------------- the arithmetic
+
+
+@dataclass
+class MemoryModel:
+    """What one model needs, as a function of batch size and input length. Bytes throughout."""
+
+    name: str
+    status: str  # "measured" or "estimate"
+    backend: str  # the backend the figures are for: "cpu" or "metal"
+    max_length: int
+    footprint: int
+    load_peak: int
+    runtime_overhead: int
+    token_bytes: float
+    pair_bytes: float
+    weights_bytes: int | None = None
+    resident_weight_bytes: int | None = None
+    parameters: int | None = None
+    notes: list[str] = field(default_factory=list)
+    measured_peaks: dict[str, int] = field(default_factory=dict)  # "BxL" -> peak RSS measured there
+
+    def working(self, batch: int, length: int) -> float:
+        return batch * length * self.token_bytes + batch * length * length * self.pair_bytes
+
+    def need(self, batch: int, length: int) -> int:
+        """Bytes needed to embed a batch; where that point was measured, never less than the measurement."""
+        modelled = max(self.load_peak, self.footprint + self.runtime_overhead + self.working(batch, length))
+        return int(max(modelled, self.measured_peaks.get(f"{batch}x{length}", 0)))
+
+
+@dataclass(frozen=True)
+class Budget:
+    ram: int
+    reserve: int = DEFAULT_RESERVE
+    alongside: int = 0
+
+    @property
+    def available(self) -> int:
+        return self.ram - self.reserve - self.alongside
+
+    def check(self) -> "Budget":
+        for name in ("ram", "reserve", "alongside"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} cannot be negative, got {getattr(self, name)}")
+        if self.available <= 0:
+            raise ValueError(
+                f"nothing is left for the embedder: RAM {format_size(self.ram)} - reserve {format_size(self.reserve)} "
+                f"- alongside {format_size(self.alongside)} = {format_size(self.available)}. "
+                "Raise --ram or lower --reserve / --alongside."
+            )
+        return self
+
+
+def encode_batch_tokens(backend: str) -> int:
+    """``encode``'s default cap on padded tokens per batch on ``backend``."""
+    from . import embedder
+
+    name = "CPU_BATCH_TOKENS" if backend == "cpu" else "GPU_BATCH_TOKENS"
+    return int(getattr(embedder, name, ENCODE_MAX_BATCH_TOKENS))
+
+
+def default_point(max_length: int, max_batch_tokens: int = ENCODE_MAX_BATCH_TOKENS) -> tuple[int, int]:
+    """The largest batch ``encode`` forms by default at ``max_length``: 32 texts, at most ``max_batch_tokens``
+    padded tokens (a single longer text is a batch of its own)."""
+    return max(1, min(ENCODE_BATCH_SIZE, max_batch_tokens // max_length)), max_length
+
+
+def max_batch(model: MemoryModel, length: int, available: int, cap: int = MAX_BATCH_REPORTED) -> int:
+    """The largest batch of ``length``-token texts within ``available`` bytes (0: not even one)."""
+    if model.need(1, length) > available:
+        return 0
+    per_text = model.working(1, length)
+    if per_text <= 0:
+        return cap
+    room = available - model.footprint - model.runtime_overhead
+    return int(min(cap, room // per_text))
+
+
+def max_length(model: MemoryModel, batch: int, available: int) -> int:
+    """The longest input (<= the model's max length) a batch of ``batch`` texts can have within ``available``."""
+    if model.need(batch, 1) > available:
+        return 0
+    lo, hi = 1, model.max_length
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if model.need(batch, mid) <= available:
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
+
+
+def assess(model: MemoryModel, budget: Budget, max_batch_tokens: int | None = None) -> dict:
+    """Verdict, headroom and limits of ``model`` within ``budget``; the verdict is for ``encode``'s default
+    batches (``max_batch_tokens``: default, ``encode``'s own on the model's backend)."""
+    available = budget.available
+    if max_batch_tokens is None:
+        max_batch_tokens = encode_batch_tokens(model.backend)
+    batch, length = default_point(model.max_length, max_batch_tokens)
+    need = model.need(batch, length)
+    headroom = available - need
+    short = model.need(1, min(SHORT_TEXT, model.max_length))
+    if short > available:
+        verdict = "does not fit"
+    elif headroom >= TIGHT_HEADROOM * available:
+        verdict = "fits"
+    else:
+        verdict = "tight"
+    most = max_batch(model, model.max_length, available)
+    longest = max_length(model, 1, available)
+    if verdict == "fits":
+        advice = f"encode's defaults (batch {batch}, up to {length} tokens) fit"
+    elif verdict == "does not fit":
+        advice = f"one {min(SHORT_TEXT, model.max_length)}-token text needs {format_size(short)} of {format_size(available)}"
+    elif headroom >= 0:
+        advice = f"encode's defaults fit with {100 * headroom / available:.0f}% of the budget to spare"
+    elif most >= 1:
+        advice = f"at {length} tokens use batch_size <= {most} (or max_batch_tokens <= {most * length})"
+    else:
+        advice = f"not even one {length}-token text fits: pass max_length <= {longest} to encode"
+    return {
+        "verdict": verdict,
+        "advice": advice,
+        "default_batch": batch,
+        "default_length": length,
+        "need_bytes": need,
+        "headroom_bytes": headroom,
+        "headroom_fraction": headroom / available,
+        "max_batch_at_max_length": most,
+        "max_length_at_batch_1": longest,
+    }
+
+
+def fit_working_set(points: list[dict]) -> tuple[float, float]:
+    """Non-negative least squares of ``working = B*L*token_bytes + B*L^2*pair_bytes`` over measured points
+    (each ``{"batch", "length", "working_bytes"}`` and optionally ``"peak_bytes"``), each point's error
+    relative to its peak (the quantity a verdict compares), else to its working set."""
+    import numpy as np
+
+    if not points:
+        return 0.0, 0.0
+    x = np.array([[p["batch"] * p["length"], p["batch"] * p["length"] ** 2] for p in points], dtype=np.float64)
+    y = np.array([max(p["working_bytes"], 0) for p in points], dtype=np.float64)
+    w = 1 / np.array([max(p.get("peak_bytes", p["working_bytes"]), 1) for p in points], dtype=np.float64)
+    best = None
+    for cols in ([0, 1], [0], [1]):
+        coef, *_ = np.linalg.lstsq(x[:, cols] * w[:, None], y * w, rcond=None)
+        if (coef < 0).any():
+            continue
+        full = np.zeros(2)
+        full[cols] = coef
+        err = float(((((x @ full) - y) * w) ** 2).sum())
+        if best is None or err < best[0]:
+            best = (err, full)
+    if best is None:
+        return 0.0, 0.0
+    return float(best[1][0]), float(best[1][1])
+
+
+# ---------------------------------------------------------------- estimates from a config
+
+
+def _dims(config: dict) -> dict:
+    arch = config.get("model_type")
+    if arch not in ("bert", "qwen3"):
+        raise ValueError(f"cannot estimate memory for model_type {arch!r}: supported are bert and qwen3")
+    D, H = config["hidden_size"], config["num_attention_heads"]
+    return {
+        "arch": arch,
+        "D": D,
+        "I": config["intermediate_size"],
+        "layers": config["num_hidden_layers"],
+        "H": H,
+        "Hkv": config.get("num_key_value_heads", H),
+        "Dh": config.get("head_dim") or D // H,
+        "V": config["vocab_size"],
+        "P": config.get("max_position_embeddings", 512),
+        "T": config.get("type_vocab_size", 2),
+    }
+
+
+def tensor_inventory(config: dict) -> list[tuple[str, int, int]]:
+    """``(kind, rows, cols)`` of every stored tensor: kind is linear, embedding, vector (norms, biases)
+    or pooler (BERT's pooler, stored in checkpoints but not loaded by mlx_embed)."""
+    d = _dims(config)
+    D, I, L = d["D"], d["I"], d["layers"]
+    out: list[tuple[str, int, int]] = []
+    if d["arch"] == "bert":
+        out += [("embedding", d["V"], D), ("embedding", d["P"], D), ("embedding", d["T"], D), ("vector", 1, 2 * D)]
+        for _ in range(L):
+            out += [("linear", D, D)] * 4 + [("linear", I, D), ("linear", D, I)]
+            out += [("vector", 1, 4 * D + I + D), ("vector", 1, 4 * D)]  # biases; two LayerNorms
+        out += [("pooler", D, D), ("vector_pooler", 1, D)]
+    else:
+        q, kv = d["H"] * d["Dh"], d["Hkv"] * d["Dh"]
+        out.append(("embedding", d["V"], D))
+        for _ in range(L):
+            out += [("linear", q, D), ("linear", kv, D), ("linear", kv, D), ("linear", D, q)]
+            out += [("linear", I, D), ("linear", I, D), ("linear", D, I)]
+            out.append(("vector", 1, 2 * D + 2 * d["Dh"]))
+        out.append(("vector", 1, D))
+        if not config.get("tie_word_embeddings", True):
+            out.append(("pooler", d["V"], D))  # an LM head: stored, never loaded
+    return out
+
+
+def parameter_count(config: dict) -> int:
+    return sum(r * c for _, r, c in tensor_inventory(config))
+
+
+def _float_bytes(config: dict) -> int:
+    dtype = str(config.get("torch_dtype") or config.get("dtype") or "float32")
+    return 4 if "32" in dtype else 2
+
+
+def weight_bytes(config: dict, backend: str) -> dict:
+    """Bytes of the weights: ``disk`` (the safetensors files), ``resident`` after ``mlx_embed.load`` on
+    ``backend``, and ``load_peak``: on CPU the loaded 4-bit Linear weights, their float32
+    dequantization and its temporaries coexist until ``load`` returns (float casts happen one tensor
+    at a time)."""
+    quant = config.get("quantization") or config.get("quantization_config")
+    bits, group = (quant.get("bits", 4), quant.get("group_size", 64)) if quant else (None, None)
+    fbytes = 2 if quant else _float_bytes(config)
+    disk = resident = loaded = dequantized = 0
+    for kind, rows, cols in tensor_inventory(config):
+        n = rows * cols
+        quantized = quant is not None and kind in ("linear", "embedding", "pooler") and cols % group == 0
+        stored = n * bits / 8 + 2 * (n // group) * 2 if quantized else n * fbytes
+        disk += stored
+        if kind.endswith("pooler"):
+            continue
+        loaded += stored
+        if backend == "metal":
+            kept = stored
+        elif quantized and kind == "linear":
+            kept = 4 * n
+            dequantized += kept
+        elif quantized:
+            kept = n * bits / 8 + 2 * (n // group) * 4  # CPU: scales and biases cast to float32
+        else:
+            kept = 4 * n  # CPU: everything else computes in float32
+        resident += kept
+    return {"disk": int(disk), "resident": int(resident),
+            "load_peak": int(max(resident, loaded + dequantized * (1 + DEQUANTIZE_TRANSIENT)))}
+
+
+def this_backend() -> str:
+    import mlx.core as mx
+
+    if mx.default_device() == mx.gpu:
+        return "metal" if mx.metal.is_available() else "cuda"
+    return "cpu"
+
+
+def probe_activations(config: dict, backend: str) -> tuple[float, float, str]:
+    """``(token_bytes, pair_bytes, how)``: MLX's peak memory of a one-layer random model with ``config``'s
+    dims, on this machine, at batch 1 x 128 / 256 / 512 and 4 x 128, fitted to ``B*L*t + B*L^2*p``.
+
+    Run on the backend asked for when it is this machine's; a Metal estimate made on a CPU machine
+    halves the CPU figures (float16 activations of the 4-bit layouts) and keeps only the attention
+    mask's L^2 bytes where Metal's fused attention takes the head dim.
+    """
+    keys = ("model_type", "hidden_size", "intermediate_size", "num_attention_heads", "num_key_value_heads", "head_dim")
+    shape = json.dumps({k: config.get(k) for k in keys}, sort_keys=True)
+    return _probe(shape, bool(config.get("quantization") or config.get("quantization_config")), backend)
+
+
+@lru_cache(maxsize=None)
+def _probe(shape: str, quantized: bool, backend: str, lengths: tuple[int, ...] = (128, 256, 512)) -> tuple[float, float, str]:
+    import mlx.core as mx
+    import numpy as np
+
+    from .models import ARCHITECTURES
+
+    config = dict(json.loads(shape), num_hidden_layers=1, vocab_size=256)
+    config = {k: v for k, v in config.items() if v is not None}
+    here = this_backend()
+    d = _dims(config)
+    small = dict(config, max_position_embeddings=max(max(lengths), 512))
+    module = ARCHITECTURES[d["arch"]]
+    stream = mx.cpu if (backend == "cpu" and here != "cpu") else mx.default_device()
+    points = []
+    with mx.stream(stream):
+        model = module.Model(module.ModelArgs.from_dict(small))
+        if stream == mx.cpu:
+            model.set_dtype(mx.float32)
+        else:
+            model.set_dtype(mx.float16 if quantized else mx.float32)
+        mx.eval(model.parameters())
+        for batch, length in [(1, n) for n in lengths] + [(4, lengths[0])]:
+            ids = mx.array(np.full((batch, length), 5, dtype=np.int32))
+            mask = mx.ones((batch, length), dtype=mx.int32)
+            mx.eval(ids, mask)
+            mx.clear_cache()
+            before = mx.get_active_memory()
+            mx.reset_peak_memory()
+            hidden = model(ids, mask)
+            pooled = hidden.mean(axis=1)
+            mx.eval(pooled)
+            points.append({"batch": batch, "length": length, "working_bytes": mx.get_peak_memory() - before})
+            del hidden, pooled
+        del model
+        mx.clear_cache()
+    token, pair = fit_working_set(points)
+    how = f"one-layer probe on {here}"
+    if backend == "metal" and here != "metal":
+        token /= 2 if quantized else 1
+        if d["Dh"] in METAL_FUSED_HEAD_DIMS:
+            pair = 2.0 if d["arch"] == "qwen3" else 0.0  # the (B, 1, L, L) bool mask and its causal part
+        else:
+            pair /= 2 if quantized else 1
+        how += ", scaled for Metal (unverified: no Mac here)"
+    return token, pair, how
+
+
+def estimate(
+    name: str,
+    config: dict,
+    backend: str,
+    *,
+    max_length: int,
+    import_rss: int | None = None,
+    by_name: bool = True,
+) -> MemoryModel:
+    """The estimated :class:`MemoryModel` of a model from its config (no weights needed).
+
+    ``by_name``: loaded by alias or Hub id (which imports huggingface_hub), not from a folder.
+    """
+    d = _dims(config)
+    weights = weight_bytes(config, backend)
+    tokenizer = TOKENIZER_BYTES_PER_ENTRY[d["arch"]] * d["V"]
+    base = (import_rss or RUNTIME["import_rss"]) + RUNTIME["load_overhead"] + tokenizer
+    if by_name:
+        base += RUNTIME["hub_import"]
+    # Freed load transients stay in the process (MLX's buffer cache, the C heap): RSS keeps the load peak.
+    footprint = base + weights["load_peak"]
+    token, pair, how = probe_activations(config, backend)
+    notes = [f"activations: {how}"]
+    if backend == "metal":
+        notes.append("runtime constants measured on Linux CPU; Metal adds its own (unmeasured here)")
+    return MemoryModel(
+        name=name,
+        status="estimate",
+        backend=backend,
+        max_length=max_length,
+        footprint=int(footprint),
+        load_peak=int(footprint),
+        runtime_overhead=RUNTIME["encode_overhead"],
+        token_bytes=token,
+        pair_bytes=pair,
+        weights_bytes=weights["disk"],
+        resident_weight_bytes=weights["resident"],
+        parameters=parameter_count(config),
+        notes=notes,
+    )
+
+
+# ---------------------------------------------------------------- measurement (child process)
+
+
+def _points_for(max_len: int, points: list[tuple[int, int]] | None, max_batch_tokens: int) -> list[tuple[int, int]]:
+    if points is None:
+        short = min(SHORT_TEXT, max_len)
+        points = [(1, short), default_point(short, max_batch_tokens), (1, max_len), default_point(max_len, max_batch_tokens)]
+    return sorted({(b, min(n, max_len)) for b, n in points}, key=lambda p: (p[0] * p[1], p))
+
+
+def _measure(model: str, points: list[tuple[int, int]] | None, import_s: float, rss_before_import: int) -> dict:
+    import gc
+    import warnings
+
+    import mlx.core as mx
+    from mlx.utils import tree_flatten
+
+    import mlx_embed
+    from mlx_embed.profile import PeakSampler, rss
+    from mlx_embed.samples import SAMPLE_TEXTS
+    from mlx_embed.stats import checkpoint_stats
+
+    gc.collect()
+    before_load = rss()
+    with PeakSampler() as sampler:
+        embedder = mlx_embed.load(model)
+        mx.eval(embedder.model.parameters())
+    after_load = rss()
+    embedder.encode(["warm up"])
+    mx.clear_cache()
+    after_warmup = rss()
+    limit = min(embedder.max_length, embedder.position_limit)
+    text = " ".join(SAMPLE_TEXTS)
+    while len(embedder.text_encoder.encode([text], 1 << 30)[0]) <= limit:
+        text = text + " " + text
+    measured = []
+    for batch, length in _points_for(limit, points, encode_batch_tokens(this_backend())):
+        mx.clear_cache()
+        gc.collect()
+        base = rss()
+        # Two batches of texts cut to exactly `length` tokens, through encode() itself, so that
+        # encode's own overlap of batches (CPU streams) is part of the peak.
+        with warnings.catch_warnings(), PeakSampler() as point:
+            warnings.simplefilter("ignore", mlx_embed.TruncationWarning)
+            embedder.encode([text] * (2 * batch), batch_size=batch, max_length=length, max_batch_tokens=batch * length)
+        measured.append({"batch": batch, "length": length, "base_bytes": base, "peak_bytes": point.peak,
+                         "working_bytes": point.peak - base})
+    stats = checkpoint_stats(embedder.path)
+    return {
+        "model": model,
+        "alias": embedder.spec.alias,
+        "path": str(embedder.path),
+        "source": embedder.source,
+        "config": embedder.config,
+        "max_length": limit,
+        "parameters": stats.parameters,
+        "weights_bytes": stats.weights_bytes,
+        "resident_weight_bytes": int(sum(v.nbytes for _, v in tree_flatten(embedder.model.parameters()))),
+        "rss_before_import": rss_before_import,
+        "rss_before_load": before_load,
+        "rss_after_load": after_load,
+        "rss_peak_load": max(sampler.peak, after_load),
+        "rss_after_warmup": after_warmup,
+        "points": measured,
+    }
+
+
+def _child_main(argv: list[str], *, import_s: float, rss_before_import: int) -> None:
+    from .profile import backend_info, machine_info
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--model", required=True)
+    parser.add_argument("--points", default=None)
+    parser.add_argument("--out", required=True)
+    args = parser.parse_args(argv)
+    try:
+        points = parse_points(args.points) if args.points else None
+        result = {"machine": machine_info(), "backend": backend_info(),
+                  "model": _measure(args.model, points, import_s, rss_before_import)}
+    except (ValueError, TypeError, FileNotFoundError) as err:
+        result = {"error": str(err)}
+    Path(args.out).write_text(json.dumps(result))
+
+
+def parse_points(text: str) -> list[tuple[int, int]]:
+    """``"1x128,32x256"`` -> ``[(1, 128), (32, 256)]`` (batch x length)."""
+    out = []
+    for part in text.split(","):
+        m = re.fullmatch(r"\s*(\d+)\s*[xX*]\s*(\d+)\s*", part)
+        if not m or int(m.group(1)) < 1 or int(m.group(2)) < 2:
+            raise ValueError(f"cannot read point {part!r}: write BATCHxLENGTH, e.g. 1x128,32x256 (length >= 2)")
+        out.append((int(m.group(1)), int(m.group(2))))
+    return out
+
+
+def measured_model(name: str, got: dict, backend: str) -> MemoryModel:
+    """The :class:`MemoryModel` of a model from the child's measurements (``_measure``)."""
+    token, pair = fit_working_set(got["points"])
+    return MemoryModel(
+        name=name,
+        status="measured",
+        backend=backend,
+        max_length=got["max_length"],
+        footprint=got["rss_after_load"],
+        load_peak=got["rss_peak_load"],
+        runtime_overhead=max(0, got["rss_after_warmup"] - got["rss_after_load"]),
+        token_bytes=token,
+        pair_bytes=pair,
+        weights_bytes=got["weights_bytes"],
+        resident_weight_bytes=got["resident_weight_bytes"],
+        parameters=got["parameters"],
+        measured_peaks={f"{p['batch']}x{p['length']}": p["peak_bytes"] for p in got["points"]},
+    )
+
+
+# ---------------------------------------------------------------- the report
+
+
+def _locate(name: str):
+    """``(Resolved or None, config, where the config came from)``: Resolved only when the weights are here."""
+    from . import loading, registry
+
+    try:
+        resolved = loading.resolve(name, local_files_only=True)  # ValueError for an unknown name propagates
+    except loading.ModelNotFoundError:
+        resolved = None
+    if resolved is not None and (resolved.path / "config.json").exists():
+        config = loading.read_config(resolved.path)
+        if list(resolved.path.glob("*.safetensors")):
+            return resolved, config, "weights"
+        return None, config, f"its config.json ({resolved.path})"
+    spec = registry.find(name)
+    if spec is not None and spec.alias in REGISTRY_CONFIGS:
+        return None, REGISTRY_CONFIGS[spec.alias], "registry figures"
+    raise ValueError(f"{name!r}: no weights and no config.json on this machine to estimate from; pass a folder with its config.json")
+
+
+def _max_length_of(name: str, config: dict, path: Path | None) -> int:
+    """What ``encode`` would use: the folder's sentence-transformers max length, else the registry's, capped
+    by the position embeddings."""
+    from . import loading, registry
+
+    limit = config.get("max_position_embeddings", 512)
+    if path is not None and (path / "config.json").exists():
+        found = loading.sentence_transformers_info(path).get("max_length")
+        if found:
+            return min(found, limit)
+    spec = registry.find(name)
+    return min(spec.max_length, limit) if spec else limit
+
+
+def _import_rss() -> int | None:
+    """RSS of a fresh interpreter after ``import psutil, mlx_embed`` (None if it cannot be measured)."""
+    import subprocess
+
+    code = "import psutil, mlx_embed; print(psutil.Process().memory_info().rss)"
+    root = str(Path(__file__).resolve().parents[1])
+    env = dict(os.environ, PYTHONPATH=root + (os.pathsep + os.environ["PYTHONPATH"] if os.environ.get("PYTHONPATH") else ""))
+    try:
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
+        return int(out.stdout.strip().splitlines()[-1])
+    except (OSError, ValueError, IndexError, subprocess.SubprocessError):
+        return None
+
+
+def report(
+    models: list[str] | None = None,
+    *,
+    ram: int | None = None,
+    reserve: int = DEFAULT_RESERVE,
+    alongside: int = 0,
+    backend: str | None = None,
+    points: list[tuple[int, int]] | None = None,
+    measure: bool = True,
+) -> dict:
+    """The memory-fit report (see the module docstring); ``measure=False`` estimates every model."""
+    import psutil
+
+    from . import registry
+    from .profile import backend_info, machine_info, run_child
+
+    here = this_backend()
+    backend = backend or here
+    if backend not in ("cpu", "metal"):
+        raise ValueError(f"the fit report answers for the cpu or metal backend, not {backend!r}: pass --backend cpu or --backend metal")
+    budget = Budget(ram if ram is not None else int(psutil.virtual_memory().total), reserve, alongside).check()
+    models = list(models) if models else list(registry.REGISTRY)
+    import_rss = _import_rss() if backend == here else None
+    rows = []
+    for name in models:
+        resolved, config, origin = _locate(name)
+        spec = registry.find(name)
+        if backend != here and spec is not None and spec.alias in REGISTRY_CONFIGS and not os.path.isdir(name):
+            # On another backend an alias means what a machine of that kind would download: the registry's layout.
+            resolved, config, origin = None, REGISTRY_CONFIGS[spec.alias], f"registry figures ({spec.hub_id})"
+        row: dict = {"model": name}
+        if resolved is not None and measure and backend == here:
+            args = ["--model", name]
+            if points:
+                args += ["--points", ",".join(f"{b}x{n}" for b, n in points)]
+            got = run_child("mlx_embed.fit", args)["model"]
+            model = measured_model(name, got, backend)
+            est = estimate(name, got["config"], backend, max_length=model.max_length, import_rss=got["rss_before_load"],
+                           by_name=resolved.source != "folder")
+            row["source"] = got["source"]
+            row["points"] = [
+                {"batch": p["batch"], "length": p["length"], "measured_bytes": p["peak_bytes"],
+                 "estimated_bytes": est.need(p["batch"], p["length"])}
+                for p in got["points"]
+            ]
+            row["estimate"] = {k: v for k, v in {**asdict(est), **assess(est, budget)}.items() if k != "name"}
+        else:
+            path = resolved.path if resolved is not None else (Path(name) if os.path.isdir(name) else None)
+            model = estimate(name, config, backend, max_length=_max_length_of(name, config, path), import_rss=import_rss,
+                             by_name=not os.path.isdir(name))
+            if resolved is None and origin.startswith("registry") and backend != here:
+                model.notes.append(f"estimated from {origin}")
+            elif resolved is None:
+                model.notes.append(f"weights not on this machine: estimated from {origin}")
+            elif not measure:
+                model.notes.append("weights present; estimated as asked (--estimate-only)")
+            else:
+                model.notes.append(f"weights present, but measurements here are for {here}, not {backend}")
+            row["source"] = origin if resolved is None else resolved.source
+            row["points"] = []
+        row.update({k: v for k, v in asdict(model).items() if k != "name"})
+        row.update(assess(model, budget))
+        rows.append(row)
+    return {
+        "schema": SCHEMA_ID,
+        "machine": machine_info(),
+        "measured_on": backend_info() if backend == here else None,
+        "backend": backend,
+        "budget": {"ram_bytes": budget.ram, "reserve_bytes": budget.reserve, "alongside_bytes": budget.alongside,
+                   "available_bytes": budget.available},
+        "models": rows,
+    }
+
+
+def calibrate(models: list[str]) -> list[dict]:
+    """The runtime constants of ``RUNTIME`` as measured for each present model, each in a fresh process."""
+    from .profile import run_child
+
+    rows = []
+    for name in models:
+        resolved, config, _ = _locate(name)
+        if resolved is None:
+            raise ValueError(f"{name!r}: calibration needs weights on this machine")
+        got = run_child("mlx_embed.fit", ["--model", name, "--points", "1x16"])["model"]
+        d = _dims(got["config"])
+        tokenizer = TOKENIZER_BYTES_PER_ENTRY[d["arch"]] * d["V"]
+        held = weight_bytes(got["config"], this_backend())["load_peak"]
+        hub = RUNTIME["hub_import"] if resolved.source != "folder" else 0
+        rows.append({
+            "model": name,
+            "import_rss": got["rss_before_load"],
+            "resident_weight_bytes": got["resident_weight_bytes"],
+            "load_peak_weight_bytes": held,
+            "tokenizer_bytes": tokenizer,
+            "hub_import": hub,
+            "load_overhead": got["rss_after_load"] - got["rss_before_load"] - held - tokenizer - hub,
+            "encode_overhead": got["rss_after_warmup"] - got["rss_after_load"],
+        })
+    return rows
+
+
+def format_report(rep: dict) -> str:
+    b = rep["budget"]
+    m = rep["machine"]
+    lines = [
+        f"budget: RAM {format_size(b['ram_bytes'])} - OS reserve {format_size(b['reserve_bytes'])} - alongside "
+        f"{format_size(b['alongside_bytes'])} = {format_size(b['available_bytes'])} for the embedder",
+        f"backend: {rep['backend']}; this machine: {m['chip']}, {format_size(m['ram_bytes'])} RAM",
+        "",
+    ]
+    cols = ["model", "figures", "weights", "footprint", "need @ batch x len", "headroom", "verdict",
+            "max batch @ max len", "max len @ batch 1"]
+    body = []
+    for r in rep["models"]:
+        body.append([
+            r["model"], r["status"], format_size(r["weights_bytes"] or 0), format_size(r["footprint"]),
+            f"{format_size(r['need_bytes'])} @ {r['default_batch']}x{r['default_length']}",
+            f"{format_size(r['headroom_bytes'])} ({100 * r['headroom_fraction']:.0f}%)", r["verdict"],
+            f"{r['max_batch_at_max_length']} @ {r['max_length']}", str(r["max_length_at_batch_1"]),
+        ])
+    widths = [max(len(x) for x in col) for col in zip(cols, *body)]
+    lines.append("  ".join(h.ljust(w) for h, w in zip(cols, widths)))
+    lines += ["  ".join(x.ljust(w) for x, w in zip(row, widths)) for row in body]
+    for r in rep["models"]:
+        lines.append(f"{r['model']}: {r['verdict']}: {r['advice']}")
+        if r["points"]:
+            pts = ", ".join(
+                f"{p['batch']}x{p['length']}: {format_size(p['measured_bytes'])} (estimate {100 * (p['estimated_bytes'] / p['measured_bytes'] - 1):+.0f}%)"
+                for p in r["points"]
+            )
+            lines.append(f"{r['model']}: measured peak RSS {pts}")
+        for note in r["notes"]:
+            lines.append(f"{r['model']}: {note}")
+    return "\n".join(lines)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--ram", help="RAM budget, e.g. 8GB (default: this machine's RAM)")
+    parser.add_argument("--alongside", default="0", help="memory held by other things, e.g. 2.5GB for a 4B VLM")
+    parser.add_argument("--reserve", default=None, help=f"kept for the OS (default {format_size(DEFAULT_RESERVE)})")
+    parser.add_argument("--model", action="append", metavar="M", help="alias, Hub id or folder (default: all registry models)")
+    parser.add_argument("--backend", choices=["cpu", "metal"], help="the backend to answer for (default: this machine's)")
+    parser.add_argument("--points", help="batch x length points to measure, e.g. 1x128,32x256")
+    parser.add_argument("--estimate-only", action="store_true", help="estimate present models too, do not measure")
+    parser.add_argument("--json", action="store_true", help="print the JSON report")
+
+
+def run(args: argparse.Namespace) -> int:
+    rep = report(
+        args.model,
+        ram=parse_size(args.ram) if args.ram else None,
+        reserve=parse_size(args.reserve) if args.reserve is not None else DEFAULT_RESERVE,
+        alongside=parse_size(args.alongside),
+        backend=args.backend,
+        points=parse_points(args.points) if args.points else None,
+        measure=not args.estimate_only,
+    )
+    print(json.dumps(rep, indent=2) if args.json else format_report(rep))
+    return 0

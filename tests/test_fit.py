@@ -1,0 +1,177 @@
+"""Memory-fit arithmetic against hand-computed cases, weight sizes against real files, and the
+estimator against measurements of present models."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from mlx_embed import cli, fit
+from mlx_embed.fit import GIB, MIB, Budget, MemoryModel, max_batch, max_length, parse_points, parse_size
+
+
+def model(footprint: int, token: float = 0.0, pair: float = 0.0, *, max_len: int = 512, overhead: int = 0,
+          load_peak: int = 0) -> MemoryModel:
+    return MemoryModel("m", "estimate", "cpu", max_len, footprint, load_peak, overhead, token, pair)
+
+
+BUDGET_8GB = Budget(ram=8 * GIB, reserve=2 * GIB, alongside=int(2.5 * GIB))  # 3.5 GiB = 3584 MiB left
+
+
+def assess(m: MemoryModel, budget: Budget) -> dict:
+    return fit.assess(m, budget, max_batch_tokens=16384)  # batches of up to 32 x 512 tokens
+
+
+def test_parse_size():
+    assert parse_size("8GB") == 8 * 1024**3
+    assert parse_size("2.5GB") == 2684354560
+    assert parse_size("512MB") == 512 * 1024**2
+    assert parse_size("1.5 GiB") == 1610612736
+    assert parse_size("300M") == 300 * 1024**2
+    assert parse_size("4096") == 4096
+    for bad in ("eight", "8XB", "-1GB", ""):
+        with pytest.raises(ValueError, match="memory size"):
+            parse_size(bad)
+
+
+def test_budget():
+    assert BUDGET_8GB.available == 3584 * MIB
+    with pytest.raises(ValueError, match="nothing is left for the embedder.*Raise --ram"):
+        Budget(ram=4 * GIB, reserve=2 * GIB, alongside=2 * GIB).check()
+
+
+def test_verdict_tight_when_only_small_batches_fit():
+    # 1 GiB resident, 1 MiB per token. Default point: 32 x 512 (16,384 tokens) -> 1024 + 16384 MiB.
+    m = model(1 * GIB, token=1 * MIB)
+    got = assess(m, BUDGET_8GB)
+    assert (got["default_batch"], got["default_length"]) == (32, 512)
+    assert got["need_bytes"] == (1024 + 16384) * MIB
+    assert got["headroom_bytes"] == (3584 - 17408) * MIB
+    assert got["verdict"] == "tight"  # one 128-token text needs 1152 MiB: it runs, with small batches
+    assert got["max_batch_at_max_length"] == 5  # (3584 - 1024) // 512
+    assert got["max_length_at_batch_1"] == 512  # 1024 + 512 MiB fits; capped by the model's max length
+
+
+def test_verdict_fits_with_headroom():
+    m = model(1 * GIB, token=16 * 1024)  # 16 KiB per token: 32 x 512 tokens -> 256 MiB
+    got = assess(m, BUDGET_8GB)
+    assert got["need_bytes"] == 1280 * MIB
+    assert got["headroom_bytes"] == 2304 * MIB and got["headroom_fraction"] == pytest.approx(2304 / 3584)
+    assert got["verdict"] == "fits"
+    assert got["max_batch_at_max_length"] == 320  # 2560 MiB / (512 x 16 KiB = 8 MiB)
+
+
+def test_default_point_follows_encode_batch_cap():
+    assert fit.default_point(256, 2048) == (8, 256)  # at most 2,048 padded tokens per batch
+    assert fit.default_point(8192, 16384) == (2, 8192)
+    assert fit.default_point(8192, 2048) == (1, 8192)  # one longer text is a batch of its own
+    assert fit.default_point(128, 16384) == (32, 128)  # at most 32 texts
+
+
+def test_measured_peak_is_a_floor():
+    m = model(1 * GIB, token=1024)
+    m.measured_peaks = {"8x256": 2 * GIB}
+    assert m.need(8, 256) == 2 * GIB
+    assert m.need(4, 256) == 1 * GIB + 4 * 256 * 1024
+
+
+def test_verdict_tight_below_ten_percent():
+    m = model(3 * GIB, overhead=int(0.2 * GIB))  # needs 3.2 of 3.5 GiB: 8.6% left
+    got = assess(m, BUDGET_8GB)
+    assert got["verdict"] == "tight" and got["headroom_fraction"] == pytest.approx(0.3 / 3.5, abs=1e-6)
+
+
+def test_does_not_fit():
+    got = assess(model(4 * GIB), BUDGET_8GB)
+    assert got["verdict"] == "does not fit"
+    assert got["max_batch_at_max_length"] == 0 and got["max_length_at_batch_1"] == 0
+    # A load peak above the budget is fatal even when the loaded model would fit.
+    got = assess(model(1 * GIB, load_peak=int(3.6 * GIB)), BUDGET_8GB)
+    assert got["verdict"] == "does not fit"
+
+
+def test_attention_term_limits_length():
+    # 1 KiB per (query, key) pair: batch 1 fits L^2 <= 2560 MiB / 1 KiB = 2,621,440 -> L = 1619.
+    m = model(1 * GIB, pair=1024, max_len=8192)
+    assert max_length(m, 1, BUDGET_8GB.available) == 1619
+    assert max_batch(m, 1619, BUDGET_8GB.available) == 1
+    assert max_batch(m, 1024, BUDGET_8GB.available) == 2  # 2560 MiB // 1024 MiB
+
+
+def test_fit_working_set_recovers_coefficients():
+    pts = [{"batch": b, "length": n, "working_bytes": b * n * 5000 + b * n * n * 40} for b, n in [(1, 128), (8, 128), (2, 512)]]
+    token, pair = fit.fit_working_set(pts)
+    assert token == pytest.approx(5000, rel=1e-6) and pair == pytest.approx(40, rel=1e-6)
+
+
+def test_parse_points():
+    assert parse_points("1x128, 32X256") == [(1, 128), (32, 256)]
+    with pytest.raises(ValueError, match="BATCHxLENGTH"):
+        parse_points("32by256")
+
+
+def test_parameter_counts_match_published_figures():
+    # Qwen3-Embedding-0.6B: 595,776,512 parameters (transformers' count of Qwen/Qwen3-Embedding-0.6B);
+    # bge-small-en-v1.5: 33.36M (its model card).
+    assert fit.parameter_count(fit.REGISTRY_CONFIGS["qwen3-0.6b"]) == 595_776_512
+    assert fit.parameter_count(fit.REGISTRY_CONFIGS["bge-small"]) == pytest.approx(33.36e6, rel=1e-3)
+    # mlx-community/Qwen3-Embedding-0.6B-4bit-DWQ: about 335 MB of weights (NOTES.md).
+    assert fit.weight_bytes(fit.REGISTRY_CONFIGS["qwen3-0.6b"], "metal")["disk"] == pytest.approx(335e6, rel=0.01)
+
+
+def test_weight_bytes_match_real_files(minilm_path, minilm_4bit):
+    import mlx.core as mx
+    from mlx.utils import tree_flatten
+
+    import mlx_embed
+
+    real = json.loads((minilm_path / "config.json").read_text())
+    files = list(minilm_path.glob("*.safetensors"))
+    numel = sum(v.size for f in files for k, v in mx.load(str(f)).items() if not k.endswith("position_ids"))
+    assert fit.parameter_count(real) == numel
+    assert fit.weight_bytes(real, "cpu")["disk"] == pytest.approx(sum(f.stat().st_size for f in files), rel=0.01)
+
+    config = json.loads((minilm_4bit / "config.json").read_text())
+    size = sum(f.stat().st_size for f in minilm_4bit.glob("*.safetensors"))
+    assert fit.weight_bytes(config, "metal")["disk"] == pytest.approx(size, rel=0.02)
+    loaded = mlx_embed.load(minilm_4bit)
+    mx.eval(loaded.model.parameters())
+    resident = sum(v.nbytes for _, v in tree_flatten(loaded.model.parameters()))
+    assert fit.weight_bytes(config, "cpu")["resident"] == pytest.approx(resident, rel=0.01)
+
+
+def test_estimate_within_25_percent_of_measurement(minilm_4bit):
+    rep = fit.report(["minilm", str(minilm_4bit)], ram=8 * GIB, points=[(1, 128), (8, 128), (4, 256)])
+    for row in rep["models"]:
+        assert row["status"] == "measured"
+        est = row["estimate"]
+        assert est["status"] == "estimate"
+        assert est["footprint"] == pytest.approx(row["footprint"], rel=0.25), row["model"]
+        assert len(row["points"]) == 3
+        for p in row["points"]:
+            assert p["estimated_bytes"] == pytest.approx(p["measured_bytes"], rel=0.25), (row["model"], p)
+        # Measured peaks grow with the batch: the figures are not constants.
+        by_point = {(p["batch"], p["length"]): p["measured_bytes"] for p in row["points"]}
+        assert by_point[(8, 128)] > by_point[(1, 128)] + 20 * MIB
+
+
+def test_absent_registry_models_are_estimates(capsys):
+    import mlx_embed
+
+    try:
+        mlx_embed.loading.resolve("qwen3-0.6b", local_files_only=True)
+        pytest.skip("Qwen3 weights are present here")
+    except mlx_embed.ModelNotFoundError:
+        pass
+    assert cli.main(["fit", "--ram", "8GB", "--alongside", "2.5GB", "--model", "qwen3-0.6b", "--backend", "metal", "--json"]) == 0
+    rep = json.loads(capsys.readouterr().out)
+    row = rep["models"][0]
+    assert row["status"] == "estimate" and rep["backend"] == "metal"
+    assert rep["budget"]["available_bytes"] == int(3.5 * GIB)
+    assert row["resident_weight_bytes"] == pytest.approx(335e6, rel=0.01)  # Metal keeps 4-bit
+    assert any("registry figures" in n for n in row["notes"])
+    assert row["verdict"] in ("fits", "tight", "does not fit")
+
+    # CPU dequantizes its 440,401,920 Linear weights to float32 at load: at least 1.76 GB resident.
+    assert fit.weight_bytes(fit.REGISTRY_CONFIGS["qwen3-0.6b"], "cpu")["resident"] > 4 * 440_401_920

@@ -1,0 +1,170 @@
+"""The profiler's figures are real: file sizes, RSS growth with model size, schema, swap."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+from mlx_embed import cli
+from mlx_embed.profile import MIN_QUERIES, PROFILE_SCHEMA, profile
+
+WORKLOAD = ["How do I reset my password?", "Как сбросить пароль?", "如何重置密码？", "def f(x): return x + 1"]
+
+
+def random_bert_folder(folder: Path, tokenizer_from: Path, *, hidden: int, layers: int, intermediate: int) -> Path:
+    """A random-weight BERT in Hugging Face layout with MiniLM's tokenizer and pooling files."""
+    import mlx.core as mx
+    from mlx.utils import tree_flatten
+
+    from mlx_embed.models import bert
+
+    config = {
+        "model_type": "bert", "hidden_size": hidden, "num_hidden_layers": layers, "num_attention_heads": 4,
+        "intermediate_size": intermediate, "vocab_size": 30522, "max_position_embeddings": 512,
+        "type_vocab_size": 2, "hidden_act": "gelu", "layer_norm_eps": 1e-12,
+    }
+    folder.mkdir(parents=True, exist_ok=True)
+    mx.random.seed(0)
+    model = bert.Model(bert.ModelArgs.from_dict(config))
+    model.set_dtype(mx.float32)
+    mx.save_safetensors(str(folder / "model.safetensors"), dict(tree_flatten(model.parameters())))
+    (folder / "config.json").write_text(json.dumps(config))
+    for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json", "modules.json",
+                 "sentence_bert_config.json"):
+        shutil.copy(tokenizer_from / name, folder / name)
+    shutil.copytree(tokenizer_from / "1_Pooling", folder / "1_Pooling", dirs_exist_ok=True)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def small_bert(tmp_path_factory, minilm_path) -> Path:
+    return random_bert_folder(tmp_path_factory.mktemp("small-bert"), minilm_path, hidden=64, layers=2, intermediate=128)
+
+
+def _validate(doc, schema: dict, where: str = "$") -> list[str]:
+    """The JSON Schema keywords PROFILE_SCHEMA uses (type, const, enum, required, properties,
+    additionalProperties, items, minItems, minimum); returns the violations."""
+    errors: list[str] = []
+    types = {"object": dict, "array": list, "string": str, "number": (int, float), "integer": int}
+    if "type" in schema:
+        expected = types[schema["type"]]
+        if not isinstance(doc, expected) or isinstance(doc, bool):
+            return [f"{where}: expected {schema['type']}, got {type(doc).__name__}"]
+    if "const" in schema and doc != schema["const"]:
+        errors.append(f"{where}: expected {schema['const']!r}")
+    if "enum" in schema and doc not in schema["enum"]:
+        errors.append(f"{where}: {doc!r} not in {schema['enum']}")
+    if "minimum" in schema and doc < schema["minimum"]:
+        errors.append(f"{where}: {doc} < {schema['minimum']}")
+    if isinstance(doc, dict):
+        for key in schema.get("required", []):
+            if key not in doc:
+                errors.append(f"{where}: missing {key!r}")
+        props = schema.get("properties", {})
+        for key, value in doc.items():
+            if key in props:
+                errors += _validate(value, props[key], f"{where}.{key}")
+            elif schema.get("additionalProperties") is False:
+                errors.append(f"{where}: unexpected key {key!r}")
+    if isinstance(doc, list):
+        if len(doc) < schema.get("minItems", 0):
+            errors.append(f"{where}: fewer than {schema['minItems']} items")
+        for i, item in enumerate(doc):
+            errors += _validate(item, schema.get("items", {}), f"{where}[{i}]")
+    return errors
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory, minilm_path, small_bert) -> dict:
+    texts = tmp_path_factory.mktemp("workload") / "texts.txt"
+    texts.write_text("\n".join(WORKLOAD) + "\n", encoding="utf-8")
+    return profile([str(small_bert), str(minilm_path)], texts=texts, batch_size=4, queries=MIN_QUERIES)
+
+
+def _no_swap() -> bool:
+    with open("/proc/meminfo") as f:
+        return any(line.startswith("SwapTotal:") and int(line.split()[1]) == 0 for line in f)
+
+
+def test_report_validates_against_its_schema(report):
+    assert _validate(json.loads(json.dumps(report)), PROFILE_SCHEMA) == []
+
+
+def test_validator_catches_violations(report):
+    broken = json.loads(json.dumps(report))
+    del broken["models"][0]["rss_bytes"]["after_load"]
+    broken["models"][1]["latency_ms"]["p50"] = "fast"
+    broken["backend"]["extra"] = 1
+    errors = _validate(broken, PROFILE_SCHEMA)
+    assert len(errors) == 3, errors
+
+
+def test_weights_bytes_are_the_file_sizes(report, small_bert, minilm_path):
+    import mlx.core as mx
+
+    for row, folder in zip(report["models"], (small_bert, minilm_path)):
+        files = sorted(folder.glob("*.safetensors"))
+        assert row["weights_bytes"] == sum(os.path.getsize(f) for f in files)
+        arrays = {k: v for f in files for k, v in mx.load(str(f)).items() if not k.endswith("position_ids")}
+        assert row["parameters"] == sum(v.size for v in arrays.values())
+        assert row["bits_per_weight"] == pytest.approx(32.0, abs=0.01)  # both are float32 checkpoints
+
+
+def test_rss_grows_with_the_model(report):
+    small, large = report["models"]
+    for row in (small, large):
+        rss = row["rss_bytes"]
+        assert rss["after_load"] > rss["before_load"] > rss["before_import"] > 0
+        # The loaded float32 weights are resident: RSS grew by at least their size.
+        assert rss["load_delta"] >= row["resident_weight_bytes"]
+        assert rss["peak_encode"] >= rss["after_load"] and rss["peak_load"] >= rss["after_load"]
+    assert large["resident_weight_bytes"] > 5 * small["resident_weight_bytes"]
+    assert large["rss_bytes"]["load_delta"] > small["rss_bytes"]["load_delta"] + 0.5 * (
+        large["resident_weight_bytes"] - small["resident_weight_bytes"]
+    )
+
+
+def test_swap_fields_present(report):
+    for row in report["models"]:
+        swap = row["swap_bytes"]
+        assert swap["delta"] == swap["used_after"] - swap["used_before"]
+        if sys.platform.startswith("linux") and _no_swap():
+            assert swap == {"total": 0, "used_before": 0, "used_after": 0, "delta": 0}
+
+
+def test_machine_backend_and_workload(report):
+    if sys.platform.startswith("linux"):
+        assert report["machine"]["ram_bytes"] == os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        assert report["backend"]["name"] == "cpu"  # MLX on Linux here has no GPU backend
+    import mlx.core as mx
+
+    assert report["backend"]["mlx_version"] == mx.__version__
+    assert report["workload"]["texts"] == len(WORKLOAD)
+    for row in report["models"]:
+        t, lat = row["throughput"], row["latency_ms"]
+        assert t["texts"] == len(WORKLOAD) and t["texts_per_s"] == pytest.approx(t["texts"] / t["seconds"])
+        assert t["tokens"] > t["texts"]  # each text has several tokens plus [CLS]/[SEP]
+        assert lat["queries"] == MIN_QUERIES and 0 < lat["p50"] <= lat["p95"] <= lat["max"]
+        assert 0 < row["import_s"] and 0 < row["load_warm_s"] and 0 < row["load_cold_s"]
+
+
+def test_cli_table_and_json(small_bert, capsys, tmp_path):
+    texts = tmp_path / "t.txt"
+    texts.write_text("hello\nworld\n", encoding="utf-8")
+    assert cli.main(["profile", "--model", str(small_bert), "--texts", str(texts), "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert _validate(doc, PROFILE_SCHEMA) == [] and doc["models"][0]["throughput"]["texts"] == 2
+
+
+def test_bad_input_is_named(small_bert, tmp_path, capsys):
+    with pytest.raises(ValueError, match="queries must be an int >= 20"):
+        profile([str(small_bert)], queries=5)
+    with pytest.raises(FileNotFoundError, match="one text per line"):
+        profile([str(small_bert)], texts=tmp_path / "missing.txt")
+    assert cli.main(["profile", "--model", "no-such-model"]) == 2
+    assert "Unknown model 'no-such-model'" in capsys.readouterr().err

@@ -1,0 +1,188 @@
+"""Correctness of the fast CPU path: fused kernels against float64 math, the pipelined encode loop,
+and the fallbacks when no compiler is installed or the one installed is broken."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import mlx_embed
+from mlx_embed import _blas, embedder
+from mlx_embed.models import kernels
+
+from .conftest import TEXTS
+from .reference import cosines, reference_embed, torch_model
+
+mx = pytest.importorskip("mlx.core")
+
+needs_fast = pytest.mark.skipif(not kernels.enabled(), reason=f"fused CPU kernels off: {kernels.reason()}")
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _erf64(x: np.ndarray) -> np.ndarray:
+    return np.vectorize(math.erf)(x)
+
+
+@needs_fast
+def test_gelu_matches_float64_erf_gelu():
+    x = np.concatenate([np.linspace(-12, 12, 200_001), [-1e4, -50.0, 0.0, 50.0, 1e4]]).astype(np.float32)
+    x64 = x.astype(np.float64)
+    exact = 0.5 * x64 * (1 + _erf64(x64 / math.sqrt(2)))
+    got = np.array(kernels.gelu(mx.array(x))).astype(np.float64)
+    assert np.all(np.abs(got - exact) <= 2e-6 * np.maximum(1.0, np.abs(x64)))
+
+
+@needs_fast
+def test_exp_matches_float64_exp_and_underflows_to_zero():
+    d = -np.linspace(0, 87, 500_001).astype(np.float32)
+    got = np.array(kernels.exp_nonpositive(mx.array(d))).astype(np.float64)
+    exact = np.exp(d.astype(np.float64))
+    assert np.max(np.abs(got - exact) / exact) < 5e-7
+    edge = np.array(kernels.exp_nonpositive(mx.array([-np.inf, -1e30, -100.0, -87.5, 0.0], dtype=mx.float32)))
+    assert edge.tolist() == [0.0, 0.0, 0.0, 0.0, 1.0]
+
+
+@needs_fast
+def test_silu_mul_matches_float64():
+    g = np.linspace(-100, 100, 200_001).astype(np.float32)
+    u = np.cos(g).astype(np.float32)
+    g64, u64 = g.astype(np.float64), u.astype(np.float64)
+    exact = g64 / (1 + np.exp(-g64)) * u64
+    got = np.array(kernels.silu_mul(mx.array(g), mx.array(u))).astype(np.float64)
+    assert np.all(np.abs(got - exact) <= 1e-6 * np.maximum(1.0, np.abs(exact)))
+
+
+def _attention64(q, k, v, scale, keep):
+    """Softmax attention in float64 numpy; ``keep`` (B, 1, L|1, S) boolean; GQA by repeating K/V heads."""
+    G = q.shape[1] // k.shape[1]
+    k, v = np.repeat(k, G, axis=1), np.repeat(v, G, axis=1)
+    s = np.einsum("bhld,bhsd->bhls", q, k) * scale
+    s = np.where(keep, s, -np.inf)
+    p = np.exp(s - s.max(-1, keepdims=True))
+    p /= p.sum(-1, keepdims=True)
+    return np.einsum("bhls,bhsd->bhld", p, v)
+
+
+@needs_fast
+@pytest.mark.parametrize("heads, kv_heads, causal", [(4, 4, False), (8, 2, True)])
+@pytest.mark.parametrize("block", [None, 50])
+def test_attend_matches_float64_softmax_attention(heads, kv_heads, causal, block, monkeypatch):
+    if block is not None:  # force several query blocks
+        monkeypatch.setattr(kernels, "ATTENTION_BLOCK_ELEMENTS", 3 * heads * 23 * block)
+    rng = np.random.default_rng(0)
+    B, L, Dh = 3, 23, 16
+    q = rng.standard_normal((B, heads, L, Dh)).astype(np.float32) * 2
+    k = rng.standard_normal((B, kv_heads, L, Dh)).astype(np.float32) * 2
+    v = rng.standard_normal((B, kv_heads, L, Dh)).astype(np.float32)
+    lengths = np.array([L, 9, 1])
+    keep = (np.arange(L)[None, :] < lengths[:, None])[:, None, None, :]  # (B, 1, 1, L)
+    if causal:
+        keep = (np.tril(np.ones((L, L), bool))[None, None] & keep) | np.eye(L, dtype=bool)
+    expected = _attention64(q.astype(np.float64), k.astype(np.float64), v.astype(np.float64), 0.25, keep)
+    mask = kernels.attention_mask(mx.array(keep))
+    got = np.array(kernels.attend(mx.array(q), mx.array(k), mx.array(v), 0.25, mask))
+    assert np.isfinite(got).all()
+    assert np.abs(got - expected).max() < 2e-5
+
+
+@needs_fast
+def test_attend_on_stock_path_gives_the_same(monkeypatch):
+    rng = np.random.default_rng(1)
+    q, k, v = (mx.array(rng.standard_normal((2, 4, 7, 8)).astype(np.float32)) for _ in range(3))
+    keep = mx.array(np.arange(7)[None, None, None, :] < np.array([7, 3])[:, None, None, None])
+    fast = np.array(kernels.attend(q, k, v, 0.3, kernels.attention_mask(keep)))
+    monkeypatch.setattr(kernels, "_disabled_reason", "test")
+    stock = np.array(kernels.attend(q, k, v, 0.3, kernels.attention_mask(keep)))
+    assert np.abs(fast - stock).max() < 1e-5
+
+
+@pytest.fixture(scope="module")
+def bert_reference(tiny_bert_hf):
+    model = mlx_embed.load(tiny_bert_hf)
+    ids = model.text_encoder.encode(TEXTS, model.max_length)
+    batch = model.text_encoder.pad(ids, "right")
+    return reference_embed(torch_model(tiny_bert_hf), batch.input_ids, batch.attention_mask, "cls")
+
+
+@pytest.mark.parametrize("streams", [0, 1, 2])
+def test_encode_with_worker_streams_matches_transformers(tiny_bert_hf, bert_reference, streams, monkeypatch):
+    monkeypatch.setattr(embedder, "CPU_STREAMS", streams)
+    model = mlx_embed.load(tiny_bert_hf)
+    ours = model.encode(TEXTS, batch_size=3, max_batch_tokens=40)  # many small batches, out of order
+    assert cosines(ours, bert_reference).min() >= 0.99999
+
+
+def test_blas_threads_restores_the_count():
+    if _blas.loaded is None:
+        pytest.skip(f"OpenBLAS not loaded: {_blas.reason}")
+    get, _ = _blas._functions()
+    before = get()
+    with _blas.threads(1):
+        assert get() == 1
+    assert get() == before
+
+
+_CHILD = textwrap.dedent(
+    """
+    import json, sys, warnings
+    import numpy as np
+    import mlx_embed
+    from mlx_embed.models import kernels
+    folder, texts_file, out_file = sys.argv[1:]
+    texts = json.load(open(texts_file))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        vectors = mlx_embed.load(folder).encode(texts, batch_size=4)
+    np.save(out_file, vectors)
+    print(json.dumps({"reason": kernels.reason(), "warnings": [str(w.message) for w in caught]}))
+    """
+)
+
+
+def _run_child(tmp_path: Path, folder: Path, path: str) -> tuple[dict, np.ndarray]:
+    (tmp_path / "texts.json").write_text(json.dumps(TEXTS))
+    (tmp_path / "tmp").mkdir()
+    env = {
+        "PATH": path,
+        "HOME": os.environ.get("HOME", "/tmp"),
+        "TMPDIR": str(tmp_path / "tmp"),  # MLX caches built kernels here: start empty
+        "PYTHONPATH": str(ROOT),
+        "HF_HUB_OFFLINE": "1",
+    }
+    proc = subprocess.run(
+        [sys.executable, "-c", _CHILD, str(folder), str(tmp_path / "texts.json"), str(tmp_path / "out.npy")],
+        capture_output=True, text=True, env=env, timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1]), np.load(tmp_path / "out.npy")
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="the fused kernels are a Linux CPU path")
+def test_without_a_compiler_the_stock_ops_give_the_same_vectors(tmp_path, tiny_bert_hf, bert_reference):
+    bare = tmp_path / "bin"  # a PATH with python but no g++
+    bare.mkdir()
+    (bare / "python").symlink_to(sys.executable)
+    info, vectors = _run_child(tmp_path, tiny_bert_hf, str(bare))
+    assert "no g++" in info["reason"]
+    assert cosines(vectors, bert_reference).min() >= 0.99999
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="the fused kernels are a Linux CPU path")
+def test_a_broken_compiler_falls_back_with_a_warning(tmp_path, tiny_bert_hf, bert_reference):
+    bad = tmp_path / "bin"
+    bad.mkdir()
+    gpp = bad / "g++"  # answers --version (MLX's availability check) but cannot build anything
+    gpp.write_text('#!/bin/sh\nif [ "$1" = "--version" ]; then echo "g++ (fake) 0"; exit 0; fi\necho "fake g++: broken" >&2\nexit 1\n')
+    gpp.chmod(0o755)
+    info, vectors = _run_child(tmp_path, tiny_bert_hf, f"{bad}:{os.environ.get('PATH', '')}")
+    assert "failed to build" in info["reason"]
+    assert any("fused CPU kernel" in w for w in info["warnings"])
+    assert cosines(vectors, bert_reference).min() >= 0.99999
