@@ -51,6 +51,7 @@ def load(
         loading.dequantize_linears(net)
     if on_cpu():
         net.set_dtype(mx.float32)  # CPU fp16/bf16 matmuls do not use BLAS (5-7 GFLOP/s)
+        mx.eval(net.parameters())  # cast now, so memory after load is what encoding will use
     text_encoder = TextEncoder(tokenizer, end_token=spec.end_token)
     log.info("loaded %s from %s (%s) in %.2fs", spec.alias, resolved.path, resolved.source, time.perf_counter() - start)
     return Embedder(net, text_encoder, spec, path=resolved.path, source=resolved.source, config=config)
