@@ -20,6 +20,7 @@ import mlx.nn as nn
 from mlx.utils import tree_flatten
 
 from . import loading
+from .stats import checkpoint_stats
 
 BITS = (4, 6, 8, 16, 32)
 GROUP_SIZES = (32, 64, 128)
@@ -242,27 +243,6 @@ def quantize_model(
     return overrides
 
 
-def bits_per_weight(model: nn.Module) -> float:
-    """Stored bits (weights, scales, biases, norms) per parameter of the float model."""
-    stored = n_params = 0
-    for _, m in model.named_modules():
-        if isinstance(m, (nn.QuantizedLinear, nn.QuantizedEmbedding)):
-            n_params += m.scales.size * m.group_size
-            n_params += m.bias.size if "bias" in m else 0
-            stored += sum(v.nbytes for _, v in tree_flatten(m.parameters()))
-    quantized_keys = {
-        f"{name}.{k}"
-        for name, m in model.named_modules()
-        if isinstance(m, (nn.QuantizedLinear, nn.QuantizedEmbedding))
-        for k, _ in tree_flatten(m.parameters())
-    }
-    for key, v in tree_flatten(model.parameters()):
-        if key not in quantized_keys:
-            n_params += v.size
-            stored += v.nbytes
-    return 8 * stored / n_params
-
-
 def convert(
     src: str | os.PathLike,
     dst: str | os.PathLike,
@@ -313,7 +293,6 @@ def convert(
         out_config["quantization_config"] = quant
     out_config["torch_dtype"] = out_config["dtype"] = "float16" if bits == 16 else "float32"
     out_config["mlx_embed"] = {
-        "bits_per_weight": round(bits_per_weight(model), 4),
         "recipe": recipe if bits <= 8 else None,
         "rounding": (rounding or RECIPES[recipe].rounding) if bits <= 8 else None,
         "source": spec.upstream_id or resolved.name,
@@ -322,6 +301,8 @@ def convert(
     prefix = SAVE_PREFIX[config["model_type"]]
     weights = {prefix + k: v for k, v in tree_flatten(model.parameters())}
     mx.save_safetensors(str(dst / "model.safetensors"), weights, metadata={"format": "mlx"})
+    (dst / "config.json").write_text(json.dumps(out_config, indent=2, ensure_ascii=False) + "\n")
+    out_config["mlx_embed"]["bits_per_weight"] = round(checkpoint_stats(dst).bits_per_weight, 4)
     (dst / "config.json").write_text(json.dumps(out_config, indent=2, ensure_ascii=False) + "\n")
     for name in COPY_FILES:
         if (resolved.path / name).exists():
