@@ -6,7 +6,6 @@ import os
 import sys
 import threading
 import warnings
-from collections import deque
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -18,7 +17,7 @@ from . import _blas
 from .models import kernels
 from .pooling import POOLERS, l2_normalize
 from .registry import ModelSpec
-from .tokenize import TextEncoder
+from .tokenize import TextEncoder, check_truncation
 
 # Cached MLX buffers above this are released between batches (within a batch the cache still
 # recycles buffers from layer to layer). 0: release after every batch. Measured by
@@ -29,15 +28,19 @@ from .tokenize import TextEncoder
 CACHE_HIGH_WATER = 0
 
 
-# Default cap on padded tokens per batch. On CPU small batches cost the same CPU time per token and
-# bound the working set. MiniLM, the 2,000 texts of scripts/bench.py, 2 streams: peak RSS 288 MB at
-# 1024, 321 at 1536, 371 at 2048 for 43.6-44.3 s of CPU time each; one stream, 600 texts: CPU time
-# 12.7 s at 1024 and 2048, 14.2 at 4096, 15.2 at 8192 (peak RSS 551 MB).
+# Default cap on padded tokens per batch. On CPU small batches cost no more CPU time per token and
+# bound the working set. MiniLM, one stream, 600 mixed texts: CPU time 12.7 s at 1024 and 12.8 at
+# 2048, 14.2 at 4096, 15.2 at 8192 tokens; peak RSS 278, 358, 456, 551 MB. scripts/bench.py (2,000
+# texts, two streams, 1024): peak RSS 329 MB against 907 MB for sentence-transformers.
 CPU_BATCH_TOKENS = 1024
 GPU_BATCH_TOKENS = 16384
 
-# On the CPU backend batches run on this many MLX streams (each its own thread) while the main
-# thread pads and traces the next batch; 0 runs them inline as on Metal.
+# Texts tokenized at a time by one encode() call: the token ids of a whole corpus would grow with it.
+ENCODE_CHUNK = 4096
+
+# On the CPU backend this many batches run at once, each on its own MLX stream (a thread of its own;
+# the default CPU stream runs on the calling thread), with OpenBLAS at cores // streams threads.
+# 0 runs batches inline as on Metal. MiniLM, 2,000 texts, 2 cores: 24 s against 30-34 s inline.
 CPU_STREAMS = int(os.environ.get("MLX_EMBED_CPU_STREAMS", min(2, os.cpu_count() or 1)))
 _local = threading.local()  # MLX streams belong to the Python thread that made them
 
@@ -141,54 +144,55 @@ class Embedder:
             items = [prompt + t for t in items]
 
         out = np.empty((len(items), dim), dtype=np.float32)
-        if items:
-            ids = self.text_encoder.encode(items, max_length, truncate)
-            done = 0
+        cut: dict[int, int] = {}
+        done = 0
+        for start in range(0, len(items), ENCODE_CHUNK):
+            stop = min(start + ENCODE_CHUNK, len(items))
+            ids, chunk_cut = self.text_encoder.tokenize(items[start:stop], max_length)
+            cut.update((start + i, n) for i, n in chunk_cut.items())
+            if not truncate:
+                of = None if stop == len(items) else f"the first {stop} of {len(items)} texts"
+                check_truncation(cut, len(items), max_length, truncate, of=of)
             for idx, vectors in self._embed_batches(ids, batch_size, max_batch_tokens, dim, normalize):
-                out[idx] = vectors
+                out[start + idx] = vectors
                 done += len(idx)
                 if show_progress:
                     print(f"\rmlx_embed: {done}/{len(items)} texts", end="", file=sys.stderr, flush=True)
                 if mx.get_cache_memory() > CACHE_HIGH_WATER:
                     mx.clear_cache()
-            if show_progress:
-                print(file=sys.stderr)
+        if show_progress and items:
+            print(file=sys.stderr)
+        check_truncation(cut, len(items), max_length, truncate, stacklevel=3)
         return out[0] if single else out
 
     def _embed_batches(
         self, ids: list[list[int]], batch_size: int, max_batch_tokens: int, dim: int, normalize: bool
     ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        """``(indices, vectors)`` per batch, in order.
+        """``(indices, vectors)`` per batch (not in order).
 
-        On the CPU backend up to ``CPU_STREAMS`` batches run at once, each on its own stream (thread),
-        while this thread pads and traces the next; OpenBLAS then gets ``cores // streams`` threads.
-        If a fused CPU kernel fails to build (a broken ``g++``), the remaining batches are recomputed
-        with the stock MLX ops and a warning.
+        On the CPU backend ``CPU_STREAMS`` batches run at once, each on its own MLX stream (thread)
+        with ``1 / CPU_STREAMS`` of the batch's texts and tokens (so memory stays that of one batch),
+        dispatched a layer at a time in turn: MLX blocks the dispatching thread while many tasks are in
+        flight, so dispatching one whole forward at a time would run the streams one after the other.
+        OpenBLAS gets ``cores // streams`` threads meanwhile. If a fused CPU kernel fails to build (a
+        broken ``g++``), the remaining batches are recomputed with the stock MLX ops and a warning.
         """
-        order = list(batches([len(s) for s in ids], batch_size, max_batch_tokens))
-        streams = _worker_streams()
-        done = 0
+        lengths = [len(s) for s in ids]
+        order = list(batches(lengths, batch_size, max_batch_tokens))
+        # One batch (a query) runs inline: dispatching it stage by stage costs more than it gains.
+        streams = _worker_streams() if len(order) > 1 and hasattr(self.model, "layerwise") else []
+        if streams:  # the streams share the batch: together they hold one batch's texts and tokens
+            n = len(streams)
+            order = list(batches(lengths, -(-batch_size // n), max(1, max_batch_tokens // n)))
+        finished: set[int] = set()
         try:
             if not streams:
-                for idx in order:
-                    yield idx, np.array(self._embed_lazy([ids[i] for i in idx], dim, normalize))
-                    done += 1
-                return
-            pending: deque = deque()
-            with _blas.threads(max(1, (os.cpu_count() or 1) // len(streams))):
                 for n, idx in enumerate(order):
-                    with mx.stream(streams[n % len(streams)]):
-                        pooled = self._embed_lazy([ids[i] for i in idx], dim, normalize)
-                    mx.async_eval(pooled)
-                    pending.append((idx, pooled))
-                    if len(pending) == len(streams):
-                        first, vectors = pending.popleft()
-                        yield first, np.array(vectors)
-                        done += 1
-                while pending:
-                    first, vectors = pending.popleft()
-                    yield first, np.array(vectors)
-                    done += 1
+                    yield idx, self._embed_batch([ids[i] for i in idx], dim, normalize)
+                    finished.add(n)
+                return
+            with _blas.threads(max(1, (os.cpu_count() or 1) // len(streams))):
+                yield from self._interleaved(order, ids, streams, dim, normalize, finished)
         except RuntimeError as err:
             if not kernels.is_compile_failure(err) or not kernels.enabled():
                 raise
@@ -199,8 +203,45 @@ class Embedder:
                 RuntimeWarning,
                 stacklevel=4,
             )
-            for idx in order[done:]:
-                yield idx, np.array(self._embed_lazy([ids[i] for i in idx], dim, normalize))
+            for n, idx in enumerate(order):
+                if n not in finished:
+                    yield idx, self._embed_batch([ids[i] for i in idx], dim, normalize)
+
+    def _interleaved(self, order, ids, streams, dim, normalize, finished: set[int]):
+        """Run one batch per stream, advancing each by a layer in turn; a slot that finishes pools
+        its batch and takes the next one. Adds each yielded batch's number to ``finished``."""
+        todo = iter(enumerate(order))
+        slots: list = [None] * len(streams)  # per stream: [n, idx, mask, layer iterator, hidden]
+        ready: list = [None] * len(streams)  # per stream: (n, idx, vectors) dispatched, not yet read
+        while True:
+            busy = False
+            for j, stream in enumerate(streams):
+                if ready[j] is not None:
+                    n, idx, vectors = ready[j]
+                    ready[j] = None
+                    yield idx, np.array(vectors)
+                    finished.add(n)
+                with mx.stream(stream):
+                    if slots[j] is None:
+                        nxt = next(todo, None)
+                        if nxt is None:
+                            continue
+                        n, idx = nxt
+                        batch = self.text_encoder.pad([ids[i] for i in idx], self._spec.padding_side)
+                        mask = mx.array(batch.attention_mask)
+                        slots[j] = [n, idx, mask, self.model.layerwise(mx.array(batch.input_ids), mask), None]
+                    slot = slots[j]
+                    hidden = next(slot[3], None)
+                    if hidden is not None:
+                        slot[4] = hidden
+                        mx.async_eval(hidden)
+                    else:
+                        vectors = self._pool(slot[4], slot[2], dim, normalize)
+                        mx.async_eval(vectors)
+                        ready[j], slots[j] = (slot[0], slot[1], vectors), None
+                busy = True
+            if not busy and all(r is None for r in ready):
+                return
 
     def _embed_batch(self, seqs: list[list[int]], dim: int, normalize: bool) -> np.ndarray:
         """The vectors ``(B, dim)`` of one batch, computed on the calling thread."""
@@ -210,7 +251,9 @@ class Embedder:
         """The (unevaluated) float32 vectors ``(B, dim)`` of one batch."""
         batch = self.text_encoder.pad(seqs, self._spec.padding_side)
         mask = mx.array(batch.attention_mask)
-        hidden = self.model(mx.array(batch.input_ids), mask)  # (B, L, D)
+        return self._pool(self.model(mx.array(batch.input_ids), mask), mask, dim, normalize)
+
+    def _pool(self, hidden: mx.array, mask: mx.array, dim: int, normalize: bool) -> mx.array:
         pooled = POOLERS[self._spec.pooling](hidden, mask)[:, :dim]  # (B, dim)
         if normalize:
             pooled = l2_normalize(pooled)

@@ -86,27 +86,18 @@ class TextEncoder:
         Over-long texts are cut (one ``TruncationWarning`` per call, with the count) or, with
         ``truncate=False``, raise ``ValueError``.
         """
-        ids = self._encode(texts, None)
-        too_long = [i for i, seq in enumerate(ids) if len(seq) > max_length]
-        if not too_long:
-            return ids
-        longest = max(len(ids[i]) for i in too_long)
-        if not truncate:
-            raise ValueError(
-                f"{len(too_long)} of {len(texts)} texts are longer than max_length={max_length} tokens "
-                f"(first at index {too_long[0]}, longest {longest} tokens). "
-                "Pass truncate=True to cut them, a larger max_length, or split the texts."
-            )
-        warnings.warn(
-            f"{len(too_long)} of {len(texts)} texts were longer than max_length={max_length} tokens "
-            f"and were truncated (longest {longest} tokens). Pass truncate=False to raise instead.",
-            TruncationWarning,
-            stacklevel=3,
-        )
-        cut = self._encode([texts[i] for i in too_long], max_length)
-        for i, seq in zip(too_long, cut):
-            ids[i] = seq
+        ids, cut = self.tokenize(texts, max_length)
+        check_truncation(cut, len(texts), max_length, truncate, stacklevel=4)
         return ids
+
+    def tokenize(self, texts: list[str], max_length: int) -> tuple[list[list[int]], dict[int, int]]:
+        """Token ids per text cut to ``max_length``, and ``{index: full length}`` of the texts cut."""
+        ids = self._encode(texts, None)
+        cut = {i: len(seq) for i, seq in enumerate(ids) if len(seq) > max_length}
+        if cut:
+            for i, seq in zip(cut, self._encode([texts[i] for i in cut], max_length)):
+                ids[i] = seq
+        return ids, cut
 
     def pad(self, seqs: list[list[int]], side: str = "right") -> Batch:
         B, L = len(seqs), max(len(s) for s in seqs)
@@ -117,3 +108,26 @@ class TextEncoder:
             input_ids[row, span] = seq
             mask[row, span] = 1
         return Batch(input_ids, mask)
+
+
+def check_truncation(
+    cut: dict[int, int], n_texts: int, max_length: int, truncate: bool, stacklevel: int = 2, *, of: str | None = None
+) -> None:
+    """Apply the truncation policy to ``cut`` (``{index: full length}`` of texts over ``max_length``):
+    one ``TruncationWarning`` with the count, or ``ValueError`` when ``truncate`` is False. ``of``
+    names what was checked when it is not all ``n_texts`` texts (e.g. "the first 8192 of 100000 texts")."""
+    if not cut:
+        return
+    longest = max(cut.values())
+    if not truncate:
+        raise ValueError(
+            f"{len(cut)} of {of or f'{n_texts} texts'} are longer than max_length={max_length} tokens "
+            f"(first at index {min(cut)}, longest {longest} tokens). "
+            "Pass truncate=True to cut them, a larger max_length, or split the texts."
+        )
+    warnings.warn(
+        f"{len(cut)} of {n_texts} texts were longer than max_length={max_length} tokens "
+        f"and were truncated (longest {longest} tokens). Pass truncate=False to raise instead.",
+        TruncationWarning,
+        stacklevel=stacklevel,
+    )

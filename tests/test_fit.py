@@ -153,7 +153,7 @@ def test_estimate_within_25_percent_of_measurement(minilm_4bit):
             assert p["estimated_bytes"] == pytest.approx(p["measured_bytes"], rel=0.25), (row["model"], p)
         # Measured peaks grow with the batch: the figures are not constants.
         by_point = {(p["batch"], p["length"]): p["measured_bytes"] for p in row["points"]}
-        assert by_point[(8, 128)] > by_point[(1, 128)] + 20 * MIB
+        assert by_point[(8, 128)] > by_point[(1, 128)] + 10 * MIB  # >= 8 x 128 x 1536 fp32 activations
 
 
 def test_absent_registry_models_are_estimates(capsys):

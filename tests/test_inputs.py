@@ -88,3 +88,20 @@ def test_qwen3_matryoshka_dims(tiny_qwen3_hf):
     assert spec.check_dim(32) == 32 and spec.check_dim(1024) == 1024
     with pytest.raises(ValueError, match="from 32 to 1024"):
         spec.check_dim(16)
+
+
+def test_chunked_encode_warns_once_with_the_total_count(minilm, monkeypatch):
+    monkeypatch.setattr(mlx_embed.embedder, "ENCODE_CHUNK", 2)
+    texts = ["word " * 400, "short", "fine", "token " * 300, "x"]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        minilm.encode(texts)
+    ours = [w for w in caught if issubclass(w.category, TruncationWarning)]
+    assert len(ours) == 1 and "2 of 5 texts" in str(ours[0].message)
+
+
+def test_chunked_encode_raises_at_the_first_too_long_text_with_its_index(minilm, monkeypatch):
+    monkeypatch.setattr(mlx_embed.embedder, "ENCODE_CHUNK", 2)
+    texts = ["short", "fine", "x", "word " * 400, "y"]
+    with pytest.raises(ValueError, match=r"1 of the first 4 of 5 texts .*first at index 3"):
+        minilm.encode(texts, truncate=False)

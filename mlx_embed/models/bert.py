@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import mlx.core as mx
@@ -135,14 +136,27 @@ class Model(nn.Module):
         token_type_ids: mx.array | None = None,
     ) -> mx.array:
         """``input_ids``, ``attention_mask``: (B, L), right-padded. Returns hidden states (B, L, D)."""
+        for x in self.layerwise(input_ids, attention_mask, token_type_ids):
+            pass
+        return x
+
+    def layerwise(
+        self,
+        input_ids: mx.array,
+        attention_mask: mx.array,
+        token_type_ids: mx.array | None = None,
+    ) -> Iterator[mx.array]:
+        """The (lazy) hidden states (B, L, D) after the embeddings and after each layer; the last is
+        the output. Lets a caller evaluate several batches a layer at a time on different streams."""
         if token_type_ids is None:
             token_type_ids = mx.zeros_like(input_ids)
         x = self.embeddings(input_ids, token_type_ids)
         mask = (attention_mask != 0)[:, None, None, :]  # (B, 1, 1, L): padding keys are never attended
         mask = kernels.attention_mask(mask)
+        yield x
         for layer in self.encoder.layer:
             x = layer(x, mask)
-        return x
+            yield x
 
     @staticmethod
     def sanitize(weights: dict) -> dict:

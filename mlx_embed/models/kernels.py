@@ -8,6 +8,7 @@ stock ops, at float32 rounding accuracy (measured by ``tests/test_speed_path.py`
 
 MLX fuses at most 11 operations deep into one kernel and splits the rest into more passes over
 memory, so the polynomials below are written shallow (Estrin's scheme) rather than in Horner form.
+In the ``exp`` passes the clamp is a ``where``: there ``maximum`` made the loop ~1.4x slower.
 
 ``mx.compile`` on the CPU backend needs ``g++`` at run time (it caches the built kernels under
 ``$TMPDIR/mlx``); without it MLX runs compiled functions unfused, slower than the stock ops, so
@@ -95,8 +96,9 @@ def is_compile_failure(err: BaseException) -> bool:
 
 
 @mx.compile
-def _exp_n(d: mx.array) -> mx.array:
-    d = mx.maximum(d, _EXP_CLAMP)  # keeps 2^n a normal float or +0 (denormals are slow), -inf finite
+def _exp_n(s: mx.array, m: mx.array) -> mx.array:
+    d = s - m
+    d = mx.where(d < _EXP_CLAMP, _EXP_CLAMP, d)  # 2^n stays a normal float or +0 (denormals are slow)
     return (d * _LOG2E + _ROUND) - _ROUND  # n = round(d / ln2), >= -127
 
 
@@ -106,21 +108,24 @@ def _exp_bits(n: mx.array) -> mx.array:
 
 
 @mx.compile
-def _exp_poly(d: mx.array, n: mx.array, two_n: mx.array) -> mx.array:
-    r = (mx.maximum(d, _EXP_CLAMP) - n * _LN2_HI) - n * _LN2_LO
+def _exp_poly(s: mx.array, m: mx.array, n: mx.array, two_n: mx.array) -> mx.array:
+    d = s - m
+    r = (mx.where(d < _EXP_CLAMP, _EXP_CLAMP, d) - n * _LN2_HI) - n * _LN2_LO
     r2 = r * r
     p = (_C[0] + _C[1] * r) + r2 * (_C[2] + _C[3] * r) + (r2 * r2) * (_C[4] + _C[5] * r + _C[6] * r2)
     return mx.where(d < _EXP_FLOOR, 0.0, p * two_n)
 
 
-def exp_nonpositive(d: mx.array) -> mx.array:
-    """``exp(d)`` for float32 ``d <= 0``; ``-inf`` and ``d < -87`` give 0.
+def exp_nonpositive(d: mx.array, shift: mx.array | float = 0.0) -> mx.array:
+    """``exp(d - shift)`` for float32 ``d - shift <= 0`` (``shift`` broadcasts, e.g. a row max);
+    ``-inf`` and arguments below -87 give 0.
 
-    Three contiguous fused passes: a bit cast cannot be fused, and a kernel deeper than 11
-    operations would be split by MLX at a point of its choosing (into slower strided loops).
+    Three fused passes: a bit cast cannot be fused, and a kernel deeper than 11 operations would
+    be split by MLX at a point of its choosing (into slower strided loops).
     """
-    n = _exp_n(d)
-    return _exp_poly(d, n, _exp_bits(n).view(mx.float32))
+    shift = mx.array(shift, d.dtype) if not isinstance(shift, mx.array) else shift
+    n = _exp_n(d, shift)
+    return _exp_poly(d, shift, n, _exp_bits(n).view(mx.float32))
 
 
 @mx.compile
@@ -180,9 +185,10 @@ def attend(q: mx.array, k: mx.array, v: mx.array, scale: float, mask: mx.array |
         mask = attention_mask(mask)
     q = q * scale
     kt = k.swapaxes(-1, -2)  # (B, Hkv, Dh, S)
+    v1 = mx.concatenate([v, mx.ones((*v.shape[:-1], 1), v.dtype)], axis=-1)  # (B, Hkv, S, Dh + 1)
     if Hkv != H:  # grouped-query attention: query heads h = kv * G + g share kv head kv
         q = q.reshape(B, Hkv, H // Hkv, L, Dh)
-        kt, v = kt[:, :, None], v[:, :, None]
+        kt, v1 = kt[:, :, None], v1[:, :, None]
         mask = None if mask is None else mask[:, :, None]
     rows = max(1, ATTENTION_BLOCK_ELEMENTS // (B * H * S))
     blocks = []
@@ -192,7 +198,8 @@ def attend(q: mx.array, k: mx.array, v: mx.array, scale: float, mask: mx.array |
         s = qb @ kt  # (B, H, rows, S) or (B, Hkv, G, rows, S)
         if mask is not None:
             s = s + (mask[..., start:stop, :] if rows < L and mask.shape[-2] > 1 else mask)
-        e = exp_nonpositive(s - s.max(axis=-1, keepdims=True))  # unnormalized probabilities
-        blocks.append((e @ v) / e.sum(axis=-1, keepdims=True))
+        e = exp_nonpositive(s, s.max(axis=-1, keepdims=True))  # unnormalized probabilities
+        o = e @ v1  # (..., rows, Dh + 1): the weighted values and, from the ones column, the weight sums
+        blocks.append(o[..., :Dh] / o[..., Dh:])
     out = blocks[0] if len(blocks) == 1 else mx.concatenate(blocks, axis=-2)
     return out.reshape(B, H, L, Dh)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import mlx.core as mx
@@ -118,11 +119,22 @@ class Model(nn.Module):
         self, input_ids: mx.array, attention_mask: mx.array, token_type_ids: mx.array | None = None
     ) -> mx.array:
         """``input_ids``, ``attention_mask``: (B, L), left- or right-padded. Returns final normed hidden (B, L, D)."""
+        for x in self.layerwise(input_ids, attention_mask, token_type_ids):
+            pass
+        return x
+
+    def layerwise(
+        self, input_ids: mx.array, attention_mask: mx.array, token_type_ids: mx.array | None = None
+    ) -> Iterator[mx.array]:
+        """The (lazy) hidden states (B, L, D) after the embeddings and after each layer; the last is
+        the final normed output. Lets a caller evaluate batches a layer at a time on different streams."""
         x = self.embed_tokens(input_ids)  # (B, L, D)
         mask = kernels.attention_mask(causal_padding_mask(attention_mask))
+        yield x
         for layer in self.layers:
             x = layer(x, mask)
-        return self.norm(x)
+            yield x
+        yield self.norm(x)
 
     @staticmethod
     def sanitize(weights: dict) -> dict:
