@@ -11,6 +11,9 @@ The memory a process needs to embed a batch of ``B`` texts of ``L`` tokens is mo
 ``runtime_overhead`` what the first encode adds (compiled kernels, BLAS buffers), ``token_bytes`` the
 working set per token in a batch (hidden states, MLP intermediates) and ``pair_bytes`` the working set
 per (query, key) pair (attention scores where attention is not fused, masks): attention grows with L^2.
+On CPU, attention runs in blocks of bounded size, so past 512 tokens an estimate uses one text's working
+set measured at 1024, 2048, ... tokens (``long_working``) instead of the L^2 law (MiniLM-sized L^2 fits
+overstate a one-layer Qwen3-0.6B at 8192 tokens 8x: 14.1 GiB modelled, 1.7 GiB measured).
 
 * Weights present ("measured"): a fresh process loads the model, and RSS is recorded after load and
   at its peak (Linux VmHWM plus 5 ms sampling) while embedding a few batch x length points;
@@ -37,7 +40,7 @@ JSON (``--json``), keys stable, sizes in bytes::
      "models": [{"model", "source", "status": "measured" | "estimate", "backend", "max_length",
                  "footprint", "load_peak", "runtime_overhead", "token_bytes", "pair_bytes",
                  "weights_bytes", "resident_weight_bytes", "parameters", "notes": [str],
-                 "measured_peaks": {"BxL": bytes},
+                 "measured_peaks": {"BxL": bytes}, "long_working": {"L": bytes},
                  "verdict": "fits" | "tight" | "does not fit", "advice", "default_batch", "default_length",
                  "need_bytes", "headroom_bytes", "headroom_fraction",
                  "max_batch_at_max_length", "max_length_at_batch_1",
@@ -67,6 +70,7 @@ TIGHT_HEADROOM = 0.10  # "fits" needs at least this fraction of the budget left 
 ENCODE_BATCH_SIZE = 32  # Embedder.encode defaults
 ENCODE_MAX_BATCH_TOKENS = 16384
 SHORT_TEXT = 128  # "does not fit" when even one text of this many tokens does not
+PROBE_LENGTH = 512  # the longest input of the probes the L^2 law is fitted to
 MAX_BATCH_REPORTED = 4096
 
 # Runtime constants, measured on Linux x86_64 (Xeon, 2 cores, mlx 0.32.4 CPU, Python 3.11) with
@@ -166,9 +170,23 @@ class MemoryModel:
     parameters: int | None = None
     notes: list[str] = field(default_factory=list)
     measured_peaks: dict[str, int] = field(default_factory=dict)  # "BxL" -> peak RSS measured there
+    # One text's working set measured at lengths past the fitted range ("L" -> bytes). On CPU attention
+    # runs in blocks of at most ATTENTION_BLOCK_ELEMENTS scores, so it stops growing as L^2 there.
+    long_working: dict[str, int] = field(default_factory=dict)
 
     def working(self, batch: int, length: int) -> float:
-        return batch * length * self.token_bytes + batch * length * length * self.pair_bytes
+        """Bytes of activations for ``batch`` texts of ``length`` tokens: ``B*L*token_bytes +
+        B*L^2*pair_bytes``, or past ``PROBE_LENGTH`` ``B`` times the one-text working set interpolated
+        from there through the ``long_working`` points (extended along the last segment beyond them)."""
+        if not self.long_working or length <= PROBE_LENGTH:
+            return batch * length * self.token_bytes + batch * length * length * self.pair_bytes
+        xs = [PROBE_LENGTH] + sorted(int(n) for n in self.long_working)
+        ys = [self.working(1, PROBE_LENGTH)] + [float(self.long_working[str(n)]) for n in xs[1:]]
+        if length >= xs[-1]:
+            slope = (ys[-1] - ys[-2]) / (xs[-1] - xs[-2]) if len(xs) > 1 else ys[-1] / xs[-1]
+            return batch * (ys[-1] + max(slope, 0.0) * (length - xs[-1]))
+        i = next(k for k, x in enumerate(xs) if x >= length)
+        return batch * (ys[i - 1] + (ys[i] - ys[i - 1]) * (length - xs[i - 1]) / (xs[i] - xs[i - 1]))
 
     def need(self, batch: int, length: int) -> int:
         """Bytes needed to embed a batch; where that point was measured, never less than the measurement."""
@@ -400,9 +418,11 @@ def this_backend() -> str:
     return "cpu"
 
 
-def probe_activations(config: dict, backend: str) -> tuple[float, float, str]:
-    """``(token_bytes, pair_bytes, how)``: MLX's peak memory of a one-layer random model with ``config``'s
-    dims, on this machine, at batch 1 x 128 / 256 / 512 and 4 x 128, fitted to ``B*L*t + B*L^2*p``.
+def probe_activations(config: dict, backend: str, max_length: int = PROBE_LENGTH) -> tuple[float, float, str, dict[str, int]]:
+    """``(token_bytes, pair_bytes, how, long_working)``: MLX's peak memory of a one-layer random model with
+    ``config``'s dims, on this machine, at batch 1 x 128 / 256 / 512 and 4 x 128, fitted to
+    ``B*L*t + B*L^2*p``; for the CPU backend and ``max_length`` > 512 also batch 1 at 1024, 2048, ...
+    up to ``max_length`` (``long_working``, "L" -> bytes), where blocked attention breaks the L^2 law.
 
     Run on the backend asked for when it is this machine's; a Metal estimate made on a CPU machine
     halves the CPU figures (float16 activations of the 4-bit layouts) and keeps only the attention
@@ -410,11 +430,17 @@ def probe_activations(config: dict, backend: str) -> tuple[float, float, str]:
     """
     keys = ("model_type", "hidden_size", "intermediate_size", "num_attention_heads", "num_key_value_heads", "head_dim")
     shape = json.dumps({k: config.get(k) for k in keys}, sort_keys=True)
-    return _probe(shape, bool(config.get("quantization") or config.get("quantization_config")), backend)
+    quantized = bool(config.get("quantization") or config.get("quantization_config"))
+    long = ()
+    if backend == "cpu" and max_length > PROBE_LENGTH:
+        long = tuple(sorted({min(PROBE_LENGTH << i, max_length) for i in range(1, 16) if (PROBE_LENGTH << i) < 2 * max_length}))
+    return _probe(shape, quantized, backend, long_lengths=long)
 
 
 @lru_cache(maxsize=None)
-def _probe(shape: str, quantized: bool, backend: str, lengths: tuple[int, ...] = (128, 256, 512)) -> tuple[float, float, str]:
+def _probe(
+    shape: str, quantized: bool, backend: str, lengths: tuple[int, ...] = (128, 256, PROBE_LENGTH), long_lengths: tuple[int, ...] = ()
+) -> tuple[float, float, str, dict[str, int]]:
     import mlx.core as mx
     import numpy as np
 
@@ -424,10 +450,11 @@ def _probe(shape: str, quantized: bool, backend: str, lengths: tuple[int, ...] =
     config = {k: v for k, v in config.items() if v is not None}
     here = this_backend()
     d = _dims(config)
-    small = dict(config, max_position_embeddings=max(max(lengths), 512))
+    small = dict(config, max_position_embeddings=max(lengths + long_lengths + (512,)))
     module = ARCHITECTURES[d["arch"]]
     stream = mx.cpu if (backend == "cpu" and here != "cpu") else mx.default_device()
     points = []
+    long_working: dict[str, int] = {}
     with mx.stream(stream):
         model = module.Model(module.ModelArgs.from_dict(small))
         if stream == mx.cpu:
@@ -435,7 +462,7 @@ def _probe(shape: str, quantized: bool, backend: str, lengths: tuple[int, ...] =
         else:
             model.set_dtype(mx.float16 if quantized else mx.float32)
         mx.eval(model.parameters())
-        for batch, length in [(1, n) for n in lengths] + [(4, lengths[0])]:
+        for batch, length in [(1, n) for n in lengths] + [(4, lengths[0])] + [(1, n) for n in long_lengths]:
             ids = mx.array(np.full((batch, length), 5, dtype=np.int32))
             mask = mx.ones((batch, length), dtype=mx.int32)
             mx.eval(ids, mask)
@@ -445,7 +472,11 @@ def _probe(shape: str, quantized: bool, backend: str, lengths: tuple[int, ...] =
             hidden = model(ids, mask)
             pooled = hidden.mean(axis=1)
             mx.eval(pooled)
-            points.append({"batch": batch, "length": length, "working_bytes": mx.get_peak_memory() - before})
+            working = mx.get_peak_memory() - before
+            if length in long_lengths:
+                long_working[str(length)] = int(working)
+            else:
+                points.append({"batch": batch, "length": length, "working_bytes": working})
             del hidden, pooled
         del model
         mx.clear_cache()
@@ -458,7 +489,9 @@ def _probe(shape: str, quantized: bool, backend: str, lengths: tuple[int, ...] =
         else:
             pair /= 2 if quantized else 1
         how += ", scaled for Metal (unverified: no Mac here)"
-    return token, pair, how
+    if long_working:
+        how += f"; measured at batch 1 x {', '.join(long_working)} past the fit"
+    return token, pair, how, long_working
 
 
 def estimate(
@@ -482,7 +515,7 @@ def estimate(
         base += RUNTIME["hub_import"]
     # Freed load transients stay in the process (MLX's buffer cache, the C heap): RSS keeps the load peak.
     footprint = base + weights["load_peak"]
-    token, pair, how = probe_activations(config, backend)
+    token, pair, how, long_working = probe_activations(config, backend, max_length)
     notes = [f"activations: {how}"]
     if backend == "metal":
         notes.append("runtime constants measured on Linux CPU; Metal adds its own (unmeasured here)")
@@ -496,6 +529,7 @@ def estimate(
         runtime_overhead=RUNTIME["encode_overhead"],
         token_bytes=token,
         pair_bytes=pair,
+        long_working=long_working,
         weights_bytes=weights["disk"],
         resident_weight_bytes=weights["resident"],
         parameters=parameter_count(config),

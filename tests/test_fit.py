@@ -175,3 +175,17 @@ def test_absent_registry_models_are_estimates(capsys):
 
     # CPU dequantizes its 440,401,920 Linear weights to float32 at load: at least 1.76 GB resident.
     assert fit.weight_bytes(fit.REGISTRY_CONFIGS["qwen3-0.6b"], "cpu")["resident"] > 4 * 440_401_920
+
+
+def test_long_inputs_follow_the_measured_points_not_the_square_law():
+    # 1,000 bytes per token up to 512 (512,000 B there), then measured one-text working sets.
+    m = model(1 * GIB, token=1000, pair=1024, max_len=8192)
+    m.long_working = {"1024": 2_000_000, "2048": 3_000_000}
+    assert m.working(1, 512) == 512 * 1000 + 512**2 * 1024  # the fitted law up to the probes' length
+    m.pair_bytes = 0
+    assert m.working(1, 768) == pytest.approx(512_000 + (2_000_000 - 512_000) * 256 / 512)
+    assert m.working(2, 2048) == pytest.approx(6_000_000)
+    assert m.working(1, 4096) == pytest.approx(3_000_000 + 1_000_000 / 1024 * 2048)  # last segment extended
+    # 2560 MiB for activations; one 8192-token text needs 3e6 + 6144 * 1e6 / 1024 = 9e6 bytes
+    assert max_length(m, 1, BUDGET_8GB.available) == 8192
+    assert max_batch(m, 8192, BUDGET_8GB.available) == 2560 * MIB // 9_000_000
