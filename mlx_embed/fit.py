@@ -12,8 +12,8 @@ The memory a process needs to embed a batch of ``B`` texts of ``L`` tokens is mo
 working set per token in a batch (hidden states, MLP intermediates) and ``pair_bytes`` the working set
 per (query, key) pair (attention scores where attention is not fused, masks): attention grows with L^2.
 On CPU, attention runs in blocks of bounded size, so past 512 tokens an estimate uses one text's working
-set measured at 1024, 2048, ... tokens (``long_working``) instead of the L^2 law (MiniLM-sized L^2 fits
-overstate a one-layer Qwen3-0.6B at 8192 tokens 8x: 14.1 GiB modelled, 1.7 GiB measured).
+set measured at 1024, 2048, ... tokens (``long_working``) instead of the L^2 law (fitted up to 512 tokens,
+that law put a one-layer Qwen3-0.6B at 14.1 GiB for 8192 tokens; measured: 1.7 GiB).
 
 * Weights present ("measured"): a fresh process loads the model, and RSS is recorded after load and
   at its peak (Linux VmHWM plus 5 ms sampling) while embedding a few batch x length points;
@@ -27,7 +27,7 @@ overstate a one-layer Qwen3-0.6B at 8192 tokens 8x: 14.1 GiB modelled, 1.7 GiB m
 The budget is ``ram - reserve - alongside``: ``reserve`` is what the OS keeps for itself
 (``DEFAULT_RESERVE``), ``alongside`` memory held by other things (e.g. a 4B VLM next to the embedder).
 Verdict at the default ``encode`` operating point (batch 32, the model's max length, at most
-``max_batch_tokens`` padded tokens per batch: ``encode``'s default for the backend, e.g. 2,048 on CPU and
+``max_batch_tokens`` padded tokens per batch: ``encode``'s default for the backend, e.g. 1,024 on CPU and
 16,384 on Metal): "fits" with at least 10% of the budget to spare, "tight" when it fits with
 less, or fits only with a smaller batch or shorter inputs, "does not fit" when even one 128-token text
 does not. Sizes: ``GB`` means GiB (2^30 bytes), as RAM is sold; the table prints GiB / MiB.
