@@ -128,10 +128,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--recipe",
         default="uniform",
         help="uniform: every Linear/Embedding at --bits/--group-size (mlx-community layout); "
-        "faithful: mixed 5/6/8-bit, cosine >= 0.995 to fp32 on MiniLM (~6.2 bits/weight); "
-        "compact: mixed 4/5/6/8-bit at <= 5 bits/weight",
+        "faithful: mixed 4/5/6/8-bit with GPTQ, cosine >= 0.995 to fp32 on MiniLM (~5.4 bits/weight); "
+        "compact: mixed 4/5/6/8-bit with GPTQ at <= 5 bits/weight",
     )
-    p.add_argument("--rounding", choices=["nearest", "mse"], help="override the recipe's rounding (mse: fitted scales/biases)")
+    p.add_argument(
+        "--rounding",
+        choices=["nearest", "mse", "gptq"],
+        help="override the recipe's rounding (mse: fitted scales/biases; gptq: data-aware, runs the model on built-in calibration texts)",
+    )
     p.add_argument("--pooling", choices=["mean", "cls", "last_token"])
     p.add_argument("--overwrite", action="store_true")
     p.add_argument("--no-report", action="store_true")

@@ -21,6 +21,7 @@ from mlx.utils import tree_flatten
 
 from . import loading
 from .stats import checkpoint_stats
+from .tokenize import TextEncoder, load_tokenizer
 
 BITS = (4, 6, 8, 16, 32)
 GROUP_SIZES = (32, 64, 128)
@@ -70,8 +71,11 @@ class Recipe:
 
     ``choose(path, module, n_layers)`` returns None (the converter's default bits / group size),
     False (keep the module in float16) or ``{"bits", "group_size"}``. ``rounding`` is ``"nearest"``
-    (``mx.quantize``, what mlx-community checkpoints use) or ``"mse"`` (per-group scale and bias
-    fitted to minimise the squared error of the stored fp16 values; same file format).
+    (``mx.quantize``, what mlx-community checkpoints use), ``"mse"`` (per-group scale and bias
+    fitted to minimise the squared error of the stored fp16 values) or ``"gptq"`` (Linears in the
+    transformer blocks rounded with :func:`mlx_embed.calibrate.gptq` on
+    :data:`~mlx_embed.calibration_texts.CALIBRATION_TEXTS`, their float biases refitted with them;
+    embedding tables as ``"mse"``); all write the same file format.
     """
 
     choose: Callable[[str, nn.Module, int], Choice]
@@ -100,36 +104,50 @@ def _by_role(table: dict[str, tuple[int, int] | bool]) -> Callable[[str, nn.Modu
     return choose
 
 
-# Chosen by measurement on the real all-MiniLM-L6-v2 (scripts/quant_table.py; sensitivity notes in
-# the README): token_type_embeddings (768 weights, added to every token) cost more than any other
-# module at 4 bits; attention value / output projections are the most sensitive per weight; the
-# token table (52% of MiniLM's weights) is the least sensitive per weight.
+# Chosen by measurement on the real all-MiniLM-L6-v2 with GPTQ rounding (scripts/quant_table.py;
+# sensitivity notes in the README). Per module role, the loss (1 - cosine to fp32, mean over the
+# fidelity sample) splits about evenly between the token table (52% of the weights, least sensitive
+# per weight) and the Linears, where the MLP input projection costs most, then the MLP output and
+# the attention value / output projections. token_type_embeddings (768 weights, added to every
+# token) stay float; position embeddings (0.9% of the weights) at 8 bits.
 FAITHFUL: dict[str, tuple[int, int] | bool] = {
-    "token_embedding": (5, 64),
+    "token_embedding": (4, 64),
     "position_embedding": (8, 64),
     "token_type_embedding": False,
-    "attention_qk": (6, 64),
-    "attention_value": (8, 64),
-    "attention_output": (8, 64),
+    "attention_qk": (5, 64),
+    "attention_value": (6, 64),
+    "attention_output": (6, 64),
     "mlp_in": (6, 64),
     "mlp_out": (6, 64),
 }
 COMPACT: dict[str, tuple[int, int] | bool] = {
-    "token_embedding": (4, 64),
+    "token_embedding": (4, 128),
     "position_embedding": (8, 64),
     "token_type_embedding": False,
-    "attention_qk": (4, 64),
-    "attention_value": (6, 64),
-    "attention_output": (6, 64),
-    "mlp_in": (5, 64),
-    "mlp_out": (4, 32),
+    "attention_qk": (5, 128),
+    "attention_value": (5, 64),
+    "attention_output": (5, 64),
+    "mlp_in": (6, 128),
+    "mlp_out": (5, 64),
 }
+# GPTQ settings (mlx_embed.calibrate.gptq): 1% damping, columns by decreasing input energy, each
+# Linear refitted first to undo the error of what was rounded before it (ridge 1.0 x mean diag H).
+GPTQ_OPTIONS = {"damp": 0.01, "act_order": True, "compensate": True, "ridge": 1.0}
 RECIPES: dict[str, Recipe] = {
     "uniform": Recipe(lambda path, module, n_layers: None, "nearest", "every Linear and Embedding at --bits / --group-size"),
-    "faithful": Recipe(_by_role(FAITHFUL), "mse", "per-text cosine >= 0.995 on MiniLM (about 6.2 bits per weight)"),
-    "compact": Recipe(_by_role(COMPACT), "mse", "best measured fidelity at <= 5 bits per weight on MiniLM"),
+    "faithful": Recipe(_by_role(FAITHFUL), "gptq", "per-text cosine >= 0.995 on MiniLM (about 5.4 bits per weight)"),
+    "compact": Recipe(_by_role(COMPACT), "gptq", "best measured fidelity at <= 5 bits per weight on MiniLM"),
 }
-ROUNDINGS = ("nearest", "mse")
+ROUNDINGS = ("nearest", "mse", "gptq")
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """What data-aware rounding needs to run the model on the calibration texts."""
+
+    text_encoder: TextEncoder
+    padding_side: str = "right"
+    max_length: int = 512
 
 
 def _quantizable(module: nn.Module, group_size: int) -> bool:
@@ -201,45 +219,79 @@ def mse_quantize(
 
 
 def quantize_model(
-    model: nn.Module, bits: int, group_size: int, recipe: str = "uniform", rounding: str | None = None
+    model: nn.Module,
+    bits: int,
+    group_size: int,
+    recipe: str = "uniform",
+    rounding: str | None = None,
+    calibration: Calibration | None = None,
+    log: Callable[[str], None] | None = None,
 ) -> dict:
     """Quantize in place; return the per-module overrides (keys are this model's module paths).
 
-    ``rounding`` overrides the recipe's (``"nearest"`` or ``"mse"``).
+    ``rounding`` overrides the recipe's (``"nearest"``, ``"mse"`` or ``"gptq"``); ``"gptq"`` needs
+    ``calibration``.
     """
     if recipe not in RECIPES:
         raise ValueError(f"Unknown recipe {recipe!r}. Known recipes: {', '.join(RECIPES)}")
     rounding = rounding or RECIPES[recipe].rounding
     if rounding not in ROUNDINGS:
         raise ValueError(f"Unknown rounding {rounding!r}; choose one of {', '.join(ROUNDINGS)}")
+    if rounding == "gptq" and calibration is None:
+        raise ValueError("rounding='gptq' runs the model on calibration texts: pass calibration=Calibration(...)")
     choose = RECIPES[recipe].choose
     n_layers = model.args.num_hidden_layers
     overrides: dict[str, dict | bool] = {}
-    floats: dict[str, mx.array] = {}
-
-    def predicate(path: str, module: nn.Module):
+    chosen: dict[str, dict] = {}
+    for path, module in model.named_modules():
         if not isinstance(module, (nn.Linear, nn.Embedding)):
-            return False
+            continue
         choice = choose(path, module, n_layers)
         params = {"bits": bits, "group_size": group_size}
         if choice is False:
             if _quantizable(module, group_size):
                 overrides[path] = False
-            return False
+            continue
         if isinstance(choice, dict):
             params.update(choice)
         if not _quantizable(module, params["group_size"]):
-            return False
+            continue
         if params != {"bits": bits, "group_size": group_size}:
             overrides[path] = params
-        floats[path] = module.weight
-        return params
+        chosen[path] = params
 
-    nn.quantize(model, group_size=group_size, bits=bits, class_predicate=predicate)
+    if rounding == "nearest":
+        nn.quantize(model, group_size=group_size, bits=bits, class_predicate=lambda path, m: chosen.get(path, False))
+        return overrides
     if rounding == "mse":
+        floats = {path: m.weight for path, m in model.named_modules() if path in chosen}
+        nn.quantize(model, group_size=group_size, bits=bits, class_predicate=lambda path, m: chosen.get(path, False))
         for path, m in model.named_modules():
             if path in floats:
                 m.weight, m.scales, m.biases = mse_quantize(floats[path], m.bits, m.group_size)
+        return overrides
+
+    from . import calibrate
+    from .calibration_texts import CALIBRATION_TEXTS
+
+    batches = calibrate.make_batches(
+        calibration.text_encoder, CALIBRATION_TEXTS, calibration.max_length, calibration.padding_side
+    )
+    done = calibrate.gptq(model, chosen, batches, module_role, log=log, **GPTQ_OPTIONS)
+    tables = {  # embedding tables (and any Linear outside the blocks): no inputs to collect
+        path: mse_quantize(m.weight, chosen[path]["bits"], chosen[path]["group_size"])
+        for path, m in model.named_modules()
+        if path in chosen and path not in done
+    }
+    nn.quantize(model, group_size=group_size, bits=bits, class_predicate=lambda path, m: chosen.get(path, False))
+    for path, m in model.named_modules():
+        if path in done:
+            q = done[path]
+            m.weight = _pack(mx.array(q.codes), q.bits)
+            m.scales = mx.array(q.scales).astype(mx.float16)
+            m.biases = mx.array(q.biases).astype(mx.float16)
+        elif path in tables:
+            m.weight, m.scales, m.biases = tables[path]
     return overrides
 
 
@@ -284,7 +336,11 @@ def convert(
     model.set_dtype(mx.float16 if bits == 16 else mx.float32)
     out_config = {k: v for k, v in config.items() if k not in ("quantization", "quantization_config")}
     if bits <= 8:
-        overrides = quantize_model(model, bits, group_size, recipe, rounding)
+        calibration = None
+        if (rounding or RECIPES[recipe].rounding) == "gptq":
+            encoder = TextEncoder(load_tokenizer(resolved.path), end_token=spec.end_token)
+            calibration = Calibration(encoder, spec.padding_side, spec.max_length)
+        overrides = quantize_model(model, bits, group_size, recipe, rounding, calibration)
         model.set_dtype(mx.float16)  # scales, biases and norms in fp16, as mlx-community stores them
         prefix = SAVE_PREFIX[config["model_type"]]
         quant = {"group_size": group_size, "bits": bits, "mode": "affine"}

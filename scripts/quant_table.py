@@ -6,6 +6,9 @@ users load it, and compared with two references: our fp32 MLX model and sentence
 texts) and on that sample plus every query and document of the bundled retrieval corpora (283 texts).
 Top-5 agreement: mean overlap of each query's top-5 documents with fp32's; nDCG@5 and R@5: retrieval
 quality against the corpora's relevance labels; both averaged over the four bundled corpora.
+``compact`` and ``faithful`` round with GPTQ on ``mlx_embed.calibration_texts`` (disjoint from every
+text scored here); the "mse rounding" rows store the same per-module bits rounded without data. The
+conversion time of each row goes to stderr.
 
     python scripts/quant_table.py                 # all rows, Markdown
     python scripts/quant_table.py --rows faithful compact
@@ -36,7 +39,9 @@ ROWS: dict[str, dict | None] = {
     "4-bit g64 (mlx-community)": {"bits": 4, "group_size": 64},
     "4-bit g32": {"bits": 4, "group_size": 32},
     "4-bit g64, mse rounding": {"bits": 4, "group_size": 64, "rounding": "mse"},
+    "compact bits, mse rounding (no data)": {"recipe": "compact", "rounding": "mse"},
     "compact": {"recipe": "compact"},
+    "faithful bits, mse rounding (no data)": {"recipe": "faithful", "rounding": "mse"},
     "faithful": {"recipe": "faithful"},
 }
 

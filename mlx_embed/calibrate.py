@@ -1,0 +1,402 @@
+"""Data-aware rounding of Linears onto the stock affine grid (GPTQ with error compensation).
+
+Writes the layout ``mx.quantize`` writes (``w ~= scale * q + bias``, ``q`` in ``[0, 2**bits - 1]``,
+groups of ``group_size`` consecutive input columns, fp16 scales and biases): only the stored values
+differ, so any mlx / mlx-lm style loader reads the result.
+
+:func:`gptq` runs the float model on unlabelled calibration texts (``calibration_texts.py``) and, block
+by block in forward order, for each Linear
+
+1. collects its inputs ``x_q`` from the model whose earlier Linears are already rounded (and, with
+   ``compensate``, the float model's inputs ``x_f`` at the same place);
+2. with ``compensate``, refits the float weight and bias by ridge-regularised least squares so that
+   ``W' x_q ~= W x_f``: it absorbs part of the error of everything rounded before it;
+3. rounds ``W'`` column by column, feeding each column's rounding error into the columns not yet
+   rounded through the inverse of ``H = sum x_q x_q^T`` (Frantar et al., "GPTQ", 2022); with
+   ``act_order`` the columns go by decreasing input energy and each group's scale and bias are
+   fixed up front, else left to right with each group's grid chosen when the group is reached.
+
+Every text weighs the same in ``H`` whatever its length, so short inputs (queries, one-word
+texts), where [CLS]/[SEP] dominate the pooled vector, are not drowned by long ones.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import mlx.core as mx
+import mlx.nn as nn
+import numpy as np
+from mlx.utils import tree_map
+
+from .tokenize import TruncationWarning
+
+
+@dataclass
+class Quantized:
+    """One module's affine codes and fp16-representable scales/biases (float32 arrays)."""
+
+    codes: np.ndarray  # (O, I) uint8
+    scales: np.ndarray  # (O, I / group_size)
+    biases: np.ndarray  # (O, I / group_size)
+    bits: int
+    group_size: int
+
+    def dequantize(self) -> np.ndarray:
+        O, I = self.codes.shape
+        g = self.codes.reshape(O, -1, self.group_size).astype(np.float32)  # (O, G, gs)
+        return (g * self.scales[..., None] + self.biases[..., None]).reshape(O, I)
+
+
+def _f16(x: np.ndarray) -> np.ndarray:
+    return x.astype(np.float16).astype(np.float64)
+
+
+def _group_grid(
+    w: np.ndarray, bits: int, shrinks: Sequence[float] = (0.8, 0.85, 0.9, 0.95, 1.0), weight: np.ndarray | None = None
+):
+    """Per-row scale/bias (fp16 values) for one group ``w`` (O, gs): the clipping of the min-max
+    range with the least squared error (columns weighted by ``weight`` (gs,) when given)."""
+    maxq = 2**bits - 1
+    lo, hi = w.min(1), w.max(1)  # (O,)
+    best = None
+    for shrink in shrinks:
+        half = (hi - lo) * (shrink / 2)
+        s = _f16(np.maximum(2 * half / maxq, 1e-7))
+        b = _f16((hi + lo) / 2 - half)
+        q = np.clip(np.round((w - b[:, None]) / s[:, None]), 0, maxq)
+        err = np.square(q * s[:, None] + b[:, None] - w)
+        err = (err * weight).sum(1) if weight is not None else err.sum(1)
+        if best is None:
+            best = [err, s, b]
+        else:
+            better = err < best[0]
+            for k, v in enumerate((err, s, b)):
+                best[k] = np.where(better, v, best[k])
+    return best[1], best[2]
+
+
+def _inverse_factor(H: np.ndarray, damp: float) -> np.ndarray:
+    """Upper Cholesky factor U of the damped ``H^-1`` (``H^-1 = U^T U``): row j says how column j's
+    rounding error is spread over columns j+1.. ."""
+    I = H.shape[0]
+    H = H.astype(np.float64).copy()
+    dead = np.diag(H) == 0
+    H[dead, dead] = 1.0
+    H += np.eye(I) * damp * np.mean(np.diag(H))
+    # with P the reversal permutation, P H P = L L^T gives H^-1 = U^T U for U = P L^-1 P (upper)
+    flipped = mx.array(H[::-1, ::-1].astype(np.float32))
+    L = mx.linalg.cholesky(flipped, stream=mx.cpu)
+    U = mx.linalg.tri_inv(L, upper=False, stream=mx.cpu)  # (I, I) lower
+    return np.array(U, dtype=np.float64)[::-1, ::-1].copy()
+
+
+def gptq_matrix(
+    w: np.ndarray,
+    U: np.ndarray,
+    bits: int,
+    group_size: int,
+    hdiag: np.ndarray | None = None,
+    order: np.ndarray | None = None,
+) -> Quantized:
+    """GPTQ for one weight ``w`` (O, I) given ``U`` from :func:`_inverse_factor` of its inputs' ``H``;
+    ``hdiag`` (I,), the diagonal of ``H``, weights the columns when each group's grid is chosen.
+
+    ``order`` (a permutation of the I columns; ``U`` must then come from ``H[order][:, order]``)
+    rounds the columns in that order, usually by decreasing ``hdiag`` ("act-order"); each group's
+    grid is then fixed up front from ``w`` (the file layout keeps groups of consecutive columns).
+    Without it, columns go left to right and each group's grid is chosen when the group is reached,
+    from the weights as updated so far.
+    """
+    O, I = w.shape
+    maxq = 2**bits - 1
+    G = I // group_size
+    scales, biases = np.zeros((O, G)), np.zeros((O, G))
+    if order is not None:
+        for g in range(G):
+            j0, j1 = g * group_size, (g + 1) * group_size
+            scales[:, g], biases[:, g] = _group_grid(w[:, j0:j1].astype(np.float64), bits, weight=None if hdiag is None else hdiag[j0:j1])
+        group = order // group_size  # (I,) group of each column, in rounding order
+        S, B = scales[:, group], biases[:, group]  # (O, I) in rounding order
+        W = w.astype(np.float64)[:, order].copy()
+        codes = np.zeros((O, I), dtype=np.uint8)
+        step = group_size
+        for j0 in range(0, I, step):
+            j1 = min(j0 + step, I)
+            block = W[:, j0:j1]
+            err = np.zeros_like(block)
+            for j in range(j1 - j0):
+                s, b = S[:, j0 + j], B[:, j0 + j]
+                q = np.clip(np.round((block[:, j] - b) / s), 0, maxq)
+                codes[:, j0 + j] = q
+                e = (block[:, j] - (q * s + b)) / U[j0 + j, j0 + j]
+                block[:, j + 1 :] -= np.outer(e, U[j0 + j, j0 + j + 1 : j1])
+                err[:, j] = e
+            W[:, j1:] -= err @ U[j0:j1, j1:]
+        unpermuted = np.zeros_like(codes)
+        unpermuted[:, order] = codes
+        return Quantized(unpermuted, scales.astype(np.float32), biases.astype(np.float32), bits, group_size)
+    W = w.astype(np.float64).copy()
+    codes = np.zeros((O, I), dtype=np.uint8)
+    for g in range(G):
+        j0, j1 = g * group_size, (g + 1) * group_size
+        s, b = _group_grid(W[:, j0:j1], bits, weight=None if hdiag is None else hdiag[j0:j1])
+        scales[:, g], biases[:, g] = s, b
+        block = W[:, j0:j1]  # (O, gs), updated in place
+        err = np.zeros_like(block)
+        for j in range(group_size):
+            col = block[:, j]
+            q = np.clip(np.round((col - b) / s), 0, maxq)
+            codes[:, j0 + j] = q
+            e = (col - (q * s + b)) / U[j0 + j, j0 + j]  # (O,)
+            block[:, j + 1 :] -= np.outer(e, U[j0 + j, j0 + j + 1 : j1])
+            err[:, j] = e
+        W[:, j1:] -= err @ U[j0:j1, j1:]
+    return Quantized(codes, scales.astype(np.float32), biases.astype(np.float32), bits, group_size)
+
+
+# --- running the model on calibration texts ---------------------------------------------------
+
+
+class _Stop(Exception):
+    pass
+
+
+class _Recorder(nn.Module):
+    """Stands in for a Linear while its inputs are collected."""
+
+    def __init__(self, inner: nn.Module, sink: Callable[[mx.array], None]):
+        super().__init__()
+        self.inner = inner
+        self._sink = sink
+
+    def __call__(self, x: mx.array) -> mx.array:
+        self._sink(x)
+        return self.inner(x)
+
+
+def _get_child(model: nn.Module, path: str) -> nn.Module:
+    obj = model
+    for part in path.split("."):
+        obj = obj[int(part)] if isinstance(obj, list) else obj[part]
+    return obj
+
+
+def _set_child(model: nn.Module, path: str, new: nn.Module) -> None:
+    *parents, name = path.split(".")
+    obj = model
+    for part in parents:
+        obj = obj[int(part)] if isinstance(obj, list) else obj[part]
+    if isinstance(obj, list):
+        obj[int(name)] = new
+    else:
+        obj[name] = new
+
+
+@dataclass
+class Batch:
+    input_ids: mx.array  # (B, L)
+    attention_mask: mx.array  # (B, L)
+    real: np.ndarray  # (B * L,) bool: which positions are real tokens
+
+
+def make_batches(text_encoder, texts: Sequence[str], max_length: int, side: str, batch_size: int = 32) -> list[Batch]:
+    """Length-sorted padded batches of ``texts``; texts over ``max_length`` tokens are cut, silently
+    (calibration only needs realistic inputs)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", TruncationWarning)
+        seqs = text_encoder.encode(list(texts), max_length)
+    order = sorted(range(len(seqs)), key=lambda i: len(seqs[i]))
+    out = []
+    for start in range(0, len(order), batch_size):
+        b = text_encoder.pad([seqs[i] for i in order[start : start + batch_size]], side)
+        out.append(Batch(mx.array(b.input_ids), mx.array(b.attention_mask), b.attention_mask.reshape(-1) != 0))
+    return out
+
+
+def _stage(path: str, role: str | None) -> tuple[str, str]:
+    """Linears that read the same input share one Hessian: q/k/v, gate/up."""
+    parent = path.rsplit(".", 1)[0]
+    if role in ("attention_qk", "attention_value"):
+        return parent, "attention_in"
+    if role == "mlp_in":
+        return parent, "mlp_in"
+    return path, role or ""
+
+
+def transformer_layers(model: nn.Module) -> tuple[str, list[nn.Module]]:
+    """Module path prefix and list of the transformer blocks (BERT ``encoder.layer``, Qwen3 ``layers``)."""
+    if "encoder" in model and "layer" in model["encoder"]:
+        return "encoder.layer", model["encoder"]["layer"]
+    return "layers", model["layers"]
+
+
+class _Capture(nn.Module):
+    """Stands in for the first block: keeps its arguments and stops the forward."""
+
+    def __init__(self, inner: nn.Module, sink: list):
+        super().__init__()
+        self.inner = inner
+        self._sink = sink
+
+    def __call__(self, *args):
+        self._sink.append(args)
+        raise _Stop
+
+
+def _token_weights(b: Batch) -> np.ndarray:
+    """Each text weighs the same in ``H``, whatever its length: 1 / length per real token."""
+    mask = np.array(b.attention_mask).astype(np.float64)  # (B, L)
+    return (mask / mask.sum(1, keepdims=True)).reshape(-1)[b.real]
+
+
+def gptq(
+    model: nn.Module,
+    params: dict[str, dict],
+    batches: list[Batch],
+    role: Callable[[str], str | None],
+    damp: float = 0.01,
+    log: Callable[[str], None] | None = None,
+    act_order: bool = False,
+    compensate: bool = False,
+    ridge: float = 0.1,
+) -> dict[str, Quantized]:
+    """GPTQ the Linears in ``params`` (``{path: {"bits", "group_size"}}``) inside the transformer
+    blocks, block by block in forward order; returns what was rounded (other modules are left alone).
+
+    Each block's inputs come from the blocks before it, already rounded; inside a block, the inputs
+    of a Linear come from the block with its earlier Linears rounded. The model is left holding the
+    dequantized weights (fp32 Linears) of what was rounded. ``damp``: added to the diagonal of ``H``,
+    as a fraction of its mean. ``act_order``: see :func:`gptq_matrix`.
+
+    ``compensate``: before rounding, each Linear's weight and bias are refitted by least squares so
+    that, fed the inputs of the partly rounded model, it reproduces the float model's outputs
+    (``W' = W C H^-1`` with ``C`` the float/rounded input cross-covariance), which absorbs part of
+    the error of everything rounded before it.
+    """
+    prefix, layers = transformer_layers(model)
+    inputs: list[tuple] = []
+    saved = layers[0]
+    layers[0] = _Capture(saved, inputs)
+    try:
+        for b in batches:
+            try:
+                model(b.input_ids, b.attention_mask)
+            except _Stop:
+                pass
+    finally:
+        layers[0] = saved
+    mx.eval([a for args in inputs for a in args])
+    float_inputs = list(inputs)
+    weights = [_token_weights(b) for b in batches]
+
+    out: dict[str, Quantized] = {}
+    for i, layer in enumerate(layers):
+        here = f"{prefix}.{i}."
+        order: list[str] = []
+        local = {p[len(here) :]: p for p in params if p.startswith(here) and isinstance(_get_child(model, p), nn.Linear)}
+        for sub in local:
+            inner = _get_child(layer, sub)
+            _set_child(layer, sub, _Recorder(inner, lambda x, sub=sub: order.append(sub) if sub not in order else None))
+        try:
+            mx.eval(layer(*inputs[0]))
+        finally:
+            for sub in local:
+                _set_child(layer, sub, _get_child(layer, sub).inner)
+        stages: dict[tuple[str, str], list[str]] = {}
+        for sub in order:
+            stages.setdefault(_stage(sub, role(local[sub])), []).append(sub)
+        float_params = tree_map(lambda a: a, layer.parameters()) if compensate else None
+        for members in stages.values():
+            dim = _get_child(layer, members[0]).weight.shape[1]
+            xs_float = _stage_inputs(layer, members[0], float_inputs, batches, float_params) if compensate else None
+            xs = _stage_inputs(layer, members[0], inputs, batches)
+            H = mx.zeros((dim + 1, dim + 1))
+            C = mx.zeros((dim + 1, dim + 1))
+            for k, w in enumerate(weights):
+                sw = mx.sqrt(mx.array(w, dtype=mx.float32))[:, None]
+                x = mx.concatenate([xs[k], mx.ones((xs[k].shape[0], 1))], axis=1) * sw  # (tokens, I + 1)
+                H = H + x.T @ x
+                if compensate:
+                    xf = mx.concatenate([xs_float[k], mx.ones((xs[k].shape[0], 1))], axis=1) * sw
+                    C = C + xf.T @ x
+                mx.eval(H, C)
+            H, C = np.array(H, dtype=np.float64), np.array(C, dtype=np.float64)
+            Hx = H[:dim, :dim]
+            hdiag = np.diag(Hx)
+            perm = np.argsort(-hdiag, kind="stable") if act_order else None
+            U = _inverse_factor(Hx if perm is None else Hx[perm][:, perm], damp)
+            for sub in members:
+                m = _get_child(layer, sub)
+                p = params[local[sub]]
+                w = np.array(m.weight.astype(mx.float32)).astype(np.float64)
+                if compensate:
+                    w, bias = _compensated(w, m.get("bias"), H, C, ridge)
+                    if bias is not None:
+                        m.bias = mx.array(bias.astype(np.float32))
+                q = gptq_matrix(w, U, p["bits"], p["group_size"], hdiag, perm)
+                out[local[sub]] = q
+                m.weight = mx.array(q.dequantize())
+            if log:
+                log(f"gptq {', '.join(local[s] for s in members)}")
+        if compensate:
+            quantized_params = tree_map(lambda a: a, layer.parameters())
+            layer.update(float_params)
+            float_inputs = [(layer(*args),) + tuple(args[1:]) for args in float_inputs]
+            mx.eval([args[0] for args in float_inputs])
+            layer.update(quantized_params)
+        inputs = [(layer(*args),) + tuple(args[1:]) for args in inputs]
+        mx.eval([args[0] for args in inputs])
+    return out
+
+
+def _stage_inputs(layer: nn.Module, sub: str, inputs: list[tuple], batches: list[Batch], params=None) -> list[mx.array]:
+    """The inputs (real tokens, I) of the Linear ``sub`` of ``layer`` per batch (with ``params`` loaded
+    into the layer for the duration, when given)."""
+    saved = tree_map(lambda a: a, layer.parameters()) if params is not None else None
+    if params is not None:
+        layer.update(params)
+    head = _get_child(layer, sub)
+    dim = head.weight.shape[1]
+    seen: list[mx.array] = []
+
+    def sink(x: mx.array) -> None:
+        seen.append(x.astype(mx.float32).reshape(-1, dim))
+        raise _Stop
+
+    _set_child(layer, sub, _Recorder(head, sink))
+    out = []
+    try:
+        for args, b in zip(inputs, batches):
+            seen.clear()
+            try:
+                layer(*args)
+            except _Stop:
+                pass
+            out.append(seen[0][mx.array(np.flatnonzero(b.real))])  # (tokens, I)
+            mx.eval(out[-1])
+    finally:
+        _set_child(layer, sub, head)
+        if saved is not None:
+            layer.update(saved)
+    return out
+
+
+def _compensated(w: np.ndarray, bias: mx.array | None, H: np.ndarray, C: np.ndarray, ridge: float):
+    """Least-squares ``[W', b']`` with ``[W', b'] [x_q; 1] ~= [W, b] [x_f; 1]`` over the calibration
+    tokens; ``H``, ``C`` (I + 1, I + 1) are the weighted sums of ``[x_q;1][x_q;1]^T`` and
+    ``[x_f;1][x_q;1]^T``; a ridge term ``ridge * mean(diag H) |W' - W|^2`` keeps directions the
+    calibration inputs hardly span at W. Without a bias the constant column is left out."""
+    I = w.shape[1]
+    keep = I + 1 if bias is not None else I
+    lam = ridge * np.mean(np.diag(H)[:I])
+    Hd = H[:keep, :keep].copy()
+    Hd[np.arange(I), np.arange(I)] += lam
+    full = np.concatenate([w, np.array(bias, dtype=np.float64)[:, None]], axis=1) if bias is not None else w
+    target = full @ C[:keep, :keep]  # (O, keep)
+    target[:, :I] += lam * w  # the damping pulls toward W, not toward zero
+    solved = np.linalg.solve(Hd, target.T).T  # Hd is symmetric
+    return (solved[:, :I], solved[:, I]) if bias is not None else (solved, None)
+

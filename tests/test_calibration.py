@@ -1,0 +1,139 @@
+"""Data-aware quantization: the calibration texts are disjoint from every evaluation set, GPTQ
+against plain rounding and a hand-derived special case, the inverse factor against numpy."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import mlx.core as mx
+import numpy as np
+import pytest
+
+from mlx_embed.calibrate import Quantized, _compensated, _inverse_factor, gptq_matrix
+from mlx_embed.calibration_texts import CALIBRATION_TEXTS
+from mlx_embed.eval.corpora import list_corpora, load_corpus
+from mlx_embed.samples import SAMPLE_TEXTS
+
+from .reference import dequantize, unpack
+
+BATTERY = Path(__file__).parent / "battery" / "cases.json"
+
+
+def _evaluation_texts() -> list[str]:
+    texts = list(SAMPLE_TEXTS)
+    for name in list_corpora():
+        corpus = load_corpus(name)
+        texts += corpus.doc_texts + corpus.query_texts
+    for case in json.loads(BATTERY.read_text()):
+        texts += [v for v in case.values() if isinstance(v, str) and v != case.get("id")]
+        texts += [v for value in case.values() if isinstance(value, list) for v in value if isinstance(v, str)]
+    return texts
+
+
+def _norm(text: str) -> str:
+    return " ".join(text.casefold().split())
+
+
+def test_calibration_texts_share_no_text_with_the_evaluation_sets():
+    evaluation = [_norm(t) for t in _evaluation_texts()]
+    assert len(evaluation) > 300  # the sample, four corpora and the battery were all read
+    calibration = [_norm(t) for t in CALIBRATION_TEXTS]
+    assert len(set(calibration)) == len(calibration) >= 100
+    assert not set(calibration) & set(evaluation)
+    # nor does a longer text of one set contain a text of the other
+    long_eval = [e for e in evaluation if len(e) >= 20]
+    long_cal = [c for c in calibration if len(c) >= 20]
+    assert not [(c, e) for c in long_cal for e in evaluation if c in e]
+    assert not [(c, e) for c in calibration for e in long_eval if e in c]
+
+
+def test_calibration_texts_cover_english_russian_chinese_and_code():
+    cyrillic = sum(any("\u0400" <= ch <= "\u04ff" for ch in t) for t in CALIBRATION_TEXTS)
+    han = sum(any("\u4e00" <= ch <= "\u9fff" for ch in t) for t in CALIBRATION_TEXTS)
+    marks = ("def ", "SELECT", "UPDATE", "CREATE", "{", "$", " -", "()", "\n", " = ", "+=", "`", "<")
+    code = sum(any(mark in t for mark in marks) for t in CALIBRATION_TEXTS)
+    short = sum(len(t.split()) <= 2 for t in CALIBRATION_TEXTS)
+    assert cyrillic >= 25 and han >= 25 and code >= 25 and short >= 10, (cyrillic, han, code, short)
+
+
+def test_inverse_factor_is_the_upper_cholesky_factor_of_the_damped_inverse():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((500, 96)) @ rng.standard_normal((96, 96))
+    H = x.T @ x
+    U = _inverse_factor(H, damp=0.01)
+    damped = H + np.eye(96) * 0.01 * np.mean(np.diag(H))
+    expected = np.linalg.inv(damped)
+    assert np.abs(np.tril(U, -1)).max() == 0 and (np.diag(U) > 0).all()
+    assert np.abs(U.T @ U - expected).max() <= 1e-4 * np.abs(expected).max()
+
+
+def _check_layout(q: Quantized, bits: int, group_size: int, shape: tuple[int, int]) -> None:
+    assert q.codes.shape == shape and q.codes.max() < 2**bits
+    assert q.scales.shape == q.biases.shape == (shape[0], shape[1] // group_size)
+    # fp16-representable: what is stored is exactly what was used
+    assert np.array_equal(q.scales.astype(np.float16).astype(np.float32), q.scales)
+    assert np.array_equal(q.biases.astype(np.float16).astype(np.float32), q.biases)
+
+
+@pytest.mark.parametrize("act_order", [False, True])
+@pytest.mark.parametrize("bits,group_size", [(4, 32), (4, 64), (5, 64), (6, 128)])
+def test_gptq_beats_plain_rounding_on_the_layer_output(bits, group_size, act_order):
+    """Correlated inputs (as in a transformer): GPTQ's output error ||X (W - W_q)^T|| is well below
+    mx.quantize's on the same data, while each weight stays on its group's grid."""
+    rng = np.random.default_rng(bits * group_size)
+    O, I, n = 96, 256, 2048
+    mixing = rng.standard_normal((I, I)) * 0.2 + np.eye(I)
+    x = rng.standard_normal((n, I)) * rng.uniform(0.2, 3.0, I) @ mixing  # (n, I)
+    w = (rng.standard_normal((O, I)) * 0.05).astype(np.float32)
+    H = x.T @ x
+    order = np.argsort(-np.diag(H)) if act_order else None
+    q = gptq_matrix(w, _inverse_factor(H if order is None else H[order][:, order], 0.01), bits, group_size, np.diag(H), order)
+    _check_layout(q, bits, group_size, (O, I))
+    packed, s, b = mx.quantize(mx.array(w), group_size, bits)
+    plain = dequantize(np.array(packed), np.array(s.astype(mx.float16)), np.array(b.astype(mx.float16)), bits, group_size)
+    ours_err = np.square(x @ (w - q.dequantize()).T).sum()
+    plain_err = np.square(x @ (w - plain).T).sum()
+    assert ours_err < 0.8 * plain_err, (ours_err, plain_err)
+
+
+def test_gptq_with_uncorrelated_equal_inputs_is_rounding_to_nearest():
+    """With H = identity no error is fed forward: every code is the nearest grid point of the
+    original weight, on the grid chosen for its group."""
+    rng = np.random.default_rng(1)
+    w = (rng.standard_normal((32, 128)) * 0.05).astype(np.float32)
+    q = gptq_matrix(w, _inverse_factor(np.eye(128), 0.0), 4, 64)
+    g = w.reshape(32, 2, 64).astype(np.float64)
+    nearest = np.clip(np.round((g - q.biases[..., None]) / q.scales[..., None]), 0, 15).reshape(32, 128)
+    assert np.array_equal(q.codes, nearest)
+    # the stored layout unpacks to the same codes (numpy reference of MLX's packing)
+    from mlx_embed.conversion import _pack
+
+    assert np.array_equal(unpack(np.array(_pack(mx.array(q.codes), 4)), 4), q.codes)
+
+
+def _augmented(x: np.ndarray) -> np.ndarray:
+    return np.concatenate([x, np.ones((x.shape[0], 1))], axis=1)
+
+
+def test_compensation_keeps_w_when_inputs_agree_and_inverts_a_known_distortion():
+    rng = np.random.default_rng(2)
+    n, I, O = 4000, 24, 8
+    w, bias = rng.standard_normal((O, I)), rng.standard_normal(O)
+    x_f = rng.standard_normal((n, I)) + 0.3
+    # same inputs: nothing to undo, whatever the ridge
+    H = _augmented(x_f).T @ _augmented(x_f)
+    w2, b2 = _compensated(w, bias, H, H, ridge=0.5)
+    assert np.allclose(w2, w, atol=1e-9) and np.allclose(b2, bias, atol=1e-9)
+    # rounded inputs x_q = A x_f + c: the refit is W A^-1 and b - W A^-1 c (hand-derived), for a small ridge
+    A = np.eye(I) + 0.2 * rng.standard_normal((I, I))
+    c = rng.standard_normal(I) * 0.1
+    x_q = x_f @ A.T + c
+    Hq = _augmented(x_q).T @ _augmented(x_q)
+    C = _augmented(x_f).T @ _augmented(x_q)
+    w3, b3 = _compensated(w, bias, Hq, C, ridge=1e-9)
+    expected = w @ np.linalg.inv(A)
+    assert np.allclose(w3, expected, atol=1e-5) and np.allclose(b3, bias - expected @ c, atol=1e-5)
+    # without a bias the constant column is ignored
+    w4, b4 = _compensated(w, None, Hq, C, ridge=1e-9)
+    assert b4 is None and w4.shape == w.shape
