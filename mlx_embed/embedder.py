@@ -31,7 +31,7 @@ CACHE_HIGH_WATER = 0
 # Default cap on padded tokens per batch. On CPU small batches cost no more CPU time per token and
 # bound the working set. MiniLM, one stream, 600 mixed texts: CPU time 12.7 s at 1024 and 12.8 at
 # 2048, 14.2 at 4096, 15.2 at 8192 tokens; peak RSS 278, 358, 456, 551 MB. scripts/bench.py (2,000
-# texts, two streams, 1024): peak RSS 329 MB against 907 MB for sentence-transformers.
+# texts, two streams sharing 1024): peak RSS 273 MB against 894 MB for sentence-transformers.
 CPU_BATCH_TOKENS = 1024
 GPU_BATCH_TOKENS = 16384
 
@@ -40,7 +40,8 @@ ENCODE_CHUNK = 4096
 
 # On the CPU backend this many batches run at once, each on its own MLX stream (a thread of its own;
 # the default CPU stream runs on the calling thread), with OpenBLAS at cores // streams threads.
-# 0 runs batches inline as on Metal. MiniLM, 2,000 texts, 2 cores: 24 s against 30-34 s inline.
+# 0 runs batches inline as on Metal. MiniLM, 600 texts of scripts/bench.py, 2 idle cores: 8.6 s
+# with two streams dispatched a layer at a time, 9.7 s inline, 13.6 s dispatching whole forwards.
 CPU_STREAMS = int(os.environ.get("MLX_EMBED_CPU_STREAMS", min(2, os.cpu_count() or 1)))
 _local = threading.local()  # MLX streams belong to the Python thread that made them
 
