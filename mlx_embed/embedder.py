@@ -208,7 +208,9 @@ class Embedder:
                 if n not in finished:
                     yield idx, self._embed_batch([ids[i] for i in idx], dim, normalize)
 
-    def _interleaved(self, order, ids, streams, dim, normalize, finished: set[int]):
+    def _interleaved(
+        self, order: list[np.ndarray], ids: list[list[int]], streams: list, dim: int, normalize: bool, finished: set[int]
+    ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """Run one batch per stream, advancing each by a layer in turn; a slot that finishes pools
         its batch and takes the next one. Adds each yielded batch's number to ``finished``."""
         todo = iter(enumerate(order))
