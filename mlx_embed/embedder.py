@@ -248,13 +248,9 @@ class Embedder:
 
     def _embed_batch(self, seqs: list[list[int]], dim: int, normalize: bool) -> np.ndarray:
         """The vectors ``(B, dim)`` of one batch, computed on the calling thread."""
-        return np.array(self._embed_lazy(seqs, dim, normalize))
-
-    def _embed_lazy(self, seqs: list[list[int]], dim: int, normalize: bool) -> mx.array:
-        """The (unevaluated) float32 vectors ``(B, dim)`` of one batch."""
         batch = self.text_encoder.pad(seqs, self._spec.padding_side)
         mask = mx.array(batch.attention_mask)
-        return self._pool(self.model(mx.array(batch.input_ids), mask), mask, dim, normalize)
+        return np.array(self._pool(self.model(mx.array(batch.input_ids), mask), mask, dim, normalize))
 
     def _pool(self, hidden: mx.array, mask: mx.array, dim: int, normalize: bool) -> mx.array:
         pooled = POOLERS[self._spec.pooling](hidden, mask)[:, :dim]  # (B, dim)

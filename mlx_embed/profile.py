@@ -69,15 +69,6 @@ def _int_fields(*names: str) -> dict:
     }
 
 
-def _num_fields(*names: str) -> dict:
-    return {
-        "type": "object",
-        "required": list(names),
-        "additionalProperties": False,
-        "properties": {n: {"type": "number", "minimum": 0} for n in names},
-    }
-
-
 _STR = {"type": "string"}
 _MACHINE = {
     "type": "object",
