@@ -1,4 +1,4 @@
-"""Data-aware rounding of Linears onto the stock affine grid (GPTQ with error compensation).
+"""Data-aware rounding of Linears and the token table onto the stock affine grid (GPTQ).
 
 Writes the layout ``mx.quantize`` writes (``w ~= scale * q + bias``, ``q`` in ``[0, 2**bits - 1]``,
 groups of ``group_size`` consecutive input columns, fp16 scales and biases): only the stored values
@@ -18,6 +18,9 @@ by block in forward order, for each Linear
 
 Every text weighs the same in ``H`` whatever its length, so short inputs (queries, one-word
 texts), where [CLS]/[SEP] dominate the pooled vector, are not drowned by long ones.
+
+:func:`table_sensitivity` and :func:`gptq_table` do the same for the token table, with ``H``
+measured at the embedding instead of at the table's (one-hot) inputs (see the section below).
 """
 
 from __future__ import annotations
@@ -44,10 +47,11 @@ class Quantized:
     bits: int
     group_size: int
 
-    def dequantize(self) -> np.ndarray:
-        O, I = self.codes.shape
-        g = self.codes.reshape(O, -1, self.group_size).astype(np.float32)  # (O, G, gs)
-        return (g * self.scales[..., None] + self.biases[..., None]).reshape(O, I)
+    def dequantize(self, rows: Sequence[int] | None = None) -> np.ndarray:
+        codes, scales, biases = (a if rows is None else a[list(rows)] for a in (self.codes, self.scales, self.biases))
+        O, I = codes.shape
+        g = codes.reshape(O, -1, self.group_size).astype(np.float32)  # (O, G, gs)
+        return (g * scales[..., None] + biases[..., None]).reshape(O, I)
 
 
 def _f16(x: np.ndarray) -> np.ndarray:
@@ -400,3 +404,177 @@ def _compensated(w: np.ndarray, bias: mx.array | None, H: np.ndarray, C: np.ndar
     solved = np.linalg.solve(Hd, target.T).T  # Hd is symmetric
     return (solved[:, :I], solved[:, I]) if bias is not None else (solved, None)
 
+
+
+# --- token table: rounding weighted by what a row's error does to the pooled embedding --------
+#
+# A table has no inputs to collect, but the error of row r moves the embedding of every text that
+# contains token r through the network: to second order, by e^T (sum_t J_t^T J_t) e over the
+# occurrences t of r, where J_t is the Jacobian of the normalized pooled embedding with respect to
+# the table output at t. That sum is a Hessian over the table's columns, so each row can be rounded
+# with GPTQ like a Linear's. It is estimated with random probes g (E[J^T g g^T J] = J^T J), one
+# gradient per probe, on the float model. Tokens of different scripts are used by different
+# contexts, so rows share the estimate of their script (CJK, Cyrillic, Latin, other); the most
+# frequent rows, and the tokens the tokenizer adds to every text, get their own, blended with it.
+
+SCRIPTS = ("cjk", "cyrillic", "latin", "other")
+
+
+# CJK punctuation and kana, CJK ideographs (extension A and the main block), Hangul, full-width forms
+_CJK = ((0x3000, 0x30FF), (0x3400, 0x4DBF), (0x4E00, 0x9FFF), (0xAC00, 0xD7AF), (0xFF00, 0xFFEF))
+
+
+def _script(text: str) -> str:
+    for ch in text:
+        o = ord(ch)
+        if any(lo <= o <= hi for lo, hi in _CJK):
+            return "cjk"
+        if 0x0400 <= o <= 0x052F:
+            return "cyrillic"
+    return "latin" if any(c.isalpha() for c in text) else "other"
+
+
+def token_scripts(tokenizer, rows: int) -> np.ndarray:
+    """Index into :data:`SCRIPTS` of each of the table's ``rows`` (rows past the vocabulary: "other")."""
+    n = min(rows, tokenizer.get_vocab_size())
+    texts = tokenizer.decode_batch([[i] for i in range(n)], skip_special_tokens=False)
+    index = {s: k for k, s in enumerate(SCRIPTS)}
+    out = np.full(rows, index["other"], dtype=np.int32)
+    out[:n] = [index[_script(t)] for t in texts]
+    return out
+
+
+@dataclass
+class TableSensitivity:
+    """Probe estimates of ``sum_t J_t^T J_t`` (D, D) per script, and per row for the rows in ``rows``."""
+
+    scripts: np.ndarray  # (V,) index into SCRIPTS
+    script_h: np.ndarray  # (len(SCRIPTS), D, D)
+    script_n: np.ndarray  # (len(SCRIPTS),) occurrences seen
+    rows: dict[int, tuple[np.ndarray, int]]  # row -> ((D, D) sum, occurrences)
+
+    def hessian(self, row: int | None = None, script: int | None = None, prior: float = 16.0) -> np.ndarray:
+        """Mean per occurrence, each level shrunk toward the one above it (all rows -> script -> row)
+        with the weight of ``prior`` occurrences, so rare scripts and rows fall back smoothly."""
+        total = self.script_h.sum(0) / max(self.script_n.sum(), 1)
+        if row is not None:
+            script = int(self.scripts[row])
+        if script is None:
+            return total
+        h = (self.script_h[script] + prior * total) / (self.script_n[script] + prior)
+        if row is None or row not in self.rows:
+            return h
+        h_row, n = self.rows[row]
+        return (h_row + prior * h) / (n + prior)
+
+
+class _Shifted(nn.Module):
+    """Stands in for a table: adds the current probe offset (B, L, D) to what it looks up."""
+
+    def __init__(self, inner: nn.Module, offset: Callable[[], mx.array]):
+        super().__init__()
+        self.inner = inner
+        self._offset = offset
+
+    def __call__(self, ids: mx.array) -> mx.array:
+        return self.inner(ids) + self._offset()
+
+
+def table_sensitivity(
+    model: nn.Module,
+    path: str,
+    batches: list[Batch],
+    pool: Callable[[mx.array, mx.array], mx.array],
+    scripts: np.ndarray,
+    own_rows: Sequence[int] = (),
+    max_rows: int = 256,
+    probes: int | None = 8,
+    seed: int = 0,
+) -> TableSensitivity:
+    """Estimate :class:`TableSensitivity` for the table at ``path`` in ``model`` on ``batches``
+    (``pool``: the model's pooling; the embedding is L2-normalized after it).
+
+    ``own_rows`` (the tokens the tokenizer adds to every text) always get their own estimate; so do
+    the ``max_rows`` rows seen most often (at least twice). One backward pass per batch, its
+    ``probes`` random directions stacked as copies of the batch; ``probes=None`` takes every axis of
+    the embedding once instead (exact, D copies: for small models and tests).
+    """
+    from .models import kernels
+
+    table = _get_child(model, path)
+    D = table.weight.shape[1]
+    P = D if probes is None else probes
+    counts = np.bincount(np.concatenate([np.array(b.input_ids).reshape(-1)[b.real] for b in batches]), minlength=len(scripts))
+    counts[list(own_rows)] = 0
+    frequent = [int(r) for r in np.argsort(-counts, kind="stable")[:max_rows] if counts[r] >= 2]
+    tracked = sorted(set(frequent) | {int(r) for r in own_rows})
+    script_h = np.zeros((len(SCRIPTS), D, D))
+    script_n = np.zeros(len(SCRIPTS))
+    rows = {r: [np.zeros((D, D)), 0] for r in tracked}
+    rng = np.random.default_rng(seed)
+    offset: list[mx.array] = []
+    _set_child(model, path, _Shifted(table, lambda: offset[0]))
+
+    def probe(delta: mx.array, ids: mx.array, mask: mx.array, g: mx.array) -> mx.array:
+        offset[:] = [delta]
+        y = pool(model(ids, mask), mask)  # (B, D)
+        return (g * y / mx.linalg.norm(y, axis=-1, keepdims=True)).sum()
+
+    grad = mx.grad(probe)
+    try:
+        with kernels.suspended("differentiating"):
+            for b in batches:
+                B, L = b.input_ids.shape
+                ids = np.array(b.input_ids).reshape(-1)[b.real]  # (T,)
+                # the probes run as copies of the batch: (P * B, L), one backward pass
+                if probes is None:  # every axis once: exact, P = D
+                    g = mx.array(np.repeat(np.eye(D, dtype=np.float32), B, axis=0))
+                else:
+                    g = mx.array(rng.standard_normal((P * B, D)).astype(np.float32) / np.sqrt(P))
+                stacked_ids, stacked_mask = mx.tile(b.input_ids, (P, 1)), mx.tile(b.attention_mask, (P, 1))
+                v = np.array(grad(mx.zeros((P * B, L, D)), stacked_ids, stacked_mask, g)).reshape(P, B * L, D)
+                v = v[:, b.real].transpose(1, 0, 2).astype(np.float64)  # (T, P, D): sum_p v v^T ~= J^T J
+                for k in range(len(SCRIPTS)):
+                    sel = v[scripts[ids] == k].reshape(-1, D)
+                    script_h[k] += sel.T @ sel
+                    script_n[k] += np.count_nonzero(scripts[ids] == k)
+                order = np.argsort(ids, kind="stable")
+                present, starts, n = np.unique(ids[order], return_index=True, return_counts=True)
+                for r, start, count in zip(present, starts, n):
+                    if int(r) in rows:
+                        sel = v[order[start : start + count]].reshape(-1, D)
+                        rows[int(r)][0] += sel.T @ sel
+                        rows[int(r)][1] += int(count)
+    finally:
+        _set_child(model, path, table)
+    return TableSensitivity(scripts, script_h, script_n, {r: (h, n) for r, (h, n) in rows.items() if n})
+
+
+def gptq_table(
+    w: np.ndarray, sensitivity: TableSensitivity, bits: int, group_size: int, damp: float = 0.01, chunk: int = 8192
+) -> Quantized:
+    """GPTQ each row of the table ``w`` (V, D) under its :meth:`TableSensitivity.hessian`, columns by
+    decreasing sensitivity (rows of one script share a Hessian and go ``chunk`` rows at a time)."""
+    V, D = w.shape
+    codes = np.zeros((V, D), dtype=np.uint8)
+    scales = np.zeros((V, D // group_size), dtype=np.float32)
+    biases = np.zeros_like(scales)
+
+    def put(rows: np.ndarray, H: np.ndarray) -> None:
+        hdiag = np.diag(H)
+        perm = np.argsort(-hdiag, kind="stable")
+        U = _inverse_factor(H[perm][:, perm], damp)
+        for start in range(0, len(rows), chunk):
+            part = rows[start : start + chunk]
+            q = gptq_matrix(w[part].astype(np.float64), U, bits, group_size, hdiag, perm)
+            codes[part], scales[part], biases[part] = q.codes, q.scales, q.biases
+
+    own = np.array(sorted(sensitivity.rows), dtype=np.int64)
+    for k in range(len(SCRIPTS)):
+        members = np.flatnonzero(sensitivity.scripts == k)
+        members = members[~np.isin(members, own)]
+        if len(members):
+            put(members, sensitivity.hessian(script=k))
+    for r in own:
+        put(np.array([r]), sensitivity.hessian(row=int(r)))
+    return Quantized(codes, scales, biases, bits, group_size)

@@ -17,9 +17,11 @@ from pathlib import Path
 
 import mlx.core as mx
 import mlx.nn as nn
+import numpy as np
 from mlx.utils import tree_flatten
 
 from . import loading
+from .pooling import POOLERS
 from .stats import checkpoint_stats
 from .tokenize import TextEncoder, load_tokenizer
 
@@ -75,7 +77,8 @@ class Recipe:
     fitted to minimise the squared error of the stored fp16 values) or ``"gptq"`` (Linears in the
     transformer blocks rounded with :func:`mlx_embed.calibrate.gptq` on
     :data:`~mlx_embed.calibration_texts.CALIBRATION_TEXTS`, their float biases refitted with them;
-    embedding tables as ``"mse"``); all write the same file format.
+    the token table with :func:`mlx_embed.calibrate.gptq_table`, its first token's error moved into
+    position 0's row; other tables as ``"mse"``); all write the same file format.
     """
 
     choose: Callable[[str, nn.Module, int], Choice]
@@ -89,13 +92,17 @@ def _layer_index(path: str) -> int | None:
 
 
 def _by_role(table: dict[str, tuple[int, int] | bool]) -> Callable[[str, nn.Module, int], Choice]:
-    """A recipe from ``{role: (bits, group_size) | False}``; ``"role@first"`` / ``"role@last"`` keys
-    override the role in the first / last transformer layer."""
+    """A recipe from ``{role: (bits, group_size) | False}``; ``"role@first"`` / ``"role@last"`` /
+    ``"role@<i>"`` keys override the role in the first / last / i-th transformer layer (``i < 0``
+    counts from the last, as in Python)."""
 
     def choose(path: str, module: nn.Module, n_layers: int) -> Choice:
         role, index = module_role(path), _layer_index(path)
-        where = {0: "first", n_layers - 1: "last"}.get(index) if index is not None else None
-        value = table.get(f"{role}@{where}", table.get(role)) if where else table.get(role)
+        keys = [role]
+        if index is not None:
+            where = {0: "first", n_layers - 1: "last"}.get(index)
+            keys = [f"{role}@{index}", f"{role}@{index - n_layers}"] + ([f"{role}@{where}"] if where else []) + [role]
+        value = next((table[k] for k in keys if k in table), None)
         if value is None or value is False:
             return value
         bits, group_size = value
@@ -105,13 +112,15 @@ def _by_role(table: dict[str, tuple[int, int] | bool]) -> Callable[[str, nn.Modu
 
 
 # Chosen by measurement on the real all-MiniLM-L6-v2 with GPTQ rounding (scripts/quant_table.py;
-# sensitivity notes in the README). Per module role, the loss (1 - cosine to fp32, mean over the
-# fidelity sample) splits about evenly between the token table (52% of the weights, least sensitive
-# per weight) and the Linears, where the MLP input projection costs most, then the MLP output and
-# the attention value / output projections. token_type_embeddings (768 weights, added to every
-# token) stay float; position embeddings (0.9% of the weights) at 8 bits.
+# sensitivity notes in the README). With the token table rounded under its sensitivity (4-bit, group
+# 128: group 64 measured no better), the loss (1 - cosine to fp32) is mostly in the Linears: the MLP
+# input projection costs most per bit; the last layer carries most of the mean loss, layers 2-4 most
+# of the loss on one-word texts. ``compact``'s per-layer bits for the attention value / output
+# projections (counted from the last layer) were picked by a greedy search over per-(layer, role) measurements scored on 740 texts
+# outside every evaluated set, then checked on the README's sample. token_type_embeddings (768
+# weights, added to every token) stay float; position embeddings (0.9% of the weights) at 8 bits.
 FAITHFUL: dict[str, tuple[int, int] | bool] = {
-    "token_embedding": (4, 64),
+    "token_embedding": (4, 128),
     "position_embedding": (8, 64),
     "token_type_embedding": False,
     "attention_qk": (5, 64),
@@ -125,17 +134,27 @@ COMPACT: dict[str, tuple[int, int] | bool] = {
     "position_embedding": (8, 64),
     "token_type_embedding": False,
     "attention_qk": (5, 128),
-    "attention_value": (5, 64),
-    "attention_output": (5, 64),
+    "attention_value": (5, 128),
+    "attention_output": (5, 128),
     "mlp_in": (6, 128),
     "mlp_out": (5, 64),
+    "attention_value@-4": (6, 128),
+    "attention_value@-3": (6, 128),
+    "attention_output@-3": (6, 128),
+    "attention_value@-2": (6, 64),
+    "attention_output@-2": (6, 128),
+    "attention_value@-1": (6, 128),
+    "attention_output@-1": (6, 64),
+    "mlp_in@-1": (5, 64),
 }
-# GPTQ settings (mlx_embed.calibrate.gptq): 1% damping, columns by decreasing input energy, each
-# Linear refitted first to undo the error of what was rounded before it (ridge 1.0 x mean diag H).
+# Memory for the token-table rows that get a sensitivity estimate of their own (D x D float64 each):
+# 256 rows for MiniLM / bge (D = 384), 32 for Qwen3-0.6B (D = 1024).
+TABLE_HESSIAN_BYTES = 1 << 28
+TABLE_PROBES = 8  # random directions per calibration text
 GPTQ_OPTIONS = {"damp": 0.01, "act_order": True, "compensate": True, "ridge": 1.0}
 RECIPES: dict[str, Recipe] = {
     "uniform": Recipe(lambda path, module, n_layers: None, "nearest", "every Linear and Embedding at --bits / --group-size"),
-    "faithful": Recipe(_by_role(FAITHFUL), "gptq", "per-text cosine >= 0.995 on MiniLM (about 5.4 bits per weight)"),
+    "faithful": Recipe(_by_role(FAITHFUL), "gptq", "per-text cosine >= 0.995 on MiniLM (about 5.3 bits per weight)"),
     "compact": Recipe(_by_role(COMPACT), "gptq", "best measured fidelity at <= 5 bits per weight on MiniLM"),
 }
 ROUNDINGS = ("nearest", "mse", "gptq")
@@ -148,6 +167,7 @@ class Calibration:
     text_encoder: TextEncoder
     padding_side: str = "right"
     max_length: int = 512
+    pooling: str = "mean"
 
 
 def _quantizable(module: nn.Module, group_size: int) -> bool:
@@ -277,8 +297,32 @@ def quantize_model(
     batches = calibrate.make_batches(
         calibration.text_encoder, CALIBRATION_TEXTS, calibration.max_length, calibration.padding_side
     )
+    paths = {module_role(path): path for path, m in model.named_modules() if isinstance(m, nn.Embedding)}
+    token_path, position_path = paths.get("token_embedding"), paths.get("position_embedding")
+    added = calibration.text_encoder.encode([""], calibration.max_length)[0]  # what every text gets
+    first = {int(v) for b in batches for v in np.array(b.input_ids)[:, 0]}
+    fixed_first = added[0] if added and first == {added[0]} else None  # BERT's [CLS], right padding
+    sensitivity = None
+    if token_path in chosen:
+        table = calibrate._get_child(model, token_path)
+        scripts = calibrate.token_scripts(calibration.text_encoder.tokenizer, table.weight.shape[0])
+        max_rows = max(16, min(256, TABLE_HESSIAN_BYTES // (8 * table.weight.shape[1] ** 2)))
+        sensitivity = calibrate.table_sensitivity(
+            model, token_path, batches, POOLERS[calibration.pooling], scripts, added, max_rows, TABLE_PROBES
+        )
+        if log:
+            log(f"table sensitivity: {len(sensitivity.rows)} rows of their own")
     done = calibrate.gptq(model, chosen, batches, module_role, log=log, **GPTQ_OPTIONS)
-    tables = {  # embedding tables (and any Linear outside the blocks): no inputs to collect
+    if sensitivity is not None:
+        w = np.array(calibrate._get_child(model, token_path).weight.astype(mx.float32))
+        done[token_path] = calibrate.gptq_table(w, sensitivity, chosen[token_path]["bits"], chosen[token_path]["group_size"])
+        if position_path is not None and fixed_first is not None:
+            # The token every text starts with always sits at position 0: that position's row takes
+            # its rounding error, so the pair adds up as in the float model.
+            positions = calibrate._get_child(model, position_path)
+            error = w[fixed_first] - done[token_path].dequantize(rows=[fixed_first])[0]
+            positions.weight = mx.concatenate([positions.weight[:1] + mx.array(error)[None], positions.weight[1:]])
+    tables = {  # other embedding tables (and any Linear outside the blocks): rounded without data
         path: mse_quantize(m.weight, chosen[path]["bits"], chosen[path]["group_size"])
         for path, m in model.named_modules()
         if path in chosen and path not in done
@@ -339,7 +383,7 @@ def convert(
         calibration = None
         if (rounding or RECIPES[recipe].rounding) == "gptq":
             encoder = TextEncoder(load_tokenizer(resolved.path), end_token=spec.end_token)
-            calibration = Calibration(encoder, spec.padding_side, spec.max_length)
+            calibration = Calibration(encoder, spec.padding_side, spec.max_length, spec.pooling)
         overrides = quantize_model(model, bits, group_size, recipe, rounding, calibration)
         model.set_dtype(mx.float16)  # scales, biases and norms in fp16, as mlx-community stores them
         prefix = SAVE_PREFIX[config["model_type"]]

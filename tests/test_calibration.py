@@ -137,3 +137,79 @@ def test_compensation_keeps_w_when_inputs_agree_and_inverts_a_known_distortion()
     # without a bias the constant column is ignored
     w4, b4 = _compensated(w, None, Hq, C, ridge=1e-9)
     assert b4 is None and w4.shape == w.shape
+
+
+# --- token table: sensitivity-weighted rounding -------------------------------------------------
+
+TABLE_TEXTS = ["ok", "The bridge reopened after repairs.", "Привет, мир", "数据库", "def f(x): return x"]
+
+
+def test_table_sensitivity_equals_the_jacobians_of_transformers_bert(tiny_bert_hf):
+    """Exact mode (every axis once) against torch autograd through transformers' BertModel:
+    sum over token positions of J_t^T J_t, J_t = d normalize(CLS state) / d (table row at t)."""
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    import mlx_embed
+    from mlx_embed.calibrate import SCRIPTS, make_batches, table_sensitivity, token_scripts
+    from mlx_embed.pooling import POOLERS
+
+    embedder = mlx_embed.load(tiny_bert_hf)
+    tokenizer = embedder.text_encoder.tokenizer
+    cls_id = tokenizer.token_to_id("[CLS]")
+    scripts = token_scripts(tokenizer, embedder.model.embeddings.word_embeddings.weight.shape[0])
+    batches = make_batches(embedder.text_encoder, TABLE_TEXTS, 64, "right", batch_size=2)
+    ours = table_sensitivity(embedder.model, "embeddings.word_embeddings", batches, POOLERS["cls"], scripts, [cls_id], probes=None)
+
+    bert = transformers.BertModel.from_pretrained(str(tiny_bert_hf), add_pooling_layer=False).eval()
+    D = bert.config.hidden_size
+    expected = np.zeros((len(SCRIPTS), D, D))
+    expected_cls = np.zeros((D, D))
+    for b in batches:
+        ids = torch.tensor(np.array(b.input_ids), dtype=torch.long)
+        mask = torch.tensor(np.array(b.attention_mask), dtype=torch.long)
+        base = bert.embeddings.word_embeddings(ids).detach()
+
+        def embed(delta):
+            y = bert(inputs_embeds=base + delta, attention_mask=mask).last_hidden_state[:, 0]
+            return y / y.norm(dim=-1, keepdim=True)
+
+        J = torch.autograd.functional.jacobian(embed, torch.zeros_like(base)).numpy().astype(np.float64)  # (B, D, B, L, D)
+        for i in range(ids.shape[0]):
+            for t in range(int(mask[i].sum())):
+                Jt = J[i, :, i, t, :]  # (D out, D in)
+                token = int(ids[i, t])
+                expected[scripts[token]] += Jt.T @ Jt
+                if token == cls_id:
+                    expected_cls += Jt.T @ Jt
+    scale = np.abs(expected).max()
+    assert np.abs(ours.script_h - expected).max() <= 1e-4 * scale
+    assert np.abs(ours.rows[cls_id][0] - expected_cls).max() <= 1e-4 * scale
+    assert ours.rows[cls_id][1] == len(TABLE_TEXTS)
+    first = {t: tokenizer.encode(t, add_special_tokens=False).ids[0] for t in ("中", "мир", "the", ",")}
+    assert [SCRIPTS[scripts[i]] for i in first.values()] == ["cjk", "cyrillic", "latin", "other"]
+
+
+def test_table_rounding_beats_data_free_rounding_under_each_rows_hessian():
+    """Rows are rounded under their script's (or their own) Hessian: the weighted error e^T H e per
+    row is well below that of the data-free "mse" grid, and the layout is mx.quantize's."""
+    from mlx_embed.calibrate import SCRIPTS, TableSensitivity, gptq_table
+    from mlx_embed.conversion import mse_quantize
+
+    rng = np.random.default_rng(3)
+    V, D = 300, 128
+
+    def hessian() -> np.ndarray:
+        a = rng.standard_normal((D, D)) * np.geomspace(1.0, 0.01, D)  # a decaying spectrum, as measured
+        return a @ a.T * 50
+
+    scripts = rng.integers(0, len(SCRIPTS), V).astype(np.int32)
+    sens = TableSensitivity(scripts, np.stack([hessian() for _ in SCRIPTS]), np.full(len(SCRIPTS), 50.0), {7: (hessian(), 40)})
+    w = (rng.standard_normal((V, D)) * 0.05).astype(np.float32)
+    q = gptq_table(w, sens, 4, 64)
+    _check_layout(q, 4, 64, (V, D))
+    packed, s, b = mse_quantize(mx.array(w), 4, 64)
+    plain = dequantize(np.array(packed), np.array(s), np.array(b), 4, 64)
+    for rows, H in [(np.flatnonzero(scripts == k), sens.hessian(script=k)) for k in range(len(SCRIPTS))] + [([7], sens.hessian(row=7))]:
+        ours = np.einsum("rd,de,re->", (w - q.dequantize())[rows], H, (w - q.dequantize())[rows])
+        theirs = np.einsum("rd,de,re->", (w - plain)[rows], H, (w - plain)[rows])
+        assert ours < 0.8 * theirs, (rows[:3], ours, theirs)

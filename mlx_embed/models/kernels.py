@@ -24,6 +24,8 @@ import math
 import os
 import shutil
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import mlx.core as mx
 
@@ -88,6 +90,19 @@ def disable(why: str) -> None:
     """Turn the fused kernels off for this process (e.g. after ``g++`` failed to build one)."""
     global _disabled_reason
     _disabled_reason = why
+
+
+@contextmanager
+def suspended(why: str) -> Iterator[None]:
+    """Use the stock ops for the duration (e.g. while differentiating: the fused ``exp`` writes
+    float32 exponent bits, which has no gradient)."""
+    global _disabled_reason
+    saved = _disabled_reason
+    _disabled_reason = saved or why
+    try:
+        yield
+    finally:
+        _disabled_reason = saved
 
 
 def is_compile_failure(err: BaseException) -> bool:
