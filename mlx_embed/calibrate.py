@@ -405,15 +405,14 @@ def _compensated(w: np.ndarray, bias: mx.array | None, H: np.ndarray, C: np.ndar
     return (solved[:, :I], solved[:, I]) if bias is not None else (solved, None)
 
 
-
 # --- token table: rounding weighted by what a row's error does to the pooled embedding --------
 #
 # A table has no inputs to collect, but the error of row r moves the embedding of every text that
 # contains token r through the network: to second order, by e^T (sum_t J_t^T J_t) e over the
 # occurrences t of r, where J_t is the Jacobian of the normalized pooled embedding with respect to
 # the table output at t. That sum is a Hessian over the table's columns, so each row can be rounded
-# with GPTQ like a Linear's. It is estimated with random probes g (E[J^T g g^T J] = J^T J), one
-# gradient per probe, on the float model. Tokens of different scripts are used by different
+# with GPTQ like a Linear's. It is estimated on the float model with random probes g
+# (E[J^T g g^T J] = J^T J), all of a batch's probes in one backward pass. Tokens of different scripts are used by different
 # contexts, so rows share the estimate of their script (CJK, Cyrillic, Latin, other); the most
 # frequent rows, and the tokens the tokenizer adds to every text, get their own, blended with it.
 

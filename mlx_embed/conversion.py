@@ -116,9 +116,10 @@ def _by_role(table: dict[str, tuple[int, int] | bool]) -> Callable[[str, nn.Modu
 # 128: group 64 measured no better), the loss (1 - cosine to fp32) is mostly in the Linears: the MLP
 # input projection costs most per bit; the last layer carries most of the mean loss, layers 2-4 most
 # of the loss on one-word texts. ``compact``'s per-layer bits for the attention value / output
-# projections (counted from the last layer) were picked by a greedy search over per-(layer, role) measurements scored on 740 texts
-# outside every evaluated set, then checked on the README's sample. token_type_embeddings (768
-# weights, added to every token) stay float; position embeddings (0.9% of the weights) at 8 bits.
+# projections (counted from the last layer) were picked by a greedy search over per-(layer, role)
+# measurements scored on 740 texts outside every evaluated set, then checked on the README's sample.
+# token_type_embeddings (768 weights, added to every token) stay float; position embeddings (0.9% of
+# the weights) at 8 bits.
 FAITHFUL: dict[str, tuple[int, int] | bool] = {
     "token_embedding": (4, 128),
     "position_embedding": (8, 64),
@@ -148,9 +149,11 @@ COMPACT: dict[str, tuple[int, int] | bool] = {
     "mlp_in@-1": (5, 64),
 }
 # Memory for the token-table rows that get a sensitivity estimate of their own (D x D float64 each):
-# 256 rows for MiniLM / bge (D = 384), 32 for Qwen3-0.6B (D = 1024).
+# 227 rows for MiniLM / bge (D = 384), 32 for Qwen3-0.6B (D = 1024).
 TABLE_HESSIAN_BYTES = 1 << 28
 TABLE_PROBES = 8  # random directions per calibration text
+# GPTQ settings (mlx_embed.calibrate.gptq): 1% damping, columns by decreasing input energy, each
+# Linear refitted first to undo the error of what was rounded before it (ridge 1.0 x mean diag H).
 GPTQ_OPTIONS = {"damp": 0.01, "act_order": True, "compensate": True, "ridge": 1.0}
 RECIPES: dict[str, Recipe] = {
     "uniform": Recipe(lambda path, module, n_layers: None, "nearest", "every Linear and Embedding at --bits / --group-size"),
