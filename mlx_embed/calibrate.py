@@ -118,47 +118,38 @@ def gptq_matrix(
     maxq = 2**bits - 1
     G = I // group_size
     scales, biases = np.zeros((O, G)), np.zeros((O, G))
-    if order is not None:
-        for g in range(G):
-            j0, j1 = g * group_size, (g + 1) * group_size
-            scales[:, g], biases[:, g] = _group_grid(w[:, j0:j1].astype(np.float64), bits, weight=None if hdiag is None else hdiag[j0:j1])
-        group = order // group_size  # (I,) group of each column, in rounding order
-        S, B = scales[:, group], biases[:, group]  # (O, I) in rounding order
-        W = w.astype(np.float64)[:, order].copy()
-        codes = np.zeros((O, I), dtype=np.uint8)
-        step = group_size
-        for j0 in range(0, I, step):
-            j1 = min(j0 + step, I)
-            block = W[:, j0:j1]
-            err = np.zeros_like(block)
-            for j in range(j1 - j0):
-                s, b = S[:, j0 + j], B[:, j0 + j]
-                q = np.clip(np.round((block[:, j] - b) / s), 0, maxq)
-                codes[:, j0 + j] = q
-                e = (block[:, j] - (q * s + b)) / U[j0 + j, j0 + j]
-                block[:, j + 1 :] -= np.outer(e, U[j0 + j, j0 + j + 1 : j1])
-                err[:, j] = e
-            W[:, j1:] -= err @ U[j0:j1, j1:]
-        unpermuted = np.zeros_like(codes)
-        unpermuted[:, order] = codes
-        return Quantized(unpermuted, scales.astype(np.float32), biases.astype(np.float32), bits, group_size)
-    W = w.astype(np.float64).copy()
-    codes = np.zeros((O, I), dtype=np.uint8)
-    for g in range(G):
+
+    def grid(W: np.ndarray, g: int) -> None:
         j0, j1 = g * group_size, (g + 1) * group_size
-        s, b = _group_grid(W[:, j0:j1], bits, weight=None if hdiag is None else hdiag[j0:j1])
-        scales[:, g], biases[:, g] = s, b
+        weight = None if hdiag is None else hdiag[j0:j1]
+        scales[:, g], biases[:, g] = _group_grid(W[:, j0:j1].astype(np.float64), bits, weight=weight)
+
+    lazy = order is None  # groups in file order, each grid chosen from the weights as updated so far
+    if lazy:
+        order = np.arange(I)
+    else:
+        for g in range(G):
+            grid(w, g)
+    group = order // group_size  # (I,) group of each column, in rounding order
+    W = w.astype(np.float64)[:, order].copy()
+    codes = np.zeros((O, I), dtype=np.uint8)
+    for j0 in range(0, I, group_size):
+        j1 = j0 + group_size
+        if lazy:
+            grid(W, j0 // group_size)
         block = W[:, j0:j1]  # (O, gs), updated in place
         err = np.zeros_like(block)
         for j in range(group_size):
-            col = block[:, j]
-            q = np.clip(np.round((col - b) / s), 0, maxq)
+            s, b = scales[:, group[j0 + j]], biases[:, group[j0 + j]]
+            q = np.clip(np.round((block[:, j] - b) / s), 0, maxq)
             codes[:, j0 + j] = q
-            e = (col - (q * s + b)) / U[j0 + j, j0 + j]  # (O,)
+            e = (block[:, j] - (q * s + b)) / U[j0 + j, j0 + j]  # (O,)
             block[:, j + 1 :] -= np.outer(e, U[j0 + j, j0 + j + 1 : j1])
             err[:, j] = e
         W[:, j1:] -= err @ U[j0:j1, j1:]
-    return Quantized(codes, scales.astype(np.float32), biases.astype(np.float32), bits, group_size)
+    unpermuted = np.zeros_like(codes)
+    unpermuted[:, order] = codes
+    return Quantized(unpermuted, scales.astype(np.float32), biases.astype(np.float32), bits, group_size)
 
 
 # --- running the model on calibration texts ---------------------------------------------------

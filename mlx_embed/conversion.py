@@ -241,6 +241,45 @@ def mse_quantize(
     return mx.concatenate(packed), mx.concatenate(all_scales), mx.concatenate(all_biases)
 
 
+def _gptq_rounded(
+    model: nn.Module, chosen: dict[str, dict], calibration: Calibration, log: Callable[[str], None] | None
+) -> dict:
+    """GPTQ the chosen Linears of the blocks and the token table on the calibration texts (the
+    model keeps float weights; position 0's row takes the first token's table error)."""
+    from . import calibrate
+    from .calibration_texts import CALIBRATION_TEXTS
+
+    batches = calibrate.make_batches(
+        calibration.text_encoder, CALIBRATION_TEXTS, calibration.max_length, calibration.padding_side
+    )
+    paths = {module_role(path): path for path, m in model.named_modules() if isinstance(m, nn.Embedding)}
+    token_path, position_path = paths.get("token_embedding"), paths.get("position_embedding")
+    added = calibration.text_encoder.encode([""], calibration.max_length)[0]  # what every text gets
+    first = {int(v) for b in batches for v in np.array(b.input_ids)[:, 0]}
+    fixed_first = added[0] if added and first == {added[0]} else None  # BERT's [CLS], right padding
+    sensitivity = None
+    if token_path in chosen:
+        table = calibrate._get_child(model, token_path)
+        scripts = calibrate.token_scripts(calibration.text_encoder.tokenizer, table.weight.shape[0])
+        max_rows = max(16, min(256, TABLE_HESSIAN_BYTES // (8 * table.weight.shape[1] ** 2)))
+        sensitivity = calibrate.table_sensitivity(
+            model, token_path, batches, POOLERS[calibration.pooling], scripts, added, max_rows, TABLE_PROBES
+        )
+        if log:
+            log(f"table sensitivity: {len(sensitivity.rows)} rows of their own")
+    done = calibrate.gptq(model, chosen, batches, module_role, log=log, **GPTQ_OPTIONS)
+    if sensitivity is not None:
+        w = np.array(table.weight.astype(mx.float32))
+        done[token_path] = calibrate.gptq_table(w, sensitivity, chosen[token_path]["bits"], chosen[token_path]["group_size"])
+        if position_path is not None and fixed_first is not None:
+            # The token every text starts with always sits at position 0: that position's row takes
+            # its rounding error, so the pair adds up as in the float model.
+            positions = calibrate._get_child(model, position_path)
+            error = w[fixed_first] - done[token_path].dequantize(rows=[fixed_first])[0]
+            positions.weight = mx.concatenate([positions.weight[:1] + mx.array(error)[None], positions.weight[1:]])
+    return done
+
+
 def quantize_model(
     model: nn.Module,
     bits: int,
@@ -286,46 +325,8 @@ def quantize_model(
     if rounding == "nearest":
         nn.quantize(model, group_size=group_size, bits=bits, class_predicate=lambda path, m: chosen.get(path, False))
         return overrides
-    if rounding == "mse":
-        floats = {path: m.weight for path, m in model.named_modules() if path in chosen}
-        nn.quantize(model, group_size=group_size, bits=bits, class_predicate=lambda path, m: chosen.get(path, False))
-        for path, m in model.named_modules():
-            if path in floats:
-                m.weight, m.scales, m.biases = mse_quantize(floats[path], m.bits, m.group_size)
-        return overrides
-
-    from . import calibrate
-    from .calibration_texts import CALIBRATION_TEXTS
-
-    batches = calibrate.make_batches(
-        calibration.text_encoder, CALIBRATION_TEXTS, calibration.max_length, calibration.padding_side
-    )
-    paths = {module_role(path): path for path, m in model.named_modules() if isinstance(m, nn.Embedding)}
-    token_path, position_path = paths.get("token_embedding"), paths.get("position_embedding")
-    added = calibration.text_encoder.encode([""], calibration.max_length)[0]  # what every text gets
-    first = {int(v) for b in batches for v in np.array(b.input_ids)[:, 0]}
-    fixed_first = added[0] if added and first == {added[0]} else None  # BERT's [CLS], right padding
-    sensitivity = None
-    if token_path in chosen:
-        table = calibrate._get_child(model, token_path)
-        scripts = calibrate.token_scripts(calibration.text_encoder.tokenizer, table.weight.shape[0])
-        max_rows = max(16, min(256, TABLE_HESSIAN_BYTES // (8 * table.weight.shape[1] ** 2)))
-        sensitivity = calibrate.table_sensitivity(
-            model, token_path, batches, POOLERS[calibration.pooling], scripts, added, max_rows, TABLE_PROBES
-        )
-        if log:
-            log(f"table sensitivity: {len(sensitivity.rows)} rows of their own")
-    done = calibrate.gptq(model, chosen, batches, module_role, log=log, **GPTQ_OPTIONS)
-    if sensitivity is not None:
-        w = np.array(calibrate._get_child(model, token_path).weight.astype(mx.float32))
-        done[token_path] = calibrate.gptq_table(w, sensitivity, chosen[token_path]["bits"], chosen[token_path]["group_size"])
-        if position_path is not None and fixed_first is not None:
-            # The token every text starts with always sits at position 0: that position's row takes
-            # its rounding error, so the pair adds up as in the float model.
-            positions = calibrate._get_child(model, position_path)
-            error = w[fixed_first] - done[token_path].dequantize(rows=[fixed_first])[0]
-            positions.weight = mx.concatenate([positions.weight[:1] + mx.array(error)[None], positions.weight[1:]])
-    tables = {  # other embedding tables (and any Linear outside the blocks): rounded without data
+    done = _gptq_rounded(model, chosen, calibration, log) if rounding == "gptq" else {}
+    data_free = {  # "mse"; with "gptq", the other tables (and any Linear outside the blocks)
         path: mse_quantize(m.weight, chosen[path]["bits"], chosen[path]["group_size"])
         for path, m in model.named_modules()
         if path in chosen and path not in done
@@ -337,8 +338,8 @@ def quantize_model(
             m.weight = _pack(mx.array(q.codes), q.bits)
             m.scales = mx.array(q.scales).astype(mx.float16)
             m.biases = mx.array(q.biases).astype(mx.float16)
-        elif path in tables:
-            m.weight, m.scales, m.biases = tables[path]
+        elif path in data_free:
+            m.weight, m.scales, m.biases = data_free[path]
     return overrides
 
 
