@@ -540,11 +540,30 @@ def table_sensitivity(
     return TableSensitivity(scripts, script_h, script_n, {r: (h, n) for r, (h, n) in rows.items() if n})
 
 
+def table_row_roundings(
+    rows: np.ndarray, H: np.ndarray, bits: int, group_size: int, damp: float = 0.01, factor: tuple | None = None
+) -> list[Quantized]:
+    """GPTQ of table rows ``rows`` (R, D) under one Hessian ``H``, columns by decreasing ``diag(H)``,
+    twice: each group's clipping chosen with the columns weighted by ``diag(H)``, and unweighted.
+    ``factor``: (permutation, inverse factor) when already computed."""
+    hdiag = np.diag(H)
+    perm, U = factor if factor is not None else (np.argsort(-hdiag, kind="stable"), None)
+    if U is None:
+        U = _inverse_factor(H[perm][:, perm], damp)
+    return [gptq_matrix(rows, U, bits, group_size, weight, perm) for weight in (hdiag, None)]
+
+
 def gptq_table(
     w: np.ndarray, sensitivity: TableSensitivity, bits: int, group_size: int, damp: float = 0.01, chunk: int = 8192
 ) -> Quantized:
     """GPTQ each row of the table ``w`` (V, D) under its :meth:`TableSensitivity.hessian`, columns by
-    decreasing sensitivity (rows of one script share a Hessian and go ``chunk`` rows at a time)."""
+    decreasing sensitivity (rows of one script share a Hessian and go ``chunk`` rows at a time).
+
+    Each row is rounded twice, its groups' clipping chosen with the columns weighted by the
+    Hessian's diagonal and unweighted, and keeps the one with the smaller error ``e^T H e``: a
+    shared Hessian weighs a rare row's columns only roughly, and the weighted clipping alone left
+    a few rows far off (MiniLM, table alone: the worst of 400 one-word texts at 0.970-0.990 cosine
+    over three probe draws, 0.989-0.994 with the choice; mean loss over 283 texts -4 to -7 %)."""
     V, D = w.shape
     codes = np.zeros((V, D), dtype=np.uint8)
     scales = np.zeros((V, D // group_size), dtype=np.float32)
@@ -556,8 +575,13 @@ def gptq_table(
         U = _inverse_factor(H[perm][:, perm], damp)
         for start in range(0, len(rows), chunk):
             part = rows[start : start + chunk]
-            q = gptq_matrix(w[part].astype(np.float64), U, bits, group_size, hdiag, perm)
-            codes[part], scales[part], biases[part] = q.codes, q.scales, q.biases
+            target = w[part].astype(np.float64)
+            tries = table_row_roundings(target, H, bits, group_size, damp, (perm, U))
+            errors = [np.einsum("rd,de,re->r", q.dequantize() - target, H, q.dequantize() - target) for q in tries]
+            second = (errors[1] < errors[0])[:, None]  # (R, 1)
+            codes[part], scales[part], biases[part] = (
+                np.where(second, getattr(tries[1], name), getattr(tries[0], name)) for name in ("codes", "scales", "biases")
+            )
 
     own = np.array(sorted(sensitivity.rows), dtype=np.int64)
     for k in range(len(SCRIPTS)):
