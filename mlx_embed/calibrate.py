@@ -540,19 +540,6 @@ def table_sensitivity(
     return TableSensitivity(scripts, script_h, script_n, {r: (h, n) for r, (h, n) in rows.items() if n})
 
 
-def table_row_roundings(
-    rows: np.ndarray, H: np.ndarray, bits: int, group_size: int, damp: float = 0.01, factor: tuple | None = None
-) -> list[Quantized]:
-    """GPTQ of table rows ``rows`` (R, D) under one Hessian ``H``, columns by decreasing ``diag(H)``,
-    twice: each group's clipping chosen with the columns weighted by ``diag(H)``, and unweighted.
-    ``factor``: (permutation, inverse factor) when already computed."""
-    hdiag = np.diag(H)
-    perm, U = factor if factor is not None else (np.argsort(-hdiag, kind="stable"), None)
-    if U is None:
-        U = _inverse_factor(H[perm][:, perm], damp)
-    return [gptq_matrix(rows, U, bits, group_size, weight, perm) for weight in (hdiag, None)]
-
-
 def gptq_table(
     w: np.ndarray, sensitivity: TableSensitivity, bits: int, group_size: int, damp: float = 0.01, chunk: int = 8192
 ) -> Quantized:
@@ -576,8 +563,8 @@ def gptq_table(
         for start in range(0, len(rows), chunk):
             part = rows[start : start + chunk]
             target = w[part].astype(np.float64)
-            tries = table_row_roundings(target, H, bits, group_size, damp, (perm, U))
-            errors = [np.einsum("rd,de,re->r", q.dequantize() - target, H, q.dequantize() - target) for q in tries]
+            tries = [gptq_matrix(target, U, bits, group_size, weight, perm) for weight in (hdiag, None)]
+            errors = [np.einsum("rd,de,re->r", e, H, e) for e in (q.dequantize() - target for q in tries)]
             second = (errors[1] < errors[0])[:, None]  # (R, 1)
             codes[part], scales[part], biases[part] = (
                 np.where(second, getattr(tries[1], name), getattr(tries[0], name)) for name in ("codes", "scales", "biases")

@@ -117,10 +117,9 @@ def _by_role(table: dict[str, tuple[int, int] | bool]) -> Callable[[str, nn.Modu
 # per-layer bits for the attention value / output projections (counted from the last layer) were
 # picked by a greedy search over per-(layer, role) measurements scored on 740 texts (now part of the
 # calibration set), then checked on the README's sample. With 969 calibration texts the Linears lose
-# a quarter less, and the token table (half of MiniLM's weights, 0.0038 of the one-word text "ok"'s
-# 0.0056 loss) is where bits buy most: ``faithful`` is ``compact`` with the table at group 64
-# (+0.13 bits/weight), which measured as close as the former all-6-bit Linears (5.28 bits) over the
-# 283 evaluation texts and 700 short held-out texts. token_type_embeddings (768 weights, added to
+# a quarter less and the token table (half of MiniLM's weights) carries most of the loss on one-word
+# texts: ``faithful`` is ``compact`` with the table at group 64 (+0.13 bits/weight), as close to fp32
+# over the 283 evaluation texts and 700 short held-out texts as the former all-6-bit Linears (5.28). token_type_embeddings (768 weights, added to
 # every token) stay float; position embeddings (0.9% of the weights) at 8 bits.
 COMPACT: dict[str, tuple[int, int] | bool] = {
     "token_embedding": (4, 128),

@@ -37,7 +37,7 @@ def _stored_bits_per_weight(folder: Path, source: Path) -> float:
 
 @pytest.fixture(scope="module")
 def minilm_compact(minilm_path, tmp_path_factory) -> Path:
-    """The real MiniLM converted with ``compact`` (GPTQ; about 2 minutes on 2 CPU cores), shared."""
+    """The real MiniLM converted with ``compact`` (GPTQ; about 3 minutes on 2 CPU cores), shared."""
     folder = tmp_path_factory.mktemp("minilm-compact")
     convert(minilm_path, folder, recipe="compact", report=False, overwrite=True)
     return folder
