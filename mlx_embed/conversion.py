@@ -119,8 +119,9 @@ def _by_role(table: dict[str, tuple[int, int] | bool]) -> Callable[[str, nn.Modu
 # calibration set), then checked on the README's sample. With 969 calibration texts the Linears lose
 # a quarter less and the token table (half of MiniLM's weights) carries most of the loss on one-word
 # texts: ``faithful`` is ``compact`` with the table at group 64 (+0.13 bits/weight), as close to fp32
-# over the 283 evaluation texts and 700 short held-out texts as the former all-6-bit Linears (5.28). token_type_embeddings (768 weights, added to
-# every token) stay float; position embeddings (0.9% of the weights) at 8 bits.
+# over the 283 evaluation texts and 700 short held-out texts as the former all-6-bit Linears (5.28).
+# token_type_embeddings (768 weights, added to every token) stay float; position embeddings (0.9% of
+# the weights) at 8 bits.
 COMPACT: dict[str, tuple[int, int] | bool] = {
     "token_embedding": (4, 128),
     "position_embedding": (8, 64),
