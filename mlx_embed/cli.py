@@ -128,7 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--recipe",
         default="uniform",
         help="uniform: every Linear/Embedding at --bits/--group-size (mlx-community layout); "
-        "faithful: mixed 4/5/6/8-bit with GPTQ, cosine >= 0.995 to fp32 on MiniLM (~5.1 bits/weight); "
+        "faithful: mixed 4/5/6/8-bit with GPTQ, cosine >= 0.995 to fp32 on MiniLM (~5.5 bits/weight); "
         "compact: mixed 4/5/6/8-bit with GPTQ at <= 5 bits/weight",
     )
     p.add_argument(

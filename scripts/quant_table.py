@@ -10,20 +10,27 @@ quality against the corpora's relevance labels; both averaged over the four bund
 text scored here); the "mse rounding" rows store the same per-module bits rounded without data. The
 conversion time of each row goes to stderr.
 
+GPTQ's rounding decisions depend on the last bits of the float forward passes, so another BLAS or a GPU
+converts to a slightly different model. ``--draws N`` converts each row N more times from copies of the
+source whose float weights are multiplied by ``1 + 1e-6 * N(0, 1)`` (seeds 1..N: float noise of the size
+that separates two BLAS implementations) and adds the range of the sample min over all draws.
+
     python scripts/quant_table.py                 # all rows, Markdown
-    python scripts/quant_table.py --rows faithful compact
+    python scripts/quant_table.py --rows faithful compact --draws 3
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib.util
+import shutil
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import mlx_embed  # noqa: F401  (before mlx.core: picks the BLAS on Linux)
+import mlx.core as mx
 import numpy as np
 
 from mlx_embed.conversion import convert
@@ -53,6 +60,20 @@ def minilm_folder() -> Path:
     return Path(found.origin).parent / "model"
 
 
+def perturbed_copy(source: Path, dst: Path, seed: int, scale: float = 1e-6) -> Path:
+    """``source`` with every float tensor multiplied by ``1 + scale * N(0, 1)`` (other files copied)."""
+    shutil.copytree(source, dst, dirs_exist_ok=True)
+    rng = np.random.default_rng(seed)
+    weights = {}
+    for key, value in mx.load(str(source / "model.safetensors")).items():
+        if mx.issubdtype(value.dtype, mx.floating):
+            noise = 1 + scale * rng.standard_normal(value.shape)
+            value = (value.astype(mx.float32) * mx.array(noise, dtype=mx.float32)).astype(value.dtype)
+        weights[key] = value
+    mx.save_safetensors(str(dst / "model.safetensors"), weights, metadata={"format": "pt"})
+    return dst
+
+
 def all_texts() -> list[str]:
     texts = list(SAMPLE_TEXTS)
     for name in list_corpora():
@@ -64,6 +85,7 @@ def all_texts() -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", nargs="*", help=f"substrings of row names (default: all): {', '.join(ROWS)}")
+    parser.add_argument("--draws", type=int, default=0, help="extra conversions from float-noise copies of the source")
     args = parser.parse_args(argv)
     rows = {k: v for k, v in ROWS.items() if not args.rows or any(r in k for r in args.rows)}
 
@@ -83,8 +105,10 @@ def main(argv: list[str] | None = None) -> int:
         "| model | size MB | bits/weight | cos vs fp32 min / mean (24 sample) | cos vs fp32 min (283) "
         "| cos vs sentence-transformers min / mean (24) | vs s-t min (283) | top-5 agreement | nDCG@5 / R@5 |"
     )
+    if args.draws:
+        header += f" min (24) over {args.draws + 1} draws |"
     print(header)
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|" + "---:|" * bool(args.draws))
     with tempfile.TemporaryDirectory() as tmp:
         for name, options in rows.items():
             start = time.perf_counter()
@@ -102,11 +126,19 @@ def main(argv: list[str] | None = None) -> int:
             report = compare(reference, candidate)
             quality = [evaluate(candidate, load_corpus(c), (5,)) for c in list_corpora()]
             ndcg, recall = (float(np.mean([q[key] for q in quality])) for key in ("nDCG@5", "R@5"))
+            draws = ""
+            if args.draws and options is not None:
+                mins = [vs_ours[:n_sample].min()]
+                for seed in range(1, args.draws + 1):
+                    noisy = perturbed_copy(source, Path(tmp) / f"source-{seed}", seed)
+                    convert(noisy, Path(tmp) / "draw", report=False, overwrite=True, **options)
+                    mins.append(per_text_cosine(ours[:n_sample], mlx_embed.load(Path(tmp) / "draw").encode(SAMPLE_TEXTS)).min())
+                draws = f" {min(mins):.4f}-{max(mins):.4f} |"
             print(
                 f"| {name} | {size:.1f} | {bpw:.2f} "
                 f"| {vs_ours[:n_sample].min():.4f} / {vs_ours[:n_sample].mean():.4f} | {vs_ours.min():.4f} "
                 f"| {vs_st[:n_sample].min():.4f} / {vs_st[:n_sample].mean():.4f} | {vs_st.min():.4f} "
-                f"| {report.topk_agreement:.3f} | {ndcg:.3f} / {recall:.3f} |",
+                f"| {report.topk_agreement:.3f} | {ndcg:.3f} / {recall:.3f} |{draws}",
                 flush=True,
             )
             print(f"  {name}: {time.perf_counter() - start:.0f} s", file=sys.stderr)
