@@ -126,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
             report = compare(reference, candidate)
             quality = [evaluate(candidate, load_corpus(c), (5,)) for c in list_corpora()]
             ndcg, recall = (float(np.mean([q[key] for q in quality])) for key in ("nDCG@5", "R@5"))
-            draws = ""
+            draws = " |" if args.draws else ""
             if args.draws and options is not None:
                 mins = [vs_ours[:n_sample].min()]
                 for seed in range(1, args.draws + 1):
