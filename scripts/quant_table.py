@@ -110,6 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     print(header)
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|" + "---:|" * bool(args.draws))
     with tempfile.TemporaryDirectory() as tmp:
+        noisy_sources = [perturbed_copy(source, Path(tmp) / f"source-{seed}", seed) for seed in range(1, args.draws + 1)]
         for name, options in rows.items():
             start = time.perf_counter()
             if options is None:
@@ -129,8 +130,7 @@ def main(argv: list[str] | None = None) -> int:
             draws = " |" if args.draws else ""
             if args.draws and options is not None:
                 mins = [vs_ours[:n_sample].min()]
-                for seed in range(1, args.draws + 1):
-                    noisy = perturbed_copy(source, Path(tmp) / f"source-{seed}", seed)
+                for noisy in noisy_sources:
                     convert(noisy, Path(tmp) / "draw", report=False, overwrite=True, **options)
                     mins.append(per_text_cosine(ours[:n_sample], mlx_embed.load(Path(tmp) / "draw").encode(SAMPLE_TEXTS)).min())
                 draws = f" {min(mins):.4f}-{max(mins):.4f} |"

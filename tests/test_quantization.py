@@ -82,7 +82,7 @@ def test_compact_minilm_stays_under_5_bits_and_beats_plain_4bit(
     assert _stored_bits_per_weight(minilm_compact, minilm_path) <= 5.0
     compact = cosines(mlx_embed.load(minilm_compact).encode(list(SAMPLE_TEXTS)), sentence_transformers_sample)
     plain = cosines(mlx_embed.load(minilm_4bit).encode(list(SAMPLE_TEXTS)), sentence_transformers_sample)
-    # measured 0.9936 / 0.9977 (min 0.9922-0.9936 over float-noise draws); data-free rounding: 0.981 / 0.991
+    # measured 0.9936 / 0.9977 (min 0.9915-0.9944 over float-noise draws); data-free rounding: 0.981 / 0.991
     assert compact.min() >= 0.99 and compact.mean() >= 0.995, dict(zip(SAMPLE_TEXTS, compact.round(4)))
     assert compact.min() > plain.min() + 0.05
     assert compact.mean() > plain.mean()
