@@ -36,6 +36,8 @@ def load(
     at load: CPU float32 matmuls are ~70x faster than CPU quantized ones; the Metal path keeps 4-bit.
     """
     start = time.perf_counter()
+    if dequantize is not None and not isinstance(dequantize, bool):
+        raise TypeError(f"dequantize must be True, False or None, got {dequantize!r}")
     resolved = loading.resolve(model, revision, local_files_only)
     config = loading.read_config(resolved.path)
     spec = loading.spec_for(resolved, config, pooling)

@@ -8,6 +8,8 @@ import json
 import sys
 from pathlib import Path
 
+from mlx_embed.registry import POOLINGS
+
 # Subcommands that live with their feature: each module has add_arguments(parser) and run(args) -> int.
 FEATURE_COMMANDS: dict[str, tuple[str, str]] = {
     "eval": ("mlx_embed.eval.runner", "retrieval metrics of one or more models on the bundled RU/EN/ZH/code corpora"),
@@ -28,7 +30,7 @@ def _similarity(args) -> int:
     import mlx_embed
 
     texts = args.texts or DEMO_TEXTS
-    embedder = mlx_embed.load(args.model)
+    embedder = mlx_embed.load(args.model, pooling=args.pooling)
     print(f"model: {embedder.spec.alias}  dim: {embedder.dim}  source: {embedder.source} ({embedder.path})")
     vectors = embedder.encode(texts)
     sims = vectors @ vectors.T
@@ -40,18 +42,45 @@ def _similarity(args) -> int:
     return 0
 
 
+def _read_lines(name: str) -> list[str]:
+    path = Path(name)
+    if not path.is_file():
+        why = "is a directory" if path.is_dir() else "does not exist"
+        raise FileNotFoundError(f"--input {path} {why}: give a UTF-8 text file with one text per line")
+    try:
+        with path.open(encoding="utf-8") as f:
+            return [line.rstrip("\n") for line in f]
+    except UnicodeDecodeError as err:
+        raise ValueError(f"--input {path} is not UTF-8 text ({err}): convert it, e.g. `iconv -f latin1 -t utf-8`") from None
+
+
+def _npy_path(name: str) -> Path:
+    """Where ``np.save(name)`` writes: ``name`` with ``.npy`` appended when missing."""
+    path = Path(name)
+    if path.suffix != ".npy" and not path.is_dir():
+        path = path.with_name(path.name + ".npy")
+    if path.is_dir():
+        raise ValueError(f"--output {name} is a directory: give a file name, e.g. {Path(name) / 'embeddings.npy'}")
+    if not path.parent.is_dir():
+        raise FileNotFoundError(f"--output {name}: the folder {path.parent} does not exist")
+    return path
+
+
 def _embed(args) -> int:
     import numpy as np
 
     import mlx_embed
 
-    texts = [line.rstrip("\n") for line in open(args.input, encoding="utf-8")] if args.input else args.texts
-    embedder = mlx_embed.load(args.model)
+    if bool(args.texts) == (args.input is not None):
+        raise ValueError("give TEXTS or --input FILE" + (", not both" if args.texts else ": there is nothing to embed"))
+    output = _npy_path(args.output) if args.output else None
+    texts = _read_lines(args.input) if args.input is not None else args.texts
+    embedder = mlx_embed.load(args.model, pooling=args.pooling)
     encode = {"query": embedder.encode_query, "document": embedder.encode_document, "plain": embedder.encode}[args.kind]
     vectors = encode(texts, batch_size=args.batch_size, dim=args.dim, show_progress=args.input is not None)
-    if args.output:
-        np.save(args.output, vectors)
-        print(f"wrote {vectors.shape} float32 to {args.output}", file=sys.stderr)
+    if output:
+        np.save(output, vectors)
+        print(f"wrote {vectors.shape} float32 to {output}", file=sys.stderr)
     else:
         json.dump(vectors.tolist(), sys.stdout)
         print()
@@ -61,6 +90,8 @@ def _embed(args) -> int:
 def _convert(args) -> int:
     from mlx_embed.conversion import convert
 
+    if Path(args.dst).exists() and not Path(args.dst).is_dir():
+        raise FileExistsError(f"destination {args.dst} is a file: give a folder to write the converted model to")
     report = convert(
         args.src,
         args.dst,
@@ -100,33 +131,40 @@ def _models(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from mlx_embed.conversion import RECIPES
+
     parser = argparse.ArgumentParser(prog="mlx-embed", description="Text embeddings in pure MLX.")
     sub = parser.add_subparsers(dest="command", required=True)
+    model_help = "registry alias, Hugging Face Hub id or local folder (default: minilm)"
+    pooling_help = "override the pooling; needed for a folder that is neither a registry model nor has a sentence-transformers pooling config"
 
     p = sub.add_parser("similarity", help="embed a few sentences and print their cosine similarity matrix")
     p.add_argument("texts", nargs="*", help="sentences (default: a built-in set)")
-    p.add_argument("--model", default="minilm")
+    p.add_argument("--model", default="minilm", help=model_help)
+    p.add_argument("--pooling", choices=POOLINGS, help=pooling_help)
     p.add_argument("--full", action="store_true", help="do not shorten long sentences in the table")
     p.set_defaults(func=_similarity)
 
     p = sub.add_parser("embed", help="embed texts (arguments or a file, one per line) to JSON or .npy")
-    p.add_argument("texts", nargs="*")
+    p.add_argument("texts", nargs="*", help="texts to embed (or use --input)")
     p.add_argument("--input", help="a UTF-8 file with one text per line")
-    p.add_argument("--output", help="write a .npy file instead of JSON on stdout")
-    p.add_argument("--model", default="minilm")
-    p.add_argument("--kind", choices=["plain", "query", "document"], default="plain")
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--dim", type=int)
+    p.add_argument("--output", help="write a .npy file (.npy is appended when missing) instead of JSON on stdout")
+    p.add_argument("--model", default="minilm", help=model_help)
+    p.add_argument("--pooling", choices=POOLINGS, help=pooling_help)
+    p.add_argument("--kind", choices=["plain", "query", "document"], default="plain", help="plain: no prompt; query / document: the model's query / document prompt")
+    p.add_argument("--batch-size", type=int, default=32, help="texts per batch (default: 32)")
+    p.add_argument("--dim", type=int, help="truncate to this many dimensions (Matryoshka models only)")
     p.set_defaults(func=_embed)
 
     p = sub.add_parser("convert", help="convert a HF folder to the mlx-community layout and report fidelity")
-    p.add_argument("src")
-    p.add_argument("dst")
-    p.add_argument("--bits", type=int, default=4, choices=[4, 6, 8, 16, 32])
-    p.add_argument("--group-size", type=int, default=64, choices=[32, 64, 128])
+    p.add_argument("src", help="source model: a local folder, Hub id or alias of a full-precision model")
+    p.add_argument("dst", help="folder to write the converted model to")
+    p.add_argument("--bits", type=int, default=4, choices=[4, 6, 8, 16, 32], help="default bits per weight")
+    p.add_argument("--group-size", type=int, default=64, choices=[32, 64, 128], help="quantization group size")
     p.add_argument(
         "--recipe",
         default="uniform",
+        choices=list(RECIPES),
         help="uniform: every Linear/Embedding at --bits/--group-size (mlx-community layout); "
         "faithful: mixed 4/5/6/8-bit with GPTQ, cosine >= 0.995 to fp32 on MiniLM (~5.5 bits/weight); "
         "compact: mixed 4/5/6/8-bit with GPTQ at <= 5 bits/weight",
@@ -136,16 +174,16 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["nearest", "mse", "gptq"],
         help="override the recipe's rounding (mse: fitted scales/biases; gptq: data-aware, runs the model on built-in calibration texts)",
     )
-    p.add_argument("--pooling", choices=["mean", "cls", "last_token"])
-    p.add_argument("--overwrite", action="store_true")
-    p.add_argument("--no-report", action="store_true")
+    p.add_argument("--pooling", choices=POOLINGS, help=pooling_help)
+    p.add_argument("--overwrite", action="store_true", help="write into a non-empty destination folder")
+    p.add_argument("--no-report", action="store_true", help="skip the fidelity report")
     p.set_defaults(func=_convert)
 
     p = sub.add_parser("fidelity", help="compare a converted model with its full-precision source")
-    p.add_argument("reference")
-    p.add_argument("candidate")
-    p.add_argument("--pooling", choices=["mean", "cls", "last_token"])
-    p.add_argument("--json", action="store_true")
+    p.add_argument("reference", help="the full-precision model (alias, Hub id or folder)")
+    p.add_argument("candidate", help="the converted model (alias, Hub id or folder)")
+    p.add_argument("--pooling", choices=POOLINGS, help=pooling_help)
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(func=_fidelity)
 
     p = sub.add_parser("models", help="list the registry")
@@ -163,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, TypeError, FileNotFoundError, FileExistsError) as err:
+    except (ValueError, TypeError, OSError) as err:
         print(f"mlx-embed: error: {err}", file=sys.stderr)
         return 2
 

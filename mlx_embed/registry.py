@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass, field
 
 POOLINGS = ("mean", "cls", "last_token")
@@ -37,6 +38,10 @@ class ModelSpec:
     aliases: tuple[str, ...] = field(default=())
 
     def format_query_prompt(self, task: str | None = None) -> str:
+        if task is not None and not isinstance(task, str):
+            raise TypeError(f"task must be a str or None, got {type(task).__name__}")
+        if task is not None and not task.strip():
+            raise ValueError("task must not be empty: pass task=None for the model's default task")
         if "{task}" not in self.query_prompt:
             if task is not None:
                 raise ValueError(
@@ -54,8 +59,9 @@ class ModelSpec:
     def check_dim(self, dim: int | None) -> int:
         if dim is None:
             return self.dim
-        if isinstance(dim, bool) or not isinstance(dim, int):
+        if isinstance(dim, bool) or not isinstance(dim, numbers.Integral):
             raise TypeError(f"dim must be an int, got {type(dim).__name__}")
+        dim = int(dim)
         lo, hi = self.matryoshka or (self.dim, self.dim)
         if not lo <= dim <= hi:
             raise ValueError(f"dim={dim} is not allowed for {self.alias}: allowed is {self.allowed_dims()}")

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from .reference import NEEDS_TORCH, NEEDS_TRANSFORMERS
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
@@ -74,8 +76,8 @@ def _perturb_norms(model, torch) -> None:
 @pytest.fixture(scope="session")
 def tiny_bert_hf(tmp_path_factory, minilm_path) -> Path:
     """A bge-shaped (CLS pooling, query prefix) random BERT with the MiniLM WordPiece tokenizer."""
-    torch = pytest.importorskip("torch")
-    transformers = pytest.importorskip("transformers")
+    torch = pytest.importorskip("torch", reason=NEEDS_TORCH)
+    transformers = pytest.importorskip("transformers", reason=NEEDS_TRANSFORMERS)
     torch.manual_seed(0)
     config = transformers.BertConfig(
         vocab_size=30522,
@@ -123,8 +125,8 @@ def train_qwen_like_tokenizer(append_eos: bool):
 @pytest.fixture(scope="session")
 def tiny_qwen3_hf(tmp_path_factory) -> Path:
     """A random Qwen3 with head_dim != hidden/heads, GQA and perturbed RMSNorms, saved by Qwen3Model."""
-    torch = pytest.importorskip("torch")
-    transformers = pytest.importorskip("transformers")
+    torch = pytest.importorskip("torch", reason=NEEDS_TORCH)
+    transformers = pytest.importorskip("transformers", reason=NEEDS_TRANSFORMERS)
     tok = train_qwen_like_tokenizer(append_eos=True)
     torch.manual_seed(0)
     config = transformers.Qwen3Config(

@@ -7,6 +7,12 @@ from pathlib import Path
 
 import numpy as np
 
+# Skip reasons that name the fix (the README's install line).
+INSTALL = "pip install torch==2.13.0 && pip install -e '.[test]'"
+NEEDS_TORCH = f"needs torch: {INSTALL}"
+NEEDS_TRANSFORMERS = f"needs transformers: {INSTALL}"
+NEEDS_SENTENCE_TRANSFORMERS = f"needs sentence-transformers: {INSTALL}"
+
 
 def unpack(packed: np.ndarray, bits: int) -> np.ndarray:
     """Integers from MLX's packing: a little-endian bit stream of ``bits``-wide values in uint32 words."""

@@ -15,7 +15,7 @@ from mlx_embed.calibration_texts import CALIBRATION_TEXTS
 from mlx_embed.eval.corpora import list_corpora, load_corpus
 from mlx_embed.samples import SAMPLE_TEXTS
 
-from .reference import dequantize, unpack
+from .reference import NEEDS_TORCH, NEEDS_TRANSFORMERS, dequantize, unpack
 
 BATTERY = Path(__file__).parent / "battery" / "cases.json"
 
@@ -147,8 +147,8 @@ TABLE_TEXTS = ["ok", "The bridge reopened after repairs.", "Привет, мир
 def test_table_sensitivity_equals_the_jacobians_of_transformers_bert(tiny_bert_hf):
     """Exact mode (every axis once) against torch autograd through transformers' BertModel:
     sum over token positions of J_t^T J_t, J_t = d normalize(CLS state) / d (table row at t)."""
-    torch = pytest.importorskip("torch")
-    transformers = pytest.importorskip("transformers")
+    torch = pytest.importorskip("torch", reason=NEEDS_TORCH)
+    transformers = pytest.importorskip("transformers", reason=NEEDS_TRANSFORMERS)
     import mlx_embed
     from mlx_embed.calibrate import SCRIPTS, make_batches, table_sensitivity, token_scripts
     from mlx_embed.pooling import POOLERS

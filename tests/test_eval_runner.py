@@ -3,10 +3,13 @@
 import json
 
 import numpy as np
+import pytest
 
 from mlx_embed.cli import main
 from mlx_embed.eval import load_corpus
 from mlx_embed.eval.runner import evaluate
+
+from .reference import INSTALL
 
 
 class Oracle:
@@ -38,7 +41,27 @@ def test_perfect_retriever_gets_perfect_scores():
 
 
 def test_eval_cli_json(tiny_bert_hf, capsys):
+    """The CLI's figures are trec_eval's (pytrec_eval) on the same model's query-document cosines."""
+    pytrec_eval = pytest.importorskip("pytrec_eval", reason=f"needs pytrec_eval (pytrec-eval-terrier): {INSTALL}")
+    import mlx_embed
+
     assert main(["eval", "--model", str(tiny_bert_hf), "--corpus", "code", "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)
     assert rows[0]["dim"] == 64 and set(rows[0]["results"]) == {"code"}
-    assert 0 <= rows[0]["results"]["code"]["nDCG@5"] <= 1
+    got = rows[0]["results"]["code"]
+
+    corpus = load_corpus("code")
+    model = mlx_embed.load(tiny_bert_hf)
+    docs = model.encode_document([text for _, text in corpus.documents])
+    queries = model.encode_query([text for _, text in corpus.queries])
+    scores = queries @ docs.T  # float32, as the runner ranks: near-ties fall the same way
+    doc_ids = [d for d, _ in corpus.documents]
+    run = {q: {d: float(s) for d, s in zip(doc_ids, scores[i])} for i, (q, _) in enumerate(corpus.queries)}
+    measures = {"ndcg_cut_5", "P_5", "recall_5"}
+    per_query = pytrec_eval.RelevanceEvaluator(corpus.qrels, measures).evaluate(run)
+    assert len(per_query) == len(corpus.queries)
+    expected = {key: np.mean([r[m] for r in per_query.values()]) for key, m in
+                (("nDCG@5", "ndcg_cut_5"), ("P@5", "P_5"), ("R@5", "recall_5"))}
+    assert 0 < expected["nDCG@5"] < 1  # random weights: neither a perfect nor an empty ranking
+    for key, value in expected.items():
+        assert got[key] == pytest.approx(value, abs=1e-6), key

@@ -156,14 +156,17 @@ def test_estimate_within_25_percent_of_measurement(minilm_4bit):
         assert by_point[(8, 128)] > by_point[(1, 128)] + 10 * MIB  # >= 8 x 128 x 1536 fp32 activations
 
 
-def test_absent_registry_models_are_estimates(capsys):
+def test_absent_registry_models_are_estimates(capsys, tmp_path, monkeypatch):
+    import huggingface_hub.constants as c
+
     import mlx_embed
 
-    try:
+    # An empty Hugging Face cache, so Qwen3 weights downloaded on this machine are not found.
+    monkeypatch.setattr(c, "HF_HUB_CACHE", str(tmp_path))
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))
+    monkeypatch.setenv("HF_HOME", str(tmp_path))
+    with pytest.raises(mlx_embed.ModelNotFoundError, match="Qwen3-Embedding-0.6B-4bit-DWQ"):
         mlx_embed.loading.resolve("qwen3-0.6b", local_files_only=True)
-        pytest.skip("Qwen3 weights are present here")
-    except mlx_embed.ModelNotFoundError:
-        pass
     assert cli.main(["fit", "--ram", "8GB", "--alongside", "2.5GB", "--model", "qwen3-0.6b", "--backend", "metal", "--json"]) == 0
     rep = json.loads(capsys.readouterr().out)
     row = rep["models"][0]

@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 
 import mlx_embed
-from mlx_embed import TruncationWarning
+from mlx_embed import TruncationWarning, tokenize
+
+from .conftest import TEXTS
 
 
 @pytest.fixture(scope="module")
@@ -36,10 +38,109 @@ def test_non_str_element_names_its_index(minilm, bad, index):
         minilm.encode(bad)
 
 
-@pytest.mark.parametrize("bad", [3, None, {"a": 1}, np.array(["x"])])
+@pytest.mark.parametrize("bad", [3, None, {"a": 1}, {"a", "b"}, b"bytes", np.array([["x"]])])
 def test_wrong_container_type(minilm, bad):
     with pytest.raises(TypeError, match="str or a list of str"):
         minilm.encode(bad)
+
+
+class _SeriesLike:
+    """What encode() needs of a pandas Series: ``ndim`` and ``tolist()``."""
+
+    ndim = 1
+
+    def __init__(self, items):
+        self.items = items
+
+    def tolist(self):
+        return list(self.items)
+
+
+@pytest.mark.parametrize("make", [np.array, _SeriesLike, lambda t: (x for x in t), iter], ids=["ndarray", "series", "generator", "iterator"])
+def test_array_series_and_iterators_of_str_are_accepted(minilm, make):
+    texts = ["hello there", "Как дела?"]
+    np.testing.assert_array_equal(minilm.encode(make(texts)), minilm.encode(texts))
+
+
+@pytest.mark.parametrize("make", [lambda t: np.array(t, dtype=object), _SeriesLike, iter])
+def test_non_str_items_of_arrays_and_iterators_name_their_index(minilm, make):
+    with pytest.raises(TypeError, match=r"texts\[1\] is int, not str"):
+        minilm.encode(make(["ok", 3]))
+
+
+def test_lone_surrogate_names_the_text_and_says_not_unicode(minilm):
+    with pytest.raises(ValueError, match=r"texts\[1\] is not valid Unicode.*UTF-8"):
+        minilm.encode(["fine", "x\ud800y"])
+    with pytest.raises(ValueError, match=r"prompt is not valid Unicode"):
+        minilm.encode("fine", prompt="\udc80: ")
+
+
+@pytest.mark.parametrize("name", ["normalize", "truncate", "show_progress"])
+@pytest.mark.parametrize("value", [None, "no", 1])
+def test_flags_must_be_real_bools(minilm, name, value):
+    with pytest.raises(TypeError, match=f"{name} must be True or False"):
+        minilm.encode("x", **{name: value})
+
+
+def test_numpy_integers_are_accepted_for_dim_and_batch_size(minilm):
+    np.testing.assert_array_equal(minilm.encode("x", dim=np.int64(384), batch_size=np.int32(4)), minilm.encode("x"))
+    with pytest.raises(TypeError, match="dim must be an int, got bool"):
+        minilm.encode("x", dim=True)
+
+
+def test_task_must_be_a_non_empty_str():
+    from mlx_embed import registry
+
+    spec = registry.get("qwen3-0.6b")
+    with pytest.raises(TypeError, match="task must be a str or None, got int"):
+        spec.format_query_prompt(123)
+    with pytest.raises(ValueError, match="task must not be empty"):
+        spec.format_query_prompt("")
+
+
+@pytest.mark.parametrize("method", ["encode_query", "encode_document"])
+def test_query_and_document_refuse_a_prompt(minilm, method):
+    with pytest.raises(TypeError, match=rf"{method}\(\) sets the prompt itself.*encode\(texts, prompt="):
+        getattr(minilm, method)("a", prompt="x")
+
+
+@pytest.mark.parametrize("method", ["encode", "encode_query", "encode_document"])
+def test_truncation_warning_points_at_the_callers_line(minilm, method):
+    with pytest.warns(TruncationWarning) as caught:
+        getattr(minilm, method)(["word " * 400])
+    assert [w.filename for w in caught] == [__file__]
+
+
+LONG_TEXT = "\n".join(TEXTS) * 40  # about 30,000 characters, 8,000+ tokens: spaces, newlines, CJK, code
+
+
+@pytest.mark.parametrize("model", ["minilm", "qwen3"])
+def test_long_text_from_a_prefix_gives_the_ids_and_embedding_of_the_whole(minilm, tiny_qwen3_hf, monkeypatch, model):
+    """Texts over LONG_TEXT_CHARS are tokenized from a prefix; the ids and the embedding are the same."""
+    embedder = minilm if model == "minilm" else mlx_embed.load(tiny_qwen3_hf)
+    texts = [LONG_TEXT, "short", "中" * 3000, LONG_TEXT[7:] + " end"]
+    slow_ids, slow_cut = embedder.text_encoder.tokenize(texts, 128)
+    with pytest.warns(TruncationWarning, match=r"3 of 4 texts.*longest \d+ tokens"):
+        slow = embedder.encode(texts, max_length=128)
+    monkeypatch.setattr(tokenize, "LONG_TEXT_CHARS", 1000)
+    fast_ids, cut = embedder.text_encoder.tokenize(texts, 128)
+    assert fast_ids == slow_ids
+    assert isinstance(cut[0], tokenize.AtLeast) and 256 < cut[0] < slow_cut[0]
+    assert cut[2] == slow_cut[2] and not isinstance(cut[2], tokenize.AtLeast)  # no whitespace: tokenized whole
+    with pytest.warns(TruncationWarning, match=r"3 of 4 texts.*longest at least \d+ tokens"):
+        fast = embedder.encode(texts, max_length=128)
+    np.testing.assert_array_equal(fast, slow)
+
+
+def test_a_huge_text_is_cut_without_tokenizing_all_of_it(minilm):
+    text = "lorem ipsum dolor " * 120_000  # 2.16 million characters
+    assert len(text) > tokenize.LONG_TEXT_CHARS
+    with pytest.warns(TruncationWarning, match="longest at least"):
+        vector = minilm.encode(text)
+    with pytest.warns(TruncationWarning, match=r"longest \d+ tokens"):
+        np.testing.assert_array_equal(vector, minilm.encode("lorem ipsum dolor " * 200))
+    with pytest.raises(ValueError, match=r"longest at least \d+ tokens"):
+        minilm.encode(text, truncate=False)
 
 
 def test_too_long_is_truncated_with_one_warning_and_a_count(minilm):

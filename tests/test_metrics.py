@@ -25,8 +25,11 @@ from mlx_embed.eval.metrics import (
     sort_doc_scores,
 )
 
+from .reference import INSTALL
+
 L2, L3, L4, L5, L6 = (math.log2(x) for x in (2, 3, 4, 5, 6))
 approx = pytest.approx
+PYTREC = "needs pytrec_eval (pytrec-eval-terrier): " + INSTALL
 
 
 # --------------------------------------------------------------------------
@@ -141,11 +144,11 @@ def test_empty_inputs():
 
 def test_invalid_arguments():
     for fn in (precision_at_k, recall_at_k, mrr_at_k, ndcg_at_k, map_at_k):
-        with pytest.raises(ValueError):
+        with pytest.raises(ValueError, match="k must be >= 1, got 0"):
             fn(["a"], {"a"}, 0)
-        with pytest.raises(TypeError):
+        with pytest.raises(TypeError, match="k must be an int, got float"):
             fn(["a"], {"a"}, 1.5)
-        with pytest.raises(ValueError):
+        with pytest.raises(ValueError, match="duplicate document ids"):
             fn(["a", "a"], {"a"}, 2)
 
 
@@ -158,7 +161,7 @@ def test_sort_doc_scores_ties_by_doc_id_descending():
     scores = {"a": 1.0, "b": 1.0, "c": 2.0, "d10": 0.5, "d9": 0.5, "d2": 0.5}
     # score desc; ties by id desc in string order: "d9" > "d2" > "d10".
     assert sort_doc_scores(scores) == ["c", "b", "a", "d9", "d2", "d10"]
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="NaN score for document 'a'"):
         sort_doc_scores({"a": float("nan")})
 
 
@@ -211,11 +214,11 @@ def test_evaluate_run_ties_use_doc_id_descending():
 
 
 def test_evaluate_run_errors():
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="no query with a relevant document"):
         evaluate_run({"q": {"a": 1.0}}, {"q": {"a": 0}})
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="ks must contain at least one cut-off"):
         evaluate_run({"q": {"a": 1.0}}, {"q": {"a": 1}}, ks=())
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="k must be >= 1, got 0"):
         evaluate_run({"q": {"a": 1.0}}, {"q": {"a": 1}}, ks=(0,))
 
 
@@ -239,17 +242,21 @@ def test_rank_builds_run_with_tie_rule():
 
 
 def test_rank_validates_input():
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"scores must be 2-D \(n_queries, n_docs\), got shape \(3,\)"):
         rank(np.zeros(3), ["a", "b", "c"], ["q"])
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="got 2 doc ids for 3 score columns"):
         rank(np.zeros((1, 3)), ["a", "b"], ["q"])
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="got 1 query ids for 2 score rows"):
         rank(np.zeros((2, 3)), ["a", "b", "c"], ["q"])
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="doc_ids must be unique"):
         rank(np.zeros((1, 2)), ["a", "a"], ["q"])
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="query_ids must be unique"):
+        rank(np.zeros((2, 2)), ["a", "b"], ["q", "q"])
+    with pytest.raises(ValueError, match="scores contain NaN"):
         rank(np.array([[0.0, np.nan]]), ["a", "b"], ["q"])
-    with pytest.raises(ValueError):
+    with pytest.raises(TypeError, match="scores must be real numbers"):
+        rank(np.array([["x", "y"]]), ["a", "b"], ["q"])
+    with pytest.raises(ValueError, match="k must be >= 1, got 0"):
         rank(np.zeros((1, 2)), ["a", "b"], ["q"], top_k=0)
 
 
@@ -315,7 +322,7 @@ def _assert_per_query_equal(ours, theirs):
 
 @pytest.mark.parametrize("ties", [False, True], ids=["tie-free", "with-ties"])
 def test_agrees_with_pytrec_eval(ties):
-    pytrec_eval = pytest.importorskip("pytrec_eval")
+    pytrec_eval = pytest.importorskip("pytrec_eval", reason=PYTREC)
     run, qrels = _random_case(seed=7 if ties else 1234, ties=ties)
     ours = per_query_metrics(run, qrels, KS)
     theirs = _pytrec_per_query(pytrec_eval, run, qrels)
@@ -326,7 +333,7 @@ def test_agrees_with_pytrec_eval(ties):
 
 
 def test_rank_then_evaluate_agrees_with_pytrec_eval():
-    pytrec_eval = pytest.importorskip("pytrec_eval")
+    pytrec_eval = pytest.importorskip("pytrec_eval", reason=PYTREC)
     rng = np.random.default_rng(0)
     # Coarse float32 scores so plenty of ties occur.
     scores = (rng.integers(0, 8, size=(20, 25)) / 8).astype(np.float32)
@@ -361,7 +368,7 @@ json.dump({"means": {m: float(v) for m, v in means.items()}, "per_query": per_qu
 
 
 def test_agrees_with_ranx():
-    pytest.importorskip("ranx")
+    pytest.importorskip("ranx", reason="needs ranx: " + INSTALL)
     run, qrels = _random_case(seed=99, ties=False)
     ours = per_query_metrics(run, qrels, KS)
     names = {"P": "precision", "R": "recall", "MRR": "mrr", "nDCG": "ndcg", "MAP": "map"}

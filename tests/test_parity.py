@@ -2,14 +2,36 @@
 
 from __future__ import annotations
 
+import dataclasses
+import shutil
+
 import numpy as np
 import pytest
 
 import mlx_embed
 from mlx_embed.conversion import convert
 
-from .conftest import TEXTS
-from .reference import cosines, reference_embed, torch_model
+from .conftest import TEXTS, train_qwen_like_tokenizer
+from .reference import (
+    NEEDS_SENTENCE_TRANSFORMERS,
+    NEEDS_TORCH,
+    NEEDS_TRANSFORMERS,
+    cosines,
+    reference_embed,
+    torch_model,
+)
+
+# Correct code is within 2.3e-7 max abs of the references here; a tanh-approximated GELU or a wrong
+# LayerNorm eps is 2-3e-4 off while still at cosine > 0.99999, so the cosine check alone is not enough.
+MAX_ABS = 1e-5
+
+
+def assert_matches(ours: np.ndarray, reference: np.ndarray, atol: float = MAX_ABS) -> None:
+    assert ours.shape == reference.shape
+    cos = cosines(ours, reference)
+    assert cos.min() >= 0.99999, cos
+    err = np.abs(ours - reference).max()
+    assert err <= atol, f"max abs error {err:.3g} > {atol:g}"
 
 PARITY_TEXTS = TEXTS + [
     "Retrieval-augmented generation feeds the nearest passages to a language model.",
@@ -30,18 +52,31 @@ def minilm(minilm_path):
     return mlx_embed.load(minilm_path)
 
 
-def test_minilm_fp32_matches_sentence_transformers(minilm, minilm_path, monkeypatch):
-    st = pytest.importorskip("sentence_transformers")
+@pytest.fixture(scope="module")
+def st_minilm(minilm_path):
+    st = pytest.importorskip("sentence_transformers", reason=NEEDS_SENTENCE_TRANSFORMERS)
+    return st.SentenceTransformer(str(minilm_path), device="cpu")
+
+
+def test_minilm_fp32_matches_sentence_transformers(minilm, st_minilm, monkeypatch):
     assert len(PARITY_TEXTS) >= 20
-    reference = st.SentenceTransformer(str(minilm_path), device="cpu").encode(
-        PARITY_TEXTS, normalize_embeddings=True, batch_size=8
-    )
-    ours = minilm.encode(PARITY_TEXTS, batch_size=8)
-    cos = cosines(ours, reference)
-    assert cos.min() >= 0.99999, cos
+    reference = st_minilm.encode(PARITY_TEXTS, normalize_embeddings=True, batch_size=8)
+    assert_matches(minilm.encode(PARITY_TEXTS, batch_size=8), reference)
     # tokenized and sorted a few texts at a time, as a long corpus is: same vectors, same order
     monkeypatch.setattr(mlx_embed.embedder, "ENCODE_CHUNK", 3)
-    assert cosines(minilm.encode(PARITY_TEXTS, batch_size=2), reference).min() >= 0.99999
+    assert_matches(minilm.encode(PARITY_TEXTS, batch_size=2), reference)
+
+
+def test_minilm_unnormalized_matches_sentence_transformers_without_normalize(minilm, st_minilm):
+    """normalize=False is the pooled vector: sentence-transformers' Transformer + Pooling, no Normalize."""
+    st = pytest.importorskip("sentence_transformers", reason=NEEDS_SENTENCE_TRANSFORMERS)
+    assert type(st_minilm[2]).__name__ == "Normalize"
+    unnormalized = st.SentenceTransformer(modules=[st_minilm[0], st_minilm[1]], device="cpu")
+    reference = unnormalized.encode(PARITY_TEXTS, batch_size=8)
+    norms = np.linalg.norm(reference, axis=1)
+    assert norms.min() > 1.5  # far from unit length: a normalized output cannot pass
+    ours = minilm.encode(PARITY_TEXTS, batch_size=8, normalize=False)
+    assert np.abs(ours - reference).max() <= MAX_ABS  # measured 1.7e-6 on vectors of norm ~2.5
 
 
 def _batch(embedder, texts, side):
@@ -71,7 +106,7 @@ def test_qwen3_matches_transformers(tiny_qwen3_hf, tiny_qwen3_4bit, layout, side
     reference = reference_embed(torch_model(folder), batch.input_ids, batch.attention_mask, "last_token")
     ours = _ours(ours_model, batch)
     assert np.isfinite(ours).all()
-    assert cosines(ours, reference).min() >= 0.99999
+    assert_matches(ours, reference)
 
 
 @pytest.mark.parametrize("layout", ["hf", "4bit"])
@@ -81,9 +116,70 @@ def test_bert_cls_matches_transformers(tiny_bert_hf, tiny_bert_4bit, layout):
     assert ours_model.spec.pooling == "cls"
     batch = _batch(ours_model, PARITY_TEXTS, "right")
     reference = reference_embed(torch_model(folder), batch.input_ids, batch.attention_mask, "cls")
-    assert cosines(_ours(ours_model, batch), reference).min() >= 0.99999
+    assert_matches(_ours(ours_model, batch), reference)
     # the full encode path (sorting, batching, prompts off) gives the same vectors
-    assert cosines(ours_model.encode(PARITY_TEXTS, batch_size=5), reference).min() >= 0.99999
+    assert_matches(ours_model.encode(PARITY_TEXTS, batch_size=5), reference)
+
+
+def _qwen3_reference(folder, texts: list[str]) -> np.ndarray:
+    """Qwen3-Embedding's published recipe with transformers alone: tokenize, end every input with
+    <|endoftext|> (older tokenizer.json files do not add it), pad on the left, Qwen3Model,
+    last-token pooling, L2 normalize."""
+    torch = pytest.importorskip("torch", reason=NEEDS_TORCH)
+    transformers = pytest.importorskip("transformers", reason=NEEDS_TRANSFORMERS)
+    # The folder's tokenizer.json as written. (transformers 5's AutoTokenizer swaps in Qwen2's own
+    # pre-tokenizer for model_type qwen3; real Qwen3 tokenizer.json files use that same split, the tiny
+    # fixture's plain byte-level one does not, so AutoTokenizer would test a different tokenizer.)
+    tok = transformers.PreTrainedTokenizerFast(tokenizer_file=str(folder / "tokenizer.json"))
+    eos = tok.convert_tokens_to_ids("<|endoftext|>")
+    seqs = []
+    for text in texts:
+        ids = tok(text)["input_ids"]
+        seqs.append(ids if ids and ids[-1] == eos else ids + [eos])
+    L = max(len(s) for s in seqs)
+    input_ids = torch.tensor([[eos] * (L - len(s)) + s for s in seqs])
+    mask = torch.tensor([[0] * (L - len(s)) + [1] * len(s) for s in seqs])
+    model = transformers.Qwen3Model.from_pretrained(str(folder), attn_implementation="eager").float().eval()
+    with torch.no_grad():
+        hidden = model(input_ids=input_ids, attention_mask=mask).last_hidden_state
+    pooled = hidden[:, -1]  # left padding: every sequence ends at the last position
+    return torch.nn.functional.normalize(pooled, p=2, dim=1).numpy()
+
+
+@pytest.fixture(scope="module", params=[True, False], ids=["tokenizer-adds-eos", "tokenizer-without-eos"])
+def qwen3_folder(request, tiny_qwen3_hf, tmp_path_factory):
+    if request.param:
+        return tiny_qwen3_hf
+    folder = tmp_path_factory.mktemp("tiny-qwen3-old-tokenizer")
+    shutil.copytree(tiny_qwen3_hf, folder, dirs_exist_ok=True)
+    train_qwen_like_tokenizer(append_eos=False).save(str(folder / "tokenizer.json"))
+    return folder
+
+
+def test_qwen3_encode_matches_transformers(qwen3_folder):
+    """encode() end to end (tokenize, end token, sort, left-pad, batch, pool, normalize) on mixed lengths."""
+    texts = PARITY_TEXTS
+    reference = _qwen3_reference(qwen3_folder, texts)
+    model = mlx_embed.load(qwen3_folder)
+    assert_matches(model.encode(texts, batch_size=5), reference)
+    assert_matches(model.encode(texts[1], batch_size=1), reference[1])
+
+
+def test_qwen3_encode_query_sends_the_instruction(tiny_qwen3_hf, monkeypatch):
+    """With the registry's Qwen3-Embedding spec (sized to the tiny model), encode_query(task=...) embeds
+    f"Instruct: {task}\nQuery:{query}", and without a task the default web-search instruction."""
+    model = mlx_embed.load(tiny_qwen3_hf)
+    spec = dataclasses.replace(mlx_embed.registry.get("qwen3-0.6b"), dim=64, matryoshka=(32, 64), max_length=512)
+    monkeypatch.setattr(model, "_spec", spec)
+    queries = ["what is the capital of France?", "как сбросить пароль"]
+    task = "Given a question, retrieve code that answers it"
+    expected = _qwen3_reference(tiny_qwen3_hf, [f"Instruct: {task}\nQuery:{q}" for q in queries])
+    assert_matches(model.encode_query(queries, task=task), expected)
+    default = "Given a web search query, retrieve relevant passages that answer the query"
+    expected = _qwen3_reference(tiny_qwen3_hf, [f"Instruct: {default}\nQuery:{q}" for q in queries])
+    assert_matches(model.encode_query(queries), expected)
+    # documents go in as they are
+    assert_matches(model.encode_document(queries), _qwen3_reference(tiny_qwen3_hf, queries))
 
 
 def test_minilm_4bit_equals_fp32_forward_on_dequantized_weights(minilm_path, tmp_path, capsys):
@@ -119,3 +215,4 @@ def test_batch_invariance(any_embedder):
         alone = any_embedder.encode(PARITY_TEXTS[i])
         assert alone.shape == (any_embedder.dim,)
         assert float(alone @ batched[row]) >= 0.99999, (i, PARITY_TEXTS[i])
+        assert np.abs(alone - batched[row]).max() <= MAX_ABS, (i, PARITY_TEXTS[i])

@@ -33,7 +33,12 @@ class ModelArgs:
             raise ValueError(f"BERT with hidden_act={params['hidden_act']!r} is not supported (only 'gelu')")
         if params.get("position_embedding_type", "absolute") != "absolute":
             raise ValueError("Only absolute position embeddings are supported for BERT")
-        return cls(**{k: v for k, v in params.items() if k in inspect.signature(cls).parameters})
+        args = cls(**{k: v for k, v in params.items() if k in inspect.signature(cls).parameters})
+        if args.hidden_size % args.num_attention_heads:
+            raise ValueError(
+                f"hidden_size={args.hidden_size} is not a multiple of num_attention_heads={args.num_attention_heads}"
+            )
+        return args
 
 
 class Embeddings(nn.Module):

@@ -40,6 +40,11 @@ class ModelArgs:
         args = cls(**{k: v for k, v in params.items() if k in inspect.signature(cls).parameters})
         if args.head_dim is None:
             args.head_dim = args.hidden_size // args.num_attention_heads
+        if args.num_attention_heads % args.num_key_value_heads:
+            raise ValueError(
+                f"num_attention_heads={args.num_attention_heads} is not a multiple of "
+                f"num_key_value_heads={args.num_key_value_heads}"
+            )
         return args
 
 

@@ -1,0 +1,143 @@
+"""``mlx-embed`` subcommands on the real all-MiniLM-L6-v2, checked against sentence-transformers, and
+user errors reported as one ``mlx-embed: error: ...`` line with exit status 2."""
+
+import argparse
+import json
+import os
+import shutil
+
+import numpy as np
+import pytest
+
+from mlx_embed import fidelity
+from mlx_embed.cli import DEMO_TEXTS, build_parser, main
+from mlx_embed.conversion import RECIPES
+from mlx_embed.registry import REGISTRY
+from mlx_embed.samples import SAMPLE_TEXTS
+
+TEXTS = ["A man is eating food.", "Someone is having a meal.", "Кошка спит на подоконнике.", "git rebase -i HEAD~3"]
+
+
+@pytest.fixture(scope="module")
+def reference(minilm_path) -> np.ndarray:
+    """sentence-transformers' own normalized embeddings of TEXTS."""
+    st = pytest.importorskip("sentence_transformers")
+    return st.SentenceTransformer(str(minilm_path), device="cpu").encode(TEXTS, normalize_embeddings=True)
+
+
+def run(capsys, *argv) -> tuple[int, str, str]:
+    rc = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def matrix(out: str, n: int) -> np.ndarray:
+    rows = out.strip().splitlines()[-n:]
+    return np.array([[float(x) for x in row.split()[-n:]] for row in rows])
+
+
+def test_similarity_matrix_matches_sentence_transformers(capsys, minilm_path, reference):
+    rc, out, _ = run(capsys, "similarity", *TEXTS, "--model", minilm_path)
+    assert rc == 0 and "dim: 384" in out
+    np.testing.assert_allclose(matrix(out, len(TEXTS)), reference @ reference.T, atol=5.1e-4)  # printed to 3 decimals
+
+
+def test_similarity_defaults_to_minilm_and_built_in_sentences(capsys):
+    rc, out, _ = run(capsys, "similarity")
+    sims = matrix(out, len(DEMO_TEXTS))
+    assert rc == 0 and out.startswith("model: minilm") and sims.shape == (5, 5)
+    np.testing.assert_allclose(np.diag(sims), 1.0, atol=1e-3)
+    assert sims[0, 1] > 0.5 > sims[0, 4]  # eating food ~ having a meal, not ~ password reset
+
+
+def test_embed_json_matches_sentence_transformers(capsys, minilm_path, reference):
+    rc, out, _ = run(capsys, "embed", *TEXTS, "--model", minilm_path)
+    vectors = np.array(json.loads(out))
+    assert rc == 0 and vectors.shape == (len(TEXTS), 384)
+    np.testing.assert_allclose(vectors, reference, atol=1e-4)
+
+
+def test_embed_input_file_to_npy_appends_the_suffix_and_prints_the_real_path(capsys, minilm_path, reference, tmp_path):
+    (tmp_path / "in.txt").write_bytes("\r\n".join(TEXTS).encode() + b"\r\n")
+    rc, _, err = run(capsys, "embed", "--input", tmp_path / "in.txt", "--output", tmp_path / "vectors", "--model", minilm_path)
+    written = tmp_path / "vectors.npy"
+    assert rc == 0 and f"wrote ({len(TEXTS)}, 384) float32 to {written}" in err
+    np.testing.assert_allclose(np.load(written), reference, atol=1e-4)
+
+
+def test_pooling_flag_for_a_folder_without_pooling_config(capsys, minilm_path, reference, tmp_path):
+    for item in minilm_path.iterdir():
+        if item.name not in ("1_Pooling", "modules.json"):
+            os.symlink(item, tmp_path / item.name)
+    rc, _, err = run(capsys, "embed", "hello", "--model", tmp_path)
+    assert rc == 2 and "pooling=" in err and "--pooling mean" in err
+    rc, out, _ = run(capsys, "embed", *TEXTS, "--model", tmp_path, "--pooling", "mean")
+    np.testing.assert_allclose(np.array(json.loads(out)), reference, atol=1e-4)
+    rc, out, _ = run(capsys, "similarity", *TEXTS, "--model", tmp_path, "--pooling", "mean")
+    np.testing.assert_allclose(matrix(out, len(TEXTS)), reference @ reference.T, atol=5.1e-4)
+
+
+def test_models_lists_the_registry(capsys):
+    rc, out, _ = run(capsys, "models")
+    assert rc == 0
+    for spec in REGISTRY.values():
+        assert any(line.split()[:3] == [spec.alias, spec.pooling, str(spec.dim)] and spec.hub_id in line for line in out.splitlines())
+
+
+def test_fidelity_of_a_model_with_itself_is_perfect(capsys, minilm_path, monkeypatch):
+    monkeypatch.setattr(fidelity, "topk_agreement", lambda *a: None)  # the bundled corpora take long on CPU
+    rc, out, _ = run(capsys, "fidelity", minilm_path, minilm_path, "--json")
+    report = json.loads(out)
+    assert rc == 0 and report["n_texts"] == len(SAMPLE_TEXTS)
+    assert report["cosine_min"] > 0.99999 and report["spearman"] > 0.99999
+
+
+@pytest.fixture
+def broken(tmp_path, minilm_path):
+    """Paths for the error cases: a folder, a Latin-1 file, a model folder with garbage weights."""
+    (tmp_path / "dir").mkdir()
+    (tmp_path / "latin.txt").write_bytes("café\n".encode("latin-1"))
+    (tmp_path / "file").write_text("x")
+    (tmp_path / "garbage").mkdir()
+    shutil.copy(minilm_path / "config.json", tmp_path / "garbage" / "config.json")
+    (tmp_path / "garbage" / "model.safetensors").write_bytes(b"\x00" * 100)
+    return tmp_path
+
+
+@pytest.mark.parametrize(
+    "argv,message",
+    [
+        (["embed"], "give TEXTS or --input FILE: there is nothing to embed"),
+        (["embed", "a", "--input", "{tmp}/latin.txt"], "give TEXTS or --input FILE, not both"),
+        (["embed", "--input", "{tmp}/dir"], "--input {tmp}/dir is a directory"),
+        (["embed", "--input", "{tmp}/missing.txt"], "--input {tmp}/missing.txt does not exist"),
+        (["embed", "--input", "{tmp}/latin.txt"], "--input {tmp}/latin.txt is not UTF-8 text"),
+        (["embed", "a", "--output", "{tmp}/dir"], "--output {tmp}/dir is a directory: give a file name"),
+        (["embed", "a", "--output", "{tmp}/nowhere/x.npy"], "the folder {tmp}/nowhere does not exist"),
+        (["embed", "a", "--dim", "128", "--model", "{minilm}"], "dim=128 is not allowed"),
+        (["similarity", "--model", "{tmp}/garbage", "--pooling", "mean"], "model.safetensors is not a readable safetensors file"),
+        (["similarity", "--model", "{tmp}/nope"], "(no such folder)"),
+        (["similarity", "--model", "{tmp}/file"], "{tmp}/file is a file, not a model folder"),
+        (["fidelity", "{tmp}/dir", "{minilm}"], "{tmp}/dir has no config.json"),
+        (["convert", "{minilm}", "{tmp}/file"], "destination {tmp}/file is a file"),
+        (["convert", "{minilm}", "{tmp}/garbage"], "exists and is not empty"),
+    ],
+)
+def test_user_errors_are_one_line_without_traceback(capsys, broken, minilm_path, argv, message):
+    fill = {"tmp": broken, "minilm": minilm_path}
+    rc, out, err = run(capsys, *[a.format(**fill) for a in argv])
+    assert rc == 2 and out == ""
+    assert err.startswith("mlx-embed: error: ") and message.format(**fill) in err and "Traceback" not in err
+
+
+def test_every_argument_has_help_and_recipes_are_listed():
+    parser = build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    for name in ("similarity", "embed", "convert", "fidelity"):
+        for action in sub.choices[name]._actions:
+            assert action.help, f"{name} {action.dest} has no help"
+    recipe = next(a for a in sub.choices["convert"]._actions if a.dest == "recipe")
+    assert recipe.choices == list(RECIPES)
+    for name in ("similarity", "embed"):
+        pooling = next(a for a in sub.choices[name]._actions if a.dest == "pooling")
+        assert tuple(pooling.choices) == ("mean", "cls", "last_token")

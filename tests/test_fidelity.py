@@ -1,0 +1,105 @@
+"""mlx_embed.fidelity against scipy and hand-computed values, on fixed fake embedders."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from mlx_embed.fidelity import compare, per_text_cosine, spearman
+
+from .reference import INSTALL
+
+NEEDS_SCIPY = f"needs scipy: {INSTALL}"
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_spearman_matches_scipy_with_ties(seed):
+    stats = pytest.importorskip("scipy.stats", reason=NEEDS_SCIPY)
+    rng = np.random.default_rng(seed)
+    a = rng.integers(0, 6, size=40).astype(float)  # 40 values out of 6: many ties
+    b = a + rng.integers(-3, 4, size=40)  # correlated, with ties of its own
+    assert len(np.unique(a)) < len(a) and len(np.unique(b)) < len(b)
+    expected = stats.spearmanr(a, b).statistic
+    assert spearman(a, b) == pytest.approx(expected, abs=1e-12)
+
+
+def test_spearman_hand_values():
+    # ranks of a: 1, 2.5, 2.5, 4 (average for the tie); of b: 4, 3, 2, 1 -> Pearson of the ranks
+    a, b = np.array([1.0, 2.0, 2.0, 3.0]), np.array([4.0, 3.0, 2.0, 1.0])
+    ra, rb = np.array([1, 2.5, 2.5, 4]), np.array([4, 3, 2, 1])
+    da, db = ra - ra.mean(), rb - rb.mean()
+    assert spearman(a, b) == pytest.approx((da @ db) / math.sqrt((da @ da) * (db @ db)), abs=1e-12)
+    assert spearman(a, b) == pytest.approx(-4.5 / math.sqrt(4.5 * 5), abs=1e-12)
+    assert spearman([1, 2, 3, 4], [10, 20, 30, 1000]) == pytest.approx(1.0)  # ranks only, not values
+
+
+def test_per_text_cosine_hand_values():
+    a = np.array([[3.0, 4.0], [1.0, 0.0], [2.0, 2.0]])
+    b = np.array([[4.0, 3.0], [0.0, 5.0], [-1.0, -1.0]])
+    # (12 + 12) / (5 * 5); orthogonal; opposite
+    np.testing.assert_allclose(per_text_cosine(a, b), [24 / 25, 0.0, -1.0], atol=1e-12)
+    np.testing.assert_allclose(per_text_cosine(10 * a, b), [24 / 25, 0.0, -1.0], atol=1e-12)  # scale-free
+
+
+TEXTS = ["alpha", "beta", "gamma", "delta"]
+REFERENCE = {
+    "alpha": [1.0, 0.0, 0.0],
+    "beta": [0.0, 1.0, 0.0],
+    "gamma": [0.0, 0.0, 1.0],
+    "delta": [1.0, 1.0, 0.0],
+}
+# cosine to the reference: alpha 1 (scaled), beta 3/5, gamma 1/sqrt(2), delta 1
+CANDIDATE = {
+    "alpha": [2.0, 0.0, 0.0],
+    "beta": [0.0, 3.0, 4.0],
+    "gamma": [0.0, 1.0, 1.0],
+    "delta": [1.0, 1.0, 0.0],
+}
+
+
+class Fixed:
+    """An embedder whose encode() looks each text up in a table (and records what it was asked)."""
+
+    def __init__(self, table: dict[str, list[float]]):
+        self.table = table
+        self.calls: list[list[str]] = []
+
+    def encode(self, texts):
+        self.calls.append(list(texts))
+        return np.array([self.table[t] for t in texts], dtype=np.float32)
+
+
+def test_compare_on_fixed_embedders():
+    ref, cand = Fixed(REFERENCE), Fixed(CANDIDATE)
+    report = compare(ref, cand, TEXTS, retrieval_k=None)
+    assert ref.calls == [TEXTS] and cand.calls == [TEXTS]
+    expected = [1.0, 0.6, 1 / math.sqrt(2), 1.0]
+    assert report.n_texts == 4
+    np.testing.assert_allclose(report.per_text, expected, atol=1e-6)
+    assert report.cosine_min == pytest.approx(0.6, abs=1e-6)
+    assert report.worst_text == "beta"
+    assert report.cosine_mean == pytest.approx(sum(expected) / 4, abs=1e-6)
+    # 5th percentile, linear interpolation over the sorted cosines 0.6, 0.7071, 1, 1: position 0.05 * 3
+    assert report.cosine_p5 == pytest.approx(0.6 + 0.15 * (1 / math.sqrt(2) - 0.6), abs=1e-6)
+    assert report.topk_agreement is None and report.topk is None
+    assert "worst text 'beta'" in report.summary()
+
+
+def test_compare_spearman_of_pairwise_similarities():
+    stats = pytest.importorskip("scipy.stats", reason=NEEDS_SCIPY)
+    report = compare(Fixed(REFERENCE), Fixed(CANDIDATE), TEXTS, retrieval_k=None)
+    r = np.array([REFERENCE[t] for t in TEXTS])
+    c = np.array([CANDIDATE[t] for t in TEXTS])
+    # the six text pairs, as dot products of the vectors each embedder returned
+    pairs = [(i, j) for i in range(4) for j in range(i + 1, 4)]
+    ref_sims = [r[i] @ r[j] for i, j in pairs]  # 0, 0, 1, 0, 1, 0
+    cand_sims = [c[i] @ c[j] for i, j in pairs]  # 0, 0, 2, 7, 3, 1
+    assert ref_sims == [0, 0, 1, 0, 1, 0] and cand_sims == [0, 0, 2, 7, 3, 1]
+    assert report.spearman == pytest.approx(stats.spearmanr(ref_sims, cand_sims).statistic, abs=1e-6)
+
+
+def test_identical_embedders_are_perfectly_faithful():
+    report = compare(Fixed(REFERENCE), Fixed(REFERENCE), TEXTS, retrieval_k=None)
+    assert report.cosine_min == pytest.approx(1.0, abs=1e-6) and report.spearman == pytest.approx(1.0)
