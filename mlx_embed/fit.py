@@ -692,7 +692,7 @@ def _import_rss() -> int | None:
     """RSS of a fresh interpreter after ``import psutil, mlx_embed`` (None if it cannot be measured)."""
     import subprocess
 
-    code = "import psutil, mlx_embed; print(psutil.Process().memory_info().rss)"
+    code = "import mlx_embed.procmem as p; print(p.process_memory())"
     root = str(Path(__file__).resolve().parents[1])
     env = dict(os.environ, PYTHONPATH=root + (os.pathsep + os.environ["PYTHONPATH"] if os.environ.get("PYTHONPATH") else ""))
     try:

@@ -12,7 +12,7 @@ JSON (``--json``), keys stable; sizes in bytes, times in seconds unless the key 
 
     {
       "schema": "mlx_embed.profile/1",
-      "machine": {"os", "arch", "chip", "ram_bytes", "cpu_count", "python"},
+      "machine": {"os", "arch", "chip", "ram_bytes", "cpu_count", "python", "memory_metric"},
       "backend": {"name": "metal" | "cpu" | "cuda", "device_name", "mlx_version", "blas"},
       "workload": {"name", "texts", "batch_size", "queries"},
       "models": [{
@@ -28,7 +28,9 @@ JSON (``--json``), keys stable; sizes in bytes, times in seconds unless the key 
       }]
     }
 
-``PROFILE_SCHEMA`` is the same as a JSON Schema. ``rss_bytes.before_import`` is a bare interpreter
+``PROFILE_SCHEMA`` is the same as a JSON Schema. The ``rss_bytes`` figures are what
+``machine.memory_metric`` names: RSS on Linux, the physical footprint on macOS, where RSS misses Metal
+buffers (:mod:`mlx_embed.procmem`). ``rss_bytes.before_import`` is a bare interpreter
 plus psutil; ``load_delta`` is ``after_load - before_load``. ``resident_weight_bytes`` is what the
 loaded parameters occupy (on the CPU backend quantized Linear weights are dequantized to float32 at
 load, so it exceeds ``weights_bytes``; on Metal they are equal up to the dropped pooler).
@@ -54,6 +56,9 @@ from pathlib import Path
 
 import psutil
 
+from . import procmem
+from .procmem import process_memory
+
 SCHEMA_ID = "mlx_embed.profile/1"
 DEFAULT_REPEAT = 10  # the built-in sample (24 texts) repeated: 240 texts
 MIN_QUERIES = 20
@@ -72,10 +77,10 @@ def _int_fields(*names: str) -> dict:
 _STR = {"type": "string"}
 _MACHINE = {
     "type": "object",
-    "required": ["os", "arch", "chip", "ram_bytes", "cpu_count", "python"],
+    "required": ["os", "arch", "chip", "ram_bytes", "cpu_count", "python", "memory_metric"],
     "additionalProperties": False,
     "properties": {
-        "os": _STR, "arch": _STR, "chip": _STR, "python": _STR,
+        "os": _STR, "arch": _STR, "chip": _STR, "python": _STR, "memory_metric": {"enum": ["rss", "phys_footprint"]},
         "ram_bytes": {"type": "integer", "minimum": 1}, "cpu_count": {"type": "integer", "minimum": 1},
     },
 }
@@ -180,7 +185,7 @@ def _kernel_peak() -> int:
 
 
 class PeakSampler:
-    """Samples this process's RSS on a background thread; ``peak`` is the largest value seen.
+    """Samples this process's memory (:func:`rss`) on a background thread; ``peak`` is the largest value seen.
 
     Use as a context manager around the work; the RSS at entry and exit also count. On Linux the
     kernel's own high-water mark (VmHWM, reset on entry) is folded in, so even a peak shorter than
@@ -194,14 +199,13 @@ class PeakSampler:
         self._last_record = float("-inf")
         self.samples: list[tuple[float, int]] = []
         self.peak = 0
-        self._process = psutil.Process()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._start = 0.0
         self._hwm = False
 
     def _sample(self) -> None:
-        rss = self._process.memory_info().rss
+        rss = process_memory()
         if rss > self.peak:
             self.peak = rss
         if self.record is not None:
@@ -232,7 +236,9 @@ class PeakSampler:
 
 
 def rss() -> int:
-    return psutil.Process().memory_info().rss
+    """This process's memory as the OS charges it: RSS on Linux, the physical footprint on macOS
+    (:mod:`mlx_embed.procmem`; every "RSS" figure of a report is this, named by ``memory_metric``)."""
+    return process_memory()
 
 
 def swap_used() -> int:
@@ -263,6 +269,7 @@ def machine_info() -> dict:
         "ram_bytes": int(psutil.virtual_memory().total),
         "cpu_count": os.cpu_count() or 1,
         "python": platform.python_version(),
+        "memory_metric": procmem.METRIC,
     }
 
 
@@ -430,16 +437,19 @@ def _measure(
     }
 
 
-# Run in a fresh interpreter: psutil first (for "RSS before import"), then time `import mlx_embed`.
+# Run in a fresh interpreter: procmem first, loaded by path (for "RSS before import"), then time
+# `import mlx_embed`.
 _BOOTSTRAP = """\
-import sys, time
-import psutil
-_rss0 = psutil.Process().memory_info().rss
+import sys, time, importlib.util
+_spec = importlib.util.spec_from_file_location("_procmem", sys.argv[1])
+_procmem = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_procmem)
+_rss0 = _procmem.process_memory()
 _t0 = time.perf_counter()
 import mlx_embed
 _t1 = time.perf_counter()
 import importlib
-importlib.import_module(sys.argv[1])._child_main(sys.argv[2:], import_s=_t1 - _t0, rss_before_import=_rss0)
+importlib.import_module(sys.argv[2])._child_main(sys.argv[3:], import_s=_t1 - _t0, rss_before_import=_rss0)
 """
 
 
@@ -452,7 +462,7 @@ def run_child(module: str, args: list[str], timeout: float | None = None) -> dic
     with tempfile.TemporaryDirectory(prefix="mlx_embed_child_") as tmp:
         out = Path(tmp) / "result.json"
         proc = subprocess.run(
-            [sys.executable, "-c", _BOOTSTRAP, module, *args, "--out", str(out)],
+            [sys.executable, "-c", _BOOTSTRAP, procmem.__file__, module, *args, "--out", str(out)],
             capture_output=True, text=True, env=env, timeout=timeout,
         )
         if proc.returncode != 0 or not out.exists():

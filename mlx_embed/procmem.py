@@ -1,0 +1,45 @@
+"""The memory the OS charges this process, as that OS's memory pressure counts it.
+
+Linux: the resident set (RSS). macOS: the physical footprint (``phys_footprint``: Activity Monitor's
+Memory column, what memory pressure and jetsam act on), read with ``proc_pid_rusage``. On macOS RSS
+leaves out the IOAccelerator memory of Metal buffers, which hold an MLX model's weights and
+activations, and counts clean file pages the footprint does not, so it cannot say whether a model fits.
+
+Imports nothing from mlx_embed: a fresh interpreter can load this file by path before the package.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import sys
+
+import psutil
+
+_RUSAGE_INFO_V4 = 4
+_V4_WORDS = 38  # struct rusage_info_v4: a 16-byte uuid, then 36 uint64 fields
+_PHYS_FOOTPRINT = 2 + 7  # ri_phys_footprint, counted in uint64 words
+
+
+def _darwin_footprint() -> int | None:
+    try:
+        lib = ctypes.CDLL("/usr/lib/libSystem.B.dylib")
+        info = (ctypes.c_uint64 * _V4_WORDS)()
+        if lib.proc_pid_rusage(ctypes.c_int(os.getpid()), ctypes.c_int(_RUSAGE_INFO_V4), info) == 0:
+            return int(info[_PHYS_FOOTPRINT])
+    except (OSError, AttributeError):
+        pass
+    return None
+
+
+METRIC = "phys_footprint" if sys.platform == "darwin" and _darwin_footprint() is not None else "rss"
+_process = psutil.Process()
+
+
+def process_memory() -> int:
+    """Bytes charged to this process now: ``phys_footprint`` on macOS, RSS elsewhere (see ``METRIC``)."""
+    if METRIC == "phys_footprint":
+        got = _darwin_footprint()
+        if got is not None:
+            return got
+    return _process.memory_info().rss

@@ -1,0 +1,40 @@
+"""The process-memory figure behind every "RSS" the profiler and fit report."""
+
+import sys
+
+import numpy as np
+import pytest
+
+import mlx_embed  # noqa: F401  (before mlx.core: picks the BLAS)
+import mlx.core as mx
+from mlx_embed import procmem
+
+MIB = 1 << 20
+
+
+def test_metric_names_the_os_accounting():
+    assert procmem.METRIC == ("phys_footprint" if sys.platform == "darwin" else "rss")
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/status (Linux only)")
+def test_linux_figure_is_the_kernel_vmrss():
+    got = procmem.process_memory()
+    with open("/proc/self/status") as f:
+        vmrss = next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmRSS:"))
+    assert abs(got - vmrss) <= 2 * MIB
+
+
+@pytest.mark.parametrize("where", ["numpy", "mlx"])
+def test_memory_grows_by_what_is_allocated(where):
+    """256 MiB written by numpy or by MLX on its default device (Metal on a Mac, where RSS would not
+    count the buffer) shows up in the figure."""
+    n = 256 * MIB // 4
+    before = procmem.process_memory()
+    if where == "numpy":
+        held = np.ones(n, dtype=np.float32)
+    else:
+        held = mx.ones((n,), dtype=mx.float32) * 2
+        mx.eval(held)
+    grown = procmem.process_memory() - before
+    assert grown >= 0.9 * 256 * MIB, f"{where}: grew {grown / MIB:.0f} MiB"
+    del held
