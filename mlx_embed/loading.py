@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import glob
 import importlib.util
-import json
 import os
 import re
 from dataclasses import dataclass, replace
@@ -18,6 +17,7 @@ from mlx.utils import tree_unflatten
 from . import registry
 from .models import ARCHITECTURES
 from .registry import POOLINGS, ModelSpec
+from .tokenize import read_json
 
 # Files an embedding model needs; never the PyTorch / ONNX / OpenVINO copies some repos carry.
 ALLOW_PATTERNS = ["*.json", "*.safetensors", "*.txt", "tokenizer.model", "1_Pooling/*"]
@@ -140,7 +140,7 @@ def read_config(path: Path) -> dict:
     config_file = path / "config.json"
     if not config_file.exists():
         raise ModelNotFoundError(f"{path} has no config.json: it is not a Hugging Face / MLX model folder")
-    config = _read_json(config_file)
+    config = read_json(config_file)
     fix = "re-download or re-convert the model"
     if not isinstance(config, dict):
         raise ValueError(f"{config_file} holds a JSON {type(config).__name__}, not an object of model settings: {fix}")
@@ -169,23 +169,14 @@ def read_config(path: Path) -> dict:
     return config
 
 
-def _read_json(path: Path) -> dict | list:
-    if not path.exists():
-        return {}
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except ValueError as err:
-        raise ValueError(f"{path} is not valid JSON ({err}): re-download or re-convert the model") from None
-
-
 def sentence_transformers_info(path: Path) -> dict:
     """Pooling, normalization, max length and prompts from sentence-transformers files, where present."""
     info: dict = {}
-    modules = _read_json(path / "modules.json") or []
+    modules = read_json(path / "modules.json") or []
     pooling_dir = next((m.get("path") for m in modules if m.get("type", "").endswith("Pooling")), None)
     pooling_file = path / (pooling_dir or "1_Pooling") / "config.json"
     if pooling_file.exists():
-        pool = _read_json(pooling_file)
+        pool = read_json(pooling_file)
         modes = [k for k, v in pool.items() if k.startswith("pooling_mode_") and v]
         mapping = {"pooling_mode_mean_tokens": "mean", "pooling_mode_cls_token": "cls", "pooling_mode_lasttoken": "last_token"}
         if len(modes) == 1 and modes[0] in mapping:
@@ -194,10 +185,10 @@ def sentence_transformers_info(path: Path) -> dict:
             info["unsupported_pooling"] = modes
     if modules:
         info["normalize"] = any(m.get("type", "").endswith("Normalize") for m in modules)
-    max_len = (_read_json(path / "sentence_bert_config.json") or {}).get("max_seq_length")
+    max_len = (read_json(path / "sentence_bert_config.json") or {}).get("max_seq_length")
     if max_len:
         info["max_length"] = int(max_len)
-    prompts = (_read_json(path / "config_sentence_transformers.json") or {}).get("prompts") or {}
+    prompts = (read_json(path / "config_sentence_transformers.json") or {}).get("prompts") or {}
     if prompts:
         info["prompts"] = prompts
     return info

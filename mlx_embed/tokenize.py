@@ -46,7 +46,7 @@ def load_tokenizer(folder: Path) -> Tokenizer:
     elif (folder / "vocab.txt").exists():
         from tokenizers.implementations import BertWordPieceTokenizer
 
-        config = _read_json(folder / "tokenizer_config.json")
+        config = read_json(folder / "tokenizer_config.json")
         tok = BertWordPieceTokenizer(
             str(folder / "vocab.txt"), lowercase=config.get("do_lower_case", True)
         )._tokenizer
@@ -59,7 +59,8 @@ def load_tokenizer(folder: Path) -> Tokenizer:
     return tok
 
 
-def _read_json(path: Path) -> dict:
+def read_json(path: Path) -> dict | list:
+    """A model folder's JSON file ({} when absent); a clear error naming the file when it is not JSON."""
     if not path.exists():
         return {}
     try:
