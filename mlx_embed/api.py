@@ -13,6 +13,7 @@ from .embedder import Embedder
 from .tokenize import TextEncoder, load_tokenizer
 
 log = logging.getLogger("mlx_embed")
+DTYPES = {"float32": mx.float32, "float16": mx.float16, "bfloat16": mx.bfloat16}
 
 
 def on_cpu() -> bool:
@@ -26,6 +27,7 @@ def load(
     local_files_only: bool | None = None,
     pooling: str | None = None,
     dequantize: bool | None = None,
+    dtype: str | None = None,
 ) -> Embedder:
     """Load an embedding model: a registry alias (``qwen3-0.6b``, ``minilm``, ``bge-small``),
     a Hugging Face Hub id, or a local folder (mlx-community quantized or plain HF / sentence-transformers).
@@ -34,10 +36,15 @@ def load(
     are neither registry models nor say their pooling in sentence-transformers files.
     ``dequantize`` (default: on the CPU backend only) turns quantized Linear weights into float32 once
     at load: CPU float32 matmuls are ~70x faster than CPU quantized ones; the Metal path keeps 4-bit.
+    ``dtype`` (``"float32"``, ``"float16"``, ``"bfloat16"``) is what floating parameters, and so the
+    computation, use; default: float32 on the CPU backend (CPU half-precision matmuls skip BLAS), the
+    checkpoint's own on a GPU (mlx-community files: float16). Packed 4-bit weights stay packed either way.
     """
     start = time.perf_counter()
     if dequantize is not None and not isinstance(dequantize, bool):
         raise TypeError(f"dequantize must be True, False or None, got {dequantize!r}")
+    if dtype is not None and dtype not in DTYPES:
+        raise ValueError(f"dtype must be one of {', '.join(DTYPES)} or None, got {dtype!r}")
     resolved = loading.resolve(model, revision, local_files_only)
     config = loading.read_config(resolved.path)
     spec = loading.spec_for(resolved, config, pooling)
@@ -51,8 +58,10 @@ def load(
     net = loading.build_model(config, weights)
     if dequantize if dequantize is not None else on_cpu():
         loading.dequantize_linears(net)
-    if on_cpu():
-        net.set_dtype(mx.float32)  # CPU fp16/bf16 matmuls do not use BLAS (5-7 GFLOP/s)
+    if dtype is None and on_cpu():
+        dtype = "float32"  # CPU fp16/bf16 matmuls do not use BLAS (5-7 GFLOP/s)
+    if dtype is not None:
+        net.set_dtype(DTYPES[dtype])
         mx.eval(net.parameters())  # cast now, so memory after load is what encoding will use
     text_encoder = TextEncoder(tokenizer, end_token=spec.end_token)
     log.info("loaded %s from %s (%s) in %.2fs", spec.alias, resolved.path, resolved.source, time.perf_counter() - start)

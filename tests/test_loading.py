@@ -162,6 +162,18 @@ def test_load_flags_must_be_bools(name):
         mlx_embed.load("minilm", **{name: "no"})
 
 
+def test_dtype_sets_the_compute_precision(tiny_bert_4bit):
+    import mlx.core as mx
+
+    with pytest.raises(ValueError, match="dtype must be one of float32, float16, bfloat16 or None, got 'fp8'"):
+        mlx_embed.load(tiny_bert_4bit, dtype="fp8")
+    for name, want in (("float16", mx.float16), ("float32", mx.float32)):
+        model = mlx_embed.load(tiny_bert_4bit, dequantize=False, dtype=name)
+        assert model.model.embeddings.LayerNorm.weight.dtype == want
+        assert model.model.encoder.layer[0].attention.self.query.scales.dtype == want
+        assert model.model.encoder.layer[0].attention.self.query.weight.dtype == mx.uint32  # still packed
+
+
 def test_home_folder_and_dot_are_resolved(tiny_bert_hf, tmp_path, monkeypatch):
     os.symlink(tiny_bert_hf, tmp_path / "mymodel")
     monkeypatch.setenv("HOME", str(tmp_path))

@@ -24,6 +24,10 @@ from .reference import (
 # Correct code is within 2.3e-7 max abs of the references here; a tanh-approximated GELU or a wrong
 # LayerNorm eps is 2-3e-4 off while still at cosine > 0.99999, so the cosine check alone is not enough.
 MAX_ABS = 1e-5
+# float16 compute (a GPU's default for 4-bit checkpoints) measured here on the CPU against the float32
+# references: tiny Qwen3 cos 0.999998 / max abs 7.6e-4, tiny BERT 0.9999998 / 2.4e-4, real MiniLM 4-bit
+# 0.999994 / 5.8e-4. The bounds leave about 4x for another backend's float16 arithmetic.
+HALF_COSINE, HALF_MAX_ABS = 0.9999, 3e-3
 
 
 def assert_matches(ours: np.ndarray, reference: np.ndarray, atol: float = MAX_ABS) -> None:
@@ -98,7 +102,7 @@ def _ours(embedder, batch) -> np.ndarray:
 @pytest.mark.parametrize("layout", ["hf", "4bit"])
 def test_qwen3_matches_transformers(tiny_qwen3_hf, tiny_qwen3_4bit, layout, side):
     folder = tiny_qwen3_hf if layout == "hf" else tiny_qwen3_4bit
-    ours_model = mlx_embed.load(folder, dequantize=False)
+    ours_model = mlx_embed.load(folder, dequantize=False, dtype="float32")
     if layout == "4bit":
         assert "QuantizedLinear" in repr(ours_model.model)
     batch = _batch(ours_model, PARITY_TEXTS, side)
@@ -112,13 +116,26 @@ def test_qwen3_matches_transformers(tiny_qwen3_hf, tiny_qwen3_4bit, layout, side
 @pytest.mark.parametrize("layout", ["hf", "4bit"])
 def test_bert_cls_matches_transformers(tiny_bert_hf, tiny_bert_4bit, layout):
     folder = tiny_bert_hf if layout == "hf" else tiny_bert_4bit
-    ours_model = mlx_embed.load(folder, dequantize=False)
+    ours_model = mlx_embed.load(folder, dequantize=False, dtype="float32")
     assert ours_model.spec.pooling == "cls"
     batch = _batch(ours_model, PARITY_TEXTS, "right")
     reference = reference_embed(torch_model(folder), batch.input_ids, batch.attention_mask, "cls")
     assert_matches(_ours(ours_model, batch), reference)
     # the full encode path (sorting, batching, prompts off) gives the same vectors
     assert_matches(ours_model.encode(PARITY_TEXTS, batch_size=5), reference)
+
+
+@pytest.mark.parametrize("arch", ["qwen3", "bert"])
+def test_half_precision_stays_close_to_the_reference(tiny_qwen3_4bit, tiny_bert_4bit, arch):
+    """The default on a GPU: a 4-bit checkpoint computed in its own float16. The checks above pin the
+    math in float32; this bounds what half precision adds (run here with dtype="float16" on the CPU)."""
+    folder, pooling = (tiny_qwen3_4bit, "last_token") if arch == "qwen3" else (tiny_bert_4bit, "cls")
+    half = mlx_embed.load(folder, dequantize=False, dtype="float16")
+    batch = _batch(half, PARITY_TEXTS, half.spec.padding_side)
+    reference = reference_embed(torch_model(folder), batch.input_ids, batch.attention_mask, pooling)
+    ours = _ours(half, batch).astype(np.float32)
+    assert float(cosines(ours, reference).min()) >= HALF_COSINE
+    assert np.abs(ours - reference).max() <= HALF_MAX_ABS
 
 
 def _qwen3_reference(folder, texts: list[str]) -> np.ndarray:
@@ -186,7 +203,7 @@ def test_minilm_4bit_equals_fp32_forward_on_dequantized_weights(minilm_path, tmp
     """The quantized MLX forward (quantized_matmul) vs transformers on numpy-dequantized weights."""
     report = convert(minilm_path, tmp_path / "q4", bits=4, group_size=64)
     print(report.summary())
-    quantized = mlx_embed.load(tmp_path / "q4", dequantize=False)
+    quantized = mlx_embed.load(tmp_path / "q4", dequantize=False, dtype="float32")
     assert "QuantizedLinear" in repr(quantized.model) and "QuantizedEmbedding" in repr(quantized.model)
     batch = _batch(quantized, PARITY_TEXTS, "right")
     reference = reference_embed(torch_model(tmp_path / "q4"), batch.input_ids, batch.attention_mask, "mean")
