@@ -80,6 +80,15 @@ def _check_unicode(name: str, text: str) -> None:
             ) from None
 
 
+def _with_prompt(items: list[str], prompt: str | None) -> list[str]:
+    if prompt is not None and not isinstance(prompt, str):
+        raise TypeError(f"prompt must be a str or None, got {type(prompt).__name__}")
+    if not prompt:
+        return items
+    _check_unicode("prompt", prompt)
+    return [prompt + t for t in items]
+
+
 def _check_bool(name: str, value) -> bool:
     if not isinstance(value, (bool, np.bool_)):
         raise TypeError(f"{name} must be True or False, got {value!r}")
@@ -162,20 +171,17 @@ class Embedder:
         ``CPU_BATCH_TOKENS`` on the CPU backend, ``GPU_BATCH_TOKENS`` on Metal).
         """
         single = isinstance(texts, str)
-        items = _check_texts([texts] if single else texts)
+        items = _with_prompt(_check_texts([texts] if single else texts), prompt)
         dim = self._spec.check_dim(dim)
         batch_size = _check_int("batch_size", batch_size, 1)
         if max_batch_tokens is None:
             max_batch_tokens = CPU_BATCH_TOKENS if mx.default_device() == mx.cpu else GPU_BATCH_TOKENS
         max_batch_tokens = _check_int("max_batch_tokens", max_batch_tokens, 1)
         max_length = self._check_max_length(max_length)
-        normalize, truncate = _check_bool("normalize", normalize), _check_bool("truncate", truncate)
-        show_progress = _check_bool("show_progress", show_progress)
-        if prompt is not None and not isinstance(prompt, str):
-            raise TypeError(f"prompt must be a str or None, got {type(prompt).__name__}")
-        if prompt:
-            _check_unicode("prompt", prompt)
-            items = [prompt + t for t in items]
+        normalize, truncate, show_progress = (
+            _check_bool(name, value)
+            for name, value in (("normalize", normalize), ("truncate", truncate), ("show_progress", show_progress))
+        )
 
         out = np.empty((len(items), dim), dtype=np.float32)
         cut: dict[int, int] = {}
