@@ -292,10 +292,9 @@ class Embedder:
         return np.array(self._pool(self.model(mx.array(batch.input_ids), mask), mask, dim, normalize))
 
     def _pool(self, hidden: mx.array, mask: mx.array, dim: int, normalize: bool) -> mx.array:
-        pooled = POOLERS[self._spec.pooling](hidden, mask)[:, :dim]  # (B, dim)
-        if normalize:
-            pooled = l2_normalize(pooled)
-        return pooled.astype(mx.float32)
+        # float32 from here: a float16 sum over hundreds of tokens loses digits, and its norm can overflow
+        pooled = POOLERS[self._spec.pooling](hidden.astype(mx.float32), mask)[:, :dim]  # (B, dim)
+        return l2_normalize(pooled) if normalize else pooled
 
     def encode_query(self, texts: str | Sequence[str], *, task: str | None = None, **kwargs) -> np.ndarray:
         """Embed search queries with the model's query prompt (Qwen3: ``Instruct: {task}\\nQuery:``)."""

@@ -11,6 +11,7 @@ Imports nothing from mlx_embed: a fresh interpreter can load this file by path b
 from __future__ import annotations
 
 import ctypes
+import functools
 import os
 import sys
 
@@ -21,13 +22,20 @@ _V4_WORDS = 38  # struct rusage_info_v4: a 16-byte uuid, then 36 uint64 fields
 _PHYS_FOOTPRINT = 2 + 7  # ri_phys_footprint, counted in uint64 words
 
 
-def _darwin_footprint() -> int | None:
+@functools.cache
+def _libsystem() -> ctypes.CDLL | None:
     try:
-        lib = ctypes.CDLL("/usr/lib/libSystem.B.dylib")
-        info = (ctypes.c_uint64 * _V4_WORDS)()
-        if lib.proc_pid_rusage(ctypes.c_int(os.getpid()), ctypes.c_int(_RUSAGE_INFO_V4), info) == 0:
+        return ctypes.CDLL("/usr/lib/libSystem.B.dylib")
+    except OSError:
+        return None
+
+
+def _darwin_footprint() -> int | None:
+    lib, info = _libsystem(), (ctypes.c_uint64 * _V4_WORDS)()
+    try:
+        if lib is not None and lib.proc_pid_rusage(ctypes.c_int(os.getpid()), ctypes.c_int(_RUSAGE_INFO_V4), info) == 0:
             return int(info[_PHYS_FOOTPRINT])
-    except (OSError, AttributeError):
+    except AttributeError:
         pass
     return None
 
