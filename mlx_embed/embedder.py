@@ -56,8 +56,10 @@ def _worker_streams() -> list:
 
 
 def _check_texts(texts) -> list[str]:
-    if isinstance(texts, Iterator) or (hasattr(texts, "tolist") and getattr(texts, "ndim", 1) == 1):
-        texts = list(texts) if isinstance(texts, Iterator) else texts.tolist()
+    if isinstance(texts, Iterator):
+        texts = list(texts)
+    elif hasattr(texts, "tolist") and getattr(texts, "ndim", 1) == 1:  # 1-D numpy array, pandas Series
+        texts = texts.tolist()
     if isinstance(texts, (list, tuple)):
         for i, t in enumerate(texts):
             if not isinstance(t, str):
@@ -292,8 +294,7 @@ class Embedder:
         return np.array(self._pool(self.model(mx.array(batch.input_ids), mask), mask, dim, normalize))
 
     def _pool(self, hidden: mx.array, mask: mx.array, dim: int, normalize: bool) -> mx.array:
-        # float32 from here: a float16 sum over hundreds of tokens loses digits, and its norm can overflow
-        pooled = POOLERS[self._spec.pooling](hidden.astype(mx.float32), mask)[:, :dim]  # (B, dim)
+        pooled = POOLERS[self._spec.pooling](hidden, mask)[:, :dim].astype(mx.float32)  # (B, dim)
         return l2_normalize(pooled) if normalize else pooled
 
     def encode_query(self, texts: str | Sequence[str], *, task: str | None = None, **kwargs) -> np.ndarray:

@@ -689,7 +689,7 @@ def _max_length_of(name: str, config: dict, path: Path | None) -> int:
 
 
 def _import_rss() -> int | None:
-    """RSS of a fresh interpreter after ``import psutil, mlx_embed`` (None if it cannot be measured)."""
+    """Memory (:mod:`mlx_embed.procmem`) of a fresh interpreter after ``import mlx_embed`` (None if it cannot be measured)."""
     import subprocess
 
     code = "import mlx_embed.procmem as p; print(p.process_memory())"

@@ -9,9 +9,10 @@ import mlx.core as mx
 
 
 def mean(hidden: mx.array, mask: mx.array) -> mx.array:
-    """Mean over real tokens (sentence-transformers ``pooling_mode_mean_tokens``)."""
-    m = mask.astype(hidden.dtype)[..., None]  # (B, L, 1)
-    total = (hidden * m).sum(axis=1)  # (B, D)
+    """Mean over real tokens (sentence-transformers ``pooling_mode_mean_tokens``), summed in float32:
+    a float16 sum over hundreds of tokens loses digits."""
+    m = mask.astype(mx.float32)[..., None]  # (B, L, 1)
+    total = (hidden.astype(mx.float32) * m).sum(axis=1)  # (B, D)
     count = mx.maximum(m.sum(axis=1), 1e-9)  # (B, 1)
     return total / count
 
