@@ -195,6 +195,7 @@ class Batch:
     input_ids: mx.array  # (B, L)
     attention_mask: mx.array  # (B, L)
     real: np.ndarray  # (B * L,) bool: which positions are real tokens
+    token_type_ids: mx.array | None = None  # (B, L)
 
 
 def make_batches(text_encoder, texts: Sequence[str], max_length: int, side: str, batch_size: int = 32) -> list[Batch]:
@@ -207,7 +208,8 @@ def make_batches(text_encoder, texts: Sequence[str], max_length: int, side: str,
     out = []
     for start in range(0, len(order), batch_size):
         b = text_encoder.pad([seqs[i] for i in order[start : start + batch_size]], side)
-        out.append(Batch(mx.array(b.input_ids), mx.array(b.attention_mask), b.attention_mask.reshape(-1) != 0))
+        types = None if b.token_type_ids is None else mx.array(b.token_type_ids)
+        out.append(Batch(mx.array(b.input_ids), mx.array(b.attention_mask), b.attention_mask.reshape(-1) != 0, types))
     return out
 
 
@@ -257,6 +259,7 @@ def gptq(
     act_order: bool = False,
     compensate: bool = False,
     ridge: float = 0.1,
+    rounded: dict[str, mx.array] | None = None,
 ) -> dict[str, Quantized]:
     """GPTQ the Linears in ``params`` (``{path: {"bits", "group_size"}}``) inside the transformer
     blocks, block by block in forward order; returns what was rounded (other modules are left alone).
@@ -270,21 +273,16 @@ def gptq(
     that, fed the inputs of the partly rounded model, it reproduces the float model's outputs
     (``W' = W C H^-1`` with ``C`` the float/rounded input cross-covariance), which absorbs part of
     the error of everything rounded before it.
+
+    ``rounded``: ``{path: weight}`` of modules outside the blocks already rounded (the token table);
+    the blocks are calibrated on their outputs, while the float outputs the refit aims at come from
+    the weights the model held. The model is left holding ``rounded``'s weights.
     """
     prefix, layers = transformer_layers(model)
-    inputs: list[tuple] = []
-    saved = layers[0]
-    layers[0] = _Capture(saved, inputs)
-    try:
-        for b in batches:
-            try:
-                model(b.input_ids, b.attention_mask)
-            except _Stop:
-                pass
-    finally:
-        layers[0] = saved
-    mx.eval([a for args in inputs for a in args])
-    float_inputs = list(inputs)
+    float_inputs = _block_inputs(model, layers, batches)
+    for path, value in (rounded or {}).items():
+        _get_child(model, path).weight = value
+    inputs = _block_inputs(model, layers, batches) if rounded else list(float_inputs)
     weights = [_token_weights(b) for b in batches]
 
     out: dict[str, Quantized] = {}
@@ -345,6 +343,23 @@ def gptq(
         inputs = [(layer(*args),) + tuple(args[1:]) for args in inputs]
         mx.eval([args[0] for args in inputs])
     return out
+
+
+def _block_inputs(model: nn.Module, layers: list[nn.Module], batches: list[Batch]) -> list[tuple]:
+    """The arguments the first block receives, per batch."""
+    inputs: list[tuple] = []
+    saved = layers[0]
+    layers[0] = _Capture(saved, inputs)
+    try:
+        for b in batches:
+            try:
+                model(b.input_ids, b.attention_mask, b.token_type_ids)
+            except _Stop:
+                pass
+    finally:
+        layers[0] = saved
+    mx.eval([a for args in inputs for a in args])
+    return inputs
 
 
 def _stage_inputs(layer: nn.Module, sub: str, inputs: list[tuple], batches: list[Batch], params=None) -> list[mx.array]:
@@ -505,9 +520,11 @@ def table_sensitivity(
     offset: list[mx.array] = []
     _set_child(model, path, _Shifted(table, lambda: offset[0]))
 
+    types: list[mx.array | None] = [None]
+
     def probe(delta: mx.array, ids: mx.array, mask: mx.array, g: mx.array) -> mx.array:
         offset[:] = [delta]
-        y = pool(model(ids, mask), mask)  # (B, D)
+        y = pool(model(ids, mask, types[0]), mask)  # (B, D)
         return (g * y / mx.linalg.norm(y, axis=-1, keepdims=True)).sum()
 
     grad = mx.grad(probe)
@@ -522,6 +539,7 @@ def table_sensitivity(
                 else:
                     g = mx.array(rng.standard_normal((P * B, D)).astype(np.float32) / np.sqrt(P))
                 stacked_ids, stacked_mask = mx.tile(b.input_ids, (P, 1)), mx.tile(b.attention_mask, (P, 1))
+                types[0] = None if b.token_type_ids is None else mx.tile(b.token_type_ids, (P, 1))
                 v = np.array(grad(mx.zeros((P * B, L, D)), stacked_ids, stacked_mask, g)).reshape(P, B * L, D)
                 v = v[:, b.real].transpose(1, 0, 2).astype(np.float64)  # (T, P, D): sum_p v v^T ~= J^T J
                 for k in range(len(SCRIPTS)):

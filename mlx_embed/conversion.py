@@ -23,7 +23,7 @@ from mlx.utils import tree_flatten
 from . import loading
 from .pooling import POOLERS
 from .stats import checkpoint_stats
-from .tokenize import TextEncoder, load_tokenizer
+from .tokenize import TextEncoder, load_tokenizer, read_json
 
 BITS = (4, 6, 8, 16, 32)
 GROUP_SIZES = (32, 64, 128)
@@ -74,11 +74,13 @@ class Recipe:
     ``choose(path, module, n_layers)`` returns None (the converter's default bits / group size),
     False (keep the module in float16) or ``{"bits", "group_size"}``. ``rounding`` is ``"nearest"``
     (``mx.quantize``, what mlx-community checkpoints use), ``"mse"`` (per-group scale and bias
-    fitted to minimise the squared error of the stored fp16 values) or ``"gptq"`` (Linears in the
-    transformer blocks rounded with :func:`mlx_embed.calibrate.gptq` on
-    :data:`~mlx_embed.calibration_texts.CALIBRATION_TEXTS`, their float biases refitted with them;
-    the token table with :func:`mlx_embed.calibrate.gptq_table`, its first token's error moved into
-    position 0's row; other tables as ``"mse"``); all write the same file format.
+    fitted to minimise the squared error of the stored fp16 values) or ``"gptq"`` (the token table
+    first, with :func:`mlx_embed.calibrate.gptq_table`, its first token's error moved into position
+    0's row; then the Linears in the transformer blocks with :func:`mlx_embed.calibrate.gptq` on
+    :data:`~mlx_embed.calibration_texts.CALIBRATION_TEXTS`, fed the rounded table, their float biases
+    refitted with them; other tables as ``"mse"``); all write the same file format. With any
+    rounding, a BERT model's end token ([SEP]) hands its table error to a float token-type row of
+    its own when the recipe keeps token types in float (:func:`_end_token_type`).
     """
 
     choose: Callable[[str, nn.Module, int], Choice]
@@ -116,14 +118,14 @@ def _by_role(table: dict[str, tuple[int, int] | bool]) -> Callable[[str, nn.Modu
 # carries most of the mean loss, layers 2-4 most of the loss on one-word texts. ``compact``'s
 # per-layer bits for the attention value / output projections (counted from the last layer) were
 # picked by a greedy search over per-(layer, role) measurements scored on 740 texts (now part of the
-# calibration set), then checked on the README's sample. With 969 calibration texts the Linears lose
-# a quarter less and the token table (half of MiniLM's weights) carries most of the loss on short
-# texts. GPTQ's choices follow the last bits of the float forward passes, so each recipe was converted
-# again from copies of the source with 1e-6 relative weight noise (what another BLAS or a GPU changes):
-# the sample's worst text (one word) moves by up to 0.003 between such draws. ``faithful`` is
-# ``compact`` with a 5-bit token table: 0.9942-0.9968 over six draws, 0.9960 or more in five (a 4-bit
-# table at group 64: 0.9924-0.9953; group 32: 0.9948-0.9957; a 5-bit table with 5-bit MLP
-# input: 0.9933-0.9956). token_type_embeddings (768 weights, added to every token) stay float;
+# calibration set), then checked on the README's sample. GPTQ's choices follow the last bits of the
+# float forward passes, so each recipe was converted again from copies of the source with 1e-6
+# relative weight noise (what another BLAS or a GPU changes). With [CLS]'s and [SEP]'s table errors
+# moved into float rows and the table rounded first, the sample's worst text (one word) moves by
+# about 0.001 between such draws and its loss is mostly the Linears': ``compact`` 0.9942-0.9951 over
+# five draws; ``faithful``, ``compact`` with a 5-bit token table, 0.9956-0.9966 over four (before
+# those steps: 0.9915-0.9944 and 0.9942-0.9968; then a 4-bit table at group 64: 0.9924-0.9953,
+# group 32: 0.9948-0.9957). token_type_embeddings (768 weights, added to every token) stay float;
 # position embeddings (0.9% of the weights) at 8 bits.
 COMPACT: dict[str, tuple[int, int] | bool] = {
     "token_embedding": (4, 128),
@@ -173,6 +175,7 @@ class Calibration:
     padding_side: str = "right"
     max_length: int = 512
     pooling: str = "mean"
+    end_row: int | None = None  # the end token's table row: the converter moves its error into a float type row
 
 
 def _quantizable(module: nn.Module, group_size: int) -> bool:
@@ -246,8 +249,13 @@ def mse_quantize(
 def _gptq_rounded(
     model: nn.Module, chosen: dict[str, dict], calibration: Calibration, log: Callable[[str], None] | None
 ) -> dict:
-    """GPTQ the chosen Linears of the blocks and the token table on the calibration texts (the
-    model keeps float weights; position 0's row takes the first token's table error)."""
+    """GPTQ the token table, then the chosen Linears of the blocks on the calibration texts (the
+    model keeps float weights; position 0's row takes the first token's table error).
+
+    The table is rounded first and the Linears are calibrated on its rounded rows, so that each
+    Linear's refit (``compensate``) absorbs part of the table's error too (MiniLM ``compact``, two
+    draws: mean over the 283 texts +0.0002, "ok" +0.0002 / +0.0006). Rows whose error later moves
+    into a float row ([CLS] into position 0, the end token into its token type) enter as float."""
     from . import calibrate
     from .calibration_texts import CALIBRATION_TEXTS
 
@@ -259,8 +267,9 @@ def _gptq_rounded(
     token_path, position_path = paths.get("token_embedding"), paths.get("position_embedding")
     added = calibration.text_encoder.encode([""], calibration.max_length)[0]  # what every text gets
     first = {int(v) for b in batches for v in np.array(b.input_ids)[:, 0]}
-    fixed_first = added[0] if added and first == {added[0]} else None  # BERT's [CLS], right padding
-    sensitivity = None
+    fixed_first = added[0] if added and first == {added[0]} and position_path is not None else None  # BERT's [CLS]
+    exact = [r for r in (fixed_first, calibration.end_row) if r is not None]
+    rounded, table_q = {}, None
     if token_path in chosen:
         table = calibrate._get_child(model, token_path)
         scripts = calibrate.token_scripts(calibration.text_encoder.tokenizer, table.weight.shape[0])
@@ -271,17 +280,76 @@ def _gptq_rounded(
         )
         if log:
             log(f"table sensitivity: {len(sensitivity.rows)} rows of their own")
-    done = calibrate.gptq(model, chosen, batches, module_role, log=log, **GPTQ_OPTIONS)
-    if sensitivity is not None:
-        w = np.array(table.weight.astype(mx.float32))
-        done[token_path] = calibrate.gptq_table(w, sensitivity, chosen[token_path]["bits"], chosen[token_path]["group_size"])
-        if position_path is not None and fixed_first is not None:
+        w = np.array(table.weight.astype(mx.float32))  # (V, D)
+        table_q = calibrate.gptq_table(w, sensitivity, chosen[token_path]["bits"], chosen[token_path]["group_size"])
+        rows = table_q.dequantize()
+        rows[exact] = w[exact]
+        rounded[token_path] = mx.array(rows)
+    done = calibrate.gptq(model, chosen, batches, module_role, log=log, rounded=rounded, **GPTQ_OPTIONS)
+    if table_q is not None:
+        table.weight = mx.array(w)
+        done[token_path] = table_q
+        if fixed_first is not None:
             # The token every text starts with always sits at position 0: that position's row takes
             # its rounding error, so the pair adds up as in the float model.
             positions = calibrate._get_child(model, position_path)
-            error = w[fixed_first] - done[token_path].dequantize(rows=[fixed_first])[0]
+            error = w[fixed_first] - table_q.dequantize(rows=[fixed_first])[0]
             positions.weight = mx.concatenate([positions.weight[:1] + mx.array(error)[None], positions.weight[1:]])
     return done
+
+
+def _end_token(folder: Path, model: nn.Module, recipe: str) -> tuple[int, int, dict] | None:
+    """``(token id, its token type, tokenizer.json)`` when the tokenizer ends every single text with
+    one special token (BERT's [SEP]) and ``recipe`` keeps the model's token-type table in float
+    while it quantizes the token table; else None."""
+    embeddings = getattr(model, "embeddings", None)
+    if embeddings is None or not hasattr(embeddings, "token_type_embeddings"):
+        return None
+    choose, n_layers = RECIPES[recipe].choose, model.args.num_hidden_layers
+    if choose("embeddings.token_type_embeddings", embeddings.token_type_embeddings, n_layers) is not False:
+        return None
+    if choose("embeddings.word_embeddings", embeddings.word_embeddings, n_layers) is False:
+        return None
+    tokenizer_json = read_json(folder / "tokenizer.json")
+    post = tokenizer_json.get("post_processor") if isinstance(tokenizer_json, dict) else None
+    if not isinstance(post, dict) or post.get("type") != "TemplateProcessing":
+        return None
+    single = post.get("single", [])
+    last = single[-1].get("SpecialToken") if single else None
+    ids = post.get("special_tokens", {}).get(last["id"], {}).get("ids", []) if last else []
+    if sum("Sequence" in item for item in single) != 1 or len(ids) != 1:
+        return None
+    return ids[0], last["type_id"], tokenizer_json
+
+
+def _end_token_type(model: nn.Module, end: tuple[int, int, dict], float_row: np.ndarray) -> dict | None:
+    """Give the end token a token type of its own whose float row carries the end token's rounding
+    error, so that the two add up as in the float model; returns the tokenizer.json that marks it.
+
+    Every text holds the end token ([SEP]), so its rounding error reaches every embedding, and most
+    on short texts: in MiniLM at 4-bit g128, three large entries widen its groups and its relative
+    error (0.24) is twice the median row's. Like [CLS] into position 0's row, the error moves into a
+    float row, here a new token type (stock BERT adds ``token_type_embeddings[type_ids]`` to every
+    token); the tokenizer's single-text template gives [SEP] that type, pairs keep theirs. A loader
+    that ignores the tokenizer's type ids gets the rounded row, as before. Skipped when the type
+    table is quantized (``uniform``) or the token table is not.
+    """
+    token_id, end_type, tokenizer_json = end
+    table, types = model.embeddings.word_embeddings, model.embeddings.token_type_embeddings
+    if not isinstance(table, nn.QuantizedEmbedding) or isinstance(types, nn.QuantizedEmbedding):
+        return None
+    rounded = mx.dequantize(
+        table.weight[token_id : token_id + 1],
+        table.scales[token_id : token_id + 1],
+        table.biases[token_id : token_id + 1],
+        group_size=table.group_size,
+        bits=table.bits,
+    )[0].astype(mx.float32)
+    row = types.weight[end_type].astype(mx.float32) + mx.array(float_row) - rounded  # (D,)
+    types.weight = mx.concatenate([types.weight, row.astype(types.weight.dtype)[None]])
+    tokenizer_json = json.loads(json.dumps(tokenizer_json))
+    tokenizer_json["post_processor"]["single"][-1]["SpecialToken"]["type_id"] = types.weight.shape[0] - 1
+    return tokenizer_json
 
 
 def quantize_model(
@@ -387,12 +455,19 @@ def convert(
     model = loading.build_model(config, loading.load_weights(resolved.path))
     model.set_dtype(mx.float16 if bits == 16 else mx.float32)
     out_config = {k: v for k, v in config.items() if k not in ("quantization", "quantization_config")}
+    tokenizer_json = None  # rewritten when the end token gets a token type of its own
     if bits <= 8:
         calibration = None
+        end = _end_token(resolved.path, model, recipe)
         if (rounding or RECIPES[recipe].rounding) == "gptq":
             encoder = TextEncoder(load_tokenizer(resolved.path), end_token=spec.end_token)
-            calibration = Calibration(encoder, spec.padding_side, spec.max_length, spec.pooling)
+            end_row = None if end is None else end[0]
+            calibration = Calibration(encoder, spec.padding_side, spec.max_length, spec.pooling, end_row)
+        end_float = None if end is None else np.array(model.embeddings.word_embeddings.weight[end[0]].astype(mx.float32))
         overrides = quantize_model(model, bits, group_size, recipe, rounding, calibration)
+        tokenizer_json = None if end is None else _end_token_type(model, end, end_float)
+        if tokenizer_json is not None:
+            out_config["type_vocab_size"] = model.embeddings.token_type_embeddings.weight.shape[0]
         model.set_dtype(mx.float16)  # scales, biases and norms in fp16, as mlx-community stores them
         prefix = SAVE_PREFIX[config["model_type"]]
         quant = {"group_size": group_size, "bits": bits, "mode": "affine"}
@@ -418,6 +493,8 @@ def convert(
     for name in COPY_DIRS:
         if (resolved.path / name).is_dir():
             shutil.copytree(resolved.path / name, dst / name, dirs_exist_ok=True)
+    if tokenizer_json is not None:
+        (dst / "tokenizer.json").write_text(json.dumps(tokenizer_json, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
     if not report:
         return None

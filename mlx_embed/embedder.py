@@ -17,7 +17,7 @@ from . import _blas
 from .models import kernels
 from .pooling import POOLERS, l2_normalize
 from .registry import ModelSpec
-from .tokenize import TextEncoder, check_truncation
+from .tokenize import Batch, TextEncoder, check_truncation
 
 # Cached MLX buffers above this are released between batches (within a batch the cache still
 # recycles buffers from layer to layer). 0: release after every batch. Measured by
@@ -111,6 +111,12 @@ def _no_prompt(method: str, kind: str, kwargs: dict) -> None:
             f"{method}() sets the prompt itself (the model's {kind} prompt); "
             "to use your own, call encode(texts, prompt=...)"
         )
+
+
+def _inputs(batch: Batch) -> tuple[mx.array, mx.array, mx.array | None]:
+    """A padded batch as the models' ``(input_ids, attention_mask, token_type_ids)``."""
+    types = None if batch.token_type_ids is None else mx.array(batch.token_type_ids)
+    return mx.array(batch.input_ids), mx.array(batch.attention_mask), types
 
 
 def batches(lengths: Sequence[int], batch_size: int, max_batch_tokens: int) -> Iterator[np.ndarray]:
@@ -273,7 +279,7 @@ class Embedder:
                         n, idx = nxt
                         batch = self.text_encoder.pad([ids[i] for i in idx], self._spec.padding_side)
                         mask = mx.array(batch.attention_mask)
-                        slots[j] = [n, idx, mask, self.model.layerwise(mx.array(batch.input_ids), mask), None]
+                        slots[j] = [n, idx, mask, self.model.layerwise(*_inputs(batch)), None]
                     slot = slots[j]
                     hidden = next(slot[3], None)
                     if hidden is not None:
@@ -291,7 +297,7 @@ class Embedder:
         """The vectors ``(B, dim)`` of one batch, computed on the calling thread."""
         batch = self.text_encoder.pad(seqs, self._spec.padding_side)
         mask = mx.array(batch.attention_mask)
-        return np.array(self._pool(self.model(mx.array(batch.input_ids), mask), mask, dim, normalize))
+        return np.array(self._pool(self.model(*_inputs(batch)), mask, dim, normalize))
 
     def _pool(self, hidden: mx.array, mask: mx.array, dim: int, normalize: bool) -> mx.array:
         pooled = POOLERS[self._spec.pooling](hidden, mask)[:, :dim].astype(mx.float32)  # (B, dim)

@@ -32,6 +32,22 @@ class TruncationWarning(UserWarning):
 class Batch:
     input_ids: np.ndarray  # (B, L) int32
     attention_mask: np.ndarray  # (B, L) int32
+    token_type_ids: np.ndarray | None = None  # (B, L) int32; None: all zero
+
+
+def single_text_types(tokenizer: Tokenizer) -> tuple[list[int], int, list[int]] | None:
+    """The token types the tokenizer's template gives one text: those of the special tokens before
+    it, of its own tokens, and of the special tokens after it; None when they are all zero (the
+    model's default). BERT models converted by :func:`mlx_embed.conversion.convert` mark their end
+    token with a type of its own."""
+    e = tokenizer.encode("a")
+    real = [i for i, m in enumerate(e.attention_mask) if m]  # without padding, if the tokenizer pads
+    types, special = [e.type_ids[i] for i in real], [e.special_tokens_mask[i] for i in real]
+    if not any(types) or 0 not in special:
+        return None
+    first = special.index(0)
+    last = len(special) - special[::-1].index(0)
+    return types[:first], types[first], types[last:]
 
 
 def load_tokenizer(folder: Path) -> Tokenizer:
@@ -82,6 +98,7 @@ class TextEncoder:
         if pad_id is None:
             pad_id = self.end_id if self.end_id is not None else 0
         self.pad_id = pad_id
+        self.types = single_text_types(tokenizer)
         self._lock = threading.Lock()  # truncation is tokenizer state; encode() may run in threads
 
     def _encode(self, texts: list[str], max_length: int | None) -> list[list[int]]:
@@ -151,11 +168,20 @@ class TextEncoder:
         B, L = len(seqs), max(len(s) for s in seqs)
         input_ids = np.full((B, L), self.pad_id, dtype=np.int32)
         mask = np.zeros((B, L), dtype=np.int32)
+        types = None if self.types is None else np.zeros((B, L), dtype=np.int32)
         for row, seq in enumerate(seqs):
             span = slice(0, len(seq)) if side == "right" else slice(L - len(seq), L)
             input_ids[row, span] = seq
             mask[row, span] = 1
-        return Batch(input_ids, mask)
+            if types is not None:
+                types[row, span] = self._types(len(seq))
+        return Batch(input_ids, mask, types)
+
+    def _types(self, n: int) -> list[int]:
+        head, body, tail = self.types
+        if n < len(head) + len(tail):
+            return [0] * n
+        return head + [body] * (n - len(head) - len(tail)) + tail
 
 
 def _caller_stacklevel() -> int:

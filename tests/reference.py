@@ -83,14 +83,17 @@ def last_token_pool(last_hidden_states, attention_mask):
     return last_hidden_states[torch.arange(batch_size, device=last_hidden_states.device), sequence_lengths]
 
 
-def reference_embed(model, input_ids: np.ndarray, attention_mask: np.ndarray, pooling: str) -> np.ndarray:
+def reference_embed(
+    model, input_ids: np.ndarray, attention_mask: np.ndarray, pooling: str, token_type_ids: np.ndarray | None = None
+) -> np.ndarray:
     """Pooled, L2-normalized reference embeddings from a transformers model."""
     import torch
 
     ids = torch.from_numpy(input_ids.astype(np.int64))
     mask = torch.from_numpy(attention_mask.astype(np.int64))
+    extra = {} if token_type_ids is None else {"token_type_ids": torch.from_numpy(token_type_ids.astype(np.int64))}
     with torch.no_grad():
-        hidden = model(input_ids=ids, attention_mask=mask).last_hidden_state
+        hidden = model(input_ids=ids, attention_mask=mask, **extra).last_hidden_state
         if pooling == "cls":
             pooled = hidden[:, 0]
         elif pooling == "mean":

@@ -59,9 +59,31 @@ def test_missing_end_token_is_an_error(minilm_path):
 def test_padding_sides(side, minilm_path):
     enc = TextEncoder(load_tokenizer(minilm_path))
     batch = enc.pad([[1, 2, 3], [4]], side)
+    assert batch.token_type_ids is None  # MiniLM's template gives every token type 0
     if side == "right":
         np.testing.assert_array_equal(batch.input_ids, [[1, 2, 3], [4, 0, 0]])
         np.testing.assert_array_equal(batch.attention_mask, [[1, 1, 1], [1, 0, 0]])
     else:
         np.testing.assert_array_equal(batch.input_ids, [[1, 2, 3], [0, 0, 4]])
         np.testing.assert_array_equal(batch.attention_mask, [[1, 1, 1], [0, 0, 1]])
+
+
+@pytest.mark.parametrize("side", ["left", "right"])
+def test_token_types_follow_the_tokenizers_single_text_template(side, minilm_path):
+    """A converted BERT marks [SEP] with a type of its own; pad() lays the template's types over
+    each padded row, as the tokenizer itself does (padding gets type 0)."""
+    from tokenizers.processors import TemplateProcessing
+
+    tok = load_tokenizer(minilm_path)
+    cls, sep = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
+    tok.post_processor = TemplateProcessing(
+        single="[CLS]:0 $A:0 [SEP]:2", pair="[CLS]:0 $A:0 [SEP]:0 $B:1 [SEP]:1", special_tokens=[("[CLS]", cls), ("[SEP]", sep)]
+    )
+    enc = TextEncoder(tok)
+    seqs, cut = enc.tokenize(["hello world", "", "x " * 400], 8)
+    assert [len(s) for s in seqs] == [4, 2, 8] and list(cut) == [2] and seqs[2][-1] == sep  # truncation keeps [SEP]
+    batch = enc.pad(seqs, side)
+    expected = [tok.encode(t).type_ids for t in ("hello world", "")] + [[0] * 7 + [2]]
+    assert expected[:2] == [[0, 0, 0, 2], [0, 2]]
+    for row, types, mask in zip(batch.token_type_ids, expected, batch.attention_mask):
+        assert row[mask == 1].tolist() == types and not row[mask == 0].any()
