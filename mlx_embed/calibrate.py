@@ -14,9 +14,7 @@ by block in forward order, for each Linear
 3. rounds ``W'`` column by column, feeding each column's rounding error into the columns not yet
    rounded through the inverse of ``H = sum x_q x_q^T`` (Frantar et al., "GPTQ", 2022); with
    ``act_order`` the columns go by decreasing input energy and each group's scale and bias are
-   fixed up front, else left to right with each group's grid chosen when the group is reached;
-4. with ``refine_passes``, lowers that error further on the same grid (:func:`refine`: single codes
-   one step up or down, then each row's scales and biases refitted by least squares).
+   fixed up front, else left to right with each group's grid chosen when the group is reached.
 
 Every text weighs the same in ``H`` whatever its length, so short inputs (queries, one-word
 texts), where [CLS]/[SEP] dominate the pooled vector, are not drowned by long ones.
@@ -154,59 +152,6 @@ def gptq_matrix(
     return Quantized(unpermuted, scales.astype(np.float32), biases.astype(np.float32), bits, group_size)
 
 
-def refine(q: Quantized, w: np.ndarray, H: np.ndarray, passes: int = 2, damp: float = 0.01) -> Quantized:
-    """Lower GPTQ's error ``(q - w) H (q - w)^T`` further, row by row, on the same affine grid.
-
-    GPTQ rounds each column once, greedily. Each pass here (a) moves single codes one step up or
-    down wherever that lowers the error, column by column (coordinate descent; every row at once),
-    then (b) refits each row's scales and biases by weighted least squares for its codes, keeping
-    the refit (rounded to fp16) only where it lowers that row's error. ``H`` is damped as GPTQ's.
-    """
-    O, I = w.shape
-    gs, maxq = q.group_size, 2**q.bits - 1
-    G = I // gs
-    H = H.astype(np.float64).copy()
-    H[np.arange(I), np.arange(I)] += damp * np.mean(np.diag(H))
-    codes = q.codes.astype(np.float64)
-    scales, biases = q.scales.astype(np.float64), q.biases.astype(np.float64)
-    group = np.arange(I) // gs
-    w = w.astype(np.float64)
-
-    def errors(c, s, b):  # (O,) each row's e^T H e, and E = q - w (O, I)
-        E = (c.reshape(O, G, gs) * s[..., None] + b[..., None]).reshape(O, I) - w
-        return np.einsum("oi,oi->o", E @ H, E), E
-
-    order = np.argsort(-np.diag(H), kind="stable")
-    for _ in range(passes):
-        _, E = errors(codes, scales, biases)
-        HE = E @ H  # (O, I)
-        for j in order:
-            s, h = scales[:, group[j]], H[j, j]
-            gain = np.zeros(O)
-            step = np.zeros(O)
-            for d in (-1.0, 1.0):
-                ok = (codes[:, j] + d >= 0) & (codes[:, j] + d <= maxq)
-                change = 2 * d * s * HE[:, j] + (d * s) ** 2 * h  # (O,) error change
-                better = ok & (change < gain)
-                gain, step = np.where(better, change, gain), np.where(better, d, step)
-            if not step.any():
-                continue
-            codes[:, j] += step
-            HE += np.outer(step * s, H[j])
-        before, _ = errors(codes, scales, biases)
-        new_s, new_b = scales.copy(), biases.copy()
-        ones = np.repeat(np.eye(G), gs, axis=1)  # (G, I) group indicator
-        for r in range(O):
-            A = np.concatenate([ones * codes[r], ones])  # (2G, I)
-            AH = A @ H
-            theta = np.linalg.lstsq(AH @ A.T, AH @ w[r], rcond=None)[0]
-            new_s[r], new_b[r] = _f16(theta[:G]), _f16(theta[G:])
-        after, _ = errors(codes, new_s, new_b)
-        keep = (after < before)[:, None]
-        scales, biases = np.where(keep, new_s, scales), np.where(keep, new_b, biases)
-    return Quantized(codes.astype(np.uint8), scales.astype(np.float32), biases.astype(np.float32), q.bits, q.group_size)
-
-
 # --- running the model on calibration texts ---------------------------------------------------
 
 
@@ -315,7 +260,6 @@ def gptq(
     compensate: bool = False,
     ridge: float = 0.1,
     rounded: dict[str, mx.array] | None = None,
-    refine_passes: int = 0,
 ) -> dict[str, Quantized]:
     """GPTQ the Linears in ``params`` (``{path: {"bits", "group_size"}}``) inside the transformer
     blocks, block by block in forward order; returns what was rounded (other modules are left alone).
@@ -386,8 +330,6 @@ def gptq(
                     if bias is not None:
                         m.bias = mx.array(bias.astype(np.float32))
                 q = gptq_matrix(w, U, p["bits"], p["group_size"], hdiag, perm)
-                if refine_passes:
-                    q = refine(q, w, Hx, refine_passes, damp)
                 out[local[sub]] = q
                 m.weight = mx.array(q.dequantize())
             if log:

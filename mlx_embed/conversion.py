@@ -157,11 +157,8 @@ TABLE_PROBES = 8  # random directions per calibration text
 # TABLE_TEXTS texts.
 TABLE_TEXTS = 256
 # GPTQ settings (mlx_embed.calibrate.gptq): 1% damping, columns by decreasing input energy, each
-# Linear refitted first to undo the error of what was rounded before it (ridge 1.0 x mean diag H),
-# then two passes of calibrate.refine (MiniLM at ``compact``'s bits, the first two layers' Linears
-# rounded under the Hessian of half the calibration texts: output error on the other half -3 to
-# -9 % per Linear; four passes fit the first half better but add only about 1 % on the other).
-GPTQ_OPTIONS = {"damp": 0.01, "act_order": True, "compensate": True, "ridge": 1.0, "refine_passes": 2}
+# Linear refitted first to undo the error of what was rounded before it (ridge 1.0 x mean diag H).
+GPTQ_OPTIONS = {"damp": 0.01, "act_order": True, "compensate": True, "ridge": 1.0}
 RECIPES: dict[str, Recipe] = {
     "uniform": Recipe(lambda path, module, n_layers: None, "nearest", "every Linear and Embedding at --bits / --group-size"),
     "faithful": Recipe(_by_role(FAITHFUL), "gptq", "per-text cosine >= 0.995 on MiniLM: compact with a 5-bit token table (about 5.5 bits per weight)"),
