@@ -488,13 +488,13 @@ def convert(
     out_config["mlx_embed"]["bits_per_weight"] = round(checkpoint_stats(dst).bits_per_weight, 4)
     (dst / "config.json").write_text(json.dumps(out_config, indent=2, ensure_ascii=False) + "\n")
     for name in COPY_FILES:
-        if (resolved.path / name).exists():
+        if name == "tokenizer.json" and tokenizer_json is not None:
+            (dst / name).write_text(json.dumps(tokenizer_json, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        elif (resolved.path / name).exists():
             shutil.copy2(resolved.path / name, dst / name)
     for name in COPY_DIRS:
         if (resolved.path / name).is_dir():
             shutil.copytree(resolved.path / name, dst / name, dirs_exist_ok=True)
-    if tokenizer_json is not None:
-        (dst / "tokenizer.json").write_text(json.dumps(tokenizer_json, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
     if not report:
         return None
