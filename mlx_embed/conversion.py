@@ -484,8 +484,7 @@ def convert(
     prefix = SAVE_PREFIX[config["model_type"]]
     weights = {prefix + k: v for k, v in tree_flatten(model.parameters())}
     mx.save_safetensors(str(dst / "model.safetensors"), weights, metadata={"format": "mlx"})
-    (dst / "config.json").write_text(json.dumps(out_config, indent=2, ensure_ascii=False) + "\n")
-    out_config["mlx_embed"]["bits_per_weight"] = round(checkpoint_stats(dst).bits_per_weight, 4)
+    out_config["mlx_embed"]["bits_per_weight"] = round(checkpoint_stats(dst, out_config).bits_per_weight, 4)
     (dst / "config.json").write_text(json.dumps(out_config, indent=2, ensure_ascii=False) + "\n")
     for name in COPY_FILES:
         if name == "tokenizer.json" and tokenizer_json is not None:

@@ -26,12 +26,14 @@ def safetensors_header(path: Path) -> dict:
     return header
 
 
-def checkpoint_stats(folder: str | os.PathLike) -> CheckpointStats:
+def checkpoint_stats(folder: str | os.PathLike, config: dict | None = None) -> CheckpointStats:
+    """``config``: the checkpoint's config (its group sizes) when ``folder`` has no config.json yet."""
     folder = Path(folder)
     files = sorted(folder.glob("*.safetensors"))
     if not files:
         raise FileNotFoundError(f"No *.safetensors in {folder}")
-    config = json.loads((folder / "config.json").read_text()) if (folder / "config.json").exists() else {}
+    if config is None:
+        config = json.loads((folder / "config.json").read_text()) if (folder / "config.json").exists() else {}
     quant = config.get("quantization") or config.get("quantization_config") or {}
     tensors: dict[str, dict] = {}
     for f in files:
