@@ -113,6 +113,21 @@ def _no_prompt(method: str, kind: str, kwargs: dict) -> None:
         )
 
 
+def _check_finite(vectors: np.ndarray, indices: np.ndarray, model: nn.Module) -> None:
+    """Raise instead of handing back inf / NaN vectors, which would poison a vector index."""
+    bad = ~np.isfinite(vectors).all(axis=1)
+    if not bad.any():
+        return
+    from mlx.utils import tree_flatten
+
+    dtype = next(v.dtype for _, v in tree_flatten(model.parameters()) if mx.issubdtype(v.dtype, mx.floating))
+    if dtype == mx.float16:
+        fix = "float16 activations overflowed (largest finite value 65504); load with dtype='float32' or 'bfloat16'"
+    else:
+        fix = f"the model computes in {dtype} and should not overflow: check the checkpoint's weights for inf / NaN"
+    raise FloatingPointError(f"the model produced inf / NaN embeddings for {int(bad.sum())} text(s), e.g. text {int(indices[bad][0])}: {fix}")
+
+
 def _inputs(batch: Batch) -> tuple[mx.array, mx.array, mx.array | None]:
     """A padded batch as the models' ``(input_ids, attention_mask, token_type_ids)``."""
     types = None if batch.token_type_ids is None else mx.array(batch.token_type_ids)
@@ -202,6 +217,7 @@ class Embedder:
                 of = None if stop == len(items) else f"the first {stop} of {len(items)} texts"
                 check_truncation(cut, len(items), max_length, truncate, of=of)
             for idx, vectors in self._embed_batches(ids, batch_size, max_batch_tokens, dim, normalize):
+                _check_finite(vectors, start + idx, self.model)
                 out[start + idx] = vectors
                 done += len(idx)
                 if show_progress:

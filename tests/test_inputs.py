@@ -206,3 +206,26 @@ def test_chunked_encode_raises_at_the_first_too_long_text_with_its_index(minilm,
     texts = ["short", "fine", "x", "word " * 400, "y"]
     with pytest.raises(ValueError, match=r"1 of the first 4 of 5 texts .*first at index 3"):
         minilm.encode(texts, truncate=False)
+
+
+@pytest.mark.parametrize("dtype,advice", [("float16", "dtype='float32'"), ("float32", "check the checkpoint")])
+def test_inf_or_nan_embeddings_raise_with_the_cause_instead_of_being_returned(tiny_bert_hf, dtype, advice):
+    """A first MLP that reaches 1e6 overflows float16 (max 65504) but not float32; a NaN weight
+    breaks any dtype. Either way encode names the problem rather than returning NaN vectors."""
+    import mlx.core as mx
+
+    texts = ["fine", "another text", "a third, longer text than the others"] * 20  # several batches
+    def broken(dtype):
+        embedder = mlx_embed.load(tiny_bert_hf, dtype=dtype)
+        dense = embedder.model.encoder.layer[0].intermediate.dense
+        if advice.startswith("dtype"):
+            dense.weight = dense.weight * 1e5
+        else:
+            dense.weight = mx.where(mx.arange(dense.weight.shape[1]) == 0, mx.array(float("nan")), dense.weight)
+        return embedder
+
+    embedder = broken(dtype)
+    if dtype == "float16":  # the advice holds: the same weights in float32 give finite vectors
+        assert np.isfinite(broken("float32").encode(texts)).all()
+    with pytest.raises(FloatingPointError, match=rf"inf / NaN embeddings for \d+ text\(s\).*{advice}"):
+        embedder.encode(texts, batch_size=8)
