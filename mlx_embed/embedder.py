@@ -125,7 +125,9 @@ def _check_finite(vectors: np.ndarray, indices: np.ndarray, model: nn.Module) ->
         fix = "float16 activations overflowed (largest finite value 65504); load with dtype='float32' or 'bfloat16'"
     else:
         fix = f"the model computes in {dtype} and should not overflow: check the checkpoint's weights for inf / NaN"
-    raise FloatingPointError(f"the model produced inf / NaN embeddings for {int(bad.sum())} text(s), e.g. text {int(indices[bad][0])}: {fix}")
+    raise FloatingPointError(
+        f"the model produced inf / NaN embeddings for {int(bad.sum())} text(s) of one batch, e.g. text {int(indices[bad][0])}: {fix}"
+    )
 
 
 def _inputs(batch: Batch) -> tuple[mx.array, mx.array, mx.array | None]:

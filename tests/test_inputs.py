@@ -215,6 +215,7 @@ def test_inf_or_nan_embeddings_raise_with_the_cause_instead_of_being_returned(ti
     import mlx.core as mx
 
     texts = ["fine", "another text", "a third, longer text than the others"] * 20  # several batches
+
     def broken(dtype):
         embedder = mlx_embed.load(tiny_bert_hf, dtype=dtype)
         dense = embedder.model.encoder.layer[0].intermediate.dense
