@@ -38,12 +38,12 @@ def load(
     at load: CPU float32 matmuls are ~70x faster than CPU quantized ones; the Metal path keeps 4-bit.
     ``dtype`` (``"float32"``, ``"float16"``, ``"bfloat16"``) is what floating parameters, and so the
     computation, use; default: float32 on the CPU backend (CPU half-precision matmuls skip BLAS), the
-    checkpoint's own on a GPU (mlx-community files: float16). Packed 4-bit weights stay packed either way.
+    checkpoint's own on a GPU (float16 or bfloat16). Packed 4-bit weights stay packed either way.
     """
     start = time.perf_counter()
     if dequantize is not None and not isinstance(dequantize, bool):
         raise TypeError(f"dequantize must be True, False or None, got {dequantize!r}")
-    if dtype is not None and dtype not in DTYPES:
+    if dtype is not None and (not isinstance(dtype, str) or dtype not in DTYPES):
         raise ValueError(f"dtype must be one of {', '.join(DTYPES)} or None, got {dtype!r}")
     resolved = loading.resolve(model, revision, local_files_only)
     config = loading.read_config(resolved.path)
@@ -57,7 +57,7 @@ def load(
         )
     net = loading.build_model(config, weights)
     if dequantize if dequantize is not None else on_cpu():
-        loading.dequantize_linears(net)
+        loading.dequantize_linears(net, keep_dtype=not on_cpu())
     if dtype is None and on_cpu():
         dtype = "float32"  # CPU fp16/bf16 matmuls do not use BLAS (5-7 GFLOP/s)
     if dtype is not None:

@@ -227,6 +227,7 @@ def spec_for(resolved: Resolved, config: dict, pooling: str | None = None) -> Mo
             f"mlx_embed.load({resolved.name!r}, pooling='mean'), or --pooling {POOLINGS[0]} on the command line."
         )
     prompts = info.get("prompts", {})
+    positions = config.get("max_position_embeddings", 512)  # a longer max_seq_length could not be encoded
     query_prompt, default_task = prompts.get("query", ""), None
     # Qwen3-Embedding recipe: pool <|endoftext|>, left padding, Matryoshka from 32 dims, a task instruction.
     qwen_like = arch == "qwen3" and chosen == "last_token"
@@ -240,7 +241,7 @@ def spec_for(resolved: Resolved, config: dict, pooling: str | None = None) -> Mo
         architecture=arch,
         pooling=chosen,
         dim=config["hidden_size"],
-        max_length=info.get("max_length") or config.get("max_position_embeddings", 512),
+        max_length=min(info.get("max_length") or positions, positions),
         normalize=info.get("normalize", True),
         query_prompt=query_prompt,
         default_task=default_task,
@@ -306,8 +307,9 @@ def build_model(config: dict, weights: dict[str, mx.array]) -> nn.Module:
     return model
 
 
-def dequantize_linears(model: nn.Module) -> int:
-    """Replace each QuantizedLinear with an fp32 Linear holding its dequantized weights.
+def dequantize_linears(model: nn.Module, keep_dtype: bool = False) -> int:
+    """Replace each QuantizedLinear with a float32 Linear holding its dequantized weights (with
+    ``keep_dtype``, in the dtype of its scales: what the rest of the checkpoint computes in).
 
     On the CPU backend 4-bit ``quantized_matmul`` runs at ~3 GFLOP/s while an fp32 sgemm runs at
     ~230 (OpenBLAS), so dequantizing once at load is the fast path; the files stay quantized.
@@ -325,10 +327,11 @@ def dequantize_linears(model: nn.Module) -> int:
                 m.bits,
                 mode=m.mode,
             )
+            dtype = m.scales.dtype if keep_dtype else mx.float32
             linear = nn.Linear(w.shape[1], w.shape[0], bias="bias" in m)
-            linear.weight = w
+            linear.weight = w.astype(dtype)
             if "bias" in m:
-                linear.bias = m.bias.astype(mx.float32)
+                linear.bias = m.bias.astype(dtype)
             replaced.append((name, linear))
     if replaced:
         model.update_modules(tree_unflatten(replaced))

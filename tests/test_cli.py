@@ -130,6 +130,20 @@ def test_user_errors_are_one_line_without_traceback(capsys, broken, minilm_path,
     assert err.startswith("mlx-embed: error: ") and message.format(**fill) in err and "Traceback" not in err
 
 
+def test_broken_weights_are_an_error_line_not_a_traceback(capsys, tiny_bert_hf, tmp_path):
+    from safetensors.numpy import load_file, save_file
+
+    folder = tmp_path / "nan"
+    shutil.copytree(tiny_bert_hf, folder)
+    weights = load_file(str(folder / "model.safetensors"))
+    key = next(k for k in weights if k.endswith("intermediate.dense.weight"))
+    weights[key][:, 0] = np.nan
+    save_file(weights, str(folder / "model.safetensors"))
+    rc, out, err = run(capsys, "embed", "a few words", "--model", str(folder))
+    assert rc == 2 and out == ""
+    assert err.startswith("mlx-embed: error: ") and "check the checkpoint" in err and "Traceback" not in err
+
+
 def test_every_argument_has_help_and_recipes_are_listed():
     parser = build_parser()
     sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))

@@ -162,11 +162,45 @@ def test_load_flags_must_be_bools(name):
         mlx_embed.load("minilm", **{name: "no"})
 
 
+def test_dequantized_linears_take_the_checkpoints_dtype_on_a_gpu(tiny_bert_4bit, monkeypatch):
+    """On the CPU backend dequantized Linears are float32 (BLAS); on a GPU, with no dtype given,
+    they follow the checkpoint (float16 here) like everything else."""
+    import mlx.core as mx
+    import mlx.nn as nn
+
+    cpu = mlx_embed.load(tiny_bert_4bit, dequantize=True)
+    monkeypatch.setattr(mlx_embed.api, "on_cpu", lambda: False)
+    gpu = mlx_embed.load(tiny_bert_4bit, dequantize=True)
+    for model, want in ((cpu, mx.float32), (gpu, mx.float16)):
+        query = model.model.encoder.layer[0].attention.self.query
+        assert type(query) is nn.Linear and query.weight.dtype == query.bias.dtype == want
+        assert model.model.embeddings.LayerNorm.weight.dtype == want
+    texts = ["hello world", "Как дела?"]
+    assert np.abs(gpu.encode(texts) - cpu.encode(texts)).max() < 2e-3
+
+
+def test_sentence_transformers_max_length_past_the_position_table_is_capped(tiny_bert_hf, tmp_path):
+    """A max_seq_length longer than the model's position table cannot be encoded: the folder's
+    length is the table's, and longer texts are cut with the usual warning."""
+    folder = tmp_path / "long"
+    shutil.copytree(tiny_bert_hf, folder)
+    (folder / "sentence_bert_config.json").write_text(json.dumps({"max_seq_length": 5000, "do_lower_case": False}))
+    model = mlx_embed.load(folder)
+    assert model.max_length == 128  # max_position_embeddings
+    text = "word " * 300
+    with pytest.warns(mlx_embed.TruncationWarning, match="1 of 1 texts were longer than max_length=128"):
+        cut = model.encode([text])
+    with pytest.warns(mlx_embed.TruncationWarning):
+        np.testing.assert_allclose(cut, mlx_embed.load(tiny_bert_hf).encode([text], max_length=128), atol=1e-6)
+
+
 def test_dtype_sets_the_compute_precision(tiny_bert_4bit):
     import mlx.core as mx
 
     with pytest.raises(ValueError, match="dtype must be one of float32, float16, bfloat16 or None, got 'fp8'"):
         mlx_embed.load(tiny_bert_4bit, dtype="fp8")
+    with pytest.raises(ValueError, match=r"dtype must be one of .* got \['float16'\]"):
+        mlx_embed.load(tiny_bert_4bit, dtype=["float16"])
     for name, want in (("float16", mx.float16), ("float32", mx.float32)):
         model = mlx_embed.load(tiny_bert_4bit, dequantize=False, dtype=name)
         assert model.model.embeddings.LayerNorm.weight.dtype == want

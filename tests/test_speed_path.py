@@ -115,6 +115,30 @@ def test_attend_on_stock_path_gives_the_same(monkeypatch):
     assert np.abs(fast - stock).max() < 1e-5
 
 
+@needs_fast
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_half_precision_computes_in_that_dtype_on_the_fused_path_too(tiny_qwen3_hf, minilm_path, dtype, monkeypatch):
+    """``load(dtype=...)`` is the computation's dtype: each fused kernel returns its input's dtype
+    (working in float32 inside), as the stock ops do, and gives their vectors. The real MiniLM has
+    GELU inputs past |x| = 4, where the rational fit's x^8 would overflow float16."""
+    x = np.linspace(-12, 12, 2001)
+    exact = 0.5 * x * (1 + _erf64(x / math.sqrt(2)))
+    got = np.array(kernels.gelu(mx.array(x, dtype=getattr(mx, dtype))).astype(mx.float32))
+    assert np.all(np.abs(got - exact) <= 1e-2 * np.maximum(1.0, np.abs(x)))  # half precision's own rounding
+    for folder in (tiny_qwen3_hf, minilm_path):
+        model = mlx_embed.load(folder, dtype=dtype)
+        batch = model.text_encoder.pad(model.text_encoder.encode(TEXTS, 512), model.spec.padding_side)
+        ids, mask = mx.array(batch.input_ids), mx.array(batch.attention_mask)
+        with monkeypatch.context() as m:
+            fused = [h.dtype for h in model.model.layerwise(ids, mask)]
+            fast = model.encode(TEXTS)
+            m.setattr(kernels, "_disabled_reason", "test")
+            stock_dtypes = [h.dtype for h in model.model.layerwise(ids, mask)]
+            stock = model.encode(TEXTS)
+        assert fused == stock_dtypes == [getattr(mx, dtype)] * len(fused)
+        assert cosines(fast, stock).min() >= 0.999
+
+
 @pytest.mark.parametrize(
     "lengths, batch_size, max_batch_tokens, expected",
     [

@@ -132,20 +132,27 @@ def _exp_poly(s: mx.array, m: mx.array, n: mx.array, two_n: mx.array) -> mx.arra
 
 
 def exp_nonpositive(d: mx.array, shift: mx.array | float = 0.0) -> mx.array:
-    """``exp(d - shift)`` for float32 ``d - shift <= 0`` (``shift`` broadcasts, e.g. a row max);
-    ``-inf`` and arguments below -87 give 0.
+    """``exp(d - shift)`` in float32 for ``d - shift <= 0`` (``shift`` broadcasts, e.g. a row max);
+    ``-inf`` and arguments below -87 give 0. Half-precision ``d`` is widened first: the rounding
+    trick needs float32's 24-bit mantissa.
 
     Three fused passes: a bit cast cannot be fused, and a kernel deeper than 11 operations would
     be split by MLX at a point of its choosing (into slower strided loops).
     """
-    shift = mx.array(shift, d.dtype) if not isinstance(shift, mx.array) else shift
+    d = d.astype(mx.float32)
+    shift = mx.array(shift, mx.float32) if not isinstance(shift, mx.array) else shift.astype(mx.float32)
     n = _exp_n(d, shift)
     return _exp_poly(d, shift, n, _exp_bits(n).view(mx.float32))
 
 
-@mx.compile
 def gelu(x: mx.array) -> mx.array:
-    """Exact (erf) GELU, x * Phi(x), with Phi from the rational fit above (|error| < 2e-6 * max(1, |x|))."""
+    """Exact (erf) GELU, x * Phi(x), with Phi from the rational fit above (|error| < 2e-6 * max(1, |x|)),
+    computed in float32 (the fit's x^8 passes float16's 65504 at |x| = 4) and returned in ``x``'s dtype."""
+    return _gelu(x.astype(mx.float32)).astype(x.dtype)
+
+
+@mx.compile
+def _gelu(x: mx.array) -> mx.array:
     xc = mx.clip(x, -_GELU_CLIP, _GELU_CLIP)
     t = xc * xc
     t2 = t * t
@@ -166,8 +173,9 @@ def _silu_mul(g: mx.array, u: mx.array, e: mx.array) -> mx.array:
 
 
 def silu_mul(gate: mx.array, up: mx.array) -> mx.array:
-    """``silu(gate) * up`` with ``exp(-|gate|)`` from :func:`exp_nonpositive`."""
-    return _silu_mul(gate, up, exp_nonpositive(_neg_abs(gate)))
+    """``silu(gate) * up`` with ``exp(-|gate|)`` from :func:`exp_nonpositive` (float32), returned in
+    ``gate``'s dtype."""
+    return _silu_mul(gate, up, exp_nonpositive(_neg_abs(gate))).astype(gate.dtype)
 
 
 def attention_mask(mask: mx.array) -> mx.array:
@@ -186,7 +194,7 @@ ATTENTION_BLOCK_ELEMENTS = 1 << 24
 def attend(q: mx.array, k: mx.array, v: mx.array, scale: float, mask: mx.array | None) -> mx.array:
     """Softmax attention: ``q`` (B, H, L, Dh), ``k``/``v`` (B, Hkv, S, Dh) with H a multiple of Hkv,
     ``mask`` from :func:`attention_mask`, broadcastable to (B, 1, L, S). Every query row must attend
-    to at least one key. Returns (B, H, L, Dh).
+    to at least one key. Returns (B, H, L, Dh) in ``q``'s dtype (the fused path computes in float32).
 
     The fused path equals ``mx.fast.scaled_dot_product_attention`` to float32 rounding; on the CPU
     backend that one spends most of its time in ``mx.exp``. It handles the queries in blocks of
@@ -196,6 +204,7 @@ def attend(q: mx.array, k: mx.array, v: mx.array, scale: float, mask: mx.array |
         return mx.fast.scaled_dot_product_attention(q, k, v, scale=scale, mask=mask)
     B, H, L, Dh = q.shape
     Hkv, S = k.shape[1], k.shape[2]
+    dtype = q.dtype
     if mask is not None and mask.dtype == mx.bool_:
         mask = attention_mask(mask)
     q = q * scale
@@ -217,4 +226,4 @@ def attend(q: mx.array, k: mx.array, v: mx.array, scale: float, mask: mx.array |
         o = e @ v1  # (..., rows, Dh + 1): the weighted values and, from the ones column, the weight sums
         blocks.append(o[..., :Dh] / o[..., Dh:])
     out = blocks[0] if len(blocks) == 1 else mx.concatenate(blocks, axis=-2)
-    return out.reshape(B, H, L, Dh)
+    return out.reshape(B, H, L, Dh).astype(dtype)
