@@ -39,7 +39,7 @@ from .tokenize import TruncationWarning
 
 @dataclass
 class Quantized:
-    """One module's affine codes and fp16-representable scales/biases (float32 arrays)."""
+    """One module's affine codes and scales/biases (float32 arrays of float16 or bfloat16 values)."""
 
     codes: np.ndarray  # (O, I) uint8
     scales: np.ndarray  # (O, I / group_size)
@@ -54,22 +54,29 @@ class Quantized:
         return (g * scales[..., None] + biases[..., None]).reshape(O, I)
 
 
-def _f16(x: np.ndarray) -> np.ndarray:
-    return x.astype(np.float16).astype(np.float64)
+def stored(x: np.ndarray, dtype: mx.Dtype = mx.float16) -> np.ndarray:
+    """``x`` as a checkpoint in ``dtype`` (float16 or bfloat16) stores it, back in float64."""
+    if dtype == mx.float16:
+        return np.asarray(x).astype(np.float16).astype(np.float64)
+    return np.array(mx.array(np.asarray(x, dtype=np.float32)).astype(dtype).astype(mx.float32), dtype=np.float64)
 
 
 def _group_grid(
-    w: np.ndarray, bits: int, shrinks: Sequence[float] = (0.8, 0.85, 0.9, 0.95, 1.0), weight: np.ndarray | None = None
+    w: np.ndarray,
+    bits: int,
+    shrinks: Sequence[float] = (0.8, 0.85, 0.9, 0.95, 1.0),
+    weight: np.ndarray | None = None,
+    dtype: mx.Dtype = mx.float16,
 ):
-    """Per-row scale/bias (fp16 values) for one group ``w`` (O, gs): the clipping of the min-max
-    range with the least squared error (columns weighted by ``weight`` (gs,) when given)."""
+    """Per-row scale/bias (values ``dtype`` stores) for one group ``w`` (O, gs): the clipping of the
+    min-max range with the least squared error (columns weighted by ``weight`` (gs,) when given)."""
     maxq = 2**bits - 1
     lo, hi = w.min(1), w.max(1)  # (O,)
     best = None
     for shrink in shrinks:
         half = (hi - lo) * (shrink / 2)
-        s = _f16(np.maximum(2 * half / maxq, 1e-7))
-        b = _f16((hi + lo) / 2 - half)
+        s = stored(np.maximum(2 * half / maxq, 1e-7), dtype)
+        b = stored((hi + lo) / 2 - half, dtype)
         q = np.clip(np.round((w - b[:, None]) / s[:, None]), 0, maxq)
         err = np.square(q * s[:, None] + b[:, None] - w)
         err = (err * weight).sum(1) if weight is not None else err.sum(1)
@@ -104,6 +111,7 @@ def gptq_matrix(
     group_size: int,
     hdiag: np.ndarray | None = None,
     order: np.ndarray | None = None,
+    dtype: mx.Dtype = mx.float16,
 ) -> Quantized:
     """GPTQ for one weight ``w`` (O, I) given ``U`` from :func:`_inverse_factor` of its inputs' ``H``;
     ``hdiag`` (I,), the diagonal of ``H``, weights the columns when each group's grid is chosen.
@@ -112,7 +120,7 @@ def gptq_matrix(
     rounds the columns in that order, usually by decreasing ``hdiag`` ("act-order"); each group's
     grid is then fixed up front from ``w`` (the file layout keeps groups of consecutive columns).
     Without it, columns go left to right and each group's grid is chosen when the group is reached,
-    from the weights as updated so far.
+    from the weights as updated so far. Scales and biases are the values ``dtype`` stores.
     """
     O, I = w.shape
     maxq = 2**bits - 1
@@ -122,7 +130,7 @@ def gptq_matrix(
     def grid(W: np.ndarray, g: int) -> None:
         j0, j1 = g * group_size, (g + 1) * group_size
         weight = None if hdiag is None else hdiag[j0:j1]
-        scales[:, g], biases[:, g] = _group_grid(W[:, j0:j1].astype(np.float64), bits, weight=weight)
+        scales[:, g], biases[:, g] = _group_grid(W[:, j0:j1].astype(np.float64), bits, weight=weight, dtype=dtype)
 
     lazy = order is None  # groups in file order, each grid chosen from the weights as updated so far
     if lazy:
@@ -260,6 +268,7 @@ def gptq(
     compensate: bool = False,
     ridge: float = 0.1,
     rounded: dict[str, mx.array] | None = None,
+    dtype: mx.Dtype = mx.float16,
 ) -> dict[str, Quantized]:
     """GPTQ the Linears in ``params`` (``{path: {"bits", "group_size"}}``) inside the transformer
     blocks, block by block in forward order; returns what was rounded (other modules are left alone).
@@ -277,6 +286,8 @@ def gptq(
     ``rounded``: ``{path: weight}`` of modules outside the blocks already rounded (the token table);
     the blocks are calibrated on their outputs, while the float outputs the refit aims at come from
     the weights the model held. The model is left holding ``rounded``'s weights.
+
+    ``dtype``: what the checkpoint stores scales and biases in (float16 or bfloat16).
     """
     prefix, layers = transformer_layers(model)
     float_inputs = _block_inputs(model, layers, batches)
@@ -329,7 +340,7 @@ def gptq(
                     w, bias = _compensated(w, m.get("bias"), H, C, ridge)
                     if bias is not None:
                         m.bias = mx.array(bias.astype(np.float32))
-                q = gptq_matrix(w, U, p["bits"], p["group_size"], hdiag, perm)
+                q = gptq_matrix(w, U, p["bits"], p["group_size"], hdiag, perm, dtype)
                 out[local[sub]] = q
                 m.weight = mx.array(q.dequantize())
             if log:
@@ -559,7 +570,13 @@ def table_sensitivity(
 
 
 def gptq_table(
-    w: np.ndarray, sensitivity: TableSensitivity, bits: int, group_size: int, damp: float = 0.01, chunk: int = 8192
+    w: np.ndarray,
+    sensitivity: TableSensitivity,
+    bits: int,
+    group_size: int,
+    damp: float = 0.01,
+    chunk: int = 8192,
+    dtype: mx.Dtype = mx.float16,
 ) -> Quantized:
     """GPTQ each row of the table ``w`` (V, D) under its :meth:`TableSensitivity.hessian`, columns by
     decreasing sensitivity (rows of one script share a Hessian and go ``chunk`` rows at a time).
@@ -581,7 +598,7 @@ def gptq_table(
         for start in range(0, len(rows), chunk):
             part = rows[start : start + chunk]
             target = w[part].astype(np.float64)
-            tries = [gptq_matrix(target, U, bits, group_size, weight, perm) for weight in (hdiag, None)]
+            tries = [gptq_matrix(target, U, bits, group_size, weight, perm, dtype) for weight in (hdiag, None)]
             errors = [np.einsum("rd,de,re->r", e, H, e) for e in (q.dequantize() - target for q in tries)]
             second = (errors[1] < errors[0])[:, None]  # (R, 1)
             codes[part], scales[part], biases[part] = (

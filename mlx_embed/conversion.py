@@ -72,7 +72,7 @@ class Recipe:
     """Per-module precision and how weights are rounded onto the affine grid.
 
     ``choose(path, module, n_layers)`` returns None (the converter's default bits / group size),
-    False (keep the module in float16) or ``{"bits", "group_size"}``. ``rounding`` is ``"nearest"``
+    False (keep the module in float) or ``{"bits", "group_size"}``. ``rounding`` is ``"nearest"``
     (``mx.quantize``, what mlx-community checkpoints use), ``"mse"`` (per-group scale and bias
     fitted to minimise the squared error of the stored fp16 values) or ``"gptq"`` (the token table
     first, with :func:`mlx_embed.calibrate.gptq_table`, its first token's error moved into position
@@ -182,8 +182,8 @@ def _quantizable(module: nn.Module, group_size: int) -> bool:
     return isinstance(module, (nn.Linear, nn.Embedding)) and module.weight.shape[-1] % group_size == 0
 
 
-def _f16(x: mx.array) -> mx.array:
-    return x.astype(mx.float16).astype(mx.float32)
+def _stored(x: mx.array, dtype: mx.Dtype) -> mx.array:
+    return x.astype(dtype).astype(mx.float32)
 
 
 def _codes(g: mx.array, scales: mx.array, biases: mx.array, bits: int) -> mx.array:
@@ -200,10 +200,15 @@ def _pack(codes: mx.array, bits: int) -> mx.array:
 
 
 def mse_quantize(
-    w: mx.array, bits: int, group_size: int, shrinks=(0.85, 0.9, 0.95, 1.0), iters: int = 4
+    w: mx.array,
+    bits: int,
+    group_size: int,
+    shrinks=(0.85, 0.9, 0.95, 1.0),
+    iters: int = 4,
+    dtype: mx.Dtype = mx.float16,
 ) -> tuple[mx.array, mx.array, mx.array]:
-    """Affine quantization like ``mx.quantize`` (same packed weight, float16 scales and biases), with
-    each group's scale and bias chosen to minimise the squared error of what is stored.
+    """Affine quantization like ``mx.quantize`` (same packed weight, scales and biases in ``dtype``),
+    with each group's scale and bias chosen to minimise the squared error of what is stored.
 
     Candidates per group: ``mx.quantize``'s own, and for each clipping ratio in ``shrinks`` a range
     refined by alternating least squares (codes for the current fp16 scale/bias, then the
@@ -217,7 +222,7 @@ def mse_quantize(
         chunk = w[r0 : r0 + step].astype(mx.float32)
         g = chunk.reshape(chunk.shape[0], -1, group_size)  # (R, G, gs)
         _, s, b = mx.quantize(chunk, group_size, bits)
-        best_s, best_b = _f16(s), _f16(b)
+        best_s, best_b = _stored(s, dtype), _stored(b, dtype)
         best_err = mx.square(_codes(g, best_s, best_b, bits) * best_s[..., None] + best_b[..., None] - g).sum(-1)
         lo, hi = g.min(-1), g.max(-1)  # (R, G)
         mean_w = g.mean(-1)
@@ -225,7 +230,7 @@ def mse_quantize(
             half = (hi - lo) * (shrink / 2)
             s, b = 2 * half / (2**bits - 1), (hi + lo) / 2 - half
             for it in range(iters + 1):
-                s16, b16 = _f16(mx.maximum(s, 1e-7)), _f16(b)
+                s16, b16 = _stored(mx.maximum(s, 1e-7), dtype), _stored(b, dtype)
                 q = _codes(g, s16, b16, bits)
                 if it == iters:
                     break
@@ -240,14 +245,14 @@ def mse_quantize(
             mx.eval(best_err, best_s, best_b)
         codes = _codes(g, best_s, best_b, bits).reshape(chunk.shape)
         packed.append(_pack(codes, bits))
-        all_scales.append(best_s.astype(mx.float16))
-        all_biases.append(best_b.astype(mx.float16))
+        all_scales.append(best_s.astype(dtype))
+        all_biases.append(best_b.astype(dtype))
         mx.eval(packed[-1], all_scales[-1], all_biases[-1])
     return mx.concatenate(packed), mx.concatenate(all_scales), mx.concatenate(all_biases)
 
 
 def _gptq_rounded(
-    model: nn.Module, chosen: dict[str, dict], calibration: Calibration, log: Callable[[str], None] | None
+    model: nn.Module, chosen: dict[str, dict], calibration: Calibration, log: Callable[[str], None] | None, dtype: mx.Dtype
 ) -> dict:
     """GPTQ the token table, then the chosen Linears of the blocks on the calibration texts (the
     model keeps float weights; position 0's row takes the first token's table error).
@@ -281,11 +286,13 @@ def _gptq_rounded(
         if log:
             log(f"table sensitivity: {len(sensitivity.rows)} rows of their own")
         w = np.array(table.weight.astype(mx.float32))  # (V, D)
-        table_q = calibrate.gptq_table(w, sensitivity, chosen[token_path]["bits"], chosen[token_path]["group_size"])
+        table_q = calibrate.gptq_table(
+            w, sensitivity, chosen[token_path]["bits"], chosen[token_path]["group_size"], dtype=dtype
+        )
         rows = table_q.dequantize()
         rows[exact] = w[exact]
         rounded[token_path] = mx.array(rows)
-    done = calibrate.gptq(model, chosen, batches, module_role, log=log, rounded=rounded, **GPTQ_OPTIONS)
+    done = calibrate.gptq(model, chosen, batches, module_role, log=log, rounded=rounded, dtype=dtype, **GPTQ_OPTIONS)
     if table_q is not None:
         table.weight = mx.array(w)
         done[token_path] = table_q
@@ -360,11 +367,13 @@ def quantize_model(
     rounding: str | None = None,
     calibration: Calibration | None = None,
     log: Callable[[str], None] | None = None,
+    dtype: mx.Dtype = mx.float16,
 ) -> dict:
     """Quantize in place; return the per-module overrides (keys are this model's module paths).
 
     ``rounding`` overrides the recipe's (``"nearest"``, ``"mse"`` or ``"gptq"``); ``"gptq"`` needs
-    ``calibration``.
+    ``calibration``. ``dtype`` (float16 or bfloat16) is what scales and biases will be stored in:
+    ``"mse"`` and ``"gptq"`` choose them among its values.
     """
     if recipe not in RECIPES:
         raise ValueError(f"Unknown recipe {recipe!r}. Known recipes: {', '.join(RECIPES)}")
@@ -397,9 +406,9 @@ def quantize_model(
     if rounding == "nearest":
         nn.quantize(model, group_size=group_size, bits=bits, class_predicate=lambda path, m: chosen.get(path, False))
         return overrides
-    done = _gptq_rounded(model, chosen, calibration, log) if rounding == "gptq" else {}
+    done = _gptq_rounded(model, chosen, calibration, log, dtype) if rounding == "gptq" else {}
     data_free = {  # "mse"; with "gptq", the other tables (and any Linear outside the blocks)
-        path: mse_quantize(m.weight, chosen[path]["bits"], chosen[path]["group_size"])
+        path: mse_quantize(m.weight, chosen[path]["bits"], chosen[path]["group_size"], dtype=dtype)
         for path, m in model.named_modules()
         if path in chosen and path not in done
     }
@@ -408,11 +417,24 @@ def quantize_model(
         if path in done:
             q = done[path]
             m.weight = _pack(mx.array(q.codes), q.bits)
-            m.scales = mx.array(q.scales).astype(mx.float16)
-            m.biases = mx.array(q.biases).astype(mx.float16)
+            m.scales = mx.array(q.scales).astype(dtype)
+            m.biases = mx.array(q.biases).astype(dtype)
         elif path in data_free:
             m.weight, m.scales, m.biases = data_free[path]
     return overrides
+
+
+HALF_NAMES = {mx.float16: "float16", mx.bfloat16: "bfloat16"}
+
+
+def _half_dtype(weights: dict[str, mx.array]) -> mx.Dtype:
+    """bfloat16 for a source stored in bfloat16, else float16.
+
+    Models trained in bfloat16 can carry activations past float16's 65504 (Qwen's maintainers on
+    Qwen2 in float16: NaN after layer 1), and a GPU computes in the checkpoint's dtype; mlx-lm
+    keeps the source's dtype too. float16 holds 3 more mantissa bits for everything else."""
+    floating = {v.dtype for v in weights.values() if mx.issubdtype(v.dtype, mx.floating)}
+    return mx.bfloat16 if mx.bfloat16 in floating else mx.float16
 
 
 def convert(
@@ -430,9 +452,12 @@ def convert(
     """Convert ``src`` (folder, alias or Hub id of a full-precision model) into ``dst``.
 
     Returns a :class:`~mlx_embed.fidelity.FidelityReport` of ``dst`` against ``src`` (``report=True``),
-    else None. ``bits`` 16 / 32 store float16 / float32 weights without quantization. ``recipe``
+    else None. ``bits`` 16 / 32 store 16-bit (see below) / float32 weights without quantization. ``recipe``
     (see :data:`RECIPES`) picks per-module bits and the rounding; ``bits`` / ``group_size`` are the
     defaults for modules the recipe leaves alone. ``rounding`` overrides the recipe's.
+
+    16-bit values (weights at ``bits=16``; else scales, biases, norms and float tables) are
+    bfloat16 when the source stores bfloat16, else float16 (as mlx-community's BERT files).
     """
     if bits not in BITS:
         raise ValueError(f"bits={bits!r} is not supported; choose one of {BITS}")
@@ -452,8 +477,11 @@ def convert(
         raise FileExistsError(f"{dst} exists and is not empty; pass overwrite=True (--overwrite) or pick another folder")
     dst.mkdir(parents=True, exist_ok=True)
 
-    model = loading.build_model(config, loading.load_weights(resolved.path))
-    model.set_dtype(mx.float16 if bits == 16 else mx.float32)
+    source_weights = loading.load_weights(resolved.path)
+    half = _half_dtype(source_weights)
+    model = loading.build_model(config, source_weights)
+    del source_weights
+    model.set_dtype(half if bits == 16 else mx.float32)
     out_config = {k: v for k, v in config.items() if k not in ("quantization", "quantization_config")}
     tokenizer_json = None  # rewritten when the end token gets a token type of its own
     if bits <= 8:
@@ -464,17 +492,17 @@ def convert(
             end_row = None if end is None else end[0]
             calibration = Calibration(encoder, spec.padding_side, spec.max_length, spec.pooling, end_row)
         end_float = None if end is None else np.array(model.embeddings.word_embeddings.weight[end[0]].astype(mx.float32))
-        overrides = quantize_model(model, bits, group_size, recipe, rounding, calibration)
+        overrides = quantize_model(model, bits, group_size, recipe, rounding, calibration, dtype=half)
         tokenizer_json = None if end is None else _end_token_type(model, end, end_float)
         if tokenizer_json is not None:
             out_config["type_vocab_size"] = model.embeddings.token_type_embeddings.weight.shape[0]
-        model.set_dtype(mx.float16)  # scales, biases and norms in fp16, as mlx-community stores them
+        model.set_dtype(half)
         prefix = SAVE_PREFIX[config["model_type"]]
         quant = {"group_size": group_size, "bits": bits, "mode": "affine"}
         quant.update({prefix + path: value for path, value in overrides.items()})
         out_config["quantization"] = quant
         out_config["quantization_config"] = quant
-    out_config["torch_dtype"] = out_config["dtype"] = "float16" if bits == 16 else "float32"
+    out_config["torch_dtype"] = out_config["dtype"] = "float32" if bits == 32 else HALF_NAMES[half]
     out_config["mlx_embed"] = {
         "recipe": recipe if bits <= 8 else None,
         "rounding": (rounding or RECIPES[recipe].rounding) if bits <= 8 else None,

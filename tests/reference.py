@@ -31,14 +31,15 @@ def dequantize(packed: np.ndarray, scales: np.ndarray, biases: np.ndarray, bits:
 
 def dequantized_state_dict(folder: Path) -> tuple[dict, dict]:
     """(config without quantization, {HF key: fp32 numpy}) from an mlx-community style folder."""
-    from safetensors.numpy import load_file
+    import torch
+    from safetensors.torch import load_file
 
     config = json.loads((folder / "config.json").read_text())
     quant = config.pop("quantization", None) or {}
     config.pop("quantization_config", None)
     tensors = {}
-    for f in sorted(folder.glob("*.safetensors")):
-        tensors.update(load_file(str(f)))
+    for f in sorted(folder.glob("*.safetensors")):  # numpy has no bfloat16: widen it in torch
+        tensors.update({k: (v.float() if v.dtype == torch.bfloat16 else v).numpy() for k, v in load_file(str(f)).items()})
     out = {}
     for key, value in tensors.items():
         if key.endswith((".scales", ".biases")):

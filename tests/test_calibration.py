@@ -112,6 +112,28 @@ def test_gptq_with_uncorrelated_equal_inputs_is_rounding_to_nearest():
     assert np.array_equal(unpack(np.array(_pack(mx.array(q.codes), 4)), 4), q.codes)
 
 
+def test_grids_are_chosen_among_the_values_the_checkpoint_stores():
+    """Scales and biases are picked among float16 or bfloat16 values, so storing them changes
+    nothing; bfloat16 rounding checked against torch's cast."""
+    torch = pytest.importorskip("torch", reason=NEEDS_TORCH)
+    from mlx_embed.calibrate import stored
+
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal(10_000) * 10.0 ** rng.integers(-6, 3, 10_000)
+    as_bf16 = torch.from_numpy(x.astype(np.float32)).to(torch.bfloat16).float().numpy()
+    np.testing.assert_array_equal(stored(x, mx.bfloat16), as_bf16)
+    np.testing.assert_array_equal(stored(x, mx.float16), x.astype(np.float16))
+
+    w = (rng.standard_normal((32, 128)) * 0.05).astype(np.float32)
+    U = _inverse_factor(np.eye(128) + 0.1, 0.01)
+    grids = {dtype: gptq_matrix(w, U, 4, 64, dtype=dtype) for dtype in (mx.float16, mx.bfloat16)}
+    for dtype, q in grids.items():
+        for values in (q.scales, q.biases):
+            np.testing.assert_array_equal(stored(values, dtype), values)
+    for values in (grids[mx.float16].scales, grids[mx.float16].biases):  # float16's grid is no bfloat16 one
+        assert not np.array_equal(stored(values, mx.bfloat16), values)
+
+
 def _augmented(x: np.ndarray) -> np.ndarray:
     return np.concatenate([x, np.ones((x.shape[0], 1))], axis=1)
 

@@ -188,22 +188,76 @@ def test_qwen3_mixed_bits_load_back_and_match_dequantized_fp32(tiny_qwen3_hf, tm
     assert cosines(ours.encode(texts), fast.encode(texts)).min() >= 0.99999
 
 
-@pytest.mark.parametrize("bits,group_size", [(3, 32), (4, 64), (5, 64), (6, 64), (8, 128)])
-def test_mse_rounding_is_stored_exactly_and_never_worse_than_mx_quantize(bits, group_size):
+@pytest.mark.parametrize(
+    "bits,group_size,dtype",
+    [(3, 32, "float16"), (4, 64, "float16"), (5, 64, "float16"), (6, 64, "float16"), (8, 128, "float16"), (4, 64, "bfloat16"), (6, 128, "bfloat16")],
+)
+def test_mse_rounding_is_stored_exactly_and_never_worse_than_mx_quantize(bits, group_size, dtype):
+    dtype = getattr(mx, dtype)
     rng = np.random.default_rng(bits)
     w = rng.standard_normal((48, 256)).astype(np.float32) * 0.05
     w[3, 17] = 0.9  # an outlier, and a constant group
     w[5, :group_size] = 0.01
-    packed, scales, biases = mse_quantize(mx.array(w), bits, group_size)
-    assert scales.dtype == biases.dtype == mx.float16 and packed.dtype == mx.uint32
-    ours = dequantize(np.array(packed), np.array(scales), np.array(biases), bits, group_size)
+    packed, scales, biases = mse_quantize(mx.array(w), bits, group_size, dtype=dtype)
+    assert scales.dtype == biases.dtype == dtype and packed.dtype == mx.uint32
+    f32 = lambda a: np.array(a.astype(mx.float32))  # noqa: E731  (numpy has no bfloat16)
+    ours = dequantize(np.array(packed), f32(scales), f32(biases), bits, group_size)
     assert unpack(np.array(packed), bits).max() < 2**bits
     q, s, b = mx.quantize(mx.array(w), group_size, bits)
-    plain = dequantize(np.array(q), np.array(s.astype(mx.float16)), np.array(b.astype(mx.float16)), bits, group_size)
+    plain = dequantize(np.array(q), f32(s.astype(dtype)), f32(b.astype(dtype)), bits, group_size)
     group_err = lambda d: ((d - w) ** 2).reshape(48, -1, group_size).sum(-1)  # noqa: E731
     assert (group_err(ours) <= group_err(plain) * (1 + 1e-6) + 1e-12).all()
     assert group_err(ours).sum() < 0.95 * group_err(plain).sum()
     assert np.allclose(np.array(mx.dequantize(packed, scales.astype(mx.float32), biases.astype(mx.float32), group_size, bits)), ours, atol=1e-7)
+
+
+@pytest.fixture(scope="module")
+def qwen3_bf16_massive(tiny_qwen3_hf, tmp_path_factory) -> Path:
+    """``tiny_qwen3_hf`` stored in bfloat16, its first MLP writing 1.3e5-2.5e5 into hidden channel 0
+    of every token, which the final norm mutes: the "massive activations" of models trained in
+    bfloat16, past float16's 65504."""
+    import shutil
+
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    model = transformers.Qwen3Model.from_pretrained(tiny_qwen3_hf).eval()
+    torch.manual_seed(2)
+    with torch.no_grad():
+        mlp = model.layers[0].mlp
+        mlp.gate_proj.weight.normal_(0, 1.0)
+        mlp.up_proj.weight.copy_(mlp.gate_proj.weight)  # silu(g) * g > -0.28: the sum into channel 0 stays large
+        mlp.down_proj.weight[0] = 40.0
+        model.norm.weight[0] = 0.0
+    folder = tmp_path_factory.mktemp("qwen3-bf16-massive")
+    shutil.copytree(tiny_qwen3_hf, folder, dirs_exist_ok=True)
+    model.to(torch.bfloat16).save_pretrained(folder, safe_serialization=True)
+    return folder
+
+
+@pytest.mark.parametrize("recipe", ["uniform", "compact"])
+def test_bfloat16_source_stays_bfloat16_where_float16_overflows(qwen3_bf16_massive, tmp_path, recipe, monkeypatch):
+    """A GPU computes in the checkpoint's dtype, so a bfloat16 source converts to bfloat16 scales,
+    biases and norms (as mlx-lm keeps it), GPTQ's grids chosen among bfloat16 values. The same file
+    computed in float16 overflows, so the check is not vacuous."""
+    dst = tmp_path / recipe
+    convert(qwen3_bf16_massive, dst, recipe=recipe, report=False)
+    assert {v.dtype for v in mx.load(str(dst / "model.safetensors")).values()} == {mx.uint32, mx.bfloat16}
+    assert json.loads((dst / "config.json").read_text())["torch_dtype"] == "bfloat16"
+
+    texts = ["hello world", "Как дела?", "def add(a, b):\n    return a + b", "机器学习是人工智能的一个分支。"]
+    ours32 = mlx_embed.load(dst, dequantize=False, dtype="float32")
+    batch = ours32.text_encoder.pad(ours32.text_encoder.encode(texts, 512), "left")
+    mask = mx.array(batch.attention_mask)
+    mine = np.array(l2_normalize(POOLERS["last_token"](ours32.model(mx.array(batch.input_ids), mask), mask)))
+    expected = reference_embed(torch_model(dst), batch.input_ids, batch.attention_mask, "last_token")
+    assert np.abs(mine - expected).max() <= 1e-4
+
+    monkeypatch.setattr(mlx_embed.api, "on_cpu", lambda: False)  # a GPU's defaults: the file's dtype, 4-bit kept
+    own = mlx_embed.load(dst)
+    assert own.model.norm.weight.dtype == mx.bfloat16 and isinstance(own.model.layers[0].mlp.down_proj, nn.QuantizedLinear)
+    assert cosines(own.encode(texts), ours32.encode(texts)).min() >= 0.999
+    with pytest.raises(FloatingPointError, match="float16 activations overflowed"):
+        mlx_embed.load(dst, dtype="float16").encode(texts)
 
 
 def test_unknown_recipe_or_rounding_names_the_choices(tiny_bert_hf, tmp_path):
