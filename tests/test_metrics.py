@@ -187,8 +187,8 @@ def test_evaluate_run_hand_computed():
     # q1: MRR = 1, q2: first relevant "b" at rank 2 -> 1/2; mean 3/4
     assert m["MRR@3"] == approx(0.75)
     assert m["MRR@1"] == approx(0.5)
-    # q2 nDCG@3: DCG = 1/log2(3) + 1/log2(4); IDCG = 1 + 1/log2(3)
-    q2_ndcg = (1 / L3 + 1 / L4) / (1 + 1 / L3)
+    # q2 nDCG@3, labels as gains: DCG = 2/log2(3) + 1/log2(4); IDCG = 2/log2(2) + 1/log2(3)
+    q2_ndcg = (2 / L3 + 1 / L4) / (2 + 1 / L3)
     assert m["nDCG@3"] == approx((1.0 + q2_ndcg) / 2)
     # q2 MAP@3: (P@2 + P@3) / 2 = (1/2 + 2/3) / 2 = 7/12; q1 = 1
     assert m["MAP@3"] == approx((1.0 + 7 / 12) / 2)
@@ -260,6 +260,39 @@ def test_rank_validates_input():
         rank(np.zeros((1, 2)), ["a", "b"], ["q"], top_k=0)
 
 
+def test_graded_ndcg_uses_the_labels_as_gains():
+    # DCG = 1/log2(2) + 3/log2(4) = 2.5; ideal order c, a: IDCG = 3/log2(2) + 1/log2(3)
+    qrels = {"a": 1, "b": 0, "c": 3}
+    assert ndcg_at_k(["a", "b", "c"], qrels, 3) == approx(2.5 / (3 + 1 / L3))
+    assert ndcg_at_k(["a", "b", "c"], {"a", "c"}, 3) == approx((1 + 1 / L4) / (1 + 1 / L3))  # ids: binary
+    # the other metrics read a mapping as its docs labelled >= 1
+    assert recall_at_k(["b", "x"], qrels, 2) == 0.0 and map_at_k(["c", "a"], qrels, 2) == approx(1.0)
+
+
+@pytest.mark.parametrize(
+    "call,error,message",
+    [
+        (lambda: recall_at_k(["d01"], "d01", 1), TypeError, "not a single string"),
+        (lambda: recall_at_k("d01", {"d01"}, 1), TypeError, "ranked must be a sequence"),
+        (lambda: ndcg_at_k(["a"], {"a": None}, 1), TypeError, "label of document 'a' must be a number"),
+        (lambda: ndcg_at_k(["a"], {"a": "1"}, 1), TypeError, "label of document 'a' must be a number"),
+        (lambda: evaluate_run({"q": ["a"]}, {"q": {"a": 1}}), TypeError, "got list"),
+        (lambda: evaluate_run({"q": {"a": None}}, {"q": {"a": 1}}), TypeError, "score of document 'a' must be a number"),
+        (lambda: evaluate_run({"q": {"a": "nan"}}, {"q": {"a": 1}}), TypeError, "score of document 'a' must be a number"),
+        (lambda: evaluate_run({"q": {"a": 1.0}}, {"q": {"a": 1}}, ks=5), TypeError, "ks must be an iterable"),
+        (lambda: evaluate_run({"q": {"a": 1.0}}, {"q": ["a"]}), TypeError, r"qrels\['q'\] must map doc ids to labels"),
+    ],
+)
+def test_bad_inputs_name_the_problem(call, error, message):
+    with pytest.raises(error, match=message):
+        call()
+
+
+def test_ranked_may_be_any_iterable():
+    assert mrr_at_k(iter(["x", "a", "c"]), {"a"}, 3) == approx(0.5)
+    assert ndcg_at_k(np.array(["a", "x"]), {"a"}, 2) == approx(1.0)
+
+
 # --------------------------------------------------------------------------
 # Agreement with pytrec_eval and ranx on random runs
 # --------------------------------------------------------------------------
@@ -267,11 +300,12 @@ def test_rank_validates_input():
 KS = (1, 3, 5, 10, 20)
 
 
-def _random_case(seed: int = 1234, n_queries: int = 50, ties: bool = False):
+def _random_case(seed: int = 1234, n_queries: int = 50, ties: bool = False, graded: bool = False):
     """Random run/qrels.  Every query has >= 1 relevant doc and appears in the run.
 
     Without ``ties`` all scores within a query are distinct.  Doc ids are not
     zero-padded ("d9" vs "d10") so string order differs from numeric order.
+    With ``graded`` the relevant docs carry labels 1-3.
     """
     rng = random.Random(seed)
     pool = [f"d{i}" for i in range(1, 41)]
@@ -286,7 +320,7 @@ def _random_case(seed: int = 1234, n_queries: int = 50, ties: bool = False):
             scores = [s / 1000.0 for s in scores]
         run[qid] = dict(zip(retrieved, scores))
         relevant = rng.sample(pool, rng.randint(1, 6))
-        judged = {d: 1 for d in relevant}
+        judged = {d: rng.randint(1, 3) if graded else 1 for d in relevant}
         for d in rng.sample(pool, rng.randint(0, 5)):
             judged.setdefault(d, 0)
         qrels[qid] = judged
@@ -320,10 +354,10 @@ def _assert_per_query_equal(ours, theirs):
             assert value == approx(theirs[q][key], abs=1e-9), (q, key)
 
 
-@pytest.mark.parametrize("ties", [False, True], ids=["tie-free", "with-ties"])
-def test_agrees_with_pytrec_eval(ties):
+@pytest.mark.parametrize("ties,graded", [(False, False), (True, False), (True, True)], ids=["tie-free", "with-ties", "graded"])
+def test_agrees_with_pytrec_eval(ties, graded):
     pytrec_eval = pytest.importorskip("pytrec_eval", reason=PYTREC)
-    run, qrels = _random_case(seed=7 if ties else 1234, ties=ties)
+    run, qrels = _random_case(seed=7 if ties else 1234, ties=ties, graded=graded)
     ours = per_query_metrics(run, qrels, KS)
     theirs = _pytrec_per_query(pytrec_eval, run, qrels)
     _assert_per_query_equal(ours, theirs)
@@ -367,9 +401,10 @@ json.dump({"means": {m: float(v) for m, v in means.items()}, "per_query": per_qu
 """
 
 
-def test_agrees_with_ranx():
+@pytest.mark.parametrize("graded", [False, True], ids=["binary", "graded"])
+def test_agrees_with_ranx(graded):
     pytest.importorskip("ranx", reason="needs ranx: " + INSTALL)
-    run, qrels = _random_case(seed=99, ties=False)
+    run, qrels = _random_case(seed=99, ties=False, graded=graded)
     ours = per_query_metrics(run, qrels, KS)
     names = {"P": "precision", "R": "recall", "MRR": "mrr", "nDCG": "ndcg", "MAP": "map"}
     metrics = [f"{v}@{k}" for v in names.values() for k in KS]

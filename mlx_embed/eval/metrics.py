@@ -1,20 +1,19 @@
-"""Binary-relevance retrieval metrics with trec_eval / pytrec_eval / BEIR definitions.
+"""Retrieval metrics with trec_eval / pytrec_eval / BEIR definitions.
 
 Pure Python + NumPy; importing this module never imports MLX.
 
 Conventions
 -----------
 All per-query functions take ``ranked`` (document ids, best first), ``relevant``
-(the ids judged relevant for the query; a set is fastest, and note that a qrels
-dict would be read as its keys, 0-labelled ones included) and a cut-off
-``k >= 1``.  Duplicate ids within the top ``k`` raise ``ValueError``.  Only the
-first ``k`` entries of ``ranked`` are looked at.  ``ranked`` may be shorter
-than ``k``; missing positions simply count as non-relevant.  Relevance is
-binary: in :func:`evaluate_run` a qrels label ``>= 1`` means relevant and
-labels ``<= 0`` mean judged non-relevant (trec_eval's default
-``relevance_level`` of 1).  Graded labels are *binarised*, so for qrels with
-labels above 1 our nDCG deliberately differs from pytrec_eval's graded
-``ndcg_cut``.
+and a cut-off ``k >= 1``.  ``relevant`` is either a collection of the ids judged
+relevant (a set is fastest) or one query's qrels, ``{doc id: label}``.  Duplicate
+ids within the top ``k`` raise ``ValueError``.  Only the first ``k`` entries of
+``ranked`` are looked at.  ``ranked`` may be shorter than ``k``; missing
+positions simply count as non-relevant.  As in trec_eval (``relevance_level``
+1), a label ``>= 1`` means relevant for P, R, MRR and MAP and labels ``<= 0``
+mean judged non-relevant; nDCG uses the labels themselves as gains (graded, like
+pytrec_eval's ``ndcg_cut`` and ranx's ``ndcg``), which for 0/1 labels is binary
+nDCG.
 
 With ``hits@k`` = number of relevant docs among the top ``k`` and
 ``R`` = number of relevant docs for the query (``|relevant|``):
@@ -27,10 +26,10 @@ With ``hits@k`` = number of relevant docs among the top ``k`` and
 ``MRR@k`` (trec_eval ``recip_rank`` computed on the run cut at ``k``; ranx ``mrr@k``)
     ``1 / rank`` of the first relevant document within the top ``k``
     (ranks start at 1), else 0.
-``nDCG@k`` (trec_eval ``ndcg_cut_k`` with 0/1 labels)
-    ``DCG@k / IDCG@k`` with ``DCG@k = sum_{i <= k, d_i relevant} 1 / log2(i + 1)``
-    and ``IDCG@k = sum_{i=1}^{min(k, R)} 1 / log2(i + 1)`` (the ideal ranking
-    puts all relevant docs first).
+``nDCG@k`` (trec_eval ``ndcg_cut_k``)
+    ``DCG@k / IDCG@k`` with ``DCG@k = sum_{i <= k} gain(d_i) / log2(i + 1)``,
+    ``gain`` the label where it is positive (1 for a collection of ids), else 0,
+    and ``IDCG@k`` the same sum over the ``k`` largest gains (the ideal ranking).
 ``MAP@k`` (trec_eval ``map_cut_k``; ranx ``map@k``)
     ``(sum_{i <= k, d_i relevant} P@i) / R``.  The denominator is the *total*
     number of relevant documents ``R``, **not** ``min(k, R)``: with three
@@ -66,6 +65,7 @@ Ordering and ties
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Collection, Iterable, Mapping, Sequence
 
@@ -96,15 +96,37 @@ def _check_k(k: int) -> int:
     return int(k)
 
 
-def _top_k(ranked: Sequence[str], k: int) -> Sequence[str]:
-    top = ranked[:k]
+def _top_k(ranked: Iterable[str], k: int) -> list[str]:
+    if isinstance(ranked, (str, bytes)):
+        raise TypeError("ranked must be a sequence of document ids, not a single string")
+    top = list(ranked[:k]) if isinstance(ranked, Sequence) else list(itertools.islice(ranked, k))
     if len(set(top)) != len(top):
         raise ValueError("ranked list contains duplicate document ids")
     return top
 
 
-def _as_set(relevant: Collection[str]) -> frozenset:
-    return relevant if isinstance(relevant, (set, frozenset)) else frozenset(relevant)
+def _label(doc: str, label) -> float:
+    if isinstance(label, (str, bytes)) or not isinstance(label, (int, float, np.integer, np.floating)):
+        raise TypeError(f"the relevance label of document {doc!r} must be a number, got {label!r}")
+    if math.isnan(label):
+        raise ValueError(f"the relevance label of document {doc!r} is NaN")
+    return float(label)
+
+
+def _gains(relevant: Collection[str] | Mapping[str, float]) -> dict[str, float]:
+    """``{doc id: gain}``: 1 for each id of a collection; a qrels mapping's positive labels."""
+    if isinstance(relevant, (str, bytes)):
+        raise TypeError("relevant must be a collection of document ids or a {doc id: label} mapping, not a single string")
+    if isinstance(relevant, Mapping):
+        return {d: g for d, g in ((d, _label(d, v)) for d, v in relevant.items()) if g > 0}
+    return dict.fromkeys(relevant, 1.0)
+
+
+def _as_set(relevant: Collection[str] | Mapping[str, float]) -> frozenset:
+    """The relevant ids: a collection's, or a mapping's with label >= 1 (trec_eval's relevance_level)."""
+    if isinstance(relevant, (set, frozenset)):
+        return relevant
+    return frozenset(d for d, g in _gains(relevant).items() if g >= 1)
 
 
 def precision_at_k(ranked: Sequence[str], relevant: Collection[str], k: int) -> float:
@@ -139,14 +161,15 @@ def mrr_at_k(ranked: Sequence[str], relevant: Collection[str], k: int) -> float:
     return 0.0
 
 
-def ndcg_at_k(ranked: Sequence[str], relevant: Collection[str], k: int) -> float:
-    """Binary nDCG@k with ``1/log2(rank+1)`` discount (trec_eval ``ndcg_cut_k``)."""
+def ndcg_at_k(ranked: Sequence[str], relevant: Collection[str] | Mapping[str, float], k: int) -> float:
+    """nDCG@k with ``1/log2(rank+1)`` discount and the labels as gains (trec_eval ``ndcg_cut_k``)."""
     k = _check_k(k)
-    rel = _as_set(relevant)
-    if not rel:
+    gains = _gains(relevant)
+    if not any(g >= 1 for g in gains.values()):
         return 0.0
-    dcg = sum(1.0 / math.log2(i + 1) for i, d in enumerate(_top_k(ranked, k), start=1) if d in rel)
-    idcg = sum(1.0 / math.log2(i + 1) for i in range(1, min(k, len(rel)) + 1))
+    dcg = sum(gains.get(d, 0.0) / math.log2(i + 1) for i, d in enumerate(_top_k(ranked, k), start=1))
+    ideal = sorted(gains.values(), reverse=True)[:k]
+    idcg = sum(g / math.log2(i + 1) for i, g in enumerate(ideal, start=1))
     return dcg / idcg
 
 
@@ -179,8 +202,12 @@ def sort_doc_scores(doc_scores: Mapping[str, float]) -> list[str]:
 
     This is trec_eval's ordering rule, see the module docstring.
     """
+    if not isinstance(doc_scores, Mapping):
+        raise TypeError(f"a run maps each query to {{doc id: score}}, got {type(doc_scores).__name__}")
     for d, s in doc_scores.items():
-        if isinstance(s, (float, np.floating)) and math.isnan(s):
+        if isinstance(s, (str, bytes, bool)) or not isinstance(s, (int, float, np.integer, np.floating)):
+            raise TypeError(f"the score of document {d!r} must be a number, got {s!r}")
+        if math.isnan(s):
             raise ValueError(f"NaN score for document {d!r}")
     # Two stable sorts: secondary key (doc id desc) first, then primary key.
     ids = sorted(doc_scores, reverse=True)
@@ -189,6 +216,8 @@ def sort_doc_scores(doc_scores: Mapping[str, float]) -> list[str]:
 
 
 def _normalise_ks(ks: Iterable[int]) -> tuple[int, ...]:
+    if not isinstance(ks, Iterable) or isinstance(ks, (str, bytes)):
+        raise TypeError(f"ks must be an iterable of cut-offs such as (1, 5, 10), got {ks!r}")
     out = tuple(_check_k(k) for k in ks)
     if not out:
         raise ValueError("ks must contain at least one cut-off")
@@ -210,14 +239,16 @@ def per_query_metrics(
     ks = _normalise_ks(ks)
     out: dict[str, dict[str, float]] = {}
     for qid, judgements in qrels.items():
-        relevant = frozenset(d for d, r in judgements.items() if r >= 1)
+        if not isinstance(judgements, Mapping):
+            raise TypeError(f"qrels[{qid!r}] must map doc ids to labels, got {type(judgements).__name__}")
+        relevant = _as_set(judgements)
         if not relevant:
             continue
         ranked = sort_doc_scores(run.get(qid, {}))
         row: dict[str, float] = {}
         for name, fn in _FUNCS.items():
             for k in ks:
-                row[f"{name}@{k}"] = fn(ranked, relevant, k)
+                row[f"{name}@{k}"] = fn(ranked, judgements if name == "nDCG" else relevant, k)
         out[qid] = row
     return out
 
