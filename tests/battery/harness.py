@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,6 +48,29 @@ def score(encode: Callable[[list[str]], np.ndarray], cases: list[dict]) -> list[
         neg = max(float(a @ vectors[index[n]]) for n in c["negatives"])
         results.append(CaseResult(c["id"], c["category"], pos, neg))
     return results
+
+
+def lexical_encoder(features: str) -> Callable[[list[str]], np.ndarray]:
+    """Count vectors of ``"words"`` (lower-cased, identifiers split at ``_`` and camelCase) or
+    ``"trigrams"`` (characters): a scorer with surface overlap and no meaning."""
+
+    def feats(text: str) -> list[str]:
+        if features == "words":
+            return [w.lower() for w in re.findall(r"[A-Za-z][a-z]*|[^\W_]+", re.sub(r"([a-z])([A-Z])", r"\1 \2", text))]
+        text = text.lower()
+        return [text[i : i + 3] for i in range(len(text) - 2)]
+
+    def encode(texts: list[str]) -> np.ndarray:
+        counts = [Counter(feats(t)) for t in texts]
+        vocab = {f: i for i, f in enumerate(sorted({f for c in counts for f in c}))}
+        out = np.zeros((len(texts), len(vocab) + 1))
+        out[:, -1] = 1e-6  # no overlap scores ~0, not NaN
+        for row, c in zip(out, counts):
+            for f, n in c.items():
+                row[vocab[f]] = n
+        return out
+
+    return encode
 
 
 def category_passes(results: list[CaseResult], category: str, margin: float) -> bool:
