@@ -15,6 +15,7 @@ import ctypes
 import os
 import platform
 import sys
+import threading
 from collections.abc import Iterator
 
 CANDIDATES = (
@@ -66,6 +67,11 @@ def _functions():
         return None
 
 
+_lock = threading.Lock()
+_holders = 0
+_saved = 0
+
+
 @contextlib.contextmanager
 def threads(n: int | None) -> Iterator[None]:
     """Inside the block OpenBLAS uses ``n`` threads (process-wide); no-op for ``None`` or without OpenBLAS.
@@ -73,14 +79,21 @@ def threads(n: int | None) -> Iterator[None]:
     ``Embedder.encode`` runs batches on one MLX stream per core, each stream its own thread, so the
     cores are already busy and OpenBLAS's own threads would only contend with them.
     """
+    global _holders, _saved
     funcs = _functions() if n is not None else None
     if funcs is None:
         yield
         return
     get, set_ = funcs
-    before = get()
-    set_(n)
+    with _lock:  # overlapping calls (threads) restore the count the first one found, when the last leaves
+        if _holders == 0:
+            _saved = get()
+        _holders += 1
+        set_(n)
     try:
         yield
     finally:
-        set_(before)
+        with _lock:
+            _holders -= 1
+            if _holders == 0:
+                set_(_saved)

@@ -42,14 +42,37 @@ ENCODE_CHUNK = 4096
 # the default CPU stream runs on the calling thread), with OpenBLAS at cores // streams threads.
 # 0 runs batches inline as on Metal. MiniLM, 600 texts of scripts/bench.py, 2 idle cores: 8.6 s
 # with two streams dispatched a layer at a time, 9.7 s inline, 13.6 s dispatching whole forwards.
-CPU_STREAMS = int(os.environ.get("MLX_EMBED_CPU_STREAMS", min(2, os.cpu_count() or 1)))
-_local = threading.local()  # MLX streams belong to the Python thread that made them
+def _env_streams() -> int:
+    default = min(2, os.cpu_count() or 1)
+    value = os.environ.get("MLX_EMBED_CPU_STREAMS")
+    try:
+        return default if value is None else int(value)
+    except ValueError:
+        warnings.warn(f"MLX_EMBED_CPU_STREAMS={value!r} is not an integer; using {default}", stacklevel=2)
+        return default
+
+
+CPU_STREAMS = _env_streams()
+
+# MLX streams belong to the Python thread that made them and are never freed (each holds an OS
+# thread), so only this many threads get worker streams; later ones encode inline. A thread per
+# request would otherwise leak CPU_STREAMS OS threads per request.
+STREAM_THREADS = 4
+_local = threading.local()
+_stream_threads = 0
+_stream_lock = threading.Lock()
 
 
 def _worker_streams() -> list:
+    global _stream_threads
     if CPU_STREAMS <= 0 or mx.default_device() != mx.cpu:
         return []
     streams = getattr(_local, "streams", None)
+    if streams is None:
+        with _stream_lock:
+            if _stream_threads >= STREAM_THREADS:
+                return []
+            _stream_threads += 1
     if streams is None or len(streams) != CPU_STREAMS:
         streams = _local.streams = [mx.new_stream(mx.cpu) for _ in range(CPU_STREAMS)]
     return streams
@@ -180,7 +203,7 @@ class Embedder:
         texts: str | Sequence[str],
         *,
         batch_size: int = 32,
-        normalize: bool = True,
+        normalize: bool | None = None,
         prompt: str | None = None,
         dim: int | None = None,
         max_length: int | None = None,
@@ -191,6 +214,8 @@ class Embedder:
         """Embed ``texts``: a ``str`` gives shape ``(dim,)``, a list gives ``(len(texts), dim)``, float32.
 
         ``prompt`` is prepended to every text. ``dim`` truncates (Matryoshka) before normalizing.
+        ``normalize`` (L2) defaults to the model's own choice: its sentence-transformers ``Normalize``
+        module (True for the registry models).
         Texts longer than ``max_length`` tokens are cut with a warning, or raise with ``truncate=False``.
         Batches hold at most ``batch_size`` texts and ``max_batch_tokens`` padded tokens (default
         ``CPU_BATCH_TOKENS`` on the CPU backend, ``GPU_BATCH_TOKENS`` on Metal).
@@ -203,9 +228,11 @@ class Embedder:
             max_batch_tokens = CPU_BATCH_TOKENS if mx.default_device() == mx.cpu else GPU_BATCH_TOKENS
         max_batch_tokens = _check_int("max_batch_tokens", max_batch_tokens, 1)
         max_length = self._check_max_length(max_length)
-        normalize, truncate, show_progress = (
-            _check_bool(name, value)
-            for name, value in (("normalize", normalize), ("truncate", truncate), ("show_progress", show_progress))
+        if normalize is not None and not isinstance(normalize, (bool, np.bool_)):
+            raise TypeError(f"normalize must be True, False or None (the model's own choice), got {normalize!r}")
+        normalize = self._spec.normalize if normalize is None else bool(normalize)
+        truncate, show_progress = (
+            _check_bool(name, value) for name, value in (("truncate", truncate), ("show_progress", show_progress))
         )
 
         out = np.empty((len(items), dim), dtype=np.float32)

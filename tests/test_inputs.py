@@ -75,11 +75,17 @@ def test_lone_surrogate_names_the_text_and_says_not_unicode(minilm):
         minilm.encode("fine", prompt="\udc80: ")
 
 
-@pytest.mark.parametrize("name", ["normalize", "truncate", "show_progress"])
+@pytest.mark.parametrize("name", ["truncate", "show_progress"])
 @pytest.mark.parametrize("value", [None, "no", 1])
 def test_flags_must_be_real_bools(minilm, name, value):
     with pytest.raises(TypeError, match=f"{name} must be True or False"):
         minilm.encode("x", **{name: value})
+
+
+@pytest.mark.parametrize("value", ["no", 1])
+def test_normalize_must_be_a_bool_or_none(minilm, value):
+    with pytest.raises(TypeError, match="normalize must be True, False or None"):
+        minilm.encode("x", normalize=value)
 
 
 def test_numpy_integers_are_accepted_for_dim_and_batch_size(minilm):
@@ -126,7 +132,7 @@ def test_long_text_from_a_prefix_gives_the_ids_and_embedding_of_the_whole(minilm
     fast_ids, cut = embedder.text_encoder.tokenize(texts, 128)
     assert fast_ids == slow_ids
     assert isinstance(cut[0], tokenize.AtLeast) and 256 < cut[0] < slow_cut[0]
-    assert cut[2] == slow_cut[2] and not isinstance(cut[2], tokenize.AtLeast)  # no whitespace: tokenized whole
+    assert isinstance(cut[2], tokenize.AtLeast) and 256 < cut[2] < slow_cut[2]  # no whitespace: cut anywhere
     with pytest.warns(TruncationWarning, match=r"3 of 4 texts.*longest at least \d+ tokens"):
         fast = embedder.encode(texts, max_length=128)
     np.testing.assert_array_equal(fast, slow)
@@ -230,3 +236,51 @@ def test_inf_or_nan_embeddings_raise_with_the_cause_instead_of_being_returned(ti
         assert np.isfinite(broken("float32").encode(texts)).all()
     with pytest.raises(FloatingPointError, match=rf"inf / NaN embeddings for \d+ text\(s\).*{advice}"):
         embedder.encode(texts, batch_size=8)
+
+
+def test_a_long_text_without_whitespace_is_tokenized_from_a_prefix(minilm, monkeypatch):
+    """A CJK text past LONG_TEXT_CHARS (1M in use; 10k here) has no whitespace to cut at; only a
+    prefix is tokenized, and the kept tokens are those of a short text holding exactly them."""
+    monkeypatch.setattr(tokenize, "LONG_TEXT_CHARS", 10_000)
+    seen: list[int] = []
+    real = minilm.text_encoder._encode
+    monkeypatch.setattr(minilm.text_encoder, "_encode", lambda texts, n: seen.extend(map(len, texts)) or real(texts, n))
+    text = "字" * 200_000
+    with pytest.warns(TruncationWarning, match="1 of 1 texts"):
+        vector = minilm.encode(text)
+    assert max(seen) < len(text) // 10
+    np.testing.assert_allclose(vector, minilm.encode("字" * 254), atol=1e-6)  # [CLS] + 254 + [SEP] = 256 tokens
+
+
+def test_normalization_follows_the_folders_sentence_transformers_modules(tiny_bert_hf, tmp_path):
+    """Without a Normalize module (a dot-product model) vectors stay unnormalized, as in
+    sentence-transformers; with one they are unit length. normalize= overrides either way."""
+    import json
+    import shutil
+
+    st = pytest.importorskip("sentence_transformers")
+    folder = tmp_path / "dot"
+    shutil.copytree(tiny_bert_hf, folder)
+    modules = [m for m in json.loads((folder / "modules.json").read_text()) if not m["type"].endswith("Normalize")]
+    (folder / "modules.json").write_text(json.dumps(modules))
+    texts = ["hello world", "a second, longer text", "Как дела?"]
+    ours = mlx_embed.load(folder).encode(texts)
+    theirs = st.SentenceTransformer(str(folder), device="cpu").encode(texts)
+    assert np.abs(np.linalg.norm(theirs, axis=1) - 1).max() > 0.1
+    np.testing.assert_allclose(ours, theirs, atol=1e-5)
+    np.testing.assert_allclose(np.linalg.norm(mlx_embed.load(folder).encode(texts, normalize=True), axis=1), 1, atol=1e-6)
+    normed = mlx_embed.load(tiny_bert_hf)
+    np.testing.assert_allclose(np.linalg.norm(normed.encode(texts), axis=1), 1, atol=1e-6)
+    assert np.abs(np.linalg.norm(normed.encode(texts, normalize=False), axis=1) - 1).max() > 0.1
+
+
+def test_a_bad_stream_count_in_the_environment_warns_and_falls_back():
+    import subprocess
+    import sys
+
+    code = "import warnings; warnings.simplefilter('always'); import mlx_embed.embedder as e; print(e.CPU_STREAMS)"
+    env = {**__import__("os").environ, "MLX_EMBED_CPU_STREAMS": "abc"}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-1000:]
+    assert "MLX_EMBED_CPU_STREAMS='abc' is not an integer" in proc.stderr
+    assert int(proc.stdout.split()[-1]) >= 1

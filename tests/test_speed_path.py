@@ -213,11 +213,47 @@ def test_encode_with_worker_streams_matches_transformers(gelu_bert, bert_referen
 def test_blas_threads_restores_the_count():
     if _blas.loaded is None:
         pytest.skip(f"OpenBLAS not loaded: {_blas.reason}")
-    get, _ = _blas._functions()
-    before = get()
-    with _blas.threads(1):
+    get, set_ = _blas._functions()
+    original = get()
+    set_(2)
+    try:
+        with _blas.threads(1):
+            assert get() == 1
+        assert get() == 2
+        # overlapping callers (two threads' encode): the count comes back when the last one leaves
+        a, b = _blas.threads(1), _blas.threads(1)
+        a.__enter__()
+        b.__enter__()
+        a.__exit__(None, None, None)
         assert get() == 1
-    assert get() == before
+        b.__exit__(None, None, None)
+        assert get() == 2
+    finally:
+        set_(original)
+
+
+def test_only_a_few_threads_get_worker_streams(gelu_bert, monkeypatch):
+    """MLX never frees a stream, so threads past STREAM_THREADS encode inline: a thread per call
+    leaks no streams, and every thread gets the same vectors."""
+    import threading
+
+    created = []
+    real = mx.new_stream
+    monkeypatch.setattr(mx, "new_stream", lambda device: created.append(device) or real(device))
+    monkeypatch.setattr(embedder, "CPU_STREAMS", 2)
+    monkeypatch.setattr(embedder, "STREAM_THREADS", 2)
+    monkeypatch.setattr(embedder, "_stream_threads", 0)
+    model = mlx_embed.load(gelu_bert)
+    texts = TEXTS * 4
+    expected = model.encode(texts, batch_size=4)
+    outs = []
+    for _ in range(5):
+        t = threading.Thread(target=lambda: outs.append(model.encode(texts, batch_size=4)))
+        t.start()
+        t.join()
+    assert len(outs) == 5 and len(created) <= 2 * 2
+    for out in outs:
+        assert np.abs(out - expected).max() < 1e-5
 
 
 _CHILD = textwrap.dedent(
