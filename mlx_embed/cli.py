@@ -32,8 +32,8 @@ def _similarity(args) -> int:
     texts = args.texts or DEMO_TEXTS
     embedder = mlx_embed.load(args.model, pooling=args.pooling)
     print(f"model: {embedder.spec.alias}  dim: {embedder.dim}  source: {embedder.source} ({embedder.path})")
-    vectors = embedder.encode(texts)
-    sims = vectors @ vectors.T
+    vectors = embedder.encode(texts, normalize=True)
+    sims = vectors @ vectors.T  # cosine, also for models that score by dot product
     width = max(len(t) for t in texts) if args.full else 32
     labels = [t if args.full else (t[:29] + "...") if len(t) > 32 else t for t in texts]
     print(" " * (width + 2) + "".join(f"{i:>7d}" for i in range(len(texts))))
