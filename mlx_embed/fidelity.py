@@ -49,7 +49,10 @@ def _rank(x: np.ndarray) -> np.ndarray:
 
 
 def spearman(a: np.ndarray, b: np.ndarray) -> float:
-    ra, rb = _rank(np.asarray(a, float)), _rank(np.asarray(b, float))
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    if not (np.isfinite(a).all() and np.isfinite(b).all()):
+        raise ValueError("spearman: the similarities hold inf or NaN")
+    ra, rb = _rank(a), _rank(b)
     return float(np.corrcoef(ra, rb)[0, 1])
 
 

@@ -25,6 +25,11 @@ def test_spearman_matches_scipy_with_ties(seed):
     assert spearman(a, b) == pytest.approx(expected, abs=1e-12)
 
 
+def test_spearman_refuses_nan():
+    with pytest.raises(ValueError, match="inf or NaN"):
+        spearman([1, float("nan"), 3], [1, 2, 3])
+
+
 def test_spearman_hand_values():
     # ranks of a: 1, 2.5, 2.5, 4 (average for the tie); of b: 4, 3, 2, 1 -> Pearson of the ranks
     a, b = np.array([1.0, 2.0, 2.0, 3.0]), np.array([4.0, 3.0, 2.0, 1.0])
