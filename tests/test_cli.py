@@ -121,6 +121,7 @@ def broken(tmp_path, minilm_path):
         (["fidelity", "{tmp}/dir", "{minilm}"], "{tmp}/dir has no config.json"),
         (["convert", "{minilm}", "{tmp}/file"], "destination {tmp}/file is a file"),
         (["convert", "{minilm}", "{tmp}/garbage"], "exists and is not empty"),
+        (["eval", "--model", "{tmp}/nope", "-k", "0"], "-k must be >= 1, got 0"),  # before loading anything
     ],
 )
 def test_user_errors_are_one_line_without_traceback(capsys, broken, minilm_path, argv, message):

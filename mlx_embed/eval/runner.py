@@ -108,13 +108,15 @@ def plot(rows: list[ModelRow], k: int, path: str) -> None:
 def add_arguments(parser) -> None:
     parser.add_argument("--model", action="append", required=True, help="alias, Hub id or folder; repeatable")
     parser.add_argument("--corpus", action="append", choices=list_corpora(), help="default: all")
-    parser.add_argument("-k", type=int, default=5)
+    parser.add_argument("-k", type=int, default=5, help="cut-off of the headline metrics (nDCG@k, R@k); default 5")
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--markdown", action="store_true")
     parser.add_argument("--plot", metavar="PNG", help="write quality vs size to this PNG (plot extra)")
 
 
 def run(args) -> int:
+    if args.k < 1:
+        raise ValueError(f"-k must be >= 1, got {args.k}")
     rows = run_models(args.model, args.corpus or list_corpora(), args.k)
     if args.json:
         json.dump([asdict(r) for r in rows], sys.stdout, indent=2)
