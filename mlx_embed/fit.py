@@ -17,31 +17,38 @@ that law put a one-layer Qwen3-0.6B at 14.1 GiB for 8192 tokens; measured: 1.7 G
 
 * Weights present ("measured"): a fresh process loads the model, and RSS is recorded after load and
   at its peak (Linux VmHWM plus 5 ms sampling) while embedding a few batch x length points;
-  ``token_bytes`` and ``pair_bytes`` are fitted to those peaks.
+  ``token_bytes`` and ``pair_bytes`` are fitted to the peaks up to 512 tokens, and for a longer model
+  batch 1 is also measured at 1024, 2048, ... tokens and its max length (``long_working``). If that
+  process dies (out of memory, a crash), the model is estimated instead and the row says why
+  (``measure_error``).
 * Weights absent ("estimate"): from ``config.json`` or the registry figures below: resident weight
   bytes for the backend (parameters x bits; on the CPU backend mlx_embed dequantizes Linear weights to
   float32 at load, on Metal they stay 4-bit), the measured runtime constants in ``RUNTIME``, and
   ``token_bytes`` / ``pair_bytes`` measured on a one-layer random model with the same dims (activation
   memory per layer does not depend on the number of layers: layers run one after another).
 
-The budget is ``ram - reserve - alongside``: ``reserve`` is what the OS keeps for itself
-(``DEFAULT_RESERVE``), ``alongside`` memory held by other things (e.g. a 4B VLM next to the embedder).
-Verdict at the default ``encode`` operating point (batch 32, the model's max length, at most
-``max_batch_tokens`` padded tokens per batch: ``encode``'s default for the backend, e.g. 1,024 on CPU and
-16,384 on Metal): "fits" with at least 10% of the budget to spare, "tight" when it fits with
-less, or fits only with a smaller batch or shorter inputs, "does not fit" when even one 128-token text
-does not. Sizes: ``GB`` means GiB (2^30 bytes), as RAM is sold; the table prints GiB / MiB.
+The budget is ``ram - reserve - alongside``: ``ram`` defaults to this machine's RAM and must be given
+for another backend (``--backend metal`` on Linux), ``reserve`` is what the OS keeps for itself
+(``DEFAULT_RESERVE``, 2 GiB: an assumption, not a measurement), ``alongside`` memory held by other things
+(e.g. a 4B VLM next to the embedder). Verdict at the default ``encode`` operating point (batch 32, the
+model's max length, at most ``max_batch_tokens`` padded tokens per batch: ``encode``'s default for the
+backend, e.g. 1,024 on CPU and 16,384 on Metal): "fits" with at least 10% of the budget to spare, "tight"
+when it fits with less, "only with smaller inputs" when it does not fit but smaller batches or shorter
+texts do (``advice`` says which), "does not fit" when even one 128-token text does not. Sizes: ``GB``
+means GiB (2^30 bytes), as RAM is sold; the table prints GiB / MiB.
 
 JSON (``--json``), keys stable, sizes in bytes::
 
     {"schema": "mlx_embed.fit/1", "machine": {...as in mlx_embed.profile},
      "measured_on": {...profile's "backend"} or null, "backend": "cpu" | "metal",
      "budget": {"ram_bytes", "reserve_bytes", "alongside_bytes", "available_bytes"},
-     "models": [{"model", "source", "status": "measured" | "estimate", "backend", "max_length",
+     "models": [{"model", "measure_error": str | null, "source", "weight_format": "fp32" | "4-bit" | ...,
+                 "bits_per_weight", "status": "measured" | "estimate", "backend", "max_length",
                  "footprint", "load_peak", "runtime_overhead", "token_bytes", "pair_bytes",
                  "weights_bytes", "resident_weight_bytes", "parameters", "notes": [str],
                  "measured_peaks": {"BxL": bytes}, "long_working": {"L": bytes},
-                 "verdict": "fits" | "tight" | "does not fit", "advice", "default_batch", "default_length",
+                 "verdict": "fits" | "tight" | "only with smaller inputs" | "does not fit", "advice",
+                 "default_batch", "default_length",
                  "need_bytes", "headroom_bytes", "headroom_fraction",
                  "max_batch_at_max_length", "max_length_at_batch_1",
                  "points": [{"batch", "length", "measured_bytes", "estimated_bytes"}],
@@ -64,12 +71,14 @@ GIB = 1024**3
 MIB = 1024**2
 
 # What macOS keeps for itself on an 8 GB Apple-silicon Mac with no apps open (kernel and wired memory,
-# WindowServer, system daemons). An assumption, not measured here (no Mac): pass --reserve to change it.
+# WindowServer, system daemons). An assumption, not measured here (no Mac), used for every OS and backend:
+# pass --reserve to change it.
 DEFAULT_RESERVE = 2 * GIB
 TIGHT_HEADROOM = 0.10  # "fits" needs at least this fraction of the budget left over
 ENCODE_BATCH_SIZE = 32  # Embedder.encode defaults
 ENCODE_MAX_BATCH_TOKENS = 16384
 SHORT_TEXT = 128  # "does not fit" when even one text of this many tokens does not
+SMALLER_ONLY = "only with smaller inputs"  # the verdict when encode's defaults do not fit but shorter or fewer texts do
 PROBE_LENGTH = 512  # the longest input of the probes the L^2 law is fitted to
 MAX_BATCH_REPORTED = 4096
 
@@ -268,6 +277,8 @@ def assess(model: MemoryModel, budget: Budget, max_batch_tokens: int | None = No
     short = model.need(1, min(SHORT_TEXT, model.max_length))
     if short > available:
         verdict = "does not fit"
+    elif headroom < 0:
+        verdict = SMALLER_ONLY
     elif headroom >= TIGHT_HEADROOM * available:
         verdict = "fits"
     else:
@@ -278,7 +289,7 @@ def assess(model: MemoryModel, budget: Budget, max_batch_tokens: int | None = No
         advice = f"encode's defaults (batch {batch}, up to {length} tokens) fit"
     elif verdict == "does not fit":
         advice = f"one {min(SHORT_TEXT, model.max_length)}-token text needs {format_size(short)} of {format_size(available)}"
-    elif headroom >= 0:
+    elif verdict == "tight":
         advice = f"encode's defaults fit with {100 * headroom / available:.0f}% of the budget to spare"
     elif most >= 1:
         advice = f"at {length} tokens use batch_size <= {most} (or max_batch_tokens <= {most * length})"
@@ -431,10 +442,16 @@ def probe_activations(config: dict, backend: str, max_length: int = PROBE_LENGTH
     keys = ("model_type", "hidden_size", "intermediate_size", "num_attention_heads", "num_key_value_heads", "head_dim")
     shape = json.dumps({k: config.get(k) for k in keys}, sort_keys=True)
     quantized = bool(config.get("quantization") or config.get("quantization_config"))
-    long = ()
-    if backend == "cpu" and max_length > PROBE_LENGTH:
-        long = tuple(sorted({min(PROBE_LENGTH << i, max_length) for i in range(1, 16) if (PROBE_LENGTH << i) < 2 * max_length}))
+    long = long_lengths(max_length) if backend == "cpu" else ()
     return _probe(shape, quantized, backend, long_lengths=long)
+
+
+def long_lengths(max_length: int) -> tuple[int, ...]:
+    """The batch-1 lengths past ``PROBE_LENGTH`` where one text's working set is measured: 1024, 2048, ...
+    and ``max_length`` itself (empty when ``max_length`` <= ``PROBE_LENGTH``)."""
+    if max_length <= PROBE_LENGTH:
+        return ()
+    return tuple(sorted({min(PROBE_LENGTH << i, max_length) for i in range(1, 16) if (PROBE_LENGTH << i) < 2 * max_length}))
 
 
 @lru_cache(maxsize=None)
@@ -541,9 +558,15 @@ def estimate(
 
 
 def _points_for(max_len: int, points: list[tuple[int, int]] | None, max_batch_tokens: int) -> list[tuple[int, int]]:
+    """The batch x length points to measure: ``points`` (default: batch 1 and ``encode``'s default batch at
+    128 tokens and at ``max_len``) and, for a model longer than ``PROBE_LENGTH``, batch 1 at 256 and 512
+    tokens (the L^2 law's lengths) and at each of :func:`long_lengths` (where it no longer holds)."""
     if points is None:
         short = min(SHORT_TEXT, max_len)
         points = [(1, short), default_point(short, max_batch_tokens), (1, max_len), default_point(max_len, max_batch_tokens)]
+    points = list(points)
+    if max_len > PROBE_LENGTH:
+        points += [(1, PROBE_LENGTH // 2), (1, PROBE_LENGTH)] + [(1, n) for n in long_lengths(max_len)]
     return sorted({(b, min(n, max_len)) for b, n in points}, key=lambda p: (p[0] * p[1], p))
 
 
@@ -594,6 +617,7 @@ def _measure(model: str, points: list[tuple[int, int]] | None, import_s: float, 
         "max_length": limit,
         "parameters": stats.parameters,
         "weights_bytes": stats.weights_bytes,
+        "bits_per_weight": stats.bits_per_weight,
         "resident_weight_bytes": int(sum(v.nbytes for _, v in tree_flatten(embedder.model.parameters()))),
         "rss_before_import": rss_before_import,
         "rss_before_load": before_load,
@@ -633,8 +657,13 @@ def parse_points(text: str) -> list[tuple[int, int]]:
 
 
 def measured_model(name: str, got: dict, backend: str) -> MemoryModel:
-    """The :class:`MemoryModel` of a model from the child's measurements (``_measure``)."""
-    token, pair = fit_working_set(got["points"])
+    """The :class:`MemoryModel` of a model from the child's measurements (``_measure``): the L^2 law fitted to
+    the points up to ``PROBE_LENGTH`` tokens, and one text's working set at the batch-1 points past it
+    (``long_working``), as for an estimate."""
+    law = [p for p in got["points"] if p["length"] <= PROBE_LENGTH] or got["points"]
+    token, pair = fit_working_set(law)
+    long_working = {str(p["length"]): max(0, int(p["working_bytes"])) for p in got["points"]
+                    if p["batch"] == 1 and p["length"] > PROBE_LENGTH}
     return MemoryModel(
         name=name,
         status="measured",
@@ -645,6 +674,7 @@ def measured_model(name: str, got: dict, backend: str) -> MemoryModel:
         runtime_overhead=max(0, got["rss_after_warmup"] - got["rss_after_load"]),
         token_bytes=token,
         pair_bytes=pair,
+        long_working=long_working,
         weights_bytes=got["weights_bytes"],
         resident_weight_bytes=got["resident_weight_bytes"],
         parameters=got["parameters"],
@@ -670,7 +700,7 @@ def _locate(name: str):
         return None, config, f"its config.json ({resolved.path})"
     spec = registry.find(name)
     if spec is not None and spec.alias in REGISTRY_CONFIGS:
-        return None, REGISTRY_CONFIGS[spec.alias], "registry figures"
+        return None, REGISTRY_CONFIGS[spec.alias], f"registry figures ({spec.hub_id})"
     raise ValueError(f"{name!r}: no weights and no config.json on this machine to estimate from; pass a folder with its config.json")
 
 
@@ -686,6 +716,35 @@ def _max_length_of(name: str, config: dict, path: Path | None) -> int:
             return min(found, limit)
     spec = registry.find(name)
     return min(spec.max_length, limit) if spec else limit
+
+
+def weight_format(config: dict, float_dtype: str | None = None) -> str:
+    """How a checkpoint stores its weights: ``"4-bit"``, ``"mixed 4/8-bit"`` (per-layer bits), or for an
+    unquantized one its float type (``"fp32"``, ``"fp16"``, ``"bf16"``): ``float_dtype`` as read from its
+    files, else the config's ``torch_dtype``, else fp32."""
+    quant = config.get("quantization") or config.get("quantization_config")
+    if quant:
+        bits = {quant.get("bits", 4)} | {v["bits"] for v in quant.values() if isinstance(v, dict) and "bits" in v}
+        return f"{bits.pop()}-bit" if len(bits) == 1 else "mixed " + "/".join(str(b) for b in sorted(bits)) + "-bit"
+    name = str(float_dtype or config.get("torch_dtype") or config.get("dtype") or "float32").lower()
+    return {"f32": "fp32", "float32": "fp32", "f16": "fp16", "float16": "fp16", "bf16": "bf16", "bfloat16": "bf16"}.get(name, name)
+
+
+def files_float_dtype(folder: Path | None) -> str | None:
+    """The float type holding most of the values in ``folder``'s safetensors files (``"F32"``, ...), or None."""
+    from .stats import safetensors_header
+
+    if folder is None:
+        return None
+    counts: dict[str, int] = {}
+    for f in sorted(folder.glob("*.safetensors")):
+        for info in safetensors_header(f).values():
+            if info["dtype"] in ("F32", "F16", "BF16"):
+                n = 1
+                for d in info["shape"]:
+                    n *= d
+                counts[info["dtype"]] = counts.get(info["dtype"], 0) + n
+    return max(counts, key=counts.__getitem__) if counts else None
 
 
 def _import_rss() -> int | None:
@@ -716,12 +775,17 @@ def report(
     import psutil
 
     from . import registry
-    from .profile import backend_info, machine_info, run_child
+    from .profile import ChildFailed, backend_info, machine_info, run_child
 
     here = this_backend()
     backend = backend or here
     if backend not in ("cpu", "metal"):
         raise ValueError(f"the fit report answers for the cpu or metal backend, not {backend!r}: pass --backend cpu or --backend metal")
+    if ram is None and backend != here:
+        raise ValueError(
+            f"--ram is required with --backend {backend} on this {here} machine: its RAM says nothing about the "
+            f"{backend} machine you mean; pass that machine's RAM, e.g. --ram 8GB"
+        )
     budget = Budget(ram if ram is not None else int(psutil.virtual_memory().total), reserve, alongside).check()
     models = list(models) if models else list(registry.REGISTRY)
     import_rss = _import_rss() if backend == here else None
@@ -732,16 +796,23 @@ def report(
         if backend != here and spec is not None and spec.alias in REGISTRY_CONFIGS and not os.path.isdir(name):
             # On another backend an alias means what a machine of that kind would download: the registry's layout.
             resolved, config, origin = None, REGISTRY_CONFIGS[spec.alias], f"registry figures ({spec.hub_id})"
-        row: dict = {"model": name}
+        row: dict = {"model": name, "measure_error": None}
+        got = None
         if resolved is not None and measure and backend == here:
             args = ["--model", name]
             if points:
                 args += ["--points", ",".join(f"{b}x{n}" for b, n in points)]
-            got = run_child("mlx_embed.fit", args)["model"]
+            try:
+                got = run_child("mlx_embed.fit", args)["model"]
+            except ChildFailed as err:
+                row["measure_error"] = err.reason
+        if got is not None:
             model = measured_model(name, got, backend)
             est = estimate(name, got["config"], backend, max_length=model.max_length, import_rss=got["rss_before_load"],
                            by_name=resolved.source != "folder")
             row["source"] = got["source"]
+            row["weight_format"] = weight_format(got["config"], files_float_dtype(Path(got["path"])))
+            row["bits_per_weight"] = got["bits_per_weight"]
             row["points"] = [
                 {"batch": p["batch"], "length": p["length"], "measured_bytes": p["peak_bytes"],
                  "estimated_bytes": est.need(p["batch"], p["length"])}
@@ -756,11 +827,18 @@ def report(
                 model.notes.append(f"estimated from {origin}")
             elif resolved is None:
                 model.notes.append(f"weights not on this machine: estimated from {origin}")
+            elif row["measure_error"] is not None:
+                model.notes.append(
+                    f"measuring failed, so estimated instead: the measuring process was {row['measure_error']}; "
+                    "to measure, give smaller --points, e.g. 1x128,8x128"
+                )
             elif not measure:
                 model.notes.append("weights present; estimated as asked (--estimate-only)")
             else:
                 model.notes.append(f"weights present, but measurements here are for {here}, not {backend}")
             row["source"] = origin if resolved is None else resolved.source
+            row["weight_format"] = weight_format(config, files_float_dtype(path) if resolved is not None else None)
+            row["bits_per_weight"] = 8 * model.weights_bytes / model.parameters if model.parameters else None
             row["points"] = []
         row.update({k: v for k, v in asdict(model).items() if k != "name"})
         row.update(assess(model, budget))
@@ -817,7 +895,7 @@ def format_report(rep: dict) -> str:
     body = []
     for r in rep["models"]:
         body.append([
-            r["model"], r["status"], format_size(r["weights_bytes"] or 0), format_size(r["footprint"]),
+            r["model"], r["status"], f"{format_size(r['weights_bytes'] or 0)} {r['weight_format']}", format_size(r["footprint"]),
             f"{format_size(r['need_bytes'])} @ {r['default_batch']}x{r['default_length']}",
             f"{format_size(r['headroom_bytes'])} ({100 * r['headroom_fraction']:.0f}%)", r["verdict"],
             f"{r['max_batch_at_max_length']} @ {r['max_length']}", str(r["max_length_at_batch_1"]),
@@ -827,6 +905,7 @@ def format_report(rep: dict) -> str:
     lines += ["  ".join(x.ljust(w) for x, w in zip(row, widths)) for row in body]
     for r in rep["models"]:
         lines.append(f"{r['model']}: {r['verdict']}: {r['advice']}")
+        lines.append(f"{r['model']}: weights: {r['weight_format']}, from {r['source']}")
         if r["points"]:
             pts = ", ".join(
                 f"{p['batch']}x{p['length']}: {format_size(p['measured_bytes'])} (estimate {100 * (p['estimated_bytes'] / p['measured_bytes'] - 1):+.0f}%)"
@@ -839,12 +918,14 @@ def format_report(rep: dict) -> str:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--ram", help="RAM budget, e.g. 8GB (default: this machine's RAM)")
+    parser.add_argument("--ram", help="RAM budget, e.g. 8GB (default: this machine's RAM; required with a --backend "
+                        "other than this machine's)")
     parser.add_argument("--alongside", default="0", help="memory held by other things, e.g. 2.5GB for a 4B VLM")
     parser.add_argument("--reserve", default=None, help=f"kept for the OS (default {format_size(DEFAULT_RESERVE)})")
     parser.add_argument("--model", action="append", metavar="M", help="alias, Hub id or folder (default: all registry models)")
     parser.add_argument("--backend", choices=["cpu", "metal"], help="the backend to answer for (default: this machine's)")
-    parser.add_argument("--points", help="batch x length points to measure, e.g. 1x128,32x256")
+    parser.add_argument("--points", help="batch x length points to measure, e.g. 1x128,32x256 (models longer than 512 "
+                        "tokens are also measured at batch 1 x 256, 512, 1024, 2048, ... tokens)")
     parser.add_argument("--estimate-only", action="store_true", help="estimate present models too, do not measure")
     parser.add_argument("--json", action="store_true", help="print the JSON report")
 

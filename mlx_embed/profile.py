@@ -46,6 +46,7 @@ import gc
 import json
 import os
 import platform
+import signal
 import subprocess
 import sys
 import tempfile
@@ -453,8 +454,35 @@ importlib.import_module(sys.argv[2])._child_main(sys.argv[3:], import_s=_t1 - _t
 """
 
 
+class ChildFailed(RuntimeError):
+    """The measuring child process died or failed; ``reason`` says how, in one line."""
+
+    def __init__(self, reason: str, tail: str = ""):
+        super().__init__(f"measuring in a child process failed: {reason}" + (f"\n{tail}" if tail else ""))
+        self.reason = reason
+        self.tail = tail
+
+
+def exit_reason(returncode: int) -> str:
+    """A child's exit status in words; a negative one is the signal that ended it."""
+    if returncode >= 0:
+        return f"exit status {returncode}"
+    try:
+        name = signal.Signals(-returncode).name
+    except ValueError:
+        return f"killed by signal {-returncode}"
+    if name == "SIGKILL":
+        return "killed by SIGKILL, likely out of memory (the kernel's OOM killer)"
+    if name == "SIGSEGV":
+        return "killed by SIGSEGV, a crash (MLX crashes this way when an allocation fails, e.g. under ulimit -v)"
+    return f"killed by {name}"
+
+
 def run_child(module: str, args: list[str], timeout: float | None = None) -> dict:
-    """Run ``module._child_main(args)`` in a fresh interpreter and return the JSON it writes to ``--out``."""
+    """Run ``module._child_main(args)`` in a fresh interpreter and return the JSON it writes to ``--out``.
+
+    Raises :class:`ChildFailed` when the child dies (a signal such as the OOM killer's) or exits non-zero,
+    ``ValueError`` for the bad input the child reports."""
     root = str(Path(__file__).resolve().parents[1])
     env = dict(os.environ)
     env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
@@ -466,8 +494,11 @@ def run_child(module: str, args: list[str], timeout: float | None = None) -> dic
             capture_output=True, text=True, env=env, timeout=timeout,
         )
         if proc.returncode != 0 or not out.exists():
-            tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-15:])
-            raise RuntimeError(f"measuring in a child process failed (exit {proc.returncode}):\n{tail}")
+            lines = (proc.stderr or proc.stdout).strip().splitlines()
+            reason = exit_reason(proc.returncode) if proc.returncode != 0 else "exited without writing its result"
+            if proc.returncode > 0 and lines:
+                reason += f": {lines[-1].strip()}"
+            raise ChildFailed(reason, "\n".join(lines[-15:]))
         result = json.loads(out.read_text())
     if "error" in result:
         raise ValueError(result["error"])

@@ -23,6 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from mlx_embed import fit  # noqa: E402
+from mlx_embed.profile import ChildFailed  # noqa: E402
 
 
 def _calibrate(models: list[str] | None, as_json: bool) -> int:
@@ -64,6 +65,10 @@ def main() -> int:
     except (ValueError, FileNotFoundError) as err:
         print(f"memory_fit: error: {err}", file=sys.stderr)
         return 2
+    except ChildFailed as err:
+        print(f"memory_fit: error: the measuring process was {err.reason}; calibrate on other models, "
+              "or check the memory left on this machine", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":
