@@ -20,7 +20,7 @@ import mlx.nn as nn
 import numpy as np
 from mlx.utils import tree_flatten
 
-from . import loading
+from . import loading, registry
 from .pooling import POOLERS
 from .stats import checkpoint_stats
 from .tokenize import TextEncoder, load_tokenizer, read_json
@@ -427,6 +427,24 @@ def quantize_model(
 HALF_NAMES = {mx.float16: "float16", mx.bfloat16: "bfloat16"}
 
 
+def _full_precision(src: str | os.PathLike) -> str | os.PathLike:
+    """``src``, or the upstream id where ``src`` names a registry model's quantized checkpoint."""
+    name = os.fspath(src)
+    spec = None if os.path.isdir(name) else registry.find(name)
+    return spec.upstream_id if spec is not None and spec.upstream_id and name != spec.upstream_id else src
+
+
+def _clear_destination(dst: Path, src: Path) -> None:
+    """Create ``dst``, or (``overwrite``) remove what an earlier conversion left there that this one
+    would not replace: any weight file (every ``*.safetensors`` in a folder is loaded) and copied files
+    the new source lacks. Other files are left alone."""
+    dst.mkdir(parents=True, exist_ok=True)
+    stale = [*dst.glob("*.safetensors"), *dst.glob("*.safetensors.index.json")]
+    stale += [dst / name for name in COPY_FILES if (dst / name).is_file() and not (src / name).exists()]
+    for path in stale:
+        path.unlink()
+
+
 def _half_dtype(weights: dict[str, mx.array]) -> mx.Dtype:
     """bfloat16 for a source stored in bfloat16, else float16.
 
@@ -449,7 +467,9 @@ def convert(
     overwrite: bool = False,
     pooling: str | None = None,
 ):
-    """Convert ``src`` (folder, alias or Hub id of a full-precision model) into ``dst``.
+    """Convert ``src`` (folder, alias or Hub id of a full-precision model) into ``dst``. A registry
+    alias or mlx-community id (a quantized checkpoint) converts from the model's full-precision
+    upstream: ``minilm`` from ``sentence-transformers/all-MiniLM-L6-v2``.
 
     Returns a :class:`~mlx_embed.fidelity.FidelityReport` of ``dst`` against ``src`` (``report=True``),
     else None. ``bits`` 16 / 32 store 16-bit (see below) / float32 weights without quantization. ``recipe``
@@ -467,15 +487,16 @@ def convert(
         raise ValueError(f"Unknown recipe {recipe!r}. Known recipes: {', '.join(RECIPES)}")
     if rounding is not None and rounding not in ROUNDINGS:
         raise ValueError(f"Unknown rounding {rounding!r}; choose one of {', '.join(ROUNDINGS)}")
-    resolved = loading.resolve(src)
+    resolved = loading.resolve(_full_precision(src))
     config = loading.read_config(resolved.path)
     if loading.quantization_config(config):
         raise ValueError(f"{resolved.path} is already quantized: convert from the full-precision model")
     spec = loading.spec_for(resolved, config, pooling)  # fails early on unknown pooling
     dst = Path(dst)
+    if dst.resolve() == resolved.path.resolve():
+        raise ValueError(f"{dst} is the source folder: converting in place would overwrite its weights; pick another folder")
     if dst.exists() and any(dst.iterdir()) and not overwrite:
         raise FileExistsError(f"{dst} exists and is not empty; pass overwrite=True (--overwrite) or pick another folder")
-    dst.mkdir(parents=True, exist_ok=True)
 
     source_weights = loading.load_weights(resolved.path)
     half = _half_dtype(source_weights)
@@ -509,6 +530,7 @@ def convert(
         "source": spec.upstream_id or resolved.name,
     }
 
+    _clear_destination(dst, resolved.path)
     prefix = SAVE_PREFIX[config["model_type"]]
     weights = {prefix + k: v for k, v in tree_flatten(model.parameters())}
     mx.save_safetensors(str(dst / "model.safetensors"), weights, metadata={"format": "mlx"})

@@ -38,10 +38,6 @@ GPU_BATCH_TOKENS = 16384
 # Texts tokenized at a time by one encode() call: the token ids of a whole corpus would grow with it.
 ENCODE_CHUNK = 4096
 
-# On the CPU backend this many batches run at once, each on its own MLX stream (a thread of its own;
-# the default CPU stream runs on the calling thread), with OpenBLAS at cores // streams threads.
-# 0 runs batches inline as on Metal. MiniLM, 600 texts of scripts/bench.py, 2 idle cores: 8.6 s
-# with two streams dispatched a layer at a time, 9.7 s inline, 13.6 s dispatching whole forwards.
 def _env_streams() -> int:
     default = min(2, os.cpu_count() or 1)
     value = os.environ.get("MLX_EMBED_CPU_STREAMS")
@@ -52,6 +48,10 @@ def _env_streams() -> int:
         return default
 
 
+# On the CPU backend this many batches run at once, each on its own MLX stream (a thread of its own;
+# the default CPU stream runs on the calling thread), with OpenBLAS at cores // streams threads.
+# 0 runs batches inline as on Metal. MiniLM, 600 texts of scripts/bench.py, 2 idle cores: 8.6 s
+# with two streams dispatched a layer at a time, 9.7 s inline, 13.6 s dispatching whole forwards.
 CPU_STREAMS = _env_streams()
 
 # MLX streams belong to the Python thread that made them and are never freed (each holds an OS

