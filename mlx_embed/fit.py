@@ -19,7 +19,7 @@ that law put a one-layer Qwen3-0.6B at 14.1 GiB for 8192 tokens; measured: 1.7 G
   at its peak (Linux VmHWM plus 5 ms sampling) while embedding a few batch x length points;
   ``token_bytes`` and ``pair_bytes`` are fitted to the peaks up to 512 tokens, and for a longer model
   batch 1 is also measured at 1024, 2048, ... tokens and its max length (``long_working``). If that
-  process dies (out of memory, a crash), the model is estimated instead and the row says why
+  process dies (out of memory, a crash) or runs past ``MEASURE_TIMEOUT``, the model is estimated instead and the row says why
   (``measure_error``).
 * Weights absent ("estimate"): from ``config.json`` or the registry figures below: resident weight
   bytes for the backend (parameters x bits; on the CPU backend mlx_embed dequantizes Linear weights to
@@ -78,6 +78,7 @@ TIGHT_HEADROOM = 0.10  # "fits" needs at least this fraction of the budget left 
 ENCODE_BATCH_SIZE = 32  # Embedder.encode defaults
 ENCODE_MAX_BATCH_TOKENS = 16384
 SHORT_TEXT = 128  # "does not fit" when even one text of this many tokens does not
+MEASURE_TIMEOUT = 1800.0  # seconds one model's measuring process may take before it is estimated instead
 SMALLER_ONLY = "only with smaller inputs"  # the verdict when encode's defaults do not fit but shorter or fewer texts do
 PROBE_LENGTH = 512  # the longest input of the probes the L^2 law is fitted to
 MAX_BATCH_REPORTED = 4096
@@ -803,7 +804,7 @@ def report(
             if points:
                 args += ["--points", ",".join(f"{b}x{n}" for b, n in points)]
             try:
-                got = run_child("mlx_embed.fit", args)["model"]
+                got = run_child("mlx_embed.fit", args, timeout=MEASURE_TIMEOUT)["model"]
             except ChildFailed as err:
                 row["measure_error"] = err.reason
         if got is not None:

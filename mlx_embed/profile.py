@@ -481,18 +481,21 @@ def exit_reason(returncode: int) -> str:
 def run_child(module: str, args: list[str], timeout: float | None = None) -> dict:
     """Run ``module._child_main(args)`` in a fresh interpreter and return the JSON it writes to ``--out``.
 
-    Raises :class:`ChildFailed` when the child dies (a signal such as the OOM killer's) or exits non-zero,
-    ``ValueError`` for the bad input the child reports."""
+    Raises :class:`ChildFailed` when the child dies (a signal such as the OOM killer's), exits non-zero
+    or runs past ``timeout`` seconds (then it is killed), ``ValueError`` for the bad input the child reports."""
     root = str(Path(__file__).resolve().parents[1])
     env = dict(os.environ)
     env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     env.setdefault("TOKENIZERS_PARALLELISM", "false")
     with tempfile.TemporaryDirectory(prefix="mlx_embed_child_") as tmp:
         out = Path(tmp) / "result.json"
-        proc = subprocess.run(
-            [sys.executable, "-c", _BOOTSTRAP, procmem.__file__, module, *args, "--out", str(out)],
-            capture_output=True, text=True, env=env, timeout=timeout,
-        )
+        try:
+            proc = subprocess.run(
+                [sys.executable, "-c", _BOOTSTRAP, procmem.__file__, module, *args, "--out", str(out)],
+                capture_output=True, text=True, env=env, timeout=timeout,
+            )
+        except subprocess.TimeoutExpired:
+            raise ChildFailed(f"stopped after {timeout:g} s without finishing (hung, or swapping)") from None
         if proc.returncode != 0 or not out.exists():
             lines = (proc.stderr or proc.stdout).strip().splitlines()
             reason = exit_reason(proc.returncode) if proc.returncode != 0 else "exited without writing its result"

@@ -229,6 +229,14 @@ def test_a_killed_measuring_process_is_named(tmp_path, monkeypatch):
     assert profile.exit_reason(3) == "exit status 3"
 
 
+def test_a_hung_measuring_process_is_stopped(tmp_path, monkeypatch):
+    (tmp_path / "hangs.py").write_text("import time\n\n\ndef _child_main(argv, **kwargs):\n    time.sleep(600)\n")
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path))
+    with pytest.raises(profile.ChildFailed) as err:
+        profile.run_child("hangs", [], timeout=3)
+    assert err.value.reason == "stopped after 3 s without finishing (hung, or swapping)"
+
+
 def test_fit_reports_a_dead_measuring_process_and_goes_on(monkeypatch, capsys, minilm_path):
     def dies(module: str, args: list[str], timeout: float | None = None) -> dict:
         raise profile.ChildFailed(profile.exit_reason(-9))
