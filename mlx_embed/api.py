@@ -34,8 +34,9 @@ def load(
 
     ``local_files_only`` defaults to ``HF_HUB_OFFLINE``. ``pooling`` is needed only for folders that
     are neither registry models nor say their pooling in sentence-transformers files.
-    ``dequantize`` (default: on the CPU backend only) turns quantized Linear weights into float32 once
-    at load: CPU float32 matmuls are ~70x faster than CPU quantized ones; the Metal path keeps 4-bit.
+    ``dequantize`` (default: on the CPU backend only) turns quantized Linear weights into float ones once
+    at load (float32 on CPU: CPU float32 matmuls are ~70x faster than CPU quantized ones; on a GPU
+    ``dtype`` or the checkpoint's own); the Metal path keeps 4-bit by default.
     ``dtype`` (``"float32"``, ``"float16"``, ``"bfloat16"``) is what floating parameters, and so the
     computation, use; default: float32 on the CPU backend (CPU half-precision matmuls skip BLAS), the
     checkpoint's own on a GPU (float16 or bfloat16). Packed 4-bit weights stay packed either way.
@@ -56,10 +57,10 @@ def load(
             f"{config['vocab_size']} embeddings: the tokenizer files belong to another model. Copy the source model's tokenizer files."
         )
     net = loading.build_model(config, weights)
-    if dequantize if dequantize is not None else on_cpu():
-        loading.dequantize_linears(net, keep_dtype=not on_cpu())
     if dtype is None and on_cpu():
         dtype = "float32"  # CPU fp16/bf16 matmuls do not use BLAS (5-7 GFLOP/s)
+    if dequantize if dequantize is not None else on_cpu():
+        loading.dequantize_linears(net, None if dtype is None else DTYPES[dtype])
     if dtype is not None:
         net.set_dtype(DTYPES[dtype])
         mx.eval(net.parameters())  # cast now, so memory after load is what encoding will use

@@ -1,7 +1,7 @@
 """Data-aware rounding of Linears and the token table onto the stock affine grid (GPTQ).
 
 Writes the layout ``mx.quantize`` writes (``w ~= scale * q + bias``, ``q`` in ``[0, 2**bits - 1]``,
-groups of ``group_size`` consecutive input columns, fp16 scales and biases): only the stored values
+groups of ``group_size`` consecutive input columns, float16 or bfloat16 scales and biases): only the stored values
 differ, so any mlx / mlx-lm style loader reads the result.
 
 :func:`gptq` runs the float model on unlabelled calibration texts (``calibration_texts.py``) and, block

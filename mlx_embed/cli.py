@@ -201,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, TypeError, OSError, ArithmeticError) as err:
+    except (ValueError, TypeError, OSError, FloatingPointError) as err:
         print(f"mlx-embed: error: {err}", file=sys.stderr)
         return 2
 

@@ -21,6 +21,7 @@ import numpy as np
 from mlx.utils import tree_flatten
 
 from . import loading, registry
+from .api import DTYPES
 from .pooling import POOLERS
 from .stats import checkpoint_stats
 from .tokenize import TextEncoder, load_tokenizer, read_json
@@ -74,7 +75,7 @@ class Recipe:
     ``choose(path, module, n_layers)`` returns None (the converter's default bits / group size),
     False (keep the module in float) or ``{"bits", "group_size"}``. ``rounding`` is ``"nearest"``
     (``mx.quantize``, what mlx-community checkpoints use), ``"mse"`` (per-group scale and bias
-    fitted to minimise the squared error of the stored fp16 values) or ``"gptq"`` (the token table
+    fitted to minimise the squared error of the stored values) or ``"gptq"`` (the token table
     first, with :func:`mlx_embed.calibrate.gptq_table`, its first token's error moved into position
     0's row; then the Linears in the transformer blocks with :func:`mlx_embed.calibrate.gptq` on
     :data:`~mlx_embed.calibration_texts.CALIBRATION_TEXTS`, fed the rounded table, their float biases
@@ -211,7 +212,7 @@ def mse_quantize(
     with each group's scale and bias chosen to minimise the squared error of what is stored.
 
     Candidates per group: ``mx.quantize``'s own, and for each clipping ratio in ``shrinks`` a range
-    refined by alternating least squares (codes for the current fp16 scale/bias, then the
+    refined by alternating least squares (codes for the current stored scale/bias, then the
     least-squares scale/bias for those codes). The best candidate per group is kept, so the error is
     never above ``mx.quantize``'s. No data is needed.
     """
@@ -230,18 +231,18 @@ def mse_quantize(
             half = (hi - lo) * (shrink / 2)
             s, b = 2 * half / (2**bits - 1), (hi + lo) / 2 - half
             for it in range(iters + 1):
-                s16, b16 = _stored(mx.maximum(s, 1e-7), dtype), _stored(b, dtype)
-                q = _codes(g, s16, b16, bits)
+                s_st, b_st = _stored(mx.maximum(s, 1e-7), dtype), _stored(b, dtype)
+                q = _codes(g, s_st, b_st, bits)
                 if it == iters:
                     break
                 dq = q - q.mean(-1, keepdims=True)
                 var = mx.square(dq).sum(-1)
-                s = mx.where(var > 0, (dq * g).sum(-1) / mx.maximum(var, 1e-30), s16)
+                s = mx.where(var > 0, (dq * g).sum(-1) / mx.maximum(var, 1e-30), s_st)
                 b = mean_w - s * q.mean(-1)
-            err = mx.square(q * s16[..., None] + b16[..., None] - g).sum(-1)
+            err = mx.square(q * s_st[..., None] + b_st[..., None] - g).sum(-1)
             better = err < best_err
             best_err = mx.where(better, err, best_err)
-            best_s, best_b = mx.where(better, s16, best_s), mx.where(better, b16, best_b)
+            best_s, best_b = mx.where(better, s_st, best_s), mx.where(better, b_st, best_b)
             mx.eval(best_err, best_s, best_b)
         codes = _codes(g, best_s, best_b, bits).reshape(chunk.shape)
         packed.append(_pack(codes, bits))
@@ -424,7 +425,7 @@ def quantize_model(
     return overrides
 
 
-HALF_NAMES = {mx.float16: "float16", mx.bfloat16: "bfloat16"}
+DTYPE_NAMES = {dtype: name for name, dtype in DTYPES.items()}
 
 
 def _full_precision(src: str | os.PathLike) -> str | os.PathLike:
@@ -523,7 +524,7 @@ def convert(
         quant.update({prefix + path: value for path, value in overrides.items()})
         out_config["quantization"] = quant
         out_config["quantization_config"] = quant
-    out_config["torch_dtype"] = out_config["dtype"] = "float32" if bits == 32 else HALF_NAMES[half]
+    out_config["torch_dtype"] = out_config["dtype"] = DTYPE_NAMES[mx.float32 if bits == 32 else half]
     out_config["mlx_embed"] = {
         "recipe": recipe if bits <= 8 else None,
         "rounding": (rounding or RECIPES[recipe].rounding) if bits <= 8 else None,

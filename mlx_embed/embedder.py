@@ -114,9 +114,13 @@ def _with_prompt(items: list[str], prompt: str | None) -> list[str]:
     return [prompt + t for t in items]
 
 
-def _check_bool(name: str, value) -> bool:
+def _check_bool(name: str, value, default: bool | None = None) -> bool:
+    """``value`` as a bool; None means ``default`` where one is given (the model's own choice)."""
+    if value is None and default is not None:
+        return default
     if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{name} must be True or False, got {value!r}")
+        choices = "True, False or None (the model's own choice)" if default is not None else "True or False"
+        raise TypeError(f"{name} must be {choices}, got {value!r}")
     return bool(value)
 
 
@@ -228,9 +232,7 @@ class Embedder:
             max_batch_tokens = CPU_BATCH_TOKENS if mx.default_device() == mx.cpu else GPU_BATCH_TOKENS
         max_batch_tokens = _check_int("max_batch_tokens", max_batch_tokens, 1)
         max_length = self._check_max_length(max_length)
-        if normalize is not None and not isinstance(normalize, (bool, np.bool_)):
-            raise TypeError(f"normalize must be True, False or None (the model's own choice), got {normalize!r}")
-        normalize = self._spec.normalize if normalize is None else bool(normalize)
+        normalize = _check_bool("normalize", normalize, default=self._spec.normalize)
         truncate, show_progress = (
             _check_bool(name, value) for name, value in (("truncate", truncate), ("show_progress", show_progress))
         )

@@ -830,8 +830,8 @@ def report(
                 model.notes.append(f"weights not on this machine: estimated from {origin}")
             elif row["measure_error"] is not None:
                 model.notes.append(
-                    f"measuring failed, so estimated instead: the measuring process was {row['measure_error']}; "
-                    "to measure, give smaller --points, e.g. 1x128,8x128"
+                    f"measuring failed, so estimated instead ({row['measure_error']}); "
+                    "close other apps and run again to measure, or pass --estimate-only to skip measuring"
                 )
             elif not measure:
                 model.notes.append("weights present; estimated as asked (--estimate-only)")

@@ -335,9 +335,9 @@ def build_model(config: dict, weights: dict[str, mx.array]) -> nn.Module:
     return model
 
 
-def dequantize_linears(model: nn.Module, keep_dtype: bool = False) -> int:
-    """Replace each QuantizedLinear with a float32 Linear holding its dequantized weights (with
-    ``keep_dtype``, in the dtype of its scales: what the rest of the checkpoint computes in).
+def dequantize_linears(model: nn.Module, dtype: mx.Dtype | None = mx.float32) -> int:
+    """Replace each QuantizedLinear with a Linear holding its dequantized weights in ``dtype`` (None:
+    the dtype of its scales, what the rest of the checkpoint computes in).
 
     On the CPU backend 4-bit ``quantized_matmul`` runs at ~3 GFLOP/s while an fp32 sgemm runs at
     ~230 (OpenBLAS), so dequantizing once at load is the fast path; the files stay quantized.
@@ -355,11 +355,11 @@ def dequantize_linears(model: nn.Module, keep_dtype: bool = False) -> int:
                 m.bits,
                 mode=m.mode,
             )
-            dtype = m.scales.dtype if keep_dtype else mx.float32
+            target = m.scales.dtype if dtype is None else dtype
             linear = nn.Linear(w.shape[1], w.shape[0], bias="bias" in m)
-            linear.weight = w.astype(dtype)
+            linear.weight = w.astype(target)
             if "bias" in m:
-                linear.bias = m.bias.astype(dtype)
+                linear.bias = m.bias.astype(target)
             replaced.append((name, linear))
     if replaced:
         model.update_modules(tree_unflatten(replaced))

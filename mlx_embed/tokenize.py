@@ -154,12 +154,12 @@ class TextEncoder:
     def _long_head(self, text: str, max_length: int) -> tuple[list[int], AtLeast] | None:
         """The ids of ``text`` cut to ``max_length`` from a prefix that holds more than ``2 * max_length``
         tokens, and that prefix's count; None when no such prefix is found. The prefix ends before
-        whitespace where there is some (else anywhere: CJK): tokenizers split words locally, so a cut
+        whitespace in its second half (else anywhere: CJK): tokenizers split words locally, so a cut
         that far past the kept tokens cannot change them."""
         size = 16 * max_length
         while size < len(text):
             end = max(text.rfind(c, 0, size) for c in " \n\t")
-            end = end if end > 0 else size
+            end = end if end > size // 2 else size
             (full,) = self._encode([text[:end]], None)
             if len(full) > 2 * max_length:
                 return self._encode([text[:end]], max_length)[0], AtLeast(len(full))

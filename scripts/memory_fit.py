@@ -66,7 +66,7 @@ def main() -> int:
         print(f"memory_fit: error: {err}", file=sys.stderr)
         return 2
     except ChildFailed as err:
-        print(f"memory_fit: error: the measuring process was {err.reason}; calibrate on other models, "
+        print(f"memory_fit: error: measuring failed ({err.reason}); calibrate on other models, "
               "or check the memory left on this machine", file=sys.stderr)
         return 1
 

@@ -276,6 +276,7 @@ def test_graded_ndcg_uses_the_labels_as_gains():
         (lambda: recall_at_k("d01", {"d01"}, 1), TypeError, "ranked must be a sequence"),
         (lambda: ndcg_at_k(["a"], {"a": None}, 1), TypeError, "label of document 'a' must be a number"),
         (lambda: ndcg_at_k(["a"], {"a": "1"}, 1), TypeError, "label of document 'a' must be a number"),
+        (lambda: ndcg_at_k(["a"], {"a": True}, 1), TypeError, "label of document 'a' must be a number"),
         (lambda: evaluate_run({"q": ["a"]}, {"q": {"a": 1}}), TypeError, "got list"),
         (lambda: evaluate_run({"q": {"a": None}}, {"q": {"a": 1}}), TypeError, "score of document 'a' must be a number"),
         (lambda: evaluate_run({"q": {"a": "nan"}}, {"q": {"a": 1}}), TypeError, "score of document 'a' must be a number"),

@@ -106,7 +106,7 @@ def _top_k(ranked: Iterable[str], k: int) -> list[str]:
 
 
 def _label(doc: str, label) -> float:
-    if isinstance(label, (str, bytes)) or not isinstance(label, (int, float, np.integer, np.floating)):
+    if isinstance(label, (str, bytes, bool)) or not isinstance(label, (int, float, np.integer, np.floating)):
         raise TypeError(f"the relevance label of document {doc!r} must be a number, got {label!r}")
     if math.isnan(label):
         raise ValueError(f"the relevance label of document {doc!r} is NaN")
@@ -129,7 +129,7 @@ def _as_set(relevant: Collection[str] | Mapping[str, float]) -> frozenset:
     return frozenset(d for d, g in _gains(relevant).items() if g >= 1)
 
 
-def precision_at_k(ranked: Sequence[str], relevant: Collection[str], k: int) -> float:
+def precision_at_k(ranked: Sequence[str], relevant: Collection[str] | Mapping[str, float], k: int) -> float:
     """``P@k = hits in top k / k`` (trec_eval ``P_k``)."""
     k = _check_k(k)
     rel = _as_set(relevant)
@@ -139,7 +139,7 @@ def precision_at_k(ranked: Sequence[str], relevant: Collection[str], k: int) -> 
     return hits / k
 
 
-def recall_at_k(ranked: Sequence[str], relevant: Collection[str], k: int) -> float:
+def recall_at_k(ranked: Sequence[str], relevant: Collection[str] | Mapping[str, float], k: int) -> float:
     """``R@k = hits in top k / |relevant|`` (trec_eval ``recall_k``)."""
     k = _check_k(k)
     rel = _as_set(relevant)
@@ -149,7 +149,7 @@ def recall_at_k(ranked: Sequence[str], relevant: Collection[str], k: int) -> flo
     return hits / len(rel)
 
 
-def mrr_at_k(ranked: Sequence[str], relevant: Collection[str], k: int) -> float:
+def mrr_at_k(ranked: Sequence[str], relevant: Collection[str] | Mapping[str, float], k: int) -> float:
     """Reciprocal rank of the first relevant doc within the top ``k``, else 0."""
     k = _check_k(k)
     rel = _as_set(relevant)
@@ -163,8 +163,10 @@ def mrr_at_k(ranked: Sequence[str], relevant: Collection[str], k: int) -> float:
 
 def ndcg_at_k(ranked: Sequence[str], relevant: Collection[str] | Mapping[str, float], k: int) -> float:
     """nDCG@k with ``1/log2(rank+1)`` discount and the labels as gains (trec_eval ``ndcg_cut_k``)."""
-    k = _check_k(k)
-    gains = _gains(relevant)
+    return _ndcg(ranked, _gains(relevant), _check_k(k))
+
+
+def _ndcg(ranked: Sequence[str], gains: dict[str, float], k: int) -> float:
     if not any(g >= 1 for g in gains.values()):
         return 0.0
     dcg = sum(gains.get(d, 0.0) / math.log2(i + 1) for i, d in enumerate(_top_k(ranked, k), start=1))
@@ -173,7 +175,7 @@ def ndcg_at_k(ranked: Sequence[str], relevant: Collection[str] | Mapping[str, fl
     return dcg / idcg
 
 
-def map_at_k(ranked: Sequence[str], relevant: Collection[str], k: int) -> float:
+def map_at_k(ranked: Sequence[str], relevant: Collection[str] | Mapping[str, float], k: int) -> float:
     """Average precision cut at ``k``, divided by ``|relevant|`` (trec_eval ``map_cut_k``)."""
     k = _check_k(k)
     rel = _as_set(relevant)
@@ -241,14 +243,15 @@ def per_query_metrics(
     for qid, judgements in qrels.items():
         if not isinstance(judgements, Mapping):
             raise TypeError(f"qrels[{qid!r}] must map doc ids to labels, got {type(judgements).__name__}")
-        relevant = _as_set(judgements)
+        gains = _gains(judgements)
+        relevant = frozenset(d for d, g in gains.items() if g >= 1)
         if not relevant:
             continue
         ranked = sort_doc_scores(run.get(qid, {}))
         row: dict[str, float] = {}
         for name, fn in _FUNCS.items():
             for k in ks:
-                row[f"{name}@{k}"] = fn(ranked, judgements if name == "nDCG" else relevant, k)
+                row[f"{name}@{k}"] = _ndcg(ranked, gains, k) if name == "nDCG" else fn(ranked, relevant, k)
         out[qid] = row
     return out
 
