@@ -178,11 +178,10 @@ def test_dequantized_linears_take_the_checkpoints_dtype_on_a_gpu(tiny_bert_4bit,
     texts = ["hello world", "Как дела?"]
     assert np.abs(gpu.encode(texts) - cpu.encode(texts)).max() < 2e-3
     asked = mlx_embed.load(tiny_bert_4bit, dequantize=True, dtype="float32")  # not rounded through float16 first
-    for a, b in ((asked, cpu),):
-        np.testing.assert_array_equal(
-            np.array(a.model.encoder.layer[0].attention.self.query.weight),
-            np.array(b.model.encoder.layer[0].attention.self.query.weight),
-        )
+    np.testing.assert_array_equal(
+        np.array(asked.model.encoder.layer[0].attention.self.query.weight),
+        np.array(cpu.model.encoder.layer[0].attention.self.query.weight),
+    )
 
 
 def test_sentence_transformers_max_length_past_the_position_table_is_capped(tiny_bert_hf, tmp_path):
