@@ -59,6 +59,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import re
 import sys
@@ -733,18 +734,14 @@ def weight_format(config: dict, float_dtype: str | None = None) -> str:
 
 def files_float_dtype(folder: Path | None) -> str | None:
     """The float type holding most of the values in ``folder``'s safetensors files (``"F32"``, ...), or None."""
-    from .stats import safetensors_header
+    from .stats import tensor_headers
 
     if folder is None:
         return None
     counts: dict[str, int] = {}
-    for f in sorted(folder.glob("*.safetensors")):
-        for info in safetensors_header(f).values():
-            if info["dtype"] in ("F32", "F16", "BF16"):
-                n = 1
-                for d in info["shape"]:
-                    n *= d
-                counts[info["dtype"]] = counts.get(info["dtype"], 0) + n
+    for info in tensor_headers(sorted(folder.glob("*.safetensors"))).values():
+        if info["dtype"] in ("F32", "F16", "BF16"):
+            counts[info["dtype"]] = counts.get(info["dtype"], 0) + math.prod(info["shape"])
     return max(counts, key=counts.__getitem__) if counts else None
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import struct
 from dataclasses import dataclass
@@ -26,6 +27,14 @@ def safetensors_header(path: Path) -> dict:
     return header
 
 
+def tensor_headers(files: list[Path]) -> dict[str, dict]:
+    """``{name: {"dtype", "shape", ...}}`` over the safetensors ``files``, read from their headers only."""
+    tensors: dict[str, dict] = {}
+    for f in files:
+        tensors.update(safetensors_header(f))
+    return tensors
+
+
 def checkpoint_stats(folder: str | os.PathLike, config: dict | None = None) -> CheckpointStats:
     """``config``: the checkpoint's config (its group sizes) when ``folder`` has no config.json yet."""
     folder = Path(folder)
@@ -35,16 +44,12 @@ def checkpoint_stats(folder: str | os.PathLike, config: dict | None = None) -> C
     if config is None:
         config = json.loads((folder / "config.json").read_text()) if (folder / "config.json").exists() else {}
     quant = config.get("quantization") or config.get("quantization_config") or {}
-    tensors: dict[str, dict] = {}
-    for f in files:
-        tensors.update(safetensors_header(f))
+    tensors = tensor_headers(files)
     params = tensor_bytes = 0
     for key, info in tensors.items():
         if key.endswith("position_ids"):  # a buffer saved by old transformers, not a weight
             continue
-        n = 1
-        for d in info["shape"]:
-            n *= d
+        n = math.prod(info["shape"])
         tensor_bytes += n * _DTYPE_BYTES[info["dtype"]]
         if key.endswith((".scales", ".biases")):
             continue
