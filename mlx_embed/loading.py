@@ -250,10 +250,13 @@ def spec_for(resolved: Resolved, config: dict, pooling: str | None = None) -> Mo
     query_prompt, default_task = prompts.get("query", ""), None
     # Qwen3-Embedding recipe: pool <|endoftext|>, left padding, Matryoshka from 32 dims, a task instruction.
     qwen_like = arch == "qwen3" and chosen == "last_token"
-    instruct = re.fullmatch(r"Instruct: (.+)\nQuery:\s*", query_prompt, re.DOTALL)
+    instruct = re.fullmatch(r"Instruct: (.+)\nQuery:(\s*)", query_prompt, re.DOTALL)
     if qwen_like and (instruct or not query_prompt):
         qwen = registry.get("qwen3-0.6b")
-        query_prompt, default_task = qwen.query_prompt, instruct.group(1) if instruct else qwen.default_task
+        if instruct:  # the folder's task becomes the default; whatever follows "Query:" is kept as written
+            query_prompt, default_task = qwen.query_prompt + instruct.group(2), instruct.group(1)
+        else:
+            query_prompt, default_task = qwen.query_prompt, qwen.default_task
     return ModelSpec(
         alias=Path(os.path.abspath(resolved.path)).name if resolved.source == "folder" else resolved.name,
         hub_id=resolved.name,

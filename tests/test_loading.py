@@ -128,6 +128,9 @@ def test_registry_specs():
     assert qwen.format_query_prompt("Find code") == "Instruct: Find code\nQuery:"
     assert qwen.document_prompt == "" and qwen.pooling == "last_token" and qwen.max_length == 8192
     assert registry.get("bge-small").pooling == "cls" and registry.get("minilm").max_length == 256
+    bge = registry.get("bge-small")  # BAAI/bge-small-en-v1.5 model card: the instruction for short queries
+    assert bge.format_query_prompt() == "Represent this sentence for searching relevant passages: "
+    assert (bge.document_prompt, bge.max_length, bge.dim, bge.normalize) == ("", 512, 384, True)
     with pytest.raises(ValueError, match="takes no task"):
         registry.get("minilm").format_query_prompt("x")
 
@@ -341,3 +344,17 @@ def test_a_missing_shard_or_pytorch_only_weights_name_the_problem(tiny_bert_hf, 
     (torch_only / "pytorch_model.bin").write_bytes(b"")
     with pytest.raises(ModelNotFoundError, match="reads safetensors only: re-save it with transformers"):
         mlx_embed.load(torch_only)
+
+
+@pytest.mark.parametrize("suffix", ["", " ", "\n"])
+def test_qwen3_folder_prompt_keeps_what_follows_query(tiny_qwen3_hf, tmp_path, suffix):
+    """A fine-tune's own query prompt is used as written (sentence-transformers prepends it verbatim);
+    only its task becomes replaceable."""
+    folder = tmp_path / "finetune"
+    shutil.copytree(tiny_qwen3_hf, folder)
+    written = f"Instruct: Find the matching clause\nQuery:{suffix}"
+    (folder / "config_sentence_transformers.json").write_text(json.dumps({"prompts": {"query": written, "document": ""}}))
+    model = mlx_embed.load(folder)
+    assert model.spec.default_task == "Find the matching clause"
+    np.testing.assert_array_equal(model.encode_query("a"), model.encode(written + "a"))
+    np.testing.assert_array_equal(model.encode_query("a", task="Find code"), model.encode(f"Instruct: Find code\nQuery:{suffix}a"))

@@ -71,6 +71,20 @@ def test_minilm_fp32_matches_sentence_transformers(minilm, st_minilm, monkeypatc
     assert_matches(minilm.encode(PARITY_TEXTS, batch_size=2), reference)
 
 
+def test_minilm_truncates_where_sentence_transformers_does(minilm, st_minilm):
+    """Past max_seq_length (256 for MiniLM, whose position table holds 512) both keep the first 255
+    tokens and [SEP]."""
+    long = " ".join(f"word{i} is followed by another word" for i in range(80))  # about 560 tokens
+    assert st_minilm.max_seq_length == 256 and len(st_minilm.tokenizer(long)["input_ids"]) > 512
+    with pytest.warns(mlx_embed.TruncationWarning, match="1 of 2 texts"):
+        ours = minilm.encode([long, "short"])
+    reference = st_minilm.encode([long, "short"], normalize_embeddings=True)
+    assert_matches(ours, reference)
+    with pytest.warns(mlx_embed.TruncationWarning, match="max_length=512"):
+        at_512 = minilm.encode([long], max_length=512)
+    assert cosines(at_512, reference[:1]).max() < 0.999  # the cut point matters
+
+
 def test_minilm_unnormalized_matches_sentence_transformers_without_normalize(minilm, st_minilm):
     """normalize=False is the pooled vector: sentence-transformers' Transformer + Pooling, no Normalize."""
     st = pytest.importorskip("sentence_transformers", reason=NEEDS_SENTENCE_TRANSFORMERS)
