@@ -358,3 +358,22 @@ def test_qwen3_folder_prompt_keeps_what_follows_query(tiny_qwen3_hf, tmp_path, s
     assert model.spec.default_task == "Find the matching clause"
     np.testing.assert_array_equal(model.encode_query("a"), model.encode(written + "a"))
     np.testing.assert_array_equal(model.encode_query("a", task="Find code"), model.encode(f"Instruct: Find code\nQuery:{suffix}a"))
+
+
+def test_qwen3_config_defaults_and_refusals_follow_transformers():
+    """A config that leaves a key out means transformers' default; settings we do not implement are
+    refused instead of silently computing another model."""
+    transformers = pytest.importorskip("transformers")
+    from mlx_embed.models.qwen3 import ModelArgs
+
+    base = {"model_type": "qwen3", "hidden_size": 64, "num_hidden_layers": 1, "intermediate_size": 128,
+            "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": 100}
+    reference = transformers.Qwen3Config(**base)
+    args = ModelArgs.from_dict(base)
+    theta = getattr(reference, "rope_theta", None) or reference.rope_parameters["rope_theta"]
+    assert (args.rope_theta, args.rms_norm_eps, args.head_dim) == (theta, reference.rms_norm_eps, 16)
+    assert ModelArgs.from_dict({**base, "rope_scaling": {"rope_type": "default"}}).rope_theta == theta
+    with pytest.raises(ValueError, match="RoPE scaling.*yarn"):
+        ModelArgs.from_dict({**base, "rope_scaling": {"rope_type": "yarn", "factor": 4.0}})
+    with pytest.raises(ValueError, match="sliding-window"):
+        ModelArgs.from_dict({**base, "use_sliding_window": True, "sliding_window": 64})

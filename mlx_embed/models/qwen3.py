@@ -24,7 +24,7 @@ class ModelArgs:
     vocab_size: int
     rms_norm_eps: float = 1e-6
     head_dim: int | None = None
-    rope_theta: float = 1_000_000.0
+    rope_theta: float = 10_000.0  # transformers' Qwen3Config default (Qwen3-Embedding's config says 1e6)
     max_position_embeddings: int = 32768
     tie_word_embeddings: bool = True
 
@@ -35,8 +35,12 @@ class ModelArgs:
         rope = params.get("rope_parameters") or {}
         if "rope_theta" not in params and "rope_theta" in rope:
             params["rope_theta"] = rope["rope_theta"]
-        if rope.get("rope_type", "default") != "default" or params.get("rope_scaling"):
-            raise ValueError("Qwen3 with RoPE scaling is not supported")
+        scaling = params.get("rope_scaling") or {}
+        for r in (rope, scaling):
+            if r.get("rope_type", r.get("type", "default")) != "default":
+                raise ValueError(f"Qwen3 with RoPE scaling {r} is not supported")
+        if params.get("use_sliding_window"):
+            raise ValueError("Qwen3 with sliding-window attention (use_sliding_window: true) is not supported")
         args = cls(**{k: v for k, v in params.items() if k in inspect.signature(cls).parameters})
         if args.head_dim is None:
             args.head_dim = args.hidden_size // args.num_attention_heads
