@@ -312,3 +312,29 @@ def test_a_broken_compiler_falls_back_with_a_warning(tmp_path, gelu_bert, bert_r
     assert "failed to build" in info["reason"]
     assert any("fused CPU kernel" in w for w in info["warnings"])
     assert_matches(vectors, bert_reference)
+
+
+_THREADS_CHILD = textwrap.dedent(
+    """
+    import sys
+    from concurrent.futures import ThreadPoolExecutor
+    import mlx_embed
+    from mlx_embed.models import kernels
+    assert kernels.enabled(), kernels.reason()
+    model = mlx_embed.load(sys.argv[1])
+    texts = [" ".join(["token"] * n) for n in range(1, 40)]
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(model.encode, [texts[i::4] for i in range(4)]))
+    print("encoded")
+    """
+)
+
+
+@pytest.mark.skipif(not kernels.enabled(), reason="needs the fused CPU kernels (Linux, g++)")
+def test_encoding_in_worker_threads_then_exiting_does_not_abort(gelu_bert):
+    """MLX 0.32 aborts the process at exit when a thread that ran a compiled function is still ending
+    (its per-thread compile cache is freed under the GIL): 5 of 5 such runs aborted before the exit wait."""
+    for _ in range(3):
+        proc = subprocess.run([sys.executable, "-c", _THREADS_CHILD, str(gelu_bert)], capture_output=True, text=True,
+                              env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=300)
+        assert (proc.returncode, proc.stdout.strip()) == (0, "encoded"), proc.stderr[-2000:]

@@ -16,14 +16,25 @@ In the ``exp`` passes the clamp is a ``where``: there ``maximum`` made the loop 
 ``mx.fast.scaled_dot_product_attention``. ``Embedder.encode`` also turns this off, with a warning,
 when ``g++`` is there but fails. The Metal path (a Mac's GPU) never uses this module.
 ``MLX_EMBED_FAST=0`` turns it off.
+
+MLX (0.32) keeps a compile cache per thread, and a thread's cache holds Python objects that its
+destructor frees under the GIL. That destructor runs as the OS thread ends, after ``Thread.join``
+has returned: if the interpreter is finalizing by then, the process aborts ("terminate called
+without an active exception"). So the threads other than the main one that ran a fused kernel are
+noted, and at exit :func:`_wait_for_thread_exits` gives those that have finished their Python part
+time to end. A thread still running at exit (a daemon) is not waited for.
 """
 
 from __future__ import annotations
 
+import atexit
 import math
 import os
 import shutil
 import sys
+import threading
+import time
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -105,6 +116,40 @@ def suspended(why: str) -> Iterator[None]:
         _disabled_reason = saved
 
 
+# native thread id -> its Thread, for the threads other than the main one that ran a fused kernel
+_kernel_threads: dict[int, weakref.ref] = {}
+_kernel_threads_lock = threading.Lock()
+EXIT_WAIT_S = 2.0
+
+
+def _os_thread_alive(native_id: int) -> bool:
+    return os.path.exists(f"/proc/self/task/{native_id}")
+
+
+def _note_thread() -> None:
+    native_id = threading.get_native_id()
+    if native_id in _kernel_threads or threading.current_thread() is threading.main_thread():
+        return
+    with _kernel_threads_lock:
+        if len(_kernel_threads) >= 64:  # a thread per request: forget the ones that have ended
+            for tid in [t for t in _kernel_threads if not _os_thread_alive(t)]:
+                del _kernel_threads[tid]
+        _kernel_threads[native_id] = weakref.ref(threading.current_thread())
+
+
+def _finishing(native_id: int, ref: weakref.ref) -> bool:
+    """Done with Python (joined, or its Thread object gone) but the OS thread still ending."""
+    thread = ref()
+    return (thread is None or not thread.is_alive()) and _os_thread_alive(native_id)
+
+
+@atexit.register
+def _wait_for_thread_exits() -> None:
+    deadline = time.monotonic() + EXIT_WAIT_S
+    while time.monotonic() < deadline and any(_finishing(t, r) for t, r in list(_kernel_threads.items())):
+        time.sleep(0.001)  # releases the GIL, which the ending threads' cache destructors take
+
+
 def is_compile_failure(err: BaseException) -> bool:
     """Whether ``err`` is MLX failing to build or load a compiled CPU kernel."""
     return isinstance(err, RuntimeError) and "Compile::eval_cpu" in str(err)
@@ -139,6 +184,7 @@ def exp_nonpositive(d: mx.array, shift: mx.array | float = 0.0) -> mx.array:
     Three fused passes: a bit cast cannot be fused, and a kernel deeper than 11 operations would
     be split by MLX at a point of its choosing (into slower strided loops).
     """
+    _note_thread()
     d = d.astype(mx.float32)
     shift = mx.array(shift, mx.float32) if not isinstance(shift, mx.array) else shift.astype(mx.float32)
     n = _exp_n(d, shift)
@@ -148,6 +194,7 @@ def exp_nonpositive(d: mx.array, shift: mx.array | float = 0.0) -> mx.array:
 def gelu(x: mx.array) -> mx.array:
     """Exact (erf) GELU, x * Phi(x), with Phi from the rational fit above (|error| < 2e-6 * max(1, |x|)),
     computed in float32 (the fit's x^8 passes float16's 65504 at |x| = 4) and returned in ``x``'s dtype."""
+    _note_thread()
     return _gelu(x.astype(mx.float32)).astype(x.dtype)
 
 
