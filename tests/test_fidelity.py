@@ -108,3 +108,39 @@ def test_compare_spearman_of_pairwise_similarities():
 def test_identical_embedders_are_perfectly_faithful():
     report = compare(Fixed(REFERENCE), Fixed(REFERENCE), TEXTS, retrieval_k=None)
     assert report.cosine_min == pytest.approx(1.0, abs=1e-6) and report.spearman == pytest.approx(1.0)
+
+
+class _Fixed:
+    """An Embedder stand-in: fixed vectors, queries encoded with a prompt that plain ``encode`` lacks."""
+
+    def __init__(self, queries: dict, plain: dict):
+        self.queries, self.plain = queries, plain
+
+    def encode(self, texts):
+        return np.array([self.plain[t] for t in texts], float)
+
+    def encode_query(self, texts):
+        return np.array([self.queries[t] for t in texts], float)
+
+    def encode_document(self, texts):
+        return self.encode(texts)
+
+
+def test_topk_agreement_hand_computed(monkeypatch):
+    """Documents are one-hot, so a query's scores are its vector. Top-2: q1 {d1,d2} vs {d1,d2} -> 1,
+    q2 {d5,d4} vs {d3,d5} -> 1/2; mean 0.75. Without the query prompt both models would rank {d3,d4}
+    and {d1,d2} instead, and ascending order or reference-vs-reference would give 0.5 or 1."""
+    from mlx_embed import fidelity
+    from mlx_embed.eval import corpora
+
+    names = "ABCDE"
+    corpus = corpora.Corpus(name="toy", language="en", description="",
+                            documents=[(f"d{i + 1}", n) for i, n in enumerate(names)],
+                            queries=[("q1", "qa"), ("q2", "qb")], qrels={"q1": {"d1": 1}, "q2": {"d5": 1}})
+    monkeypatch.setattr(corpora, "list_corpora", lambda: ["toy"])
+    monkeypatch.setattr(corpora, "load_corpus", lambda name: corpus)
+    docs = {n: np.eye(5)[i].tolist() for i, n in enumerate(names)}
+    ref = _Fixed({"qa": [5, 4, 3, 2, 1], "qb": [1, 2, 3, 4, 5]}, {**docs, "qa": [0, 0, 1, 1, 0], "qb": [0, 0, 1, 1, 0]})
+    cand = _Fixed({"qa": [5, 4, 1, 2, 3], "qb": [1, 3, 5, 2, 4]}, {**docs, "qa": [1, 1, 0, 0, 0], "qb": [1, 1, 0, 0, 0]})
+    assert fidelity.topk_agreement(ref, cand, k=2) == pytest.approx(0.75)
+    assert fidelity.compare(ref, cand, list(names), retrieval_k=2).topk_agreement == pytest.approx(0.75)

@@ -285,3 +285,28 @@ def test_a_bad_stream_count_in_the_environment_warns_and_falls_back():
     assert proc.returncode == 0, proc.stderr[-1000:]
     assert "MLX_EMBED_CPU_STREAMS='abc' is not an integer" in proc.stderr
     assert int(proc.stdout.split()[-1]) >= 1
+
+
+def test_text_of_exactly_max_length_tokens_is_not_cut(minilm_path):
+    """256 tokens (counted by transformers' tokenizer, [CLS] and [SEP] included) fit MiniLM's 256."""
+    transformers = pytest.importorskip("transformers")
+    text = "word " * 254
+    assert len(transformers.AutoTokenizer.from_pretrained(str(minilm_path))(text)["input_ids"]) == 256
+    model = mlx_embed.load(minilm_path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model.encode([text, "short"], truncate=False)
+        model.encode([text, "short"])
+
+
+def test_truncation_message_counts_the_longest_and_names_the_first(minilm_path, monkeypatch):
+    """The last text is tokenized from a prefix (over LONG_TEXT_CHARS) and so recorded first; the message
+    still names the lowest index, and the longest count comes from the whole text (transformers' count)."""
+    transformers = pytest.importorskip("transformers")
+    long_a, long_b = "word " * 300, "lorem ipsum " * 300
+    n_a = len(transformers.AutoTokenizer.from_pretrained(str(minilm_path))(long_a)["input_ids"])
+    assert n_a == 302
+    monkeypatch.setattr(tokenize, "LONG_TEXT_CHARS", 2000)
+    model = mlx_embed.load(minilm_path)
+    with pytest.raises(ValueError, match=rf"2 of 4 texts .*first at index 1, longest at least {n_a} tokens"):
+        model.encode(["ok", long_a, "fine", long_b], max_length=32, truncate=False)

@@ -431,3 +431,12 @@ def test_agrees_with_ranx(graded):
     for ours_name, ranx_name in names.items():
         for k in KS:
             assert ours_mean[f"{ours_name}@{k}"] == approx(means[f"{ranx_name}@{k}"], abs=1e-9)
+
+
+def test_fractional_labels_are_not_relevant():
+    """trec_eval's relevance_level 1: a label of 0.5 is judged but not relevant (hand-computed)."""
+    qrels = {"a": 0.5, "b": 1}
+    assert precision_at_k(["a", "b"], qrels, 2) == 0.5
+    assert recall_at_k(["a"], qrels, 1) == 0.0
+    assert mrr_at_k(["a", "b"], qrels, 2) == 0.5
+    assert map_at_k(["a", "b"], qrels, 2) == 0.5

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import shutil
 
 import numpy as np
@@ -11,7 +12,7 @@ import pytest
 import mlx_embed
 from mlx_embed.conversion import convert
 
-from .conftest import TEXTS, train_qwen_like_tokenizer
+from .conftest import TEXTS, _perturb_norms, _write_st_files, train_qwen_like_tokenizer
 from .reference import (
     NEEDS_SENTENCE_TRANSFORMERS,
     NEEDS_TORCH,
@@ -247,3 +248,66 @@ def test_batch_invariance(any_embedder):
         assert alone.shape == (any_embedder.dim,)
         assert float(alone @ batched[row]) >= 0.99999, (i, PARITY_TEXTS[i])
         assert np.abs(alone - batched[row]).max() <= MAX_ABS, (i, PARITY_TEXTS[i])
+
+
+@pytest.mark.parametrize("layout", ["rope_parameters", "top_level"])
+def test_qwen3_rope_theta_is_read_in_both_config_layouts(tmp_path, layout):
+    """rope_theta 50,000 (neither Qwen3-Embedding's 1e6 nor the 10,000 default), written the transformers 5
+    way (inside rope_parameters) or the transformers 4 way (top level): same vectors as the model saved."""
+    torch = pytest.importorskip("torch", reason=NEEDS_TORCH)
+    transformers = pytest.importorskip("transformers", reason=NEEDS_TRANSFORMERS)
+    torch.manual_seed(0)
+    cfg = transformers.Qwen3Config(vocab_size=640, hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
+                                   num_key_value_heads=2, head_dim=32, intermediate_size=128,
+                                   max_position_embeddings=512, rope_theta=50_000.0)
+    model = transformers.Qwen3Model(cfg).eval()
+    _perturb_norms(model, torch)
+    model.save_pretrained(tmp_path, safe_serialization=True)
+    config = json.loads((tmp_path / "config.json").read_text())
+    if layout == "top_level":
+        config.pop("rope_parameters", None)
+        config["rope_theta"] = 50_000.0
+    else:
+        config.pop("rope_theta", None)
+        config["rope_parameters"] = {"rope_type": "default", "rope_theta": 50_000.0}
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    train_qwen_like_tokenizer(append_eos=True).save(str(tmp_path / "tokenizer.json"))
+    _write_st_files(tmp_path, "last_token", 64, 512)
+    ours = mlx_embed.load(tmp_path, dtype="float32")
+    batch = ours.text_encoder.pad(ours.text_encoder.encode(PARITY_TEXTS, 512), "left")
+    expected = reference_embed(model, batch.input_ids, batch.attention_mask, "last_token")
+    assert_matches(ours.encode(PARITY_TEXTS), expected)
+
+
+def _with_files_of(folder, source) -> None:
+    for f in source.iterdir():
+        if f.name not in ("config.json", "model.safetensors"):
+            (shutil.copytree if f.is_dir() else shutil.copy)(f, folder / f.name)
+
+
+def test_qwen3_causal_lm_checkpoint_loads_without_its_head(tmp_path, tiny_qwen3_hf):
+    """A Qwen3ForCausalLM save ("model." prefix, an untied lm_head) embeds as its Qwen3Model does."""
+    pytest.importorskip("torch", reason=NEEDS_TORCH)
+    transformers = pytest.importorskip("transformers", reason=NEEDS_TRANSFORMERS)
+    cfg = transformers.Qwen3Config.from_pretrained(tiny_qwen3_hf)
+    cfg.tie_word_embeddings = False
+    lm = transformers.Qwen3ForCausalLM(cfg).eval()
+    lm.model.load_state_dict(transformers.Qwen3Model.from_pretrained(tiny_qwen3_hf).state_dict())
+    lm.save_pretrained(tmp_path, safe_serialization=True)
+    _with_files_of(tmp_path, tiny_qwen3_hf)
+    batch = _batch(mlx_embed.load(tiny_qwen3_hf), PARITY_TEXTS, "left")
+    expected = reference_embed(lm.model, batch.input_ids, batch.attention_mask, "last_token")
+    assert_matches(mlx_embed.load(tmp_path, dtype="float32").encode(PARITY_TEXTS), expected)
+
+
+def test_bert_masked_lm_checkpoint_loads_without_its_head(tmp_path, tiny_bert_hf):
+    """A BertForMaskedLM save ("bert." prefix, a "cls." head) embeds as transformers' inner BertModel."""
+    pytest.importorskip("torch", reason=NEEDS_TORCH)
+    transformers = pytest.importorskip("transformers", reason=NEEDS_TRANSFORMERS)
+    mlm = transformers.BertForMaskedLM.from_pretrained(tiny_bert_hf).eval()
+    mlm.save_pretrained(tmp_path, safe_serialization=True)
+    _with_files_of(tmp_path, tiny_bert_hf)
+    ours = mlx_embed.load(tmp_path, dtype="float32")
+    batch = _batch(ours, PARITY_TEXTS, "right")
+    expected = reference_embed(mlm.bert, batch.input_ids, batch.attention_mask, ours.spec.pooling)
+    assert_matches(ours.encode(PARITY_TEXTS), expected)

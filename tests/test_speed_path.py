@@ -338,3 +338,19 @@ def test_encoding_in_worker_threads_then_exiting_does_not_abort(gelu_bert):
         proc = subprocess.run([sys.executable, "-c", _THREADS_CHILD, str(gelu_bert)], capture_output=True, text=True,
                               env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=300)
         assert (proc.returncode, proc.stdout.strip()) == (0, "encoded"), proc.stderr[-2000:]
+
+
+@pytest.mark.parametrize("streams", [0, 2])
+def test_cpu_batches_stay_within_the_default_token_budget(minilm_path, monkeypatch, streams):
+    """On CPU a batch holds at most CPU_BATCH_TOKENS padded tokens, shared by the worker streams
+    (each gets 1/streams of them), whatever batch_size asks for."""
+    monkeypatch.setattr(embedder, "CPU_STREAMS", streams)
+    monkeypatch.setattr(embedder, "_stream_threads", 0)
+    model = mlx_embed.load(minilm_path)
+    shapes = []
+    pad = model.text_encoder.pad
+    monkeypatch.setattr(model.text_encoder, "pad", lambda seqs, side="right": shapes.append((len(seqs), max(map(len, seqs)))) or pad(seqs, side))
+    model.encode(["word " * 100] * 40, batch_size=64)  # 102 tokens each
+    budget = embedder.CPU_BATCH_TOKENS // max(streams, 1)
+    assert all(rows * length <= budget for rows, length in shapes), (shapes, budget)
+    assert max(rows * length for rows, length in shapes) > budget // 2, shapes

@@ -15,9 +15,10 @@ def test_bert_ids_match_transformers(minilm_path):
     transformers = pytest.importorskip("transformers", reason=NEEDS_TRANSFORMERS)
     reference = transformers.AutoTokenizer.from_pretrained(str(minilm_path))
     ours = TextEncoder(load_tokenizer(minilm_path))
-    texts = TEXTS + ["word " * 300]
+    counting = " ".join(f"item{i}" for i in range(300))  # no repeats: cutting the wrong end shows
+    texts = TEXTS + ["word " * 300, counting]
     expected = reference(texts, truncation=True, max_length=256)["input_ids"]
-    with pytest.warns(UserWarning, match="1 of 13"):
+    with pytest.warns(UserWarning, match="2 of 14"):
         got = ours.encode(texts, 256)
     assert got == expected
 
