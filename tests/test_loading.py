@@ -78,7 +78,20 @@ def test_folder_without_pooling_info_asks_for_pooling(tiny_bert_hf, tmp_path):
     cls_model = mlx_embed.load(bare, pooling="cls")
     mean_model = mlx_embed.load(bare, pooling="mean")
     a, b = cls_model.encode("hello there"), mean_model.encode("hello there")
-    assert float(a @ b) < 0.999  # the override really changes the pooling
+    assert float(a @ b) / np.linalg.norm(a) / np.linalg.norm(b) < 0.999  # the override really changes the pooling
+
+
+def test_folder_without_modules_json_is_not_normalized_as_in_sentence_transformers(minilm_path, tmp_path):
+    """Without modules.json sentence-transformers builds Transformer + mean Pooling, no Normalize."""
+    st = pytest.importorskip("sentence_transformers")
+    bare = tmp_path / "bare"
+    shutil.copytree(minilm_path, bare)
+    (bare / "modules.json").unlink()
+    texts = ["hello there", "a longer sentence about the weather"]
+    reference = st.SentenceTransformer(str(bare), device="cpu").encode(texts)
+    assert np.linalg.norm(reference, axis=1).min() > 1.5
+    ours = mlx_embed.load(bare).encode(texts)
+    assert np.abs(ours - reference).max() < 1e-5
 
 
 def test_bad_pooling_value_lists_choices(tiny_bert_hf):
