@@ -200,7 +200,10 @@ class Embedder:
         return self._spec.max_length
 
     def __repr__(self) -> str:
-        return f"Embedder({self._spec.alias!r}, dim={self.dim}, pooling={self._spec.pooling!r}, source={self.source!r})"
+        from .fit import weight_format
+
+        return (f"Embedder({self._spec.alias!r}, dim={self.dim}, pooling={self._spec.pooling!r}, "
+                f"weights={weight_format(self.config)!r}, source={self.source!r})")
 
     def encode(
         self,

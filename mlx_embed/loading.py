@@ -91,10 +91,13 @@ def _from_hub(repo_id: str, revision: str | None, offline: bool) -> tuple[Path, 
         return err
 
 
+_CACHE_SNAPSHOT = re.compile(r"models--([^/]+)--([^/]+)/snapshots")
+
+
 def _spec_for_folder(path: Path) -> ModelSpec | None:
     """A registry entry named by the folder: an HF cache snapshot path or a folder named like the repo."""
     text = str(path.resolve())
-    cached = re.search(r"models--([^/]+)--([^/]+)/snapshots", text)
+    cached = _CACHE_SNAPSHOT.search(text)
     if cached:
         spec = registry.find(f"{cached.group(1)}/{cached.group(2)}")
         if spec:
@@ -213,6 +216,32 @@ def sentence_transformers_info(path: Path) -> dict:
     return info
 
 
+def _query_prompt(written: str, qwen_like: bool) -> tuple[str, str | None]:
+    """``(query_prompt, default_task)`` from a folder's query prompt. A Qwen3-Embedding instruction
+    becomes the ``{task}`` template with the folder's task as the default (whatever follows "Query:"
+    is kept as written); a Qwen3 folder without one gets Qwen's own."""
+    instruct = re.fullmatch(r"Instruct: (.+)\nQuery:(\s*)", written, re.DOTALL)
+    if not qwen_like or (written and not instruct):
+        return written, None
+    qwen = registry.get("qwen3-0.6b")
+    return (qwen.query_prompt + instruct.group(2), instruct.group(1)) if instruct else (qwen.query_prompt, qwen.default_task)
+
+
+def _with_own_files(spec: ModelSpec, path: Path, config: dict) -> ModelSpec:
+    """A folder that is named like a registry model, not a cache snapshot of one (a fine-tune saved
+    under its base model's name, say), is described by its own sentence-transformers files where it
+    has them; the registry entry fills in the rest."""
+    info = sentence_transformers_info(path)
+    changes: dict = {k: info[k] for k in ("pooling", "normalize") if k in info}
+    if info.get("max_length"):
+        changes["max_length"] = min(info["max_length"], config.get("max_position_embeddings") or info["max_length"])
+    if "prompts" in info:
+        qwen_like = spec.architecture == "qwen3" and changes.get("pooling", spec.pooling) == "last_token"
+        changes["query_prompt"], changes["default_task"] = _query_prompt(info["prompts"].get("query", ""), qwen_like)
+        changes["document_prompt"] = info["prompts"].get("document", info["prompts"].get("passage", ""))
+    return replace(spec, **changes)
+
+
 def spec_for(resolved: Resolved, config: dict, pooling: str | None = None) -> ModelSpec:
     """The registry spec, or one built from the folder's own files; ``pooling`` overrides both."""
     if pooling is not None and pooling not in POOLINGS:
@@ -231,6 +260,8 @@ def spec_for(resolved: Resolved, config: dict, pooling: str | None = None) -> Mo
             )
         spec = None
     if spec is not None:
+        if resolved.source == "folder" and not _CACHE_SNAPSHOT.search(str(resolved.path.resolve())):
+            spec = _with_own_files(spec, resolved.path, config)
         return replace(spec, pooling=pooling) if pooling else spec
     info = sentence_transformers_info(resolved.path)
     chosen = pooling or info.get("pooling")
@@ -247,16 +278,9 @@ def spec_for(resolved: Resolved, config: dict, pooling: str | None = None) -> Mo
         )
     prompts = info.get("prompts", {})
     positions = config.get("max_position_embeddings", 512)  # a longer max_seq_length could not be encoded
-    query_prompt, default_task = prompts.get("query", ""), None
     # Qwen3-Embedding recipe: pool <|endoftext|>, left padding, Matryoshka from 32 dims, a task instruction.
     qwen_like = arch == "qwen3" and chosen == "last_token"
-    instruct = re.fullmatch(r"Instruct: (.+)\nQuery:(\s*)", query_prompt, re.DOTALL)
-    if qwen_like and (instruct or not query_prompt):
-        qwen = registry.get("qwen3-0.6b")
-        if instruct:  # the folder's task becomes the default; whatever follows "Query:" is kept as written
-            query_prompt, default_task = qwen.query_prompt + instruct.group(2), instruct.group(1)
-        else:
-            query_prompt, default_task = qwen.query_prompt, qwen.default_task
+    query_prompt, default_task = _query_prompt(prompts.get("query", ""), qwen_like)
     return ModelSpec(
         alias=Path(os.path.abspath(resolved.path)).name if resolved.source == "folder" else resolved.name,
         hub_id=resolved.name,

@@ -390,3 +390,29 @@ def test_qwen3_config_defaults_and_refusals_follow_transformers():
         ModelArgs.from_dict({**base, "rope_scaling": {"rope_type": "yarn", "factor": 4.0}})
     with pytest.raises(ValueError, match="sliding-window"):
         ModelArgs.from_dict({**base, "use_sliding_window": True, "sliding_window": 64})
+
+
+def test_folder_named_like_a_registry_model_follows_its_own_sentence_transformers_files(minilm_path, tmp_path):
+    """A fine-tune saved as ./all-MiniLM-L6-v2 with its own settings (no Normalize, 128 tokens, E5-style
+    prompts) embeds as sentence-transformers embeds that folder, not as the registry's MiniLM."""
+    st = pytest.importorskip("sentence_transformers")
+    folder = tmp_path / "all-MiniLM-L6-v2"
+    shutil.copytree(minilm_path, folder)
+    modules = [m for m in json.loads((folder / "modules.json").read_text()) if not m["type"].endswith("Normalize")]
+    (folder / "modules.json").write_text(json.dumps(modules))
+    (folder / "sentence_bert_config.json").write_text(json.dumps({"max_seq_length": 128, "do_lower_case": False}))
+    (folder / "config_sentence_transformers.json").write_text(json.dumps({"prompts": {"query": "query: ", "document": "passage: "}}))
+    texts = ["how do I reset my password", "word " * 200]
+    reference = st.SentenceTransformer(str(folder), device="cpu")
+    model = mlx_embed.load(folder)
+    assert (model.spec.alias, model.max_length, model.spec.normalize) == ("minilm", 128, False)
+    with pytest.warns(mlx_embed.TruncationWarning):
+        np.testing.assert_allclose(model.encode_query(texts), reference.encode(texts, prompt_name="query"), atol=1e-5)
+    with pytest.warns(mlx_embed.TruncationWarning):
+        np.testing.assert_allclose(model.encode_document(texts), reference.encode(texts, prompt_name="document"), atol=1e-5)
+
+
+def test_repr_tells_full_precision_and_quantized_weights_apart(minilm_path, tiny_bert_4bit):
+    """The package MiniLM and a 4-bit checkpoint answer to the same alias on different machines."""
+    assert repr(mlx_embed.load(minilm_path)).endswith(f"weights='fp32', source='folder')")
+    assert "weights='4-bit'" in repr(mlx_embed.load(tiny_bert_4bit))
