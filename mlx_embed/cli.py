@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import os
 import sys
+import warnings
 from pathlib import Path
 
 from mlx_embed.registry import POOLINGS
@@ -43,12 +45,15 @@ def _similarity(args) -> int:
 
 
 def _read_lines(name: str) -> list[str]:
+    """One text per line; ``-`` reads stdin. A UTF-8 byte-order mark is not part of the first text."""
+    if name == "-":
+        return [line.rstrip("\n").removeprefix("\ufeff") for line in sys.stdin]
     path = Path(name)
     if not path.is_file():
         why = "is a directory" if path.is_dir() else "does not exist"
         raise FileNotFoundError(f"--input {path} {why}: give a UTF-8 text file with one text per line")
     try:
-        with path.open(encoding="utf-8") as f:
+        with path.open(encoding="utf-8-sig") as f:
             return [line.rstrip("\n") for line in f]
     except UnicodeDecodeError as err:
         raise ValueError(f"--input {path} is not UTF-8 text ({err}): convert it, e.g. `iconv -f latin1 -t utf-8`") from None
@@ -71,13 +76,17 @@ def _embed(args) -> int:
 
     import mlx_embed
 
+    if args.task is not None and args.kind != "query":
+        raise ValueError("--task is for queries: add --kind query")
     if bool(args.texts) == (args.input is not None):
         raise ValueError("give TEXTS or --input FILE" + (", not both" if args.texts else ": there is nothing to embed"))
     output = _npy_path(args.output) if args.output else None
     texts = _read_lines(args.input) if args.input is not None else args.texts
     embedder = mlx_embed.load(args.model, pooling=args.pooling)
     encode = {"query": embedder.encode_query, "document": embedder.encode_document, "plain": embedder.encode}[args.kind]
-    vectors = encode(texts, batch_size=args.batch_size, dim=args.dim, show_progress=args.input is not None)
+    options = {"task": args.task} if args.task is not None else {}
+    vectors = encode(texts, batch_size=args.batch_size, dim=args.dim, max_length=args.max_length,
+                     truncate=not args.no_truncate, show_progress=args.input is not None, **options)
     if output:
         np.save(output, vectors)
         print(f"wrote {vectors.shape} float32 to {output}", file=sys.stderr)
@@ -147,13 +156,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("embed", help="embed texts (arguments or a file, one per line) to JSON or .npy")
     p.add_argument("texts", nargs="*", help="texts to embed (or use --input)")
-    p.add_argument("--input", help="a UTF-8 file with one text per line")
+    p.add_argument("--input", help="a UTF-8 file with one text per line (- for stdin)")
     p.add_argument("--output", help="write a .npy file (.npy is appended when missing) instead of JSON on stdout")
     p.add_argument("--model", default="minilm", help=model_help)
     p.add_argument("--pooling", choices=POOLINGS, help=pooling_help)
     p.add_argument("--kind", choices=["plain", "query", "document"], default="plain", help="plain: no prompt; query / document: the model's query / document prompt")
     p.add_argument("--batch-size", type=int, default=32, help="texts per batch (default: 32)")
     p.add_argument("--dim", type=int, help="truncate to this many dimensions (Matryoshka models only)")
+    p.add_argument("--task", help="with --kind query: the task instruction of models that take one (Qwen3)")
+    p.add_argument("--max-length", type=int, help="cut texts at this many tokens (default: the model's max length)")
+    p.add_argument("--no-truncate", action="store_true", help="fail on a text over the max length instead of cutting it")
     p.set_defaults(func=_embed)
 
     p = sub.add_parser("convert", help="convert a HF folder to the mlx-community layout and report fidelity")
@@ -197,13 +209,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    text = str(message).replace("Pass truncate=False to raise instead", "Pass --no-truncate to fail instead")
+    print(f"mlx-embed: warning: {text}", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    showwarning, warnings.showwarning = warnings.showwarning, _show_warning
     try:
         return args.func(args)
+    except BrokenPipeError:  # the reader went away (`| head`): not an error of ours
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+        return 0
     except (ValueError, TypeError, OSError, FloatingPointError) as err:
         print(f"mlx-embed: error: {err}", file=sys.stderr)
         return 2
+    finally:
+        warnings.showwarning = showwarning
 
 
 if __name__ == "__main__":

@@ -488,6 +488,11 @@ def convert(
         raise ValueError(f"Unknown recipe {recipe!r}. Known recipes: {', '.join(RECIPES)}")
     if rounding is not None and rounding not in ROUNDINGS:
         raise ValueError(f"Unknown rounding {rounding!r}; choose one of {', '.join(ROUNDINGS)}")
+    if bits >= 16 and (recipe != "uniform" or rounding is not None):
+        raise ValueError(
+            f"bits={bits} stores float weights, so recipe={recipe!r} / rounding={rounding!r} would be ignored: "
+            "drop bits (--bits) to quantize with the recipe, or the recipe and rounding to store floats"
+        )
     resolved = loading.resolve(_full_precision(src))
     config = loading.read_config(resolved.path)
     if loading.quantization_config(config):

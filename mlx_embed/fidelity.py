@@ -83,6 +83,11 @@ def topk_agreement(reference, candidate, k: int = 5) -> float | None:
 
 def compare(reference, candidate, texts: Sequence[str] = SAMPLE_TEXTS, *, retrieval_k: int | None = 5) -> FidelityReport:
     """Compare two Embedders on ``texts`` (and, with ``retrieval_k``, on the bundled retrieval corpora)."""
+    if reference.dim != candidate.dim:
+        raise ValueError(
+            f"the two models give vectors of different sizes ({reference.dim} and {candidate.dim}): "
+            "compare a converted model with the model it was converted from"
+        )
     ref = reference.encode(list(texts))
     cand = candidate.encode(list(texts))
     cos = per_text_cosine(ref, cand)

@@ -274,7 +274,9 @@ def spec_for(resolved: Resolved, config: dict, pooling: str | None = None) -> Mo
         raise ValueError(
             f"Cannot tell how to pool {resolved.name!r}: {why} and it is not a registry model. "
             f"Pass pooling= one of {', '.join(POOLINGS)} to mlx_embed.load(), e.g. "
-            f"mlx_embed.load({resolved.name!r}, pooling='mean'), or --pooling {POOLINGS[0]} on the command line."
+            f"mlx_embed.load({resolved.name!r}, pooling='mean'), or --pooling {POOLINGS[0]} on the command line "
+            "(mlx-embed similarity, embed, convert, fidelity; eval, profile and fit take registry models and "
+            "folders with a pooling config)."
         )
     prompts = info.get("prompts", {})
     positions = config.get("max_position_embeddings", 512)  # a longer max_seq_length could not be encoded

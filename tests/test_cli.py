@@ -72,7 +72,10 @@ def test_pooling_flag_for_a_folder_without_pooling_config(capsys, minilm_path, r
     rc, _, err = run(capsys, "embed", "hello", "--model", tmp_path)
     assert rc == 2 and "pooling=" in err and "--pooling mean" in err
     rc, out, _ = run(capsys, "embed", *TEXTS, "--model", tmp_path, "--pooling", "mean")
-    np.testing.assert_allclose(np.array(json.loads(out)), reference, atol=1e-4)
+    vectors = np.array(json.loads(out))  # no modules.json, so no Normalize module: raw mean-pooled vectors
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    assert norms.min() > 1.5
+    np.testing.assert_allclose(vectors / norms, reference, atol=1e-4)
     rc, out, _ = run(capsys, "similarity", *TEXTS, "--model", tmp_path, "--pooling", "mean")
     np.testing.assert_allclose(matrix(out, len(TEXTS)), reference @ reference.T, atol=5.1e-4)
 
@@ -122,10 +125,15 @@ def broken(tmp_path, minilm_path):
         (["convert", "{minilm}", "{tmp}/file"], "destination {tmp}/file is a file"),
         (["convert", "{minilm}", "{tmp}/garbage"], "exists and is not empty"),
         (["eval", "--model", "{tmp}/nope", "-k", "0"], "-k must be >= 1, got 0"),  # before loading anything
+        (["eval", "--model", "{tmp}/nope", "--plot", "{tmp}/nowhere/x.png"], "the folder {tmp}/nowhere does not exist"),
+        (["embed", "a", "--task", "Find code"], "--task is for queries: add --kind query"),
+        (["convert", "{minilm}", "{tmp}/new", "--bits", "16", "--recipe", "faithful"], "bits=16 stores float weights"),
+        (["fidelity", "{minilm}", "{tiny_qwen}"], "vectors of different sizes (384 and 64)"),
+        (["fit", "--ram", "8", "--estimate-only"], "'8' reads as 8 bytes: write the unit, e.g. 8GB"),
     ],
 )
-def test_user_errors_are_one_line_without_traceback(capsys, broken, minilm_path, argv, message):
-    fill = {"tmp": broken, "minilm": minilm_path}
+def test_user_errors_are_one_line_without_traceback(capsys, broken, minilm_path, tiny_qwen3_hf, argv, message):
+    fill = {"tmp": broken, "minilm": minilm_path, "tiny_qwen": tiny_qwen3_hf}
     rc, out, err = run(capsys, *[a.format(**fill) for a in argv])
     assert rc == 2 and out == ""
     assert err.startswith("mlx-embed: error: ") and message.format(**fill) in err and "Traceback" not in err
@@ -156,3 +164,37 @@ def test_every_argument_has_help_and_recipes_are_listed():
     for name in ("similarity", "embed"):
         pooling = next(a for a in sub.choices[name]._actions if a.dest == "pooling")
         assert tuple(pooling.choices) == ("mean", "cls", "last_token")
+
+
+def test_input_file_byte_order_mark_and_stdin(capsys, tiny_qwen3_hf, tmp_path, monkeypatch):
+    """A byte-level BPE tokenizes a byte-order mark (Windows editors write one): it is not text."""
+    import io
+
+    (tmp_path / "bom.txt").write_bytes("\ufeffhow do I reset my password?\nsecond line\n".encode("utf-8"))
+    expected = json.loads(run(capsys, "embed", "how do I reset my password?", "second line", "--model", tiny_qwen3_hf)[1])
+    rc, out, _ = run(capsys, "embed", "--input", tmp_path / "bom.txt", "--model", tiny_qwen3_hf)
+    assert rc == 0 and np.abs(np.array(json.loads(out)) - expected).max() < 1e-6
+    monkeypatch.setattr("sys.stdin", io.StringIO("how do I reset my password?\nsecond line\n"))
+    rc, out, _ = run(capsys, "embed", "--input", "-", "--model", tiny_qwen3_hf)
+    assert rc == 0 and np.abs(np.array(json.loads(out)) - expected).max() < 1e-6
+
+
+def test_truncation_is_a_warning_line_with_flags_that_exist(capsys, minilm_path):
+    long = "word " * 300
+    rc, out, err = run(capsys, "embed", long, "--model", minilm_path)
+    assert rc == 0 and "mlx-embed: warning: 1 of 1 texts were longer than max_length=256" in err
+    assert "Pass --no-truncate to fail instead" in err and "truncate=False" not in err
+    rc, out, err = run(capsys, "embed", long, "--model", minilm_path, "--no-truncate")
+    assert rc == 2 and out == "" and "longer than max_length=256" in err
+    rc, out, err = run(capsys, "embed", long, "--model", minilm_path, "--max-length", "512")
+    assert rc == 0 and err == ""
+
+
+def test_a_closed_pipe_ends_quietly(minilm_path):
+    """`mlx-embed embed ... | head -c 20`: the reader stops early; no error line, exit status 0."""
+    import subprocess
+    import sys
+
+    proc = subprocess.run(f"{sys.executable} -m mlx_embed.cli embed {' '.join(['hello'] * 200)} --model {minilm_path} | head -c 20",
+                          shell=True, capture_output=True, text=True, timeout=120, executable="/bin/bash")
+    assert proc.stdout.startswith("[[") and proc.stderr == ""

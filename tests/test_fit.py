@@ -32,7 +32,9 @@ def test_parse_size():
     assert parse_size("512MB") == 512 * 1024**2
     assert parse_size("1.5 GiB") == 1610612736
     assert parse_size("300M") == 300 * 1024**2
-    assert parse_size("4096") == 4096
+    assert parse_size("8589934592") == 8 * 1024**3 and parse_size("0") == 0
+    with pytest.raises(ValueError, match="reads as 8 bytes: write the unit, e.g. 8GB"):
+        parse_size("8")  # --ram 8 means 8 GB, not 8 bytes
     for bad in ("eight", "8XB", "-1GB", ""):
         with pytest.raises(ValueError, match="memory size"):
             parse_size(bad)

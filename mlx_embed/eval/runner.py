@@ -11,6 +11,7 @@ import json
 import sys
 import time
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -117,6 +118,14 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
     if args.k < 1:
         raise ValueError(f"-k must be >= 1, got {args.k}")
+    if args.plot:
+        folder = Path(args.plot).resolve().parent
+        if not folder.is_dir():
+            raise FileNotFoundError(f"--plot {args.plot}: the folder {folder} does not exist")
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError as err:
+            raise ValueError("--plot needs matplotlib: pip install 'mlx-embed[plot]'") from err
     rows = run_models(args.model, args.corpus or list_corpora(), args.k)
     if args.json:
         json.dump([asdict(r) for r in rows], sys.stdout, indent=2)
