@@ -83,13 +83,13 @@ def topk_agreement(reference, candidate, k: int = 5) -> float | None:
 
 def compare(reference, candidate, texts: Sequence[str] = SAMPLE_TEXTS, *, retrieval_k: int | None = 5) -> FidelityReport:
     """Compare two Embedders on ``texts`` (and, with ``retrieval_k``, on the bundled retrieval corpora)."""
-    if reference.dim != candidate.dim:
-        raise ValueError(
-            f"the two models give vectors of different sizes ({reference.dim} and {candidate.dim}): "
-            "compare a converted model with the model it was converted from"
-        )
     ref = reference.encode(list(texts))
     cand = candidate.encode(list(texts))
+    if ref.shape[1] != cand.shape[1]:
+        raise ValueError(
+            f"the two models give vectors of different sizes ({ref.shape[1]} and {cand.shape[1]}): "
+            "compare a converted model with the model it was converted from"
+        )
     cos = per_text_cosine(ref, cand)
     iu = np.triu_indices(len(texts), k=1)
     agreement = topk_agreement(reference, candidate, retrieval_k) if retrieval_k else None
