@@ -85,13 +85,16 @@ def _check_texts(texts) -> list[str]:
         texts = texts.tolist()
     if isinstance(texts, (list, tuple)):
         for i, t in enumerate(texts):
+            if isinstance(t, float) and t != t:
+                raise TypeError(f"texts[{i}] is NaN (a missing value, as pandas gives): drop or fill missing texts first")
             if not isinstance(t, str):
                 raise TypeError(f"texts[{i}] is {type(t).__name__}, not str: every input must be a string")
             _check_unicode(f"texts[{i}]", t)
         return list(texts)
-    raise TypeError(
-        f"texts must be a str or a list of str (or a tuple, iterator or 1-D array of str), got {type(texts).__name__}"
-    )
+    shape = getattr(texts, "shape", None)
+    got = f"a {len(shape)}-D {type(texts).__name__} of shape {tuple(shape)}" if shape is not None else type(texts).__name__
+    fix = ": flatten it first (.ravel() / .squeeze())" if shape is not None and len(shape) > 1 else ""
+    raise TypeError(f"texts must be a str or a list of str (or a tuple, iterator or 1-D array of str), got {got}{fix}")
 
 
 def _check_unicode(name: str, text: str) -> None:
@@ -101,7 +104,8 @@ def _check_unicode(name: str, text: str) -> None:
         except UnicodeEncodeError as err:
             raise ValueError(
                 f"{name} is not valid Unicode: {err.reason} at character {err.start} (it cannot be encoded "
-                "as UTF-8); clean it first, e.g. text.encode('utf-8', 'replace').decode('utf-8')"
+                "as UTF-8); clean it first: text.encode('utf-16', 'surrogatepass').decode('utf-16', 'replace') joins "
+                "surrogate pairs (e.g. escaped emoji) and replaces lone ones"
             ) from None
 
 
@@ -227,8 +231,6 @@ class Embedder:
         Batches hold at most ``batch_size`` texts and ``max_batch_tokens`` padded tokens (default
         ``CPU_BATCH_TOKENS`` on the CPU backend, ``GPU_BATCH_TOKENS`` on Metal).
         """
-        single = isinstance(texts, str)
-        items = _with_prompt(_check_texts([texts] if single else texts), prompt)
         dim = self._spec.check_dim(dim)
         batch_size = _check_int("batch_size", batch_size, 1)
         if max_batch_tokens is None:
@@ -239,6 +241,8 @@ class Embedder:
         truncate, show_progress = (
             _check_bool(name, value) for name, value in (("truncate", truncate), ("show_progress", show_progress))
         )
+        single = isinstance(texts, str)  # checked last: an iterator is used up by it
+        items = _with_prompt(_check_texts([texts] if single else texts), prompt)
 
         out = np.empty((len(items), dim), dtype=np.float32)
         cut: dict[int, int] = {}
@@ -361,6 +365,8 @@ class Embedder:
     def encode_document(self, texts: str | Sequence[str], **kwargs) -> np.ndarray:
         """Embed passages to search in, with the model's document prompt (none for the known models)."""
         _no_prompt("encode_document", "document", kwargs)
+        if "task" in kwargs:
+            raise TypeError("encode_document() takes no task: a task instruction is for queries (encode_query)")
         return self.encode(texts, prompt=self._spec.document_prompt or None, **kwargs)
 
     def _check_max_length(self, max_length: int | None) -> int:

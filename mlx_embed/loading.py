@@ -118,13 +118,16 @@ def resolve(model: str | os.PathLike, revision: str | None = None, local_files_o
     _check_optional("local_files_only", local_files_only, bool)
     name = os.path.expanduser(os.fspath(model))
     if os.path.isdir(name):
+        if revision is not None:
+            raise ValueError(f"revision={revision!r} picks a version on the Hub, but {name} is a local folder: "
+                             "drop revision, or pass the Hub id")
         path = Path(name)
         return Resolved(path, "folder", _spec_for_folder(path), name)
     spec = registry.find(name)
     if spec is None and os.path.isfile(name):
         raise ValueError(f"{name} is a file, not a model folder: pass the folder that holds config.json and the weights")
     if spec is None and (name.count("/") != 1 or name.startswith((".", "/", "~"))):
-        hint = " (no such folder)" if os.sep in name or name.startswith((".", "~")) else ""
+        hint = " (no such folder)" if not isinstance(model, str) or os.sep in name or name.startswith((".", "~")) else ""
         raise ValueError(
             f"Unknown model {name!r}{hint}. Known aliases: {', '.join(registry.REGISTRY)}; "
             "or pass a Hugging Face Hub id ('org/name') or a local folder."

@@ -310,3 +310,21 @@ def test_truncation_message_counts_the_longest_and_names_the_first(minilm_path, 
     model = mlx_embed.load(minilm_path)
     with pytest.raises(ValueError, match=rf"2 of 4 texts .*first at index 1, longest at least {n_a} tokens"):
         model.encode(["ok", long_a, "fine", long_b], max_length=32, truncate=False)
+
+
+def test_inputs_a_dataframe_user_passes_get_errors_that_name_the_fix(tiny_bert_hf):
+    model = mlx_embed.load(tiny_bert_hf)
+    with pytest.raises(TypeError, match=r"got a 2-D ndarray of shape \(2, 1\): flatten it first"):
+        model.encode(np.array([["a"], ["b"]]))
+    with pytest.raises(TypeError, match=r"texts\[1\] is NaN \(a missing value"):
+        model.encode(np.array(["a", float("nan")], dtype=object))
+    with pytest.raises(TypeError, match=r"encode_document\(\) takes no task"):
+        model.encode_document("a", task="Find code")
+    texts = iter(["a", "b"])
+    with pytest.raises(ValueError, match="batch_size"):
+        model.encode(texts, batch_size=0)
+    assert model.encode(texts).shape[0] == 2  # the bad call did not use up the iterator
+    with pytest.raises(ValueError, match="surrogatepass"):
+        model.encode("\ud83d\ude00")
+    escaped = "\ud83d\ude00".encode("utf-16", "surrogatepass").decode("utf-16", "replace")  # the advice, followed
+    np.testing.assert_array_equal(model.encode(escaped), model.encode("😀"))

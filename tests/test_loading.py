@@ -416,3 +416,12 @@ def test_repr_tells_full_precision_and_quantized_weights_apart(minilm_path, tiny
     """The package MiniLM and a 4-bit checkpoint answer to the same alias on different machines."""
     assert repr(mlx_embed.load(minilm_path)).endswith(f"weights='fp32', source='folder')")
     assert "weights='4-bit'" in repr(mlx_embed.load(tiny_bert_4bit))
+
+
+def test_folder_arguments_that_cannot_apply_are_refused(tiny_bert_hf, tmp_path):
+    from pathlib import Path
+
+    with pytest.raises(ValueError, match="revision='v2' picks a version on the Hub, but .* is a local folder"):
+        mlx_embed.load(tiny_bert_hf, revision="v2")
+    with pytest.raises(ValueError, match=r"\(no such folder\)"):
+        mlx_embed.load(Path("nope"))
