@@ -53,6 +53,8 @@ def spearman(a: np.ndarray, b: np.ndarray) -> float:
     if not (np.isfinite(a).all() and np.isfinite(b).all()):
         raise ValueError("spearman: the similarities hold inf or NaN")
     ra, rb = _rank(a), _rank(b)
+    if ra.std() == 0 or rb.std() == 0:
+        return float("nan")  # undefined for constant similarities (scipy.stats.spearmanr: nan too)
     return float(np.corrcoef(ra, rb)[0, 1])
 
 

@@ -25,6 +25,17 @@ def test_spearman_matches_scipy_with_ties(seed):
     assert spearman(a, b) == pytest.approx(expected, abs=1e-12)
 
 
+def test_spearman_of_constant_similarities_is_nan_like_scipy():
+    import warnings
+
+    stats = pytest.importorskip("scipy.stats", reason=NEEDS_SCIPY)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert math.isnan(stats.spearmanr([0.0, 0.0, 0.0], [1.0, 2.0, 3.0]).statistic)
+        warnings.simplefilter("error")
+        assert math.isnan(spearman([0.0, 0.0, 0.0], [1.0, 2.0, 3.0]))
+
+
 def test_spearman_refuses_nan():
     with pytest.raises(ValueError, match="inf or NaN"):
         spearman([1, float("nan"), 3], [1, 2, 3])
