@@ -7,6 +7,7 @@ import glob
 import importlib.util
 import os
 import re
+import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -139,6 +140,14 @@ def resolve(model: str | os.PathLike, revision: str | None = None, local_files_o
         return Resolved(got[0], got[1], spec, repo_id)
     packaged = _package_folder(spec.alias) if spec and revision is None else None
     if packaged is not None:
+        if isinstance(got, IncompleteSnapshot):
+            warnings.warn(
+                f"the Hugging Face cache holds an incomplete download of {repo_id} ({str(got).splitlines()[0]}); "
+                f"using the full-precision copy from {PACKAGED[spec.alias][1]} instead, whose vectors differ from "
+                f"the 4-bit checkpoint's. Fix: `hf download {repo_id}` with network",
+                UserWarning,
+                stacklevel=3,
+            )
         return Resolved(packaged, f"package:{PACKAGED[spec.alias][1]}", spec, repo_id)
     at = "" if revision is None else f" --revision {revision}"
     fixes = [
