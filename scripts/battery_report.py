@@ -41,7 +41,7 @@ def main() -> int:
 
     import mlx_embed
 
-    embedder = mlx_embed.load(args.model)
+    embedder = mlx_embed.load(args.model, dtype="float32")  # as the battery runs it
     results = score(embedder.encode, load_cases())
     measured = {}
     print(f"{embedder.spec.alias} ({embedder.path})")

@@ -15,6 +15,30 @@ from .reference import NEEDS_TORCH, NEEDS_TRANSFORMERS
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# MLX on M5-class Macs runs float32 matmuls through TF32 unless this is 0; the parity bounds are float32's.
+os.environ.setdefault("MLX_ENABLE_TF32", "0")
+
+@pytest.fixture(autouse=True, scope="module")
+def _release_mlx_buffers():
+    """Give MLX's buffer cache back after each module: an 8 GB Mac runs the suite beside torch."""
+    yield
+    import mlx_embed  # noqa: F401  (before mlx.core: it may load OpenBLAS first)
+    import mlx.core as mx
+
+    mx.clear_cache()
+
+
+@pytest.fixture
+def cpu_device():
+    """The CPU backend for a test of a CPU-only path (token budget, worker streams), also on a Mac."""
+    import mlx_embed  # noqa: F401
+    import mlx.core as mx
+
+    before = mx.default_device()
+    mx.set_default_device(mx.cpu)
+    yield
+    mx.set_default_device(before)
+
 
 TEXTS = [
     "hello world",

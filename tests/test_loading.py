@@ -184,6 +184,7 @@ def test_dequantized_linears_take_the_checkpoints_dtype_on_a_gpu(tiny_bert_4bit,
     import mlx.core as mx
     import mlx.nn as nn
 
+    monkeypatch.setattr(mlx_embed.api, "on_cpu", lambda: True)
     cpu = mlx_embed.load(tiny_bert_4bit, dequantize=True)
     monkeypatch.setattr(mlx_embed.api, "on_cpu", lambda: False)
     gpu = mlx_embed.load(tiny_bert_4bit, dequantize=True)

@@ -203,7 +203,7 @@ def bert_reference(gelu_bert):
 
 
 @pytest.mark.parametrize("streams", [0, 1, 2])
-def test_encode_with_worker_streams_matches_transformers(gelu_bert, bert_reference, streams, monkeypatch):
+def test_encode_with_worker_streams_matches_transformers(gelu_bert, bert_reference, streams, monkeypatch, cpu_device):
     monkeypatch.setattr(embedder, "CPU_STREAMS", streams)
     model = mlx_embed.load(gelu_bert)
     ours = model.encode(TEXTS, batch_size=3, max_batch_tokens=40)  # many small batches, out of order
@@ -232,7 +232,7 @@ def test_blas_threads_restores_the_count():
         set_(original)
 
 
-def test_only_a_few_threads_get_worker_streams(gelu_bert, monkeypatch):
+def test_only_a_few_threads_get_worker_streams(gelu_bert, monkeypatch, cpu_device):
     """MLX never frees a stream, so threads past STREAM_THREADS encode inline: a thread per call
     leaks no streams, and every thread gets the same vectors."""
     import threading
@@ -341,7 +341,7 @@ def test_encoding_in_worker_threads_then_exiting_does_not_abort(gelu_bert):
 
 
 @pytest.mark.parametrize("streams", [0, 2])
-def test_cpu_batches_stay_within_the_default_token_budget(minilm_path, monkeypatch, streams):
+def test_cpu_batches_stay_within_the_default_token_budget(minilm_path, monkeypatch, streams, cpu_device):
     """On CPU a batch holds at most CPU_BATCH_TOKENS padded tokens, shared by the worker streams
     (each gets 1/streams of them), whatever batch_size asks for."""
     monkeypatch.setattr(embedder, "CPU_STREAMS", streams)
@@ -354,3 +354,36 @@ def test_cpu_batches_stay_within_the_default_token_budget(minilm_path, monkeypat
     budget = embedder.CPU_BATCH_TOKENS // max(streams, 1)
     assert all(rows * length <= budget for rows, length in shapes), (shapes, budget)
     assert max(rows * length for rows, length in shapes) > budget // 2, shapes
+
+
+def test_exit_wait_covers_finished_encoding_threads_on_every_platform(monkeypatch):
+    """Threads that encoded and finished are waited for at exit: on Linux until /proc drops them,
+    elsewhere (a Mac, where Metal's nn.gelu is compiled too) for a fixed time; live ones are not."""
+    import threading
+
+    from mlx_embed import _threads
+
+    monkeypatch.setattr(_threads, "_noted", {})
+    done = threading.Thread(target=_threads.note_thread)
+    done.start()
+    done.join()
+    waiting = threading.Event()
+    live = threading.Thread(target=lambda: (_threads.note_thread(), waiting.wait(10)))
+    live.start()
+    try:
+        assert len(_threads._noted) == 2
+        slept = []
+        monkeypatch.setattr(_threads.time, "sleep", slept.append)
+        monkeypatch.setattr(_threads.sys, "platform", "darwin")
+        _threads.wait_for_thread_exits()
+        assert slept == [_threads.FALLBACK_WAIT_S]
+        monkeypatch.setattr(_threads.sys, "platform", "linux")
+        monkeypatch.setattr(_threads, "_os_thread_alive", lambda tid: tid == done.native_id and len(slept) < 4)
+        _threads.wait_for_thread_exits()
+        assert len(slept) == 4  # polled until the finished thread's OS thread was gone, not for the live one
+        monkeypatch.setattr(_threads, "_noted", {live.native_id: _threads._noted[live.native_id]})
+        _threads.wait_for_thread_exits()
+        assert len(slept) == 4
+    finally:
+        waiting.set()
+        live.join()

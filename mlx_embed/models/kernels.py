@@ -17,28 +17,22 @@ In the ``exp`` passes the clamp is a ``where``: there ``maximum`` made the loop 
 when ``g++`` is there but fails. The Metal path (a Mac's GPU) never uses this module.
 ``MLX_EMBED_FAST=0`` turns it off.
 
-MLX (0.32) keeps a compile cache per thread, and a thread's cache holds Python objects that its
-destructor frees under the GIL. That destructor runs as the OS thread ends, after ``Thread.join``
-has returned: if the interpreter is finalizing by then, the process aborts ("terminate called
-without an active exception"). So the threads other than the main one that ran a fused kernel are
-noted, and at exit :func:`_wait_for_thread_exits` gives those that have finished their Python part
-time to end. A thread still running at exit (a daemon) is not waited for.
+The threads that run these compiled functions are noted for :mod:`mlx_embed._threads`, which keeps
+MLX from aborting the process at exit.
 """
 
 from __future__ import annotations
 
-import atexit
 import math
 import os
 import shutil
 import sys
-import threading
-import time
-import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import mlx.core as mx
+
+from .._threads import note_thread
 
 # exp(d) for d <= 0: d = n ln2 + r with |r| <= ln2 / 2, exp(r) by its Taylor series to r^6, 2^n
 # written into the float32 exponent bits. Relative error < 3e-7 over [-87, 0].
@@ -94,6 +88,8 @@ def enabled() -> bool:
 
 def reason() -> str:
     """Why the fused kernels are off, or ``"enabled"``."""
+    if _disabled_reason is None and mx.default_device() != mx.cpu:
+        return "the default device is a GPU (the fused kernels are a CPU path)"
     return _disabled_reason or "enabled"
 
 
@@ -114,40 +110,6 @@ def suspended(why: str) -> Iterator[None]:
         yield
     finally:
         _disabled_reason = saved
-
-
-# native thread id -> its Thread, for the threads other than the main one that ran a fused kernel
-_kernel_threads: dict[int, weakref.ref] = {}
-_kernel_threads_lock = threading.Lock()
-EXIT_WAIT_S = 2.0
-
-
-def _os_thread_alive(native_id: int) -> bool:
-    return os.path.exists(f"/proc/self/task/{native_id}")
-
-
-def _note_thread() -> None:
-    native_id = threading.get_native_id()
-    if native_id in _kernel_threads or threading.current_thread() is threading.main_thread():
-        return
-    with _kernel_threads_lock:
-        if len(_kernel_threads) >= 64:  # a thread per request: forget the ones that have ended
-            for tid in [t for t in _kernel_threads if not _os_thread_alive(t)]:
-                del _kernel_threads[tid]
-        _kernel_threads[native_id] = weakref.ref(threading.current_thread())
-
-
-def _finishing(native_id: int, ref: weakref.ref) -> bool:
-    """Done with Python (joined, or its Thread object gone) but the OS thread still ending."""
-    thread = ref()
-    return (thread is None or not thread.is_alive()) and _os_thread_alive(native_id)
-
-
-@atexit.register
-def _wait_for_thread_exits() -> None:
-    deadline = time.monotonic() + EXIT_WAIT_S
-    while time.monotonic() < deadline and any(_finishing(t, r) for t, r in list(_kernel_threads.items())):
-        time.sleep(0.001)  # releases the GIL, which the ending threads' cache destructors take
 
 
 def is_compile_failure(err: BaseException) -> bool:
@@ -184,7 +146,7 @@ def exp_nonpositive(d: mx.array, shift: mx.array | float = 0.0) -> mx.array:
     Three fused passes: a bit cast cannot be fused, and a kernel deeper than 11 operations would
     be split by MLX at a point of its choosing (into slower strided loops).
     """
-    _note_thread()
+    note_thread()
     d = d.astype(mx.float32)
     shift = mx.array(shift, mx.float32) if not isinstance(shift, mx.array) else shift.astype(mx.float32)
     n = _exp_n(d, shift)
@@ -194,7 +156,7 @@ def exp_nonpositive(d: mx.array, shift: mx.array | float = 0.0) -> mx.array:
 def gelu(x: mx.array) -> mx.array:
     """Exact (erf) GELU, x * Phi(x), with Phi from the rational fit above (|error| < 2e-6 * max(1, |x|)),
     computed in float32 (the fit's x^8 passes float16's 65504 at |x| = 4) and returned in ``x``'s dtype."""
-    _note_thread()
+    note_thread()
     return _gelu(x.astype(mx.float32)).astype(x.dtype)
 
 

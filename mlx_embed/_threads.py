@@ -1,0 +1,62 @@
+"""Exit safety for threads that ran MLX compiled functions.
+
+MLX (0.32) keeps a compile cache per thread, and a thread's cache holds Python objects that its
+destructor frees under the GIL. That destructor runs as the OS thread ends, after ``Thread.join``
+has returned: if the interpreter is finalizing by then, the process aborts ("terminate called
+without an active exception"). The fused CPU kernels and, on Metal, ``nn.gelu`` / ``nn.silu`` are
+compiled functions, so the threads other than the main one that encode are noted here, and at exit
+those that have finished their Python part get time to end: on Linux until ``/proc`` no longer lists
+them (at most ``EXIT_WAIT_S``), elsewhere a fixed ``FALLBACK_WAIT_S``. A thread still running at exit
+(a daemon) is not waited for.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import sys
+import threading
+import time
+import weakref
+
+EXIT_WAIT_S = 2.0
+FALLBACK_WAIT_S = 0.2
+
+# native thread id -> its Thread, for the threads other than the main one that ran model code
+_noted: dict[int, weakref.ref] = {}
+_lock = threading.Lock()
+
+
+def _os_thread_alive(native_id: int) -> bool:
+    return os.path.exists(f"/proc/self/task/{native_id}")
+
+
+def note_thread() -> None:
+    """Record the calling thread if it is not the main one (cheap after the first call)."""
+    native_id = threading.get_native_id()
+    if native_id in _noted or threading.current_thread() is threading.main_thread():
+        return
+    with _lock:
+        if len(_noted) >= 64:  # a thread per request: forget the ones that have ended
+            for tid, ref in list(_noted.items()):
+                if _done_with_python(ref) and not (sys.platform == "linux" and _os_thread_alive(tid)):
+                    del _noted[tid]
+        _noted[native_id] = weakref.ref(threading.current_thread())
+
+
+def _done_with_python(ref: weakref.ref) -> bool:
+    thread = ref()
+    return thread is None or not thread.is_alive()
+
+
+@atexit.register
+def wait_for_thread_exits() -> None:
+    finishing = [tid for tid, ref in list(_noted.items()) if _done_with_python(ref)]
+    if not finishing:
+        return
+    if sys.platform != "linux":
+        time.sleep(FALLBACK_WAIT_S)  # no portable way to see an OS thread end; sleeping releases the GIL
+        return
+    deadline = time.monotonic() + EXIT_WAIT_S
+    while time.monotonic() < deadline and any(_os_thread_alive(t) for t in finishing):
+        time.sleep(0.001)  # releases the GIL, which the ending threads' cache destructors take
