@@ -472,7 +472,7 @@ def exit_reason(returncode: int) -> str:
     except ValueError:
         return f"killed by signal {-returncode}"
     if name == "SIGKILL":
-        return "killed by SIGKILL, likely out of memory (the kernel's OOM killer)"
+        return "killed by SIGKILL, likely out of memory (Linux's OOM killer, macOS's jetsam)"
     if name == "SIGSEGV":
         return "killed by SIGSEGV, a crash (MLX crashes this way when an allocation fails, e.g. under ulimit -v)"
     return f"killed by {name}"
@@ -481,7 +481,7 @@ def exit_reason(returncode: int) -> str:
 def run_child(module: str, args: list[str], timeout: float | None = None) -> dict:
     """Run ``module._child_main(args)`` in a fresh interpreter and return the JSON it writes to ``--out``.
 
-    Raises :class:`ChildFailed` when the child dies (a signal such as the OOM killer's), exits non-zero
+    Raises :class:`ChildFailed` when the child dies (a signal such as the OOM killer's or jetsam's), exits non-zero
     or runs past ``timeout`` seconds (then it is killed), ``ValueError`` for the bad input the child reports."""
     root = str(Path(__file__).resolve().parents[1])
     env = dict(os.environ)

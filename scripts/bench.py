@@ -99,7 +99,11 @@ def rss_mb() -> tuple[float, float]:
 
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         peak = peak / 1024**2 if sys.platform == "darwin" else peak / 1024
-        return float("nan"), peak
+        try:  # a peer's venv may lack mlx_embed
+            from mlx_embed.procmem import process_memory
+        except ImportError:
+            return float("nan"), peak
+        return process_memory() / 1024**2, peak
 
 
 # ---------------------------------------------------------------- child side: one engine per process
