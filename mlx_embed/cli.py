@@ -78,6 +78,8 @@ def _embed(args) -> int:
 
     if args.task is not None and args.kind != "query":
         raise ValueError("--task is for queries: add --kind query")
+    if args.prompt is not None and args.kind != "plain":
+        raise ValueError(f"--kind {args.kind} uses the model's {args.kind} prompt: drop --prompt, or use --kind plain")
     if bool(args.texts) == (args.input is not None):
         raise ValueError("give TEXTS or --input FILE" + (", not both" if args.texts else ": there is nothing to embed"))
     output = _npy_path(args.output) if args.output else None
@@ -85,6 +87,8 @@ def _embed(args) -> int:
     embedder = mlx_embed.load(args.model, pooling=args.pooling)
     encode = {"query": embedder.encode_query, "document": embedder.encode_document, "plain": embedder.encode}[args.kind]
     options = {"task": args.task} if args.task is not None else {}
+    if args.prompt is not None:
+        options["prompt"] = args.prompt
     vectors = encode(texts, batch_size=args.batch_size, dim=args.dim, max_length=args.max_length,
                      truncate=not args.no_truncate, show_progress=args.input is not None, **options)
     if output:
@@ -160,10 +164,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", help="write a .npy file (.npy is appended when missing) instead of JSON on stdout")
     p.add_argument("--model", default="minilm", help=model_help)
     p.add_argument("--pooling", choices=POOLINGS, help=pooling_help)
-    p.add_argument("--kind", choices=["plain", "query", "document"], default="plain", help="plain: no prompt; query / document: the model's query / document prompt")
+    p.add_argument("--kind", choices=["plain", "query", "document"], default="plain", help="plain (default): no prompt; query / document: the model's query / document prompt")
     p.add_argument("--batch-size", type=int, default=32, help="texts per batch (default: 32)")
     p.add_argument("--dim", type=int, help="truncate to this many dimensions (Matryoshka models only)")
     p.add_argument("--task", help="with --kind query: the task instruction of models that take one (Qwen3)")
+    p.add_argument("--prompt", help="with --kind plain: a prompt of your own, put before every text")
     p.add_argument("--max-length", type=int, help="cut texts at this many tokens (default: the model's max length)")
     p.add_argument("--no-truncate", action="store_true", help="fail on a text over the max length instead of cutting it")
     p.set_defaults(func=_embed)
@@ -209,9 +214,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# The library's advice in its own words -> the same advice in flags
+_FLAGS = {
+    "Pass truncate=False to raise instead": "Pass --no-truncate to fail instead",
+    "Pass truncate=True to cut them, a larger max_length,": "Drop --no-truncate to cut them, give a larger --max-length,",
+    "pass prompt=... to encode() instead": "use --kind plain --prompt '...' instead",
+}
+
+
+def _in_flags(text: str) -> str:
+    for said, flag in _FLAGS.items():
+        text = text.replace(said, flag)
+    return text
+
+
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
-    text = str(message).replace("Pass truncate=False to raise instead", "Pass --no-truncate to fail instead")
-    print(f"mlx-embed: warning: {text}", file=sys.stderr)
+    print(f"mlx-embed: warning: {_in_flags(str(message))}", file=sys.stderr)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -223,7 +241,7 @@ def main(argv: list[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
         return 0
     except (ValueError, TypeError, OSError, FloatingPointError) as err:
-        print(f"mlx-embed: error: {err}", file=sys.stderr)
+        print(f"mlx-embed: error: {_in_flags(str(err))}", file=sys.stderr)
         return 2
     finally:
         warnings.showwarning = showwarning

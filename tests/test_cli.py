@@ -186,6 +186,7 @@ def test_truncation_is_a_warning_line_with_flags_that_exist(capsys, minilm_path)
     assert "Pass --no-truncate to fail instead" in err and "truncate=False" not in err
     rc, out, err = run(capsys, "embed", long, "--model", minilm_path, "--no-truncate")
     assert rc == 2 and out == "" and "longer than max_length=256" in err
+    assert "Drop --no-truncate to cut them, give a larger --max-length" in err and "truncate=True" not in err
     rc, out, err = run(capsys, "embed", long, "--model", minilm_path, "--max-length", "512")
     assert rc == 0 and err == ""
 
@@ -198,3 +199,13 @@ def test_a_closed_pipe_ends_quietly(minilm_path):
     proc = subprocess.run(f"{sys.executable} -m mlx_embed.cli embed {' '.join(['hello'] * 200)} --model {minilm_path} | head -c 20",
                           shell=True, capture_output=True, text=True, timeout=120, executable="/bin/bash")
     assert proc.stdout.startswith("[[") and proc.stderr == ""
+
+
+def test_embed_prompt_of_your_own(capsys, minilm_path):
+    expected = json.loads(run(capsys, "embed", "query: hello", "--model", minilm_path)[1])
+    rc, out, _ = run(capsys, "embed", "hello", "--prompt", "query: ", "--model", minilm_path)
+    assert rc == 0 and json.loads(out) == expected
+    rc, _, err = run(capsys, "embed", "hello", "--kind", "query", "--task", "x", "--model", minilm_path)
+    assert rc == 2 and "takes no task instruction; use --kind plain --prompt '...' instead" in err
+    rc, _, err = run(capsys, "embed", "hello", "--kind", "query", "--prompt", "q: ", "--model", minilm_path)
+    assert rc == 2 and "--kind query uses the model's query prompt" in err
