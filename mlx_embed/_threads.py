@@ -33,15 +33,16 @@ def _os_thread_alive(native_id: int) -> bool:
 
 def note_thread() -> None:
     """Record the calling thread if it is not the main one (cheap after the first call)."""
-    native_id = threading.get_native_id()
-    if native_id in _noted or threading.current_thread() is threading.main_thread():
+    native_id, current = threading.get_native_id(), threading.current_thread()
+    known = _noted.get(native_id)
+    if (known is not None and known() is current) or current is threading.main_thread():
         return
-    with _lock:
+    with _lock:  # a new thread, or one that reuses the id of a thread that has ended
         if len(_noted) >= 64:  # a thread per request: forget the ones that have ended
             for tid, ref in list(_noted.items()):
                 if _done_with_python(ref) and not (sys.platform == "linux" and _os_thread_alive(tid)):
                     del _noted[tid]
-        _noted[native_id] = weakref.ref(threading.current_thread())
+        _noted[native_id] = weakref.ref(current)
 
 
 def _done_with_python(ref: weakref.ref) -> bool:
@@ -50,13 +51,13 @@ def _done_with_python(ref: weakref.ref) -> bool:
 
 
 @atexit.register
-def wait_for_thread_exits() -> None:
+def wait_for_thread_exits(sleep=time.sleep, platform: str | None = None) -> None:
     finishing = [tid for tid, ref in list(_noted.items()) if _done_with_python(ref)]
     if not finishing:
         return
-    if sys.platform != "linux":
-        time.sleep(FALLBACK_WAIT_S)  # no portable way to see an OS thread end; sleeping releases the GIL
+    if (platform or sys.platform) != "linux":
+        sleep(FALLBACK_WAIT_S)  # no portable way to see an OS thread end; sleeping releases the GIL
         return
     deadline = time.monotonic() + EXIT_WAIT_S
     while time.monotonic() < deadline and any(_os_thread_alive(t) for t in finishing):
-        time.sleep(0.001)  # releases the GIL, which the ending threads' cache destructors take
+        sleep(0.001)  # releases the GIL, which the ending threads' cache destructors take

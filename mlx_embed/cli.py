@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import io
 import json
 import os
 import sys
@@ -45,18 +46,22 @@ def _similarity(args) -> int:
 
 
 def _read_lines(name: str) -> list[str]:
-    """One text per line; ``-`` reads stdin. A UTF-8 byte-order mark is not part of the first text."""
-    if name == "-":
-        return [line.rstrip("\n").removeprefix("\ufeff") for line in sys.stdin]
-    path = Path(name)
-    if not path.is_file():
-        why = "is a directory" if path.is_dir() else "does not exist"
-        raise FileNotFoundError(f"--input {path} {why}: give a UTF-8 text file with one text per line")
+    """One text per line (any newline convention); ``-`` reads stdin. A UTF-8 byte-order mark is not
+    part of the first text."""
+    if name != "-":
+        path = Path(name)
+        if not path.is_file():
+            why = "is a directory" if path.is_dir() else "does not exist"
+            raise FileNotFoundError(f"--input {path} {why}: give a UTF-8 text file with one text per line")
     try:
+        if name == "-":
+            raw = getattr(sys.stdin, "buffer", None)
+            stream = io.TextIOWrapper(raw, encoding="utf-8-sig") if raw is not None else sys.stdin
+            return [line.rstrip("\n") for line in stream]
         with path.open(encoding="utf-8-sig") as f:
             return [line.rstrip("\n") for line in f]
     except UnicodeDecodeError as err:
-        raise ValueError(f"--input {path} is not UTF-8 text ({err}): convert it, e.g. `iconv -f latin1 -t utf-8`") from None
+        raise ValueError(f"--input {name} is not UTF-8 text ({err}): convert it, e.g. `iconv -f latin1 -t utf-8`") from None
 
 
 def _npy_path(name: str) -> Path:
@@ -228,20 +233,28 @@ def _in_flags(text: str) -> str:
     return text
 
 
-def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
-    print(f"mlx-embed: warning: {_in_flags(str(message))}", file=sys.stderr)
+def _without_api_advice(text: str) -> str:
+    """For the subcommands without embed's flags: the library's advice names arguments they lack."""
+    return text.replace(" Pass truncate=False to raise instead.", "")
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    showwarning, warnings.showwarning = warnings.showwarning, _show_warning
+    says = _in_flags if args.func is _embed else _without_api_advice  # only embed has the flags the advice names
+
+    def show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+        print(f"mlx-embed: warning: {says(str(message))}", file=sys.stderr)
+
+    showwarning, warnings.showwarning = warnings.showwarning, show_warning
     try:
-        return args.func(args)
+        status = args.func(args)
+        sys.stdout.flush()  # inside the try: a reader that went away is noticed here, not at exit
+        return status
     except BrokenPipeError:  # the reader went away (`| head`): not an error of ours
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
         return 0
     except (ValueError, TypeError, OSError, FloatingPointError) as err:
-        print(f"mlx-embed: error: {_in_flags(str(err))}", file=sys.stderr)
+        print(f"mlx-embed: error: {says(str(err))}", file=sys.stderr)
         return 2
     finally:
         warnings.showwarning = showwarning

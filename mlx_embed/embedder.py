@@ -110,13 +110,15 @@ def _check_unicode(name: str, text: str) -> None:
             ) from None
 
 
-def _with_prompt(items: list[str], prompt: str | None) -> list[str]:
+def _check_prompt(prompt: str | None) -> None:
     if prompt is not None and not isinstance(prompt, str):
         raise TypeError(f"prompt must be a str or None, got {type(prompt).__name__}")
-    if not prompt:
-        return items
-    _check_unicode("prompt", prompt)
-    return [prompt + t for t in items]
+    if prompt:
+        _check_unicode("prompt", prompt)
+
+
+def _with_prompt(items: list[str], prompt: str | None) -> list[str]:
+    return [prompt + t for t in items] if prompt else items
 
 
 def _check_bool(name: str, value, default: bool | None = None) -> bool:
@@ -243,6 +245,7 @@ class Embedder:
         truncate, show_progress = (
             _check_bool(name, value) for name, value in (("truncate", truncate), ("show_progress", show_progress))
         )
+        _check_prompt(prompt)
         single = isinstance(texts, str)  # checked last: an iterator is used up by it
         items = _with_prompt(_check_texts([texts] if single else texts), prompt)
 

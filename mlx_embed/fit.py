@@ -151,8 +151,8 @@ def parse_size(text: str | int | float) -> int:
     if not m:
         raise ValueError(f"cannot read {text!r} as a memory size: write e.g. 8GB, 2.5GB, 512MB or a number of bytes")
     value, unit = float(m.group(1)), m.group(2).lower()
-    if not unit and 0 < value < 1024 * 1024:
-        raise ValueError(f"{text!r} reads as {value:g} bytes: write the unit, e.g. {text}GB")
+    if not unit and not m.group(3) and 0 < value < 1024 * 1024:  # "8", not "8B"
+        raise ValueError(f"{text!r} reads as {value:g} bytes: write the unit, e.g. {m.group(1)}GB")
     return int(value * 1024 ** "_kmgt".index(unit or "_"))
 
 

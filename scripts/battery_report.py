@@ -24,7 +24,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.battery.harness import CATEGORIES, HERE, load_cases, score  # noqa: E402
+from tests.battery.harness import CATEGORIES, HERE, load_battery_model, load_cases, score  # noqa: E402
 
 CLEAR_GAP = 0.02
 
@@ -39,12 +39,16 @@ def main() -> int:
     )
     args = parser.parse_args()
 
-    import mlx_embed
+    from mlx_embed import registry
+    from mlx_embed.loading import PACKAGED, _package_folder
 
-    embedder = mlx_embed.load(args.model, dtype="float32")  # as the battery runs it
+    embedder = load_battery_model(args.model)  # the weights and dtype the battery runs
+    alias = registry.find(args.model).alias if registry.find(args.model) else embedder.spec.alias
+    packaged = alias in PACKAGED and _package_folder(alias) == embedder.path
+    weights = f"package:{PACKAGED[alias][1]}" if packaged else f"{embedder.source} {embedder.path}"
     results = score(embedder.encode, load_cases())
     measured = {}
-    print(f"{embedder.spec.alias} ({embedder.path})")
+    print(f"{alias} ({embedder.path}, {embedder!r})")
     print(f"{'category':<13} {'cases':>5} {'ranked':>7} {'min gap':>8} {'median':>8}")
     for cat in CATEGORIES:
         gaps = np.array([r.gap for r in results if r.category == cat])
@@ -60,7 +64,7 @@ def main() -> int:
     if args.write:
         path = HERE / "capabilities.json"
         caps = json.loads(path.read_text())
-        name = args.name or embedder.spec.alias
+        name = args.name or alias
         before = caps.get(name, {}).get("categories", {})
         lost = [c for c in CATEGORIES if before.get(c, {}).get("expect") == "pass" and measured[c]["expect"] == "fail"]
         if lost and not args.accept_failures:
@@ -72,7 +76,7 @@ def main() -> int:
             return 1
         caps[name] = {
             "measured": True,
-            "source": f"scripts/battery_report.py on {date.today().isoformat()}, weights {embedder.source}",
+            "source": f"scripts/battery_report.py on {date.today().isoformat()}, weights {weights}",
             "categories": measured,
         }
         path.write_text(json.dumps(caps, indent=2, ensure_ascii=False) + "\n")

@@ -36,6 +36,7 @@ def test_parse_size():
     assert parse_size("8589934592") == 8 * 1024**3 and parse_size("0") == 0
     with pytest.raises(ValueError, match="reads as 8 bytes: write the unit, e.g. 8GB"):
         parse_size("8")  # --ram 8 means 8 GB, not 8 bytes
+    assert parse_size("512B") == parse_size("512 b") == 512  # bytes said explicitly
     for bad in ("eight", "8XB", "-1GB", ""):
         with pytest.raises(ValueError, match="memory size"):
             parse_size(bad)

@@ -323,6 +323,8 @@ def test_inputs_a_dataframe_user_passes_get_errors_that_name_the_fix(tiny_bert_h
     texts = iter(["a", "b"])
     with pytest.raises(ValueError, match="batch_size"):
         model.encode(texts, batch_size=0)
+    with pytest.raises(TypeError, match="prompt must be a str"):
+        model.encode(texts, prompt=5)
     assert model.encode(texts).shape[0] == 2  # the bad call did not use up the iterator
     with pytest.raises(ValueError, match="surrogatepass"):
         model.encode("\ud83d\ude00")

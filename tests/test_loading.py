@@ -388,6 +388,8 @@ def test_qwen3_config_defaults_and_refusals_follow_transformers():
     theta = getattr(reference, "rope_theta", None) or reference.rope_parameters["rope_theta"]
     assert (args.rope_theta, args.rms_norm_eps, args.head_dim) == (theta, reference.rms_norm_eps, 16)
     assert ModelArgs.from_dict({**base, "rope_scaling": {"rope_type": "default"}}).rope_theta == theta
+    aliased = {**base, "rope_scaling": {"rope_type": "default", "rope_theta": 70_000.0}}  # transformers 5 reads either key
+    assert ModelArgs.from_dict(aliased).rope_theta == transformers.Qwen3Config(**aliased).rope_parameters["rope_theta"] == 70_000.0
     with pytest.raises(ValueError, match="RoPE scaling.*yarn"):
         ModelArgs.from_dict({**base, "rope_scaling": {"rope_type": "yarn", "factor": 4.0}})
     with pytest.raises(ValueError, match="sliding-window"):

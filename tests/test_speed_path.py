@@ -367,23 +367,45 @@ def test_exit_wait_covers_finished_encoding_threads_on_every_platform(monkeypatc
     done = threading.Thread(target=_threads.note_thread)
     done.start()
     done.join()
-    waiting = threading.Event()
-    live = threading.Thread(target=lambda: (_threads.note_thread(), waiting.wait(10)))
+    noted, release = threading.Event(), threading.Event()
+    live = threading.Thread(target=lambda: (_threads.note_thread(), noted.set(), release.wait(10)))
     live.start()
     try:
-        assert len(_threads._noted) == 2
+        assert noted.wait(10) and len(_threads._noted) == 2
         slept = []
-        monkeypatch.setattr(_threads.time, "sleep", slept.append)
-        monkeypatch.setattr(_threads.sys, "platform", "darwin")
-        _threads.wait_for_thread_exits()
+        _threads.wait_for_thread_exits(sleep=slept.append, platform="darwin")
         assert slept == [_threads.FALLBACK_WAIT_S]
-        monkeypatch.setattr(_threads.sys, "platform", "linux")
         monkeypatch.setattr(_threads, "_os_thread_alive", lambda tid: tid == done.native_id and len(slept) < 4)
-        _threads.wait_for_thread_exits()
+        _threads.wait_for_thread_exits(sleep=slept.append, platform="linux")
         assert len(slept) == 4  # polled until the finished thread's OS thread was gone, not for the live one
         monkeypatch.setattr(_threads, "_noted", {live.native_id: _threads._noted[live.native_id]})
-        _threads.wait_for_thread_exits()
+        _threads.wait_for_thread_exits(sleep=slept.append, platform="linux")
         assert len(slept) == 4
     finally:
-        waiting.set()
+        release.set()
         live.join()
+
+
+def test_a_thread_that_reuses_an_ended_threads_id_is_noted_as_itself(monkeypatch):
+    """Linux reuses thread ids: the entry of an ended thread must not stand for a new, live one
+    (the exit wait would then poll the live thread's /proc entry for the full EXIT_WAIT_S)."""
+    import threading
+    import weakref
+
+    from mlx_embed import _threads
+
+    ended = threading.Thread(target=lambda: None)
+    ended.start()
+    ended.join()
+    noted = threading.Event()
+
+    def reuse():
+        _threads._noted[threading.get_native_id()] = weakref.ref(ended)  # as if the id were reused
+        _threads.note_thread()
+        noted.set()
+
+    monkeypatch.setattr(_threads, "_noted", {})
+    thread = threading.Thread(target=reuse)
+    thread.start()
+    thread.join()
+    assert noted.is_set() and _threads._noted[thread.native_id]() is thread

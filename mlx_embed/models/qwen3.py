@@ -32,7 +32,7 @@ class ModelArgs:
     def from_dict(cls, params: dict) -> "ModelArgs":
         params = dict(params)
         # transformers >= 5 moved rope_theta into rope_parameters.
-        rope = params.get("rope_parameters") or {}
+        rope = params.get("rope_parameters") or params.get("rope_scaling") or {}  # transformers 5 reads either
         if "rope_theta" not in params and "rope_theta" in rope:
             params["rope_theta"] = rope["rope_theta"]
         scaling = params.get("rope_scaling") or {}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 from collections import Counter
 from collections.abc import Callable
@@ -13,6 +14,21 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 CATEGORIES = ("en", "ru", "zh", "xling-ru-en", "xling-ru-zh", "xling-en-zh", "code-xlang", "code-impl", "code-nl")
+
+
+ENV = {"qwen3-0.6b": "MLX_EMBED_QWEN3_PATH", "minilm": "MLX_EMBED_MINILM_PATH", "bge-small": "MLX_EMBED_BGE_PATH"}
+
+
+def load_battery_model(alias_or_path: str):
+    """The model the battery runs and battery_report.py measures, the same way: for a registry alias the
+    folder its ENV variable names, else its packaged float32 copy (MiniLM: what its expectations were
+    measured on; a 4-bit copy in the HF cache ranks some cases differently), else the HF cache; always
+    computing in float32 (a GPU's default for a 4-bit checkpoint is 16-bit). Offline: no download."""
+    import mlx_embed
+    from mlx_embed.loading import _package_folder
+
+    source = os.environ.get(ENV.get(alias_or_path, ""), "") or _package_folder(alias_or_path) or alias_or_path
+    return mlx_embed.load(source, local_files_only=True, dtype="float32")
 
 
 def load_cases() -> list[dict]:
