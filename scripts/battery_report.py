@@ -43,7 +43,8 @@ def main() -> int:
     from mlx_embed.loading import PACKAGED, _package_folder
 
     embedder = load_battery_model(args.model)  # the weights and dtype the battery runs
-    alias = registry.find(args.model).alias if registry.find(args.model) else embedder.spec.alias
+    spec = registry.find(args.model)
+    alias = spec.alias if spec else embedder.spec.alias
     packaged = alias in PACKAGED and _package_folder(alias) == embedder.path
     weights = f"package:{PACKAGED[alias][1]}" if packaged else f"{embedder.source} {embedder.path}"
     results = score(embedder.encode, load_cases())

@@ -16,9 +16,6 @@ In the ``exp`` passes the clamp is a ``where``: there ``maximum`` made the loop 
 ``mx.fast.scaled_dot_product_attention``. ``Embedder.encode`` also turns this off, with a warning,
 when ``g++`` is there but fails. The Metal path (a Mac's GPU) never uses this module.
 ``MLX_EMBED_FAST=0`` turns it off.
-
-The threads that run these compiled functions are noted for :mod:`mlx_embed._threads`, which keeps
-MLX from aborting the process at exit.
 """
 
 from __future__ import annotations
@@ -31,8 +28,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import mlx.core as mx
-
-from .._threads import note_thread
 
 # exp(d) for d <= 0: d = n ln2 + r with |r| <= ln2 / 2, exp(r) by its Taylor series to r^6, 2^n
 # written into the float32 exponent bits. Relative error < 3e-7 over [-87, 0].
@@ -146,7 +141,6 @@ def exp_nonpositive(d: mx.array, shift: mx.array | float = 0.0) -> mx.array:
     Three fused passes: a bit cast cannot be fused, and a kernel deeper than 11 operations would
     be split by MLX at a point of its choosing (into slower strided loops).
     """
-    note_thread()
     d = d.astype(mx.float32)
     shift = mx.array(shift, mx.float32) if not isinstance(shift, mx.array) else shift.astype(mx.float32)
     n = _exp_n(d, shift)
@@ -156,7 +150,6 @@ def exp_nonpositive(d: mx.array, shift: mx.array | float = 0.0) -> mx.array:
 def gelu(x: mx.array) -> mx.array:
     """Exact (erf) GELU, x * Phi(x), with Phi from the rational fit above (|error| < 2e-6 * max(1, |x|)),
     computed in float32 (the fit's x^8 passes float16's 65504 at |x| = 4) and returned in ``x``'s dtype."""
-    note_thread()
     return _gelu(x.astype(mx.float32)).astype(x.dtype)
 
 
