@@ -18,6 +18,7 @@ from ._threads import note_thread
 from .models import kernels
 from .pooling import POOLERS, l2_normalize
 from .registry import ModelSpec
+from .stats import weight_format
 from .tokenize import Batch, TextEncoder, check_truncation
 
 # Cached MLX buffers above this are released between batches (within a batch the cache still
@@ -207,8 +208,6 @@ class Embedder:
         return self._spec.max_length
 
     def __repr__(self) -> str:
-        from .fit import weight_format
-
         return (f"Embedder({self._spec.alias!r}, dim={self.dim}, pooling={self._spec.pooling!r}, "
                 f"weights={weight_format(self.config)!r}, source={self.source!r})")
 

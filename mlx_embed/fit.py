@@ -67,6 +67,8 @@ from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
+from .stats import files_float_dtype, weight_format
+
 SCHEMA_ID = "mlx_embed.fit/1"
 GIB = 1024**3
 MIB = 1024**2
@@ -720,31 +722,6 @@ def _max_length_of(name: str, config: dict, path: Path | None) -> int:
             return min(found, limit)
     spec = registry.find(name)
     return min(spec.max_length, limit) if spec else limit
-
-
-def weight_format(config: dict, float_dtype: str | None = None) -> str:
-    """How a checkpoint stores its weights: ``"4-bit"``, ``"mixed 4/8-bit"`` (per-layer bits), or for an
-    unquantized one its float type (``"fp32"``, ``"fp16"``, ``"bf16"``): ``float_dtype`` as read from its
-    files, else the config's ``torch_dtype``, else fp32."""
-    quant = config.get("quantization") or config.get("quantization_config")
-    if quant:
-        bits = {quant.get("bits", 4)} | {v["bits"] for v in quant.values() if isinstance(v, dict) and "bits" in v}
-        return f"{bits.pop()}-bit" if len(bits) == 1 else "mixed " + "/".join(str(b) for b in sorted(bits)) + "-bit"
-    name = str(float_dtype or config.get("torch_dtype") or config.get("dtype") or "float32").lower()
-    return {"f32": "fp32", "float32": "fp32", "f16": "fp16", "float16": "fp16", "bf16": "bf16", "bfloat16": "bf16"}.get(name, name)
-
-
-def files_float_dtype(folder: Path | None) -> str | None:
-    """The float type holding most of the values in ``folder``'s safetensors files (``"F32"``, ...), or None."""
-    from .stats import tensor_headers
-
-    if folder is None:
-        return None
-    counts: dict[str, int] = {}
-    for info in tensor_headers(sorted(folder.glob("*.safetensors"))).values():
-        if info["dtype"] in ("F32", "F16", "BF16"):
-            counts[info["dtype"]] = counts.get(info["dtype"], 0) + math.prod(info["shape"])
-    return max(counts, key=counts.__getitem__) if counts else None
 
 
 def _import_rss() -> int | None:

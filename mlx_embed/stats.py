@@ -61,3 +61,26 @@ def checkpoint_stats(folder: str | os.PathLike, config: dict | None = None) -> C
             n = scales[0] * scales[-1] * group_size if len(scales) == 2 else n
         params += n
     return CheckpointStats(params, sum(f.stat().st_size for f in files), 8 * tensor_bytes / params)
+
+
+def weight_format(config: dict, float_dtype: str | None = None) -> str:
+    """How a checkpoint stores its weights: ``"4-bit"``, ``"mixed 4/8-bit"`` (per-layer bits), or for an
+    unquantized one its float type (``"fp32"``, ``"fp16"``, ``"bf16"``): ``float_dtype`` as read from its
+    files, else the config's ``torch_dtype``, else fp32."""
+    quant = config.get("quantization") or config.get("quantization_config")
+    if quant:
+        bits = {quant.get("bits", 4)} | {v["bits"] for v in quant.values() if isinstance(v, dict) and "bits" in v}
+        return f"{bits.pop()}-bit" if len(bits) == 1 else "mixed " + "/".join(str(b) for b in sorted(bits)) + "-bit"
+    name = str(float_dtype or config.get("torch_dtype") or config.get("dtype") or "float32").lower()
+    return {"f32": "fp32", "float32": "fp32", "f16": "fp16", "float16": "fp16", "bf16": "bf16", "bfloat16": "bf16"}.get(name, name)
+
+
+def files_float_dtype(folder: Path | None) -> str | None:
+    """The float type holding most of the values in ``folder``'s safetensors files (``"F32"``, ...), or None."""
+    if folder is None:
+        return None
+    counts: dict[str, int] = {}
+    for info in tensor_headers(sorted(folder.glob("*.safetensors"))).values():
+        if info["dtype"] in ("F32", "F16", "BF16"):
+            counts[info["dtype"]] = counts.get(info["dtype"], 0) + math.prod(info["shape"])
+    return max(counts, key=counts.__getitem__) if counts else None
