@@ -111,6 +111,15 @@ def _check_unicode(name: str, text: str) -> None:
             ) from None
 
 
+def _check_tokens(ids: list[list[int]], start: int) -> None:
+    empty = next((i for i, seq in enumerate(ids) if not seq), None)
+    if empty is not None:
+        raise ValueError(
+            f"texts[{start + empty}] gives no tokens: this tokenizer adds no special tokens, so an empty or "
+            "blank text has nothing to embed; drop or fill such texts first"
+        )
+
+
 def _check_prompt(prompt: str | None) -> None:
     if prompt is not None and not isinstance(prompt, str):
         raise TypeError(f"prompt must be a str or None, got {type(prompt).__name__}")
@@ -254,6 +263,7 @@ class Embedder:
         for start in range(0, len(items), ENCODE_CHUNK):
             stop = min(start + ENCODE_CHUNK, len(items))
             ids, chunk_cut = self.text_encoder.tokenize(items[start:stop], max_length)
+            _check_tokens(ids, start)
             cut.update((start + i, n) for i, n in chunk_cut.items())
             if not truncate:
                 of = None if stop == len(items) else f"the first {stop} of {len(items)} texts"

@@ -64,12 +64,16 @@ def per_text_cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return (a * b).sum(axis=1)
 
 
-def topk_agreement(reference, candidate, k: int = 5) -> float | None:
-    """Mean overlap of the top-k documents per query on the bundled retrieval corpora."""
-    try:
-        from .eval.corpora import list_corpora, load_corpus
-    except ImportError:
-        return None
+def _cosines(x: np.ndarray) -> np.ndarray:
+    x = x / np.linalg.norm(x, axis=1, keepdims=True)  # (T, D)
+    return x @ x.T  # (T, T)
+
+
+def topk_agreement(reference, candidate, k: int = 5) -> float:
+    """Mean overlap of the top-k documents per query (by cosine) on the bundled retrieval corpora."""
+    from .eval.corpora import list_corpora, load_corpus
+    from .eval.metrics import cosine_scores
+
     overlaps = []
     for name in list_corpora():
         corpus = load_corpus(name)
@@ -77,7 +81,7 @@ def topk_agreement(reference, candidate, k: int = 5) -> float | None:
         queries = [text for _, text in corpus.queries]
         tops = []
         for model in (reference, candidate):
-            scores = model.encode_query(queries) @ model.encode_document(docs).T  # (Q, N)
+            scores = cosine_scores(model.encode_query(queries), model.encode_document(docs))  # (Q, N)
             tops.append(np.argsort(-scores, axis=1, kind="stable")[:, :k])
         overlaps += [len(set(r) & set(c)) / k for r, c in zip(*tops)]
     return float(np.mean(overlaps))
@@ -100,7 +104,7 @@ def compare(reference, candidate, texts: Sequence[str] = SAMPLE_TEXTS, *, retrie
         cosine_min=float(cos.min()),
         cosine_mean=float(cos.mean()),
         cosine_p5=float(np.percentile(cos, 5)),
-        spearman=spearman((ref @ ref.T)[iu], (cand @ cand.T)[iu]),
+        spearman=spearman(_cosines(ref)[iu], _cosines(cand)[iu]),
         topk_agreement=agreement,
         topk=retrieval_k if agreement is not None else None,
         per_text=tuple(float(c) for c in cos),

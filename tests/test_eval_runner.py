@@ -40,6 +40,22 @@ def test_perfect_retriever_gets_perfect_scores():
     assert abs(m["R@1"] - np.mean(1 / n_rel)) < 1e-12
 
 
+class UnequalOracle(Oracle):
+    """The oracle's documents at lengths 1, 2, 3, ... plus a shared direction: ranked by dot product the
+    long irrelevant documents win; ranked by cosine (sentence-transformers' default) the ranking is perfect."""
+
+    def encode_document(self, texts):
+        docs = super().encode_document(texts)
+        docs = docs + 0.5 / np.sqrt(docs.shape[1])  # (N, N): every document shares the all-ones direction
+        return docs * np.arange(1, len(texts) + 1, dtype=np.float32)[:, None]
+
+
+def test_documents_are_ranked_by_cosine_whatever_their_length():
+    corpus = load_corpus("en")
+    m = evaluate(UnequalOracle(corpus), corpus, ks=(1, 5))
+    assert m["MRR@5"] == 1.0 and m["nDCG@5"] == 1.0 and m["R@5"] == 1.0
+
+
 def test_eval_cli_json(tiny_bert_hf, capsys):
     """The CLI's figures are trec_eval's (pytrec_eval) on the same model's query-document cosines."""
     pytrec_eval = pytest.importorskip("pytrec_eval", reason=f"needs pytrec_eval (pytrec-eval-terrier): {INSTALL}")
@@ -54,7 +70,9 @@ def test_eval_cli_json(tiny_bert_hf, capsys):
     model = mlx_embed.load(tiny_bert_hf)
     docs = model.encode_document([text for _, text in corpus.documents])
     queries = model.encode_query([text for _, text in corpus.queries])
-    scores = queries @ docs.T  # float32, as the runner ranks: near-ties fall the same way
+    queries /= np.linalg.norm(queries, axis=1, keepdims=True)
+    docs /= np.linalg.norm(docs, axis=1, keepdims=True)
+    scores = queries @ docs.T  # cosine in float32, as the runner ranks: near-ties fall the same way
     doc_ids = [d for d, _ in corpus.documents]
     run = {q: {d: float(s) for d, s in zip(doc_ids, scores[i])} for i, (q, _) in enumerate(corpus.queries)}
     measures = {"ndcg_cut_5", "P_5", "recall_5"}

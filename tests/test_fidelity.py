@@ -104,16 +104,18 @@ def test_compare_on_fixed_embedders():
 
 
 def test_compare_spearman_of_pairwise_similarities():
+    """Pairwise similarities are cosines (sentence-transformers' default), not dot products: CANDIDATE's
+    vectors are not unit length, so dot products would rank the pairs differently (0, 0, 2, 7, 3, 1)."""
     stats = pytest.importorskip("scipy.stats", reason=NEEDS_SCIPY)
     report = compare(Fixed(REFERENCE), Fixed(CANDIDATE), TEXTS, retrieval_k=None)
-    r = np.array([REFERENCE[t] for t in TEXTS])
-    c = np.array([CANDIDATE[t] for t in TEXTS])
-    # the six text pairs, as dot products of the vectors each embedder returned
-    pairs = [(i, j) for i in range(4) for j in range(i + 1, 4)]
-    ref_sims = [r[i] @ r[j] for i, j in pairs]  # 0, 0, 1, 0, 1, 0
-    cand_sims = [c[i] @ c[j] for i, j in pairs]  # 0, 0, 2, 7, 3, 1
-    assert ref_sims == [0, 0, 1, 0, 1, 0] and cand_sims == [0, 0, 2, 7, 3, 1]
+    r2 = 1 / math.sqrt(2)
+    # pairs (alpha, beta), (alpha, gamma), (alpha, delta), (beta, gamma), (beta, delta), (gamma, delta)
+    ref_sims = [0, 0, r2, 0, r2, 0]
+    cand_sims = [0, 0, r2, 7 / (5 * math.sqrt(2)), 3 / (5 * math.sqrt(2)), 1 / 2]
     assert report.spearman == pytest.approx(stats.spearmanr(ref_sims, cand_sims).statistic, abs=1e-6)
+    assert stats.spearmanr(ref_sims, cand_sims).statistic != pytest.approx(
+        stats.spearmanr([0, 0, 1, 0, 1, 0], [0, 0, 2, 7, 3, 1]).statistic, abs=1e-3
+    )
 
 
 def test_identical_embedders_are_perfectly_faithful():
@@ -155,3 +157,9 @@ def test_topk_agreement_hand_computed(monkeypatch):
     cand = _Fixed({"qa": [5, 4, 1, 2, 3], "qb": [1, 3, 5, 2, 4]}, {**docs, "qa": [1, 1, 0, 0, 0], "qb": [1, 1, 0, 0, 0]})
     assert fidelity.topk_agreement(ref, cand, k=2) == pytest.approx(0.75)
     assert fidelity.compare(ref, cand, list(names), retrieval_k=2).topk_agreement == pytest.approx(0.75)
+    # Documents of unequal length (a model without Normalize): ranked by cosine, the figure stays 0.75;
+    # by dot product both models would put d2 and d4 (length 3) on top, agreeing fully (1.0).
+    for model in (ref, cand):
+        for i, n in enumerate(names):
+            model.plain[n] = (np.eye(5)[i] * (3 if i % 2 else 1)).tolist()
+    assert fidelity.topk_agreement(ref, cand, k=2) == pytest.approx(0.75)

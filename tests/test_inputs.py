@@ -330,3 +330,28 @@ def test_inputs_a_dataframe_user_passes_get_errors_that_name_the_fix(tiny_bert_h
         model.encode("\ud83d\ude00")
     escaped = "\ud83d\ude00".encode("utf-16", "surrogatepass").decode("utf-16", "replace")  # the advice, followed
     np.testing.assert_array_equal(model.encode(escaped), model.encode("😀"))
+
+
+@pytest.mark.parametrize("fused", [True, False])
+def test_a_text_with_no_tokens_is_refused_by_index(tiny_bert_hf, tmp_path, monkeypatch, fused):
+    """A tokenizer without [CLS]/[SEP] turns "" into zero tokens: nothing to pool (sentence-transformers
+    returns a zero vector). It was a ZeroDivisionError in the fused kernel, a FloatingPointError blaming
+    the checkpoint, or silent zeros."""
+    import json
+    import shutil
+
+    from mlx_embed.models import kernels
+
+    if not fused:
+        monkeypatch.setattr(kernels, "_disabled_reason", "test")
+    folder = tmp_path / "bare"
+    shutil.copytree(tiny_bert_hf, folder)
+    spec = json.loads((folder / "tokenizer.json").read_text())
+    spec["post_processor"] = None
+    (folder / "tokenizer.json").write_text(json.dumps(spec))
+    model = mlx_embed.load(folder)
+    assert model.encode(["hello"]).shape == (1, model.dim)
+    for texts, index in ((["hello", "  "], 1), ([""], 0), (["a"] * 3 + [""], 3)):
+        with pytest.raises(ValueError, match=rf"texts\[{index}\] gives no tokens.*drop or fill"):
+            model.encode(texts)
+    assert np.isfinite(model.encode(["hello", "world"])).all()

@@ -81,6 +81,7 @@ __all__ = [
     "per_query_metrics",
     "evaluate_run",
     "rank",
+    "cosine_scores",
     "METRIC_NAMES",
 ]
 
@@ -275,6 +276,16 @@ def evaluate_run(
     n = len(per_query)
     keys = [f"{name}@{k}" for name in METRIC_NAMES for k in ks]
     return {key: math.fsum(row[key] for row in per_query.values()) / n for key in keys}
+
+
+def cosine_scores(queries: np.ndarray, docs: np.ndarray) -> np.ndarray:
+    """``(Q, N)`` cosine similarities: sentence-transformers' default score, whether or not a model
+    normalizes its own vectors (a folder without a ``Normalize`` module does not)."""
+    queries = np.asarray(queries, dtype=np.float32)
+    docs = np.asarray(docs, dtype=np.float32)
+    queries = queries / np.maximum(np.linalg.norm(queries, axis=1, keepdims=True), 1e-12)  # (Q, D)
+    docs = docs / np.maximum(np.linalg.norm(docs, axis=1, keepdims=True), 1e-12)  # (N, D)
+    return queries @ docs.T  # (Q, N)
 
 
 def rank(

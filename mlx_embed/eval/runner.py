@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from .corpora import Corpus, list_corpora, load_corpus
-from .metrics import evaluate_run, rank
+from .metrics import cosine_scores, evaluate_run, rank
 
 
 @dataclass
@@ -35,7 +35,7 @@ def evaluate(embedder, corpus: Corpus, ks: tuple[int, ...] = (1, 3, 5, 10)) -> d
     docs = embedder.encode_document([text for _, text in corpus.documents])
     queries = embedder.encode_query([text for _, text in corpus.queries])
     encode_s = time.perf_counter() - start
-    scores = queries @ docs.T  # (Q, N) cosine: both sides are L2-normalized
+    scores = cosine_scores(queries, docs)  # (Q, N)
     run = rank(scores, [d for d, _ in corpus.documents], [q for q, _ in corpus.queries])
     return {"encode_s": encode_s, **evaluate_run(run, corpus.qrels, ks)}
 
