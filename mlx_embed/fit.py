@@ -67,7 +67,7 @@ from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
-from .stats import files_float_dtype, weight_format
+from .stats import files_float_dtype, quantization_config, weight_format
 
 SCHEMA_ID = "mlx_embed.fit/1"
 GIB = 1024**3
@@ -401,7 +401,7 @@ def weight_bytes(config: dict, backend: str) -> dict:
     ``backend``, and ``load_peak``: on CPU the loaded 4-bit Linear weights, their float32
     dequantization and its temporaries coexist until ``load`` returns (float casts happen one tensor
     at a time)."""
-    quant = config.get("quantization") or config.get("quantization_config")
+    quant = quantization_config(config)
     bits, group = (quant.get("bits", 4), quant.get("group_size", 64)) if quant else (None, None)
     fbytes = 2 if quant else _float_bytes(config)
     disk = resident = loaded = dequantized = 0
@@ -447,7 +447,7 @@ def probe_activations(config: dict, backend: str, max_length: int = PROBE_LENGTH
     """
     keys = ("model_type", "hidden_size", "intermediate_size", "num_attention_heads", "num_key_value_heads", "head_dim")
     shape = json.dumps({k: config.get(k) for k in keys}, sort_keys=True)
-    quantized = bool(config.get("quantization") or config.get("quantization_config"))
+    quantized = quantization_config(config) is not None
     long = long_lengths(max_length) if backend == "cpu" else ()
     return _probe(shape, quantized, backend, long_lengths=long)
 

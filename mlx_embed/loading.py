@@ -18,6 +18,7 @@ from mlx.utils import tree_unflatten
 from . import registry
 from .models import ARCHITECTURES
 from .registry import POOLINGS, ModelSpec
+from .stats import quantization_config
 from .tokenize import read_json
 
 # Files an embedding model needs; never the PyTorch / ONNX / OpenVINO copies some repos carry.
@@ -176,8 +177,10 @@ def read_config(path: Path) -> dict:
         raise ModelNotFoundError(f"{path} has no config.json: it is not a Hugging Face / MLX model folder")
     config = read_json(config_file)
     fix = "re-download or re-convert the model"
-    if not isinstance(config, dict):
-        raise ValueError(f"{config_file} holds a JSON {type(config).__name__}, not an object of model settings: {fix}")
+    try:
+        quantization_config(config)
+    except ValueError as err:
+        raise ValueError(f"{config_file}: {err}") from None
     module = ARCHITECTURES.get(config.get("model_type"))
     if module is None:
         return config  # spec_for names the unsupported model_type
@@ -206,7 +209,7 @@ def read_config(path: Path) -> dict:
 def sentence_transformers_info(path: Path) -> dict:
     """Pooling, normalization, max length and prompts from sentence-transformers files, where present."""
     info: dict = {}
-    modules = read_json(path / "modules.json") or []
+    modules = read_json(path / "modules.json", list)
     pooling_dir = next((m.get("path") for m in modules if m.get("type", "").endswith("Pooling")), None)
     pooling_file = path / (pooling_dir or "1_Pooling") / "config.json"
     if pooling_file.exists():
@@ -310,10 +313,6 @@ def spec_for(resolved: Resolved, config: dict, pooling: str | None = None) -> Mo
         matryoshka=(min(32, config["hidden_size"]), config["hidden_size"]) if qwen_like else None,
         padding_side="left" if qwen_like else "right",
     )
-
-
-def quantization_config(config: dict) -> dict | None:
-    return config.get("quantization") or config.get("quantization_config")
 
 
 def load_weights(path: Path) -> dict[str, mx.array]:

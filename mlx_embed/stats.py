@@ -19,6 +19,18 @@ class CheckpointStats:
     bits_per_weight: float  # 8 * tensor bytes (weights, scales, biases, norms, embeddings) / parameters
 
 
+def quantization_config(config: dict) -> dict | None:
+    """A checkpoint's MLX quantization block (mlx-lm writes it as ``quantization`` and again as
+    ``quantization_config``), or None for float weights."""
+    quant = config.get("quantization") or config.get("quantization_config")
+    if isinstance(quant, dict) and "quant_method" in quant:
+        raise ValueError(
+            f"the weights are quantized with {quant['quant_method']!r} (a transformers format), which MLX does not "
+            "read: use the full-precision model, or convert that to MLX (`mlx-embed convert SRC DST`)"
+        )
+    return quant or None
+
+
 def safetensors_header(path: Path) -> dict:
     with open(path, "rb") as f:
         (n,) = struct.unpack("<Q", f.read(8))
@@ -43,7 +55,7 @@ def checkpoint_stats(folder: str | os.PathLike, config: dict | None = None) -> C
         raise FileNotFoundError(f"No *.safetensors in {folder}")
     if config is None:
         config = json.loads((folder / "config.json").read_text()) if (folder / "config.json").exists() else {}
-    quant = config.get("quantization") or config.get("quantization_config") or {}
+    quant = quantization_config(config) or {}
     tensors = tensor_headers(files)
     params = tensor_bytes = 0
     for key, info in tensors.items():
@@ -67,7 +79,7 @@ def weight_format(config: dict, float_dtype: str | None = None) -> str:
     """How a checkpoint stores its weights: ``"4-bit"``, ``"mixed 4/8-bit"`` (per-layer bits), or for an
     unquantized one its float type (``"fp32"``, ``"fp16"``, ``"bf16"``): ``float_dtype`` as read from its
     files, else the config's ``torch_dtype``, else fp32."""
-    quant = config.get("quantization") or config.get("quantization_config")
+    quant = quantization_config(config)
     if quant:
         bits = {quant.get("bits", 4)} | {v["bits"] for v in quant.values() if isinstance(v, dict) and "bits" in v}
         return f"{bits.pop()}-bit" if len(bits) == 1 else "mixed " + "/".join(str(b) for b in sorted(bits)) + "-bit"

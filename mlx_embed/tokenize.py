@@ -75,14 +75,20 @@ def load_tokenizer(folder: Path) -> Tokenizer:
     return tok
 
 
-def read_json(path: Path) -> dict | list:
-    """A model folder's JSON file ({} when absent); a clear error naming the file when it is not JSON."""
+def read_json(path: Path, kind: type[dict] | type[list] = dict) -> dict | list:
+    """A model folder's JSON object (``kind=list``: array), empty when the file is absent; a clear error
+    naming the file when it is not JSON or holds something else."""
     if not path.exists():
-        return {}
+        return kind()
+    fix = "re-download or re-convert the model"
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        value = json.loads(path.read_text(encoding="utf-8"))
     except ValueError as err:
-        raise ValueError(f"{path} is not valid JSON ({err}): re-download or re-convert the model") from None
+        raise ValueError(f"{path} is not valid JSON ({err}): {fix}") from None
+    if not isinstance(value, kind):
+        expected = "an object" if kind is dict else "an array"
+        raise ValueError(f"{path} holds a JSON {type(value).__name__}, not {expected}: {fix}")
+    return value
 
 
 class TextEncoder:

@@ -9,6 +9,7 @@ import pytest
 
 import mlx_embed
 from mlx_embed import ModelNotFoundError, loading, registry
+from mlx_embed.stats import checkpoint_stats
 
 
 def test_unknown_alias_lists_the_aliases():
@@ -429,3 +430,35 @@ def test_folder_arguments_that_cannot_apply_are_refused(tiny_bert_hf, tmp_path):
         mlx_embed.load(tiny_bert_hf, revision="v2")
     with pytest.raises(ValueError, match=r"\(no such folder\)"):
         mlx_embed.load(Path("nope"))
+
+
+@pytest.mark.parametrize(
+    "name,text,match",
+    [
+        ("modules.json", "{}", r"modules.json holds a JSON dict, not an array"),
+        ("sentence_bert_config.json", "[256]", r"sentence_bert_config.json holds a JSON list, not an object"),
+        ("config_sentence_transformers.json", '"x"', r"config_sentence_transformers.json holds a JSON str, not an object"),
+        ("1_Pooling/config.json", "[]", r"1_Pooling/config.json holds a JSON list, not an object"),
+    ],
+)
+def test_a_malformed_sentence_transformers_file_is_named(tiny_bert_hf, tmp_path, name, text, match):
+    """Valid JSON of the wrong shape was an AttributeError from inside the loader."""
+    folder = tmp_path / "model"
+    shutil.copytree(tiny_bert_hf, folder)
+    (folder / name).write_text(text)
+    with pytest.raises(ValueError, match=match + ": re-download or re-convert the model"):
+        mlx_embed.load(folder)
+
+
+def test_a_transformers_quantized_checkpoint_is_refused_by_name(tiny_bert_hf, tmp_path):
+    """GPTQ / AWQ / bitsandbytes configs (``quant_method``) are not MLX's layout: loading them as MLX
+    quantization fails later with a key mismatch, or silently ignores the block."""
+    folder = tmp_path / "gptq"
+    shutil.copytree(tiny_bert_hf, folder)
+    config = json.loads((folder / "config.json").read_text())
+    config["quantization_config"] = {"quant_method": "gptq", "bits": 4, "group_size": 128}
+    (folder / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match=r"config.json: the weights are quantized with 'gptq'.*mlx-embed convert"):
+        mlx_embed.load(folder)
+    with pytest.raises(ValueError, match=r"quantized with 'gptq'"):
+        checkpoint_stats(folder)

@@ -440,3 +440,19 @@ def test_fractional_labels_are_not_relevant():
     assert recall_at_k(["a"], qrels, 1) == 0.0
     assert mrr_at_k(["a", "b"], qrels, 2) == 0.5
     assert map_at_k(["a", "b"], qrels, 2) == 0.5
+    assert ndcg_at_k(["a", "b"], qrels, 2) == pytest.approx(1 / math.log2(3))  # gain 0 at rank 1, 1 at rank 2
+
+
+def test_fractional_labels_count_as_their_integer_part_in_every_metric_as_in_ranx():
+    ranx = pytest.importorskip("ranx", reason=f"needs ranx: {INSTALL}")
+    cases = [
+        ({"a": 0.5, "b": 1}, ["a", "b"]),
+        ({"a": 1.5, "b": 1}, ["b", "a"]),
+        ({"a": 2.7, "b": 1.2, "c": 0.9}, ["c", "b", "a"]),
+    ]
+    for qrels, ranked in cases:
+        run = {d: float(len(ranked) - i) for i, d in enumerate(ranked)}
+        for name, fn in (("ndcg@3", ndcg_at_k), ("precision@3", precision_at_k), ("recall@3", recall_at_k),
+                         ("mrr@3", mrr_at_k), ("map@3", map_at_k)):
+            expected = ranx.evaluate(ranx.Qrels({"q": qrels}), ranx.Run({"q": run}), name)
+            assert fn(ranked, qrels, 3) == pytest.approx(expected, abs=1e-12), (qrels, name)

@@ -13,7 +13,9 @@ positions simply count as non-relevant.  As in trec_eval (``relevance_level``
 1), a label ``>= 1`` means relevant for P, R, MRR and MAP and labels ``<= 0``
 mean judged non-relevant; nDCG uses the labels themselves as gains (graded, like
 pytrec_eval's ``ndcg_cut`` and ranx's ``ndcg``), which for 0/1 labels is binary
-nDCG.
+nDCG.  Labels are integers there (pytrec_eval refuses others); a fractional label
+counts as its integer part, as ranx stores it: 0.5 is judged non-relevant with gain 0
+in every metric, 1.5 is relevant with gain 1.
 
 With ``hits@k`` = number of relevant docs among the top ``k`` and
 ``R`` = number of relevant docs for the query (``|relevant|``):
@@ -107,11 +109,12 @@ def _top_k(ranked: Iterable[str], k: int) -> list[str]:
 
 
 def _label(doc: str, label) -> float:
+    """The label's integer part (ranx's int64 labels; trec_eval's are integers)."""
     if isinstance(label, (str, bytes, bool)) or not isinstance(label, (int, float, np.integer, np.floating)):
         raise TypeError(f"the relevance label of document {doc!r} must be a number, got {label!r}")
     if math.isnan(label):
         raise ValueError(f"the relevance label of document {doc!r} is NaN")
-    return float(label)
+    return float(math.trunc(label)) if math.isfinite(label) else float(label)
 
 
 def _gains(relevant: Collection[str] | Mapping[str, float]) -> dict[str, float]:
