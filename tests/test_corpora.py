@@ -180,3 +180,13 @@ def test_battery_cases_structure():
             assert "\n" in c["positive"] or ";" in c["positive"] or "-" in c["positive"], c["id"]
     for cat, minimum in CATEGORY_MIN.items():
         assert counts.get(cat, 0) >= minimum, (cat, counts.get(cat, 0))
+
+
+def test_a_relevant_document_listed_twice_is_a_malformed_corpus():
+    """A repeated id would be merged silently, so the JSON's judgement count would not be what it says."""
+    from mlx_embed.eval.corpora import _parse
+
+    raw = {"language": "en", "description": "", "documents": [{"id": "d01", "text": "a"}, {"id": "d02", "text": "b"}],
+           "queries": [{"id": "q01", "text": "c", "relevant": ["d01", "d01"]}]}
+    with pytest.raises(ValueError, match="'x' is malformed: query 'q01' lists a relevant document twice"):
+        _parse("x", raw)

@@ -96,6 +96,8 @@ def _parse(name: str, raw: dict) -> Corpus:
         unknown = [r for r in rel if r not in known]
         if unknown:
             raise fail(f"query {qid!r} lists unknown documents {unknown}")
+        if len(set(rel)) != len(rel):
+            raise fail(f"query {qid!r} lists a relevant document twice")
         qrels[qid] = {r: 1 for r in rel}
     return Corpus(
         name=str(raw.get("name", name)),

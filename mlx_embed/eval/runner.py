@@ -109,9 +109,10 @@ def plot(rows: list[ModelRow], k: int, path: str) -> None:
 def add_arguments(parser) -> None:
     parser.add_argument("--model", action="append", required=True, help="alias, Hub id or folder; repeatable")
     parser.add_argument("--corpus", action="append", choices=list_corpora(), help="default: all")
-    parser.add_argument("-k", type=int, default=5, help="cut-off of the headline metrics (nDCG@k, R@k); default 5")
-    parser.add_argument("--json", action="store_true")
-    parser.add_argument("--markdown", action="store_true")
+    parser.add_argument("-k", type=int, default=5, help="cut-off of P@k, R@k and nDCG@k (MRR is @10); default 5")
+    out = parser.add_mutually_exclusive_group()
+    out.add_argument("--json", action="store_true", help="print every metric at k = 1, 3, 10 and -k as JSON")
+    out.add_argument("--markdown", action="store_true", help="print the tables as Markdown")
     parser.add_argument("--plot", metavar="PNG", help="write quality vs size to this PNG (plot extra)")
 
 
