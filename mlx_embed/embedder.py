@@ -19,7 +19,7 @@ from .models import kernels
 from .pooling import POOLERS, l2_normalize
 from .registry import ModelSpec
 from .stats import weight_format
-from .tokenize import Batch, TextEncoder, check_truncation
+from .tokenize import Batch, TextEncoder, caller_stacklevel, check_truncation
 
 # Cached MLX buffers above this are released between batches (within a batch the cache still
 # recycles buffers from layer to layer). 0: release after every batch. Measured by
@@ -317,7 +317,7 @@ class Embedder:
                 f"mlx_embed: could not build a fused CPU kernel ({err}); using the slower stock MLX ops. "
                 "Check that g++ works, or set MLX_EMBED_FAST=0 to skip the attempt.",
                 RuntimeWarning,
-                stacklevel=4,
+                stacklevel=caller_stacklevel(),
             )
             for n, idx in enumerate(order):
                 if n not in finished:

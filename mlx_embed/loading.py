@@ -19,7 +19,7 @@ from . import registry
 from .models import ARCHITECTURES
 from .registry import POOLINGS, ModelSpec
 from .stats import quantization_config
-from .tokenize import read_json
+from .tokenize import caller_stacklevel, read_json
 
 # Files an embedding model needs; never the PyTorch / ONNX / OpenVINO copies some repos carry.
 ALLOW_PATTERNS = ["*.json", "*.safetensors", "*.txt", "tokenizer.model", "1_Pooling/*"]
@@ -147,7 +147,7 @@ def resolve(model: str | os.PathLike, revision: str | None = None, local_files_o
                 f"using the full-precision copy from {PACKAGED[spec.alias][1]} instead, whose vectors differ from "
                 f"the 4-bit checkpoint's. Fix: `hf download {repo_id}` with network",
                 UserWarning,
-                stacklevel=3,
+                stacklevel=caller_stacklevel(),
             )
         return Resolved(packaged, f"package:{PACKAGED[spec.alias][1]}", spec, repo_id)
     at = "" if revision is None else f" --revision {revision}"

@@ -192,7 +192,7 @@ class TextEncoder:
         return head + [body] * (n - len(head) - len(tail)) + tail
 
 
-def _caller_stacklevel() -> int:
+def caller_stacklevel() -> int:
     """The ``stacklevel`` that points a warning raised by our caller at the first frame outside mlx_embed."""
     frame, level = sys._getframe(1), 1
     while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE_DIR):
@@ -221,5 +221,5 @@ def check_truncation(
         f"{len(cut)} of {n_texts} texts were longer than max_length={max_length} tokens "
         f"and were truncated (longest {longest} tokens). Pass truncate=False to raise instead.",
         TruncationWarning,
-        stacklevel=_caller_stacklevel(),
+        stacklevel=caller_stacklevel(),
     )

