@@ -76,8 +76,8 @@ _saved = 0
 def threads(n: int | None) -> Iterator[None]:
     """Inside the block OpenBLAS uses ``n`` threads (process-wide); no-op for ``None`` or without OpenBLAS.
 
-    ``Embedder.encode`` runs batches on one MLX stream per core, each stream its own thread, so the
-    cores are already busy and OpenBLAS's own threads would only contend with them.
+    ``Embedder.encode`` runs batches on ``CPU_STREAMS`` MLX streams (two by default), each its own thread,
+    and gives OpenBLAS ``cores // streams`` threads, so that together they fill the cores once.
     """
     global _holders, _saved
     funcs = _functions() if n is not None else None

@@ -142,9 +142,10 @@ def _fidelity(args) -> int:
 def _models(args) -> int:
     from mlx_embed.registry import REGISTRY
 
-    print(f"{'alias':<12} {'pooling':<11} {'dim':>5} {'max len':>7}  hub id")
+    print(f"{'alias':<12} {'languages':<13} {'pooling':<11} {'dim':>5} {'max len':>7}  hub id")
     for spec in REGISTRY.values():
-        print(f"{spec.alias:<12} {spec.pooling:<11} {spec.dim:>5} {spec.max_length:>7}  {spec.hub_id}")
+        langs = ",".join(spec.languages)
+        print(f"{spec.alias:<12} {langs:<13} {spec.pooling:<11} {spec.dim:>5} {spec.max_length:>7}  {spec.hub_id}")
     return 0
 
 

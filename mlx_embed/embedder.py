@@ -254,8 +254,8 @@ class Embedder:
             _check_bool(name, value) for name, value in (("truncate", truncate), ("show_progress", show_progress))
         )
         _check_prompt(prompt)
-        single = isinstance(texts, str)  # checked last: an iterator is used up by it
-        items = _with_prompt(_check_texts([texts] if single else texts), prompt)
+        single = isinstance(texts, str)
+        items = _with_prompt(_check_texts([texts] if single else texts), prompt)  # last: it uses up an iterator
 
         out = np.empty((len(items), dim), dtype=np.float32)
         cut: dict[int, int] = {}

@@ -576,7 +576,7 @@ def _points_for(max_len: int, points: list[tuple[int, int]] | None, max_batch_to
     return sorted({(b, min(n, max_len)) for b, n in points}, key=lambda p: (p[0] * p[1], p))
 
 
-def _measure(model: str, points: list[tuple[int, int]] | None, import_s: float, rss_before_import: int) -> dict:
+def _measure(model: str, points: list[tuple[int, int]] | None, rss_before_import: int) -> dict:
     import gc
     import warnings
 
@@ -634,7 +634,7 @@ def _measure(model: str, points: list[tuple[int, int]] | None, import_s: float, 
     }
 
 
-def _child_main(argv: list[str], *, import_s: float, rss_before_import: int) -> None:
+def _child_main(argv: list[str], *, import_s: float, rss_before_import: int) -> None:  # noqa: ARG001 (profile's launcher)
     from .profile import backend_info, machine_info
 
     parser = argparse.ArgumentParser()
@@ -645,7 +645,7 @@ def _child_main(argv: list[str], *, import_s: float, rss_before_import: int) -> 
     try:
         points = parse_points(args.points) if args.points else None
         result = {"machine": machine_info(), "backend": backend_info(),
-                  "model": _measure(args.model, points, import_s, rss_before_import)}
+                  "model": _measure(args.model, points, rss_before_import)}
     except (ValueError, TypeError, FileNotFoundError) as err:
         result = {"error": str(err)}
     Path(args.out).write_text(json.dumps(result))

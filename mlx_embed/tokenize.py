@@ -94,16 +94,14 @@ def read_json(path: Path, kind: type[dict] | type[list] = dict) -> dict | list:
 class TextEncoder:
     """Turns texts into token id lists that end as the model expects, and pads batches of them."""
 
-    def __init__(self, tokenizer: Tokenizer, *, end_token: str | None = None, pad_id: int | None = None):
+    def __init__(self, tokenizer: Tokenizer, *, end_token: str | None = None):
         self.tokenizer = tokenizer
         self.end_id = None
         if end_token is not None:
             self.end_id = tokenizer.token_to_id(end_token)
             if self.end_id is None:
                 raise ValueError(f"The tokenizer has no {end_token!r} token, which this model pools on")
-        if pad_id is None:
-            pad_id = self.end_id if self.end_id is not None else 0
-        self.pad_id = pad_id
+        self.pad_id = self.end_id if self.end_id is not None else 0  # masked out: any id will do
         self.types = single_text_types(tokenizer)
         self._lock = threading.Lock()  # truncation is tokenizer state; encode() may run in threads
 

@@ -84,7 +84,10 @@ def test_models_lists_the_registry(capsys):
     rc, out, _ = run(capsys, "models")
     assert rc == 0
     for spec in REGISTRY.values():
-        assert any(line.split()[:3] == [spec.alias, spec.pooling, str(spec.dim)] and spec.hub_id in line for line in out.splitlines())
+        assert any(line.split()[:4] == [spec.alias, ",".join(spec.languages), spec.pooling, str(spec.dim)]
+                   and spec.hub_id in line for line in out.splitlines())
+    # the model cards: Qwen3-Embedding is multilingual, the two BERTs English
+    assert [line.split()[1] for line in out.splitlines()[1:]] == ["multilingual", "en", "en"]
 
 
 def test_fidelity_of_a_model_with_itself_is_perfect(capsys, minilm_path, monkeypatch):
