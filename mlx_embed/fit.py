@@ -78,8 +78,8 @@ MIB = 1024**2
 # pass --reserve to change it.
 DEFAULT_RESERVE = 2 * GIB
 TIGHT_HEADROOM = 0.10  # "fits" needs at least this fraction of the budget left over
-ENCODE_BATCH_SIZE = 32  # Embedder.encode defaults
-ENCODE_MAX_BATCH_TOKENS = 16384
+ENCODE_BATCH_SIZE = 32  # Embedder.encode's defaults (batch_size; max_batch_tokens on a GPU), kept here so
+ENCODE_MAX_BATCH_TOKENS = 16384  # that estimating imports no MLX; a test holds them equal
 SHORT_TEXT = 128  # "does not fit" when even one text of this many tokens does not
 MEASURE_TIMEOUT = 1800.0  # seconds one model's measuring process may take before it is estimated instead
 SMALLER_ONLY = "only with smaller inputs"  # the verdict when encode's defaults do not fit but shorter or fewer texts do
@@ -236,8 +236,7 @@ def encode_batch_tokens(backend: str) -> int:
     """``encode``'s default cap on padded tokens per batch on ``backend``."""
     from . import embedder
 
-    name = "CPU_BATCH_TOKENS" if backend == "cpu" else "GPU_BATCH_TOKENS"
-    return int(getattr(embedder, name, ENCODE_MAX_BATCH_TOKENS))
+    return embedder.CPU_BATCH_TOKENS if backend == "cpu" else embedder.GPU_BATCH_TOKENS
 
 
 def default_point(max_length: int, max_batch_tokens: int = ENCODE_MAX_BATCH_TOKENS) -> tuple[int, int]:

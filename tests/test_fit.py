@@ -302,3 +302,14 @@ def test_long_inputs_follow_the_measured_points_not_the_square_law():
     # 2560 MiB for activations; one 8192-token text needs 3e6 + 6144 * 1e6 / 1024 = 9e6 bytes
     assert max_length(m, 1, BUDGET_8GB.available) == 8192
     assert max_batch(m, 8192, BUDGET_8GB.available) == 2560 * MIB // 9_000_000
+
+
+def test_fits_copy_of_encodes_defaults_is_current():
+    import inspect
+
+    from mlx_embed import embedder
+
+    params = inspect.signature(embedder.Embedder.encode).parameters
+    assert fit.ENCODE_BATCH_SIZE == params["batch_size"].default
+    assert fit.ENCODE_MAX_BATCH_TOKENS == embedder.GPU_BATCH_TOKENS
+    assert fit.encode_batch_tokens("cpu") == embedder.CPU_BATCH_TOKENS

@@ -31,3 +31,11 @@ def test_import_pulls_in_no_torch_transformers_or_mlx_lm(module):
     got = json.loads(proc.stdout.strip().splitlines()[-1])
     assert Path(got["file"]).resolve().is_relative_to(ROOT / "mlx_embed")  # this checkout, not another install
     assert got["loaded"] == [], f"import {module} loaded {got['loaded']}"
+
+
+def test_version_matches_the_installed_metadata():
+    from importlib.metadata import version
+
+    import mlx_embed
+
+    assert mlx_embed.__version__ == version("mlx-embed")  # pyproject.toml's, as installed
