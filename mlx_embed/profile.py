@@ -34,9 +34,15 @@ buffers (:mod:`mlx_embed.procmem`). ``rss_bytes.before_import`` is a bare interp
 plus psutil; ``load_delta`` is ``after_load - before_load``. ``resident_weight_bytes`` is what the
 loaded parameters occupy (on the CPU backend quantized Linear weights are dequantized to float32 at
 load, so it exceeds ``weights_bytes``; on Metal they are equal up to the dropped pooler).
-``load_cold_s`` also evaluates lazily cast parameters, so "after load" is the memory of a used model.
+``load_cold_s`` is the process's first load: it includes the imports a load does on first use
+(``huggingface_hub`` for an alias or Hub id, about 0.6 s here), but not a cold disk: the weight files may
+well be in the OS page cache already (from a previous run or download); ``load_warm_s`` is a second
+load in the same process. Both also evaluate lazily cast parameters, so "after load" is the memory of a
+used model.
 Swap is system-wide (other processes move it too); 0 where the machine has no swap.
-``tokens`` counts real (unpadded) tokens after truncation.
+``tokens`` counts real (unpadded) tokens after truncation. ``parameters`` counts what the checkpoint
+stores, quantized matrices unpacked: a BERT file's pooler counts although mlx_embed never loads it, so the
+packaged fp32 MiniLM has 22.71 M and its ``mlx-embed convert`` copy, which drops the pooler, 22.57 M.
 """
 
 from __future__ import annotations

@@ -114,7 +114,7 @@ def main() -> int:
     first, last = samples[:tenth], samples[-tenth:]
     ok = peak <= 1.1 * bound
     print(f"peak RSS {peak / MIB:.1f} MiB = start + {(peak - start_rss) / MIB:.1f} MiB; bound {bound / MIB:.1f} MiB: "
-          f"{100 * (peak / bound - 1):+.1f}% -> {'within' if ok else 'OUTSIDE'} +-10%")
+          f"{100 * (peak / bound - 1):+.1f}% -> {'within' if ok else 'OVER'} the bound + 10%")
     print(f"mean RSS over the first / last tenth of the run: {sum(first) / len(first) / MIB:.1f} / "
           f"{sum(last) / len(last) / MIB:.1f} MiB ({len(samples)} samples); checksum {checksum:.4f}")
     return 0 if ok else 1
