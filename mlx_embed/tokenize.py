@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-import threading
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -103,26 +102,25 @@ class TextEncoder:
                 raise ValueError(f"The tokenizer has no {end_token!r} token, which this model pools on")
         self.pad_id = self.end_id if self.end_id is not None else 0  # masked out: any id will do
         self.types = single_text_types(tokenizer)
-        self._lock = threading.Lock()  # truncation is tokenizer state; encode() may run in threads
+        self.n_special = tokenizer.num_special_tokens_to_add(False)
 
-    def _encode(self, texts: list[str], max_length: int | None) -> list[list[int]]:
-        with self._lock:
-            if max_length is None:
-                self.tokenizer.no_truncation()
-            else:
-                self.tokenizer.enable_truncation(max_length)
-            try:
-                encodings = self.tokenizer.encode_batch(texts)
-            finally:
-                self.tokenizer.no_truncation()
-        ids = [e.ids for e in encodings]
-        if self.end_id is not None:
-            # Older Qwen3 tokenizer.json files do not append <|endoftext|>; current ones do.
-            for i, seq in enumerate(ids):
-                if not seq or seq[-1] != self.end_id:
-                    keep = len(seq) if max_length is None else min(len(seq), max_length - 1)
-                    ids[i] = seq[:keep] + [self.end_id]
-        return ids
+    def _encode(self, texts: list[str], max_length: int) -> tuple[list[list[int]], list[int]]:
+        """Per text, its token ids cut to ``max_length`` and its uncut length. As transformers cuts: the
+        text's own tokens, then the special tokens added. The tokenizer is never reconfigured (no
+        ``enable_truncation``), so threads share it without a lock and a long text blocks no one."""
+        ids, lengths = [], []
+        for e in self.tokenizer.encode_batch(texts, add_special_tokens=False):
+            length = len(e) + self.n_special
+            if length > max_length:
+                e.truncate(max(max_length - self.n_special, 0))
+            seq = self.tokenizer.post_process(e).ids
+            if self.end_id is not None and (not seq or seq[-1] != self.end_id):
+                # Older Qwen3 tokenizer.json files do not append <|endoftext|>; current ones do.
+                length += 1
+                seq = seq[: min(len(seq), max_length - 1)] + [self.end_id]
+            ids.append(seq)
+            lengths.append(length)
+        return ids, lengths
 
     def encode(self, texts: list[str], max_length: int, truncate: bool = True) -> list[list[int]]:
         """Token ids per text, at most ``max_length`` long.
@@ -146,13 +144,10 @@ class TextEncoder:
                 whole.append(i)
             else:
                 ids[i], cut[i] = head
-        for i, seq in zip(whole, self._encode([texts[i] for i in whole], None)):
+        for i, seq, length in zip(whole, *self._encode([texts[i] for i in whole], max_length)):
             ids[i] = seq
-            if len(seq) > max_length:
-                cut[i] = len(seq)
-        redo = [i for i in whole if i in cut]
-        for i, seq in zip(redo, self._encode([texts[i] for i in redo], max_length)):
-            ids[i] = seq
+            if length > max_length:
+                cut[i] = length
         return ids, cut
 
     def _long_head(self, text: str, max_length: int) -> tuple[list[int], AtLeast] | None:
@@ -164,9 +159,9 @@ class TextEncoder:
         while size < len(text):
             end = max(text.rfind(c, 0, size) for c in " \n\t")
             end = end if end > size // 2 else size
-            (full,) = self._encode([text[:end]], None)
-            if len(full) > 2 * max_length:
-                return self._encode([text[:end]], max_length)[0], AtLeast(len(full))
+            (seq,), (length,) = self._encode([text[:end]], max_length)
+            if length > 2 * max_length:
+                return seq, AtLeast(length)
             size *= 4
         return None
 

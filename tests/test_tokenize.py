@@ -88,3 +88,37 @@ def test_token_types_follow_the_tokenizers_single_text_template(side, minilm_pat
     assert expected[:2] == [[0, 0, 0, 2], [0, 2]]
     for row, types, mask in zip(batch.token_type_ids, expected, batch.attention_mask):
         assert row[mask == 1].tolist() == types and not row[mask == 0].any()
+
+
+def test_a_text_being_tokenized_blocks_no_other_thread(minilm_path):
+    """A long document in one request must not hold up another request's query: the tokenizer is shared
+    without a lock (it used to be locked for each call, truncation being tokenizer state)."""
+    import threading
+
+    class Gate:  # the tokenizer, held inside encode_batch while it tokenizes "BIG"
+        def __init__(self, tokenizer):
+            self.tokenizer, self.entered, self.release = tokenizer, threading.Event(), threading.Event()
+
+        def encode_batch(self, texts, **kwargs):
+            if texts == ["BIG"]:
+                self.entered.set()
+                assert self.release.wait(30)
+            return self.tokenizer.encode_batch(texts, **kwargs)
+
+        def __getattr__(self, name):
+            return getattr(self.tokenizer, name)
+
+    encoder = TextEncoder(load_tokenizer(minilm_path))
+    gate = encoder.tokenizer = Gate(encoder.tokenizer)
+    big = threading.Thread(target=encoder.tokenize, args=(["BIG"], 256))
+    big.start()
+    try:
+        assert gate.entered.wait(30)
+        got = []
+        query = threading.Thread(target=lambda: got.append(encoder.tokenize(["what is mlx?"], 256)))
+        query.start()
+        query.join(timeout=10)
+        assert not query.is_alive() and got and len(got[0][0][0]) > 2, "the query waited for the long text"
+    finally:
+        gate.release.set()
+        big.join()
