@@ -8,6 +8,10 @@ compiled functions, so the threads other than the main one that encode are noted
 those that have finished their Python part get time to end: on Linux until ``/proc`` no longer lists
 them (at most ``EXIT_WAIT_S``), elsewhere a fixed ``FALLBACK_WAIT_S``. A thread still running at exit
 (a daemon) is not waited for.
+
+Fork: MLX's stream threads do not survive ``fork``, so in a child forked after MLX ran in its parent
+(``multiprocessing``'s default start method on Linux, gunicorn ``--preload``) the first evaluation
+waits forever. ``check_fork`` turns that hang into an error naming the fix.
 """
 
 from __future__ import annotations
@@ -25,6 +29,35 @@ FALLBACK_WAIT_S = 0.2
 # native thread id -> its Thread, for the threads other than the main one that ran model code
 _noted: dict[int, weakref.ref] = {}
 _lock = threading.Lock()
+
+_mlx_used = False  # mlx_embed has run MLX in this process
+_forked_after_use = False  # this process was forked from one where it had
+
+
+def _after_fork_in_child() -> None:
+    global _forked_after_use
+    _forked_after_use = _forked_after_use or _mlx_used
+    _noted.clear()  # the parent's threads
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def note_mlx_use() -> None:
+    global _mlx_used
+    _mlx_used = True
+
+
+def check_fork() -> None:
+    """Refuse to run MLX in a child forked after MLX ran in its parent: it would hang."""
+    if _forked_after_use:
+        raise RuntimeError(
+            "this process was forked after MLX had run in its parent (os.fork, or multiprocessing's 'fork' start "
+            "method, the default on Linux), and MLX cannot run in such a child: its worker threads do not survive "
+            "the fork, so encoding would wait forever. Start workers with "
+            "multiprocessing.get_context('spawn') (or 'forkserver'), or load the model only in the workers"
+        )
 
 
 def _os_thread_alive(native_id: int) -> bool:

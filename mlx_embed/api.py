@@ -9,6 +9,7 @@ import time
 import mlx.core as mx
 
 from . import loading
+from ._threads import check_fork, note_mlx_use
 from .embedder import Embedder
 from .tokenize import TextEncoder, load_tokenizer
 
@@ -42,6 +43,7 @@ def load(
     checkpoint's own on a GPU (float16 or bfloat16). Packed 4-bit weights stay packed either way.
     """
     start = time.perf_counter()
+    check_fork()
     if dequantize is not None and not isinstance(dequantize, bool):
         raise TypeError(f"dequantize must be True, False or None, got {dequantize!r}")
     if dtype is not None and (not isinstance(dtype, str) or dtype not in DTYPES):
@@ -49,6 +51,7 @@ def load(
     resolved = loading.resolve(model, revision, local_files_only)
     config = loading.read_config(resolved.path)
     spec = loading.spec_for(resolved, config, pooling)
+    note_mlx_use()
     weights = loading.load_weights(resolved.path)
     tokenizer = load_tokenizer(resolved.path)
     if tokenizer.get_vocab_size() > config["vocab_size"]:

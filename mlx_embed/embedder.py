@@ -14,7 +14,7 @@ import mlx.nn as nn
 import numpy as np
 
 from . import _blas
-from ._threads import note_thread
+from ._threads import check_fork, note_mlx_use, note_thread
 from .models import kernels
 from .pooling import POOLERS, l2_normalize
 from .registry import ModelSpec
@@ -242,6 +242,8 @@ class Embedder:
         Batches hold at most ``batch_size`` texts and ``max_batch_tokens`` padded tokens (default
         ``CPU_BATCH_TOKENS`` on the CPU backend, ``GPU_BATCH_TOKENS`` on Metal).
         """
+        check_fork()
+        note_mlx_use()
         note_thread()  # MLX may abort at exit while this thread's compile cache is freed
         dim = self._spec.check_dim(dim)
         batch_size = _check_int("batch_size", batch_size, 1)

@@ -409,3 +409,63 @@ def test_a_thread_that_reuses_an_ended_threads_id_is_noted_as_itself(monkeypatch
     thread.start()
     thread.join()
     assert noted.is_set() and _threads._noted[thread.native_id]() is thread
+
+
+_FORK_CHILD = textwrap.dedent(
+    """
+    import multiprocessing as mp, os, sys, time
+    import mlx_embed
+
+    def wait(pid):
+        for _ in range(600):
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                return os.waitstatus_to_exitcode(status)
+            time.sleep(0.1)
+        os.kill(pid, 9)
+        sys.exit("the forked child hung")
+
+    pid = os.fork()  # before MLX ran here: the child may load and encode
+    if pid == 0:
+        os._exit(0 if mlx_embed.load(sys.argv[1]).encode(["hello"]).shape == (1, 64) else 6)
+    assert wait(pid) == 0
+    model = mlx_embed.load(sys.argv[1])
+    expected = model.encode(["hello"])
+
+    def embed(text):
+        return model.encode([text])
+
+    pid = os.fork()
+    if pid == 0:
+        try:
+            model.encode(["hello"])
+            os._exit(3)
+        except RuntimeError as err:
+            ok = "forked after MLX had run" in str(err) and "get_context('spawn')" in str(err)
+            try:
+                mlx_embed.load(sys.argv[1])
+                os._exit(4)
+            except RuntimeError:
+                os._exit(0 if ok else 5)
+    assert wait(pid) == 0
+    with mp.get_context("fork").Pool(1) as pool:
+        try:
+            pool.apply_async(embed, ("hello",)).get(timeout=60)
+            sys.exit("a fork worker encoded")
+        except RuntimeError as err:
+            assert "forked after MLX had run" in str(err)
+    assert abs(model.encode(["hello"]) - expected).max() == 0  # the parent is unaffected
+    print("ok")
+    """
+)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork is POSIX")
+def test_a_child_forked_after_mlx_ran_gets_an_error_instead_of_hanging(tmp_path, tiny_bert_hf):
+    """MLX's worker threads do not survive fork: the child's first evaluation waited forever."""
+    script = tmp_path / "fork_child.py"
+    script.write_text(_FORK_CHILD)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run([sys.executable, str(script), str(tiny_bert_hf)], capture_output=True, text=True,
+                          env=env, timeout=600, start_new_session=True)
+    assert proc.returncode == 0 and proc.stdout.strip().endswith("ok"), proc.stderr[-2000:]
