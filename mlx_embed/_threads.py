@@ -7,24 +7,42 @@ without an active exception"). The fused CPU kernels and, on Metal, ``nn.gelu`` 
 compiled functions, so the threads other than the main one that encode are noted here, and at exit
 those that have finished their Python part get time to end: on Linux until ``/proc`` no longer lists
 them (at most ``EXIT_WAIT_S``), elsewhere a fixed ``FALLBACK_WAIT_S``. A thread still running at exit
-(a daemon) is not waited for.
+(a daemon) is parked instead: MLX also aborts when a thread is inside it as the process exits, so at
+exit an ``encode`` still running in another thread stops at its next batch boundary and waits there
+(at most ``PARK_WAIT_S``) for the process to end.
 
 Fork: MLX's stream threads do not survive ``fork``, so in a child forked after MLX ran in its parent
 (``multiprocessing``'s default start method on Linux, gunicorn ``--preload``) the first evaluation
 waits forever. ``check_fork`` turns that hang into an error naming the fix.
+
+Threads: MLX also gives every thread that runs it a stream of its own, with an OS thread that lives as
+long as the process, so a new thread per request leaks one OS thread each; ``note_thread`` warns once
+when ``MANY_THREADS`` different threads have encoded.
 """
 
 from __future__ import annotations
 
 import atexit
+import functools
 import os
 import sys
 import threading
 import time
+import warnings
 import weakref
+from collections.abc import Callable
+
+from .tokenize import caller_stacklevel
 
 EXIT_WAIT_S = 2.0
 FALLBACK_WAIT_S = 0.2
+MANY_THREADS = 32  # warn once when this many different threads have encoded
+PARK_WAIT_S = 10.0  # at exit, how long encodes still running in daemon threads get to reach a batch's end
+_threads_seen = 0
+_exiting = False
+_in_flight = 0  # encode calls running in threads other than the main one
+_parked = 0  # of those, the ones waiting for the process to end (see park_if_exiting)
+_state = threading.Condition()
 
 # native thread id -> its Thread, for the threads other than the main one that ran model code
 _noted: dict[int, weakref.ref] = {}
@@ -66,11 +84,21 @@ def _os_thread_alive(native_id: int) -> bool:
 
 def note_thread() -> None:
     """Record the calling thread if it is not the main one (cheap after the first call)."""
+    global _threads_seen
     native_id, current = threading.get_native_id(), threading.current_thread()
     known = _noted.get(native_id)
     if (known is not None and known() is current) or current is threading.main_thread():
         return
     with _lock:  # a new thread, or one that reuses the id of a thread that has ended
+        _threads_seen += 1
+        if _threads_seen == MANY_THREADS:
+            warnings.warn(
+                f"mlx_embed: encode has now run on {MANY_THREADS} different threads. MLX keeps an OS thread "
+                "(a stream) for every thread that has run it, until the process ends, so a new thread per request "
+                "leaks one each: call encode from a fixed pool of threads (concurrent.futures.ThreadPoolExecutor)",
+                RuntimeWarning,
+                stacklevel=caller_stacklevel(),
+            )
         if len(_noted) >= 64:  # a thread per request: forget the ones that have ended
             for tid, ref in list(_noted.items()):
                 if _done_with_python(ref) and not (sys.platform == "linux" and _os_thread_alive(tid)):
@@ -83,7 +111,49 @@ def _done_with_python(ref: weakref.ref) -> bool:
     return thread is None or not thread.is_alive()
 
 
+def tracked(encode: Callable) -> Callable:
+    """Count the calls of ``encode`` running in threads other than the main one, for :func:`_at_exit`."""
+
+    @functools.wraps(encode)
+    def wrapper(*args, **kwargs):
+        global _in_flight
+        if threading.current_thread() is threading.main_thread():
+            return encode(*args, **kwargs)
+        with _state:
+            _in_flight += 1
+        try:
+            return encode(*args, **kwargs)
+        finally:
+            with _state:
+                _in_flight -= 1
+                _state.notify_all()
+
+    return wrapper
+
+
+def park_if_exiting(synchronize: Callable[[], None]) -> None:
+    """Between batches: once the process is exiting, a thread still encoding (a daemon) lets MLX finish
+    what it queued (``synchronize``) and then waits here for the process to end, outside MLX."""
+    global _parked
+    if not _exiting or threading.current_thread() is threading.main_thread():
+        return
+    synchronize()
+    with _state:
+        _parked += 1
+        _state.notify_all()
+    while True:
+        time.sleep(3600)
+
+
 @atexit.register
+def _at_exit() -> None:
+    global _exiting
+    with _state:
+        _exiting = True
+        _state.wait_for(lambda: _in_flight <= _parked, timeout=PARK_WAIT_S)
+    wait_for_thread_exits()
+
+
 def wait_for_thread_exits(sleep=time.sleep, platform: str | None = None) -> None:
     finishing = [tid for tid, ref in list(_noted.items()) if _done_with_python(ref)]
     if not finishing:

@@ -14,7 +14,7 @@ import mlx.nn as nn
 import numpy as np
 
 from . import _blas
-from ._threads import check_fork, note_mlx_use, note_thread
+from ._threads import check_fork, note_mlx_use, note_thread, park_if_exiting, tracked
 from .models import kernels
 from .pooling import POOLERS, l2_normalize
 from .registry import ModelSpec
@@ -63,6 +63,13 @@ STREAM_THREADS = 4
 _local = threading.local()
 _stream_threads = 0
 _stream_lock = threading.Lock()
+
+
+def _synchronize() -> None:
+    """Wait for everything this thread queued: on its default stream and its worker streams."""
+    for stream in getattr(_local, "streams", None) or []:
+        mx.synchronize(stream)
+    mx.synchronize()
 
 
 def _worker_streams() -> list:
@@ -220,6 +227,7 @@ class Embedder:
         return (f"Embedder({self._spec.alias!r}, dim={self.dim}, pooling={self._spec.pooling!r}, "
                 f"weights={weight_format(self.config)!r}, source={self.source!r})")
 
+    @tracked  # a daemon thread still encoding at exit stops between batches
     def encode(
         self,
         texts: str | Sequence[str],
@@ -271,6 +279,7 @@ class Embedder:
                 of = None if stop == len(items) else f"the first {stop} of {len(items)} texts"
                 check_truncation(cut, len(items), max_length, truncate, of=of)
             for idx, vectors in self._embed_batches(ids, batch_size, max_batch_tokens, dim, normalize):
+                park_if_exiting(_synchronize)
                 _check_finite(vectors, start + idx, self.model)
                 out[start + idx] = vectors
                 done += len(idx)
