@@ -77,8 +77,7 @@ def topk_agreement(reference, candidate, k: int = 5) -> float:
     overlaps = []
     for name in list_corpora():
         corpus = load_corpus(name)
-        docs = [text for _, text in corpus.documents]
-        queries = [text for _, text in corpus.queries]
+        docs, queries = corpus.doc_texts, corpus.query_texts
         tops = []
         for model in (reference, candidate):
             scores = cosine_scores(model.encode_query(queries), model.encode_document(docs))  # (Q, N)

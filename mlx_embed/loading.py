@@ -170,6 +170,9 @@ def resolve(model: str | os.PathLike, revision: str | None = None, local_files_o
     )
 
 
+_EXPECTED = {"int": "a positive integer", "float": "a number", "bool": "true or false", "str": "a string"}
+
+
 def read_config(path: Path) -> dict:
     """``config.json``, checked to hold what its architecture's ``ModelArgs`` needs, with the right types."""
     config_file = path / "config.json"
@@ -190,7 +193,9 @@ def read_config(path: Path) -> dict:
             if f.default is dataclasses.MISSING:
                 raise ValueError(f"{config_file} has no {f.name!r}, which a {config['model_type']} model needs: {fix}")
             continue
-        expected = {"int": "a positive integer", "float": "a number", "bool": "true or false", "str": "a string"}[kind]
+        if kind not in _EXPECTED:
+            continue  # a field of another type: ModelArgs.from_dict checks it
+        expected = _EXPECTED[kind]
         ok = {
             "int": isinstance(value, int) and not isinstance(value, bool) and value > 0,
             "float": isinstance(value, (int, float)) and not isinstance(value, bool),
@@ -351,6 +356,7 @@ def build_model(config: dict, weights: dict[str, mx.array]) -> nn.Module:
     weights = model.sanitize(weights)
     quant = quantization_config(config)
     if quant is not None:
+        # per-module entries are keyed by module paths as the checkpoint names them: map them as its weights
         per_module = model.sanitize({k: v for k, v in quant.items() if isinstance(v, (dict, bool))})
 
         def predicate(path: str, m: nn.Module):

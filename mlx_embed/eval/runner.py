@@ -32,11 +32,11 @@ class ModelRow:
 def evaluate(embedder, corpus: Corpus, ks: tuple[int, ...] = (1, 3, 5, 10)) -> dict[str, float]:
     """Metrics (mean over queries) and encode time of ``embedder`` on ``corpus``."""
     start = time.perf_counter()
-    docs = embedder.encode_document([text for _, text in corpus.documents])
-    queries = embedder.encode_query([text for _, text in corpus.queries])
+    docs = embedder.encode_document(corpus.doc_texts)
+    queries = embedder.encode_query(corpus.query_texts)
     encode_s = time.perf_counter() - start
     scores = cosine_scores(queries, docs)  # (Q, N)
-    run = rank(scores, [d for d, _ in corpus.documents], [q for q, _ in corpus.queries])
+    run = rank(scores, corpus.doc_ids, corpus.query_ids)
     return {"encode_s": encode_s, **evaluate_run(run, corpus.qrels, ks)}
 
 
