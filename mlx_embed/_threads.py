@@ -8,8 +8,9 @@ compiled functions, so the threads other than the main one that encode are noted
 those that have finished their Python part get time to end: on Linux until ``/proc`` no longer lists
 them (at most ``EXIT_WAIT_S``), elsewhere a fixed ``FALLBACK_WAIT_S``. A thread still running at exit
 (a daemon) is parked instead: MLX also aborts when a thread is inside it as the process exits, so at
-exit an ``encode`` still running in another thread stops at its next batch boundary and waits there
-(at most ``PARK_WAIT_S``) for the process to end.
+exit an ``encode`` still running in a daemon thread stops at its next batch (or, on the CPU worker
+streams, layer) boundary and waits there for the process to end; exit waits at most ``PARK_WAIT_S``
+for that.
 
 Fork: MLX's stream threads do not survive ``fork``, so in a child forked after MLX ran in its parent
 (``multiprocessing``'s default start method on Linux, gunicorn ``--preload``) the first evaluation
@@ -37,10 +38,10 @@ from .tokenize import caller_stacklevel
 EXIT_WAIT_S = 2.0
 FALLBACK_WAIT_S = 0.2
 MANY_THREADS = 32  # warn once when this many different threads have encoded
-PARK_WAIT_S = 10.0  # at exit, how long encodes still running in daemon threads get to reach a batch's end
+PARK_WAIT_S = 10.0  # at exit, how long encodes still running in daemon threads get to reach a layer's end
 _threads_seen = 0
 _exiting = False
-_in_flight = 0  # encode calls running in threads other than the main one
+_in_flight = 0  # encode calls running in daemon threads
 _parked = 0  # of those, the ones waiting for the process to end (see park_if_exiting)
 _state = threading.Condition()
 
@@ -53,9 +54,11 @@ _forked_after_use = False  # this process was forked from one where it had
 
 
 def _after_fork_in_child() -> None:
-    global _forked_after_use
+    global _forked_after_use, _exiting, _in_flight, _parked, _state, _lock
     _forked_after_use = _forked_after_use or _mlx_used
-    _noted.clear()  # the parent's threads
+    _noted.clear()  # the parent's threads, their encodes and locks, are not in the child
+    _exiting, _in_flight, _parked = False, 0, 0
+    _state, _lock = threading.Condition(), threading.Lock()
 
 
 if hasattr(os, "register_at_fork"):
@@ -112,12 +115,13 @@ def _done_with_python(ref: weakref.ref) -> bool:
 
 
 def tracked(encode: Callable) -> Callable:
-    """Count the calls of ``encode`` running in threads other than the main one, for :func:`_at_exit`."""
+    """Count the calls of ``encode`` running in daemon threads (the ones exit does not join), for
+    :func:`_at_exit`."""
 
     @functools.wraps(encode)
     def wrapper(*args, **kwargs):
         global _in_flight
-        if threading.current_thread() is threading.main_thread():
+        if not threading.current_thread().daemon:
             return encode(*args, **kwargs)
         with _state:
             _in_flight += 1
@@ -132,10 +136,11 @@ def tracked(encode: Callable) -> Callable:
 
 
 def park_if_exiting(synchronize: Callable[[], None]) -> None:
-    """Between batches: once the process is exiting, a thread still encoding (a daemon) lets MLX finish
-    what it queued (``synchronize``) and then waits here for the process to end, outside MLX."""
+    """Between batches (and layers, on the CPU worker streams): once the process is exiting, a daemon
+    thread still encoding lets MLX finish what it queued (``synchronize``) and then waits here for the
+    process to end, outside MLX. Other threads go on: exit may be joining them."""
     global _parked
-    if not _exiting or threading.current_thread() is threading.main_thread():
+    if not _exiting or not threading.current_thread().daemon:
         return
     synchronize()
     with _state:

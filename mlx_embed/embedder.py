@@ -343,6 +343,7 @@ class Embedder:
         slots: list = [None] * len(streams)  # per stream: [n, idx, mask, layer iterator, hidden]
         ready: list = [None] * len(streams)  # per stream: (n, idx, vectors) dispatched, not yet read
         while True:
+            park_if_exiting(_synchronize)
             busy = False
             for j, stream in enumerate(streams):
                 if ready[j] is not None:

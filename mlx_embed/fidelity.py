@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from .eval.metrics import cosine_scores
 from .samples import SAMPLE_TEXTS
 
 
@@ -64,15 +65,9 @@ def per_text_cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return (a * b).sum(axis=1)
 
 
-def _cosines(x: np.ndarray) -> np.ndarray:
-    x = x / np.linalg.norm(x, axis=1, keepdims=True)  # (T, D)
-    return x @ x.T  # (T, T)
-
-
 def topk_agreement(reference, candidate, k: int = 5) -> float:
     """Mean overlap of the top-k documents per query (by cosine) on the bundled retrieval corpora."""
     from .eval.corpora import list_corpora, load_corpus
-    from .eval.metrics import cosine_scores
 
     overlaps = []
     for name in list_corpora():
@@ -103,7 +98,7 @@ def compare(reference, candidate, texts: Sequence[str] = SAMPLE_TEXTS, *, retrie
         cosine_min=float(cos.min()),
         cosine_mean=float(cos.mean()),
         cosine_p5=float(np.percentile(cos, 5)),
-        spearman=spearman(_cosines(ref)[iu], _cosines(cand)[iu]),
+        spearman=spearman(cosine_scores(ref, ref)[iu], cosine_scores(cand, cand)[iu]),
         topk_agreement=agreement,
         topk=retrieval_k if agreement is not None else None,
         per_text=tuple(float(c) for c in cos),

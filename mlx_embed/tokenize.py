@@ -103,6 +103,9 @@ class TextEncoder:
         self.pad_id = self.end_id if self.end_id is not None else 0  # masked out: any id will do
         self.types = single_text_types(tokenizer)
         self.n_special = tokenizer.num_special_tokens_to_add(False)
+        mask = tokenizer.encode("a").special_tokens_mask
+        after = mask[::-1].index(0) if 0 in mask else 0  # special tokens the template adds after a text
+        self._template_end = tokenizer.encode("a").ids[-1] if after else None
 
     def _encode(self, texts: list[str], max_length: int) -> tuple[list[list[int]], list[int]]:
         """Per text, its token ids cut to ``max_length`` and its uncut length. As transformers cuts: the
@@ -111,12 +114,13 @@ class TextEncoder:
         ids, lengths = [], []
         for e in self.tokenizer.encode_batch(texts, add_special_tokens=False):
             length = len(e) + self.n_special
+            last = self._template_end if self._template_end is not None else (e.ids[-1] if e.ids else None)
             if length > max_length:
                 e.truncate(max(max_length - self.n_special, 0))
             seq = self.tokenizer.post_process(e).ids
             if self.end_id is not None and (not seq or seq[-1] != self.end_id):
                 # Older Qwen3 tokenizer.json files do not append <|endoftext|>; current ones do.
-                length += 1
+                length += last != self.end_id  # the uncut text gets one too, unless it ends in it
                 seq = seq[: min(len(seq), max_length - 1)] + [self.end_id]
             ids.append(seq)
             lengths.append(length)

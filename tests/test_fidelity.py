@@ -113,9 +113,6 @@ def test_compare_spearman_of_pairwise_similarities():
     ref_sims = [0, 0, r2, 0, r2, 0]
     cand_sims = [0, 0, r2, 7 / (5 * math.sqrt(2)), 3 / (5 * math.sqrt(2)), 1 / 2]
     assert report.spearman == pytest.approx(stats.spearmanr(ref_sims, cand_sims).statistic, abs=1e-6)
-    assert stats.spearmanr(ref_sims, cand_sims).statistic != pytest.approx(
-        stats.spearmanr([0, 0, 1, 0, 1, 0], [0, 0, 2, 7, 3, 1]).statistic, abs=1e-3
-    )
 
 
 def test_identical_embedders_are_perfectly_faithful():

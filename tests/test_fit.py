@@ -312,4 +312,3 @@ def test_fits_copy_of_encodes_defaults_is_current():
     params = inspect.signature(embedder.Embedder.encode).parameters
     assert fit.ENCODE_BATCH_SIZE == params["batch_size"].default
     assert fit.ENCODE_MAX_BATCH_TOKENS == embedder.GPU_BATCH_TOKENS
-    assert fit.encode_batch_tokens("cpu") == embedder.CPU_BATCH_TOKENS

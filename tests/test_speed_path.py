@@ -541,3 +541,50 @@ def test_a_daemon_thread_still_encoding_at_exit_does_not_abort_the_process(tmp_p
                               env=env, timeout=300)
         assert proc.returncode == 0 and "terminate called" not in proc.stderr, (proc.returncode, proc.stderr[-2000:])
         assert proc.stdout.strip() == "exiting"
+
+
+_EXIT_EDGES_CHILD = textwrap.dedent(
+    """
+    import atexit, os, sys, threading, time
+
+    def flush_at_exit():  # registered before mlx_embed: runs after its exit hook
+        t = threading.Thread(target=lambda: model.encode(["flushed at exit"] * 40))
+        t.start()
+        t.join()
+        print("flushed", flush=True)
+
+    atexit.register(flush_at_exit)
+    import mlx_embed
+    model = mlx_embed.load(sys.argv[1])
+    started = threading.Event()
+
+    def background():
+        while True:
+            model.encode(["text in the background"] * 40)
+            started.set()
+
+    threading.Thread(target=background, daemon=True).start()
+    assert started.wait(120)
+    start = time.monotonic()
+    pid = os.fork()  # while the daemon encodes: the child must not wait for the parent's encode at exit
+    if pid == 0:
+        sys.exit(0)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    print(f"child exited in {time.monotonic() - start:.1f} s", flush=True)
+    """
+)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork is POSIX")
+def test_exit_parks_only_daemon_encodes(tmp_path, tiny_bert_hf):
+    """A thread an exit hook starts and joins must not be parked (it hung forever), and a child forked while
+    a daemon thread encodes does not wait for the parent's encode at its own exit (it waited 10 s)."""
+    script = tmp_path / "exit_edges.py"
+    script.write_text(_EXIT_EDGES_CHILD)
+    proc = subprocess.run([sys.executable, str(script), str(tiny_bert_hf)], capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=120)
+    lines = proc.stdout.split("\n")
+    child = next(line for line in lines if line.startswith("child exited in"))
+    assert float(child.split()[3]) < 3, proc.stdout
+    assert "flushed" in lines, (proc.returncode, proc.stdout, proc.stderr[-1000:])

@@ -122,3 +122,14 @@ def test_a_text_being_tokenized_blocks_no_other_thread(minilm_path):
     finally:
         gate.release.set()
         big.join()
+
+
+def test_the_cut_count_adds_the_end_token_only_where_the_whole_text_lacks_it():
+    """An older Qwen3 tokenizer.json appends no <|endoftext|>, so we do: a text of n tokens is n + 1 long,
+    but one that already ends in <|endoftext|> stays n (counted with the bare tokenizer)."""
+    tok = train_qwen_like_tokenizer(append_eos=False)
+    encoder = TextEncoder(tok, end_token="<|endoftext|>")
+    for text, extra in (("hello world <|endoftext|>", 0), ("hello world", 1)):
+        n = len(tok.encode(text).ids)
+        ids, cut = encoder.tokenize([text], 3)
+        assert cut == {0: n + extra} and ids[0][-1] == tok.token_to_id("<|endoftext|>") and len(ids[0]) == 3
