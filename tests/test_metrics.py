@@ -443,6 +443,7 @@ def test_fractional_labels_are_not_relevant():
     assert ndcg_at_k(["a", "b"], qrels, 2) == pytest.approx(1 / math.log2(3))  # gain 0 at rank 1, 1 at rank 2
 
 
+@pytest.mark.filterwarnings("ignore:unsafe cast from uint64 to int64")  # inside ranx's numba nDCG
 def test_fractional_labels_count_as_their_integer_part_in_every_metric_as_in_ranx():
     ranx = pytest.importorskip("ranx", reason=f"needs ranx: {INSTALL}")
     cases = [
