@@ -456,6 +456,44 @@ def _half_dtype(weights: dict[str, mx.array]) -> mx.Dtype:
     return mx.bfloat16 if mx.bfloat16 in floating else mx.float16
 
 
+def _check_options(bits: int, group_size: int, recipe: str, rounding: str | None) -> str | None:
+    """The rounding ``convert`` uses (the recipe's unless given; None for float weights), once the options
+    are checked."""
+    if bits not in BITS:
+        raise ValueError(f"bits={bits!r} is not supported; choose one of {BITS}")
+    if group_size not in GROUP_SIZES:
+        raise ValueError(f"group_size={group_size!r} is not supported; choose one of {GROUP_SIZES}")
+    if recipe not in RECIPES:
+        raise ValueError(f"Unknown recipe {recipe!r}. Known recipes: {', '.join(RECIPES)}")
+    if rounding is not None and rounding not in ROUNDINGS:
+        raise ValueError(f"Unknown rounding {rounding!r}; choose one of {', '.join(ROUNDINGS)}")
+    if bits >= 16 and (recipe != "uniform" or rounding is not None):
+        raise ValueError(
+            f"bits={bits} stores float weights, so recipe={recipe!r} / rounding={rounding!r} would be ignored: "
+            "drop bits (--bits) to quantize with the recipe, or the recipe and rounding to store floats"
+        )
+    return None if bits >= 16 else rounding or RECIPES[recipe].rounding
+
+
+def _write_folder(dst: Path, src: Path, model: nn.Module, config: dict, tokenizer_json: dict | None) -> None:
+    """Save ``model`` to ``dst`` in the mlx-community layout, with ``config`` (its bits per weight added)
+    and the source's tokenizer and sentence-transformers files (``tokenizer_json`` replacing its own)."""
+    _clear_destination(dst, src)
+    prefix = SAVE_PREFIX[config["model_type"]]
+    weights = {prefix + k: v for k, v in tree_flatten(model.parameters())}
+    mx.save_safetensors(str(dst / "model.safetensors"), weights, metadata={"format": "mlx"})
+    config["mlx_embed"]["bits_per_weight"] = round(checkpoint_stats(dst, config).bits_per_weight, 4)
+    (dst / "config.json").write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n")
+    for name in COPY_FILES:
+        if name == "tokenizer.json" and tokenizer_json is not None:
+            (dst / name).write_text(json.dumps(tokenizer_json, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        elif (src / name).exists():
+            shutil.copy2(src / name, dst / name)
+    for name in COPY_DIRS:
+        if (src / name).is_dir():
+            shutil.copytree(src / name, dst / name, dirs_exist_ok=True)
+
+
 def convert(
     src: str | os.PathLike,
     dst: str | os.PathLike,
@@ -480,19 +518,7 @@ def convert(
     16-bit values (weights at ``bits=16``; else scales, biases, norms and float tables) are
     bfloat16 when the source stores bfloat16, else float16 (as mlx-community's BERT files).
     """
-    if bits not in BITS:
-        raise ValueError(f"bits={bits!r} is not supported; choose one of {BITS}")
-    if group_size not in GROUP_SIZES:
-        raise ValueError(f"group_size={group_size!r} is not supported; choose one of {GROUP_SIZES}")
-    if recipe not in RECIPES:
-        raise ValueError(f"Unknown recipe {recipe!r}. Known recipes: {', '.join(RECIPES)}")
-    if rounding is not None and rounding not in ROUNDINGS:
-        raise ValueError(f"Unknown rounding {rounding!r}; choose one of {', '.join(ROUNDINGS)}")
-    if bits >= 16 and (recipe != "uniform" or rounding is not None):
-        raise ValueError(
-            f"bits={bits} stores float weights, so recipe={recipe!r} / rounding={rounding!r} would be ignored: "
-            "drop bits (--bits) to quantize with the recipe, or the recipe and rounding to store floats"
-        )
+    rounding = _check_options(bits, group_size, recipe, rounding)
     resolved = loading.resolve(_full_precision(src))
     config = loading.read_config(resolved.path)
     if loading.quantization_config(config):
@@ -514,7 +540,7 @@ def convert(
     if bits <= 8:
         calibration = None
         end = _end_token(resolved.path, model, recipe)
-        if (rounding or RECIPES[recipe].rounding) == "gptq":
+        if rounding == "gptq":
             encoder = TextEncoder(load_tokenizer(resolved.path), end_token=spec.end_token)
             end_row = None if end is None else end[0]
             calibration = Calibration(encoder, spec.padding_side, spec.max_length, spec.pooling, end_row)
@@ -524,32 +550,17 @@ def convert(
         if tokenizer_json is not None:
             out_config["type_vocab_size"] = model.embeddings.token_type_embeddings.weight.shape[0]
         model.set_dtype(half)
-        prefix = SAVE_PREFIX[config["model_type"]]
         quant = {"group_size": group_size, "bits": bits, "mode": "affine"}
-        quant.update({prefix + path: value for path, value in overrides.items()})
+        quant.update({SAVE_PREFIX[config["model_type"]] + path: value for path, value in overrides.items()})
         out_config["quantization"] = quant
         out_config["quantization_config"] = quant
     out_config["torch_dtype"] = out_config["dtype"] = DTYPE_NAMES[mx.float32 if bits == 32 else half]
     out_config["mlx_embed"] = {
         "recipe": recipe if bits <= 8 else None,
-        "rounding": (rounding or RECIPES[recipe].rounding) if bits <= 8 else None,
+        "rounding": rounding,
         "source": spec.upstream_id or resolved.name,
     }
-
-    _clear_destination(dst, resolved.path)
-    prefix = SAVE_PREFIX[config["model_type"]]
-    weights = {prefix + k: v for k, v in tree_flatten(model.parameters())}
-    mx.save_safetensors(str(dst / "model.safetensors"), weights, metadata={"format": "mlx"})
-    out_config["mlx_embed"]["bits_per_weight"] = round(checkpoint_stats(dst, out_config).bits_per_weight, 4)
-    (dst / "config.json").write_text(json.dumps(out_config, indent=2, ensure_ascii=False) + "\n")
-    for name in COPY_FILES:
-        if name == "tokenizer.json" and tokenizer_json is not None:
-            (dst / name).write_text(json.dumps(tokenizer_json, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-        elif (resolved.path / name).exists():
-            shutil.copy2(resolved.path / name, dst / name)
-    for name in COPY_DIRS:
-        if (resolved.path / name).is_dir():
-            shutil.copytree(resolved.path / name, dst / name, dirs_exist_ok=True)
+    _write_folder(dst, resolved.path, model, out_config, tokenizer_json)
 
     if not report:
         return None

@@ -18,6 +18,10 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # MLX on M5-class Macs runs float32 matmuls through TF32 unless this is 0; the parity bounds are float32's.
 os.environ.setdefault("MLX_ENABLE_TF32", "0")
 
+# Before any test module imports mlx.core: mlx_embed loads the system OpenBLAS first (README, "On Linux CPU").
+# Without it, `pytest tests/test_quantization.py` alone ran MLX's reference BLAS, 30-50x slower.
+import mlx_embed  # noqa: E402, F401
+
 @pytest.fixture(autouse=True, scope="module")
 def _release_mlx_buffers():
     """Give MLX's buffer cache back after each module: an 8 GB Mac runs the suite beside torch."""
