@@ -103,9 +103,9 @@ class TextEncoder:
         self.pad_id = self.end_id if self.end_id is not None else 0  # masked out: any id will do
         self.types = single_text_types(tokenizer)
         self.n_special = tokenizer.num_special_tokens_to_add(False)
-        mask = tokenizer.encode("a").special_tokens_mask
-        after = mask[::-1].index(0) if 0 in mask else 0  # special tokens the template adds after a text
-        self._template_end = tokenizer.encode("a").ids[-1] if after else None
+        probe = tokenizer.encode("a")
+        after = probe.special_tokens_mask[::-1].index(0) if 0 in probe.special_tokens_mask else 0
+        self._template_end = probe.ids[-1] if after else None  # the last special token the template adds after a text
 
     def _encode(self, texts: list[str], max_length: int) -> tuple[list[list[int]], list[int]]:
         """Per text, its token ids cut to ``max_length`` and its uncut length. As transformers cuts: the
