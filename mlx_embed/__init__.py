@@ -6,7 +6,8 @@ from . import _blas
 
 _blas.interpose()  # before the first `import mlx.core`; see _blas for why and how to turn it off
 
-from .api import convert, load  # noqa: E402
+from .api import load  # noqa: E402
+from .conversion import convert  # noqa: E402
 from .embedder import Embedder  # noqa: E402
 from .loading import ModelNotFoundError  # noqa: E402
 from .registry import REGISTRY, ModelSpec  # noqa: E402

@@ -1,4 +1,4 @@
-"""The public entry points: ``load`` and ``convert``."""
+"""The public entry point ``load`` (``convert`` is in :mod:`mlx_embed.conversion`)."""
 
 from __future__ import annotations
 
@@ -70,10 +70,3 @@ def load(
     text_encoder = TextEncoder(tokenizer, end_token=spec.end_token)
     log.info("loaded %s from %s (%s) in %.2fs", spec.alias, resolved.path, resolved.source, time.perf_counter() - start)
     return Embedder(net, text_encoder, spec, path=resolved.path, source=resolved.source, config=config)
-
-
-def convert(*args, **kwargs):
-    """See :func:`mlx_embed.conversion.convert`."""
-    from .conversion import convert as _convert
-
-    return _convert(*args, **kwargs)

@@ -299,35 +299,16 @@ def gptq(
     out: dict[str, Quantized] = {}
     for i, layer in enumerate(layers):
         here = f"{prefix}.{i}."
-        order: list[str] = []
         local = {p[len(here) :]: p for p in params if p.startswith(here) and isinstance(_get_child(model, p), nn.Linear)}
-        for sub in local:
-            inner = _get_child(layer, sub)
-            _set_child(layer, sub, _Recorder(inner, lambda x, sub=sub: order.append(sub) if sub not in order else None))
-        try:
-            mx.eval(layer(*inputs[0]))
-        finally:
-            for sub in local:
-                _set_child(layer, sub, _get_child(layer, sub).inner)
         stages: dict[tuple[str, str], list[str]] = {}
-        for sub in order:
+        for sub in _call_order(layer, list(local), inputs[0]):
             stages.setdefault(_stage(sub, role(local[sub])), []).append(sub)
         float_params = tree_map(lambda a: a, layer.parameters()) if compensate else None
         for members in stages.values():
             dim = _get_child(layer, members[0]).weight.shape[1]
             xs_float = _stage_inputs(layer, members[0], float_inputs, batches, float_params) if compensate else None
             xs = _stage_inputs(layer, members[0], inputs, batches)
-            H = mx.zeros((dim + 1, dim + 1))
-            C = mx.zeros((dim + 1, dim + 1))
-            for k, w in enumerate(weights):
-                sw = mx.sqrt(mx.array(w, dtype=mx.float32))[:, None]
-                x = mx.concatenate([xs[k], mx.ones((xs[k].shape[0], 1))], axis=1) * sw  # (tokens, I + 1)
-                H = H + x.T @ x
-                if compensate:
-                    xf = mx.concatenate([xs_float[k], mx.ones((xs[k].shape[0], 1))], axis=1) * sw
-                    C = C + xf.T @ x
-                mx.eval(H, C)
-            H, C = np.array(H, dtype=np.float64), np.array(C, dtype=np.float64)
+            H, C = _second_moments(xs, xs_float, weights)
             Hx = H[:dim, :dim]
             hdiag = np.diag(Hx)
             perm = np.argsort(-hdiag, kind="stable") if act_order else None
@@ -348,12 +329,51 @@ def gptq(
         if compensate:
             quantized_params = tree_map(lambda a: a, layer.parameters())
             layer.update(float_params)
-            float_inputs = [(layer(*args),) + tuple(args[1:]) for args in float_inputs]
-            mx.eval([args[0] for args in float_inputs])
+            float_inputs = _next_inputs(layer, float_inputs)
             layer.update(quantized_params)
-        inputs = [(layer(*args),) + tuple(args[1:]) for args in inputs]
-        mx.eval([args[0] for args in inputs])
+        inputs = _next_inputs(layer, inputs)
     return out
+
+
+def _next_inputs(layer: nn.Module, inputs: list[tuple]) -> list[tuple]:
+    """The next block's arguments: ``layer``'s outputs in place of the hidden states."""
+    out = [(layer(*args),) + tuple(args[1:]) for args in inputs]
+    mx.eval([args[0] for args in out])
+    return out
+
+
+def _call_order(layer: nn.Module, subs: list[str], args: tuple) -> list[str]:
+    """The Linears ``subs`` of ``layer`` in the order one forward pass on ``args`` calls them."""
+    order: list[str] = []
+    for sub in subs:
+        inner = _get_child(layer, sub)
+        _set_child(layer, sub, _Recorder(inner, lambda x, sub=sub: order.append(sub) if sub not in order else None))
+    try:
+        mx.eval(layer(*args))
+    finally:
+        for sub in subs:
+            _set_child(layer, sub, _get_child(layer, sub).inner)
+    return order
+
+
+def _second_moments(
+    xs: list[mx.array], xs_float: list[mx.array] | None, weights: list[np.ndarray]
+) -> tuple[np.ndarray, np.ndarray]:
+    """``H = X^T W X`` of a Linear's inputs ``xs`` (per batch, (tokens, I)) with a column of ones
+    appended for the bias, each token weighted by ``weights``; ``C = Xf^T W X`` against the float
+    model's inputs ``xs_float`` (zeros without them). Both (I + 1, I + 1), float64."""
+    dim = xs[0].shape[1]
+    H = mx.zeros((dim + 1, dim + 1))
+    C = mx.zeros((dim + 1, dim + 1))
+    for k, w in enumerate(weights):
+        sw = mx.sqrt(mx.array(w, dtype=mx.float32))[:, None]
+        x = mx.concatenate([xs[k], mx.ones((xs[k].shape[0], 1))], axis=1) * sw  # (tokens, I + 1)
+        H = H + x.T @ x
+        if xs_float is not None:
+            xf = mx.concatenate([xs_float[k], mx.ones((xs[k].shape[0], 1))], axis=1) * sw
+            C = C + xf.T @ x
+        mx.eval(H, C)
+    return np.array(H, dtype=np.float64), np.array(C, dtype=np.float64)
 
 
 def _block_inputs(model: nn.Module, layers: list[nn.Module], batches: list[Batch]) -> list[tuple]:

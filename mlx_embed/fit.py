@@ -708,16 +708,17 @@ def _locate(name: str):
     raise ValueError(f"{name!r}: no weights and no config.json on this machine to estimate from; pass a folder with its config.json")
 
 
-def _max_length_of(name: str, config: dict, path: Path | None) -> int:
-    """What ``encode`` would use: the folder's sentence-transformers max length, else the registry's, capped
-    by the position embeddings."""
+def _max_length_of(name: str, config: dict, resolved) -> int:
+    """What ``encode`` would use by default: the max length of the spec :func:`loading.spec_for` gives
+    (the registry's, or a folder's own sentence-transformers files), capped by the position embeddings."""
     from . import loading, registry
 
     limit = config.get("max_position_embeddings", 512)
-    if path is not None and (path / "config.json").exists():
-        found = loading.sentence_transformers_info(path).get("max_length")
-        if found:
-            return min(found, limit)
+    if resolved is not None:
+        try:
+            return min(loading.spec_for(resolved, config).max_length, limit)
+        except ValueError:  # no pooling config (encode would need pooling=): the files' max length still holds
+            return min(loading.sentence_transformers_info(resolved.path).get("max_length") or limit, limit)
     spec = registry.find(name)
     return min(spec.max_length, limit) if spec else limit
 
@@ -749,7 +750,7 @@ def report(
     """The memory-fit report (see the module docstring); ``measure=False`` estimates every model."""
     import psutil
 
-    from . import registry
+    from . import loading, registry
     from .profile import ChildFailed, backend_info, machine_info, run_child
 
     here = this_backend()
@@ -796,7 +797,8 @@ def report(
             row["estimate"] = {k: v for k, v in {**asdict(est), **assess(est, budget)}.items() if k != "name"}
         else:
             path = resolved.path if resolved is not None else (Path(name) if os.path.isdir(name) else None)
-            model = estimate(name, config, backend, max_length=_max_length_of(name, config, path), import_rss=import_rss,
+            where = resolved or (loading.resolve(name) if path is not None else None)
+            model = estimate(name, config, backend, max_length=_max_length_of(name, config, where), import_rss=import_rss,
                              by_name=not os.path.isdir(name))
             if resolved is None and origin.startswith("registry") and backend != here:
                 model.notes.append(f"estimated from {origin}")

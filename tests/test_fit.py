@@ -312,3 +312,19 @@ def test_fits_copy_of_encodes_defaults_is_current():
     params = inspect.signature(embedder.Embedder.encode).parameters
     assert fit.ENCODE_BATCH_SIZE == params["batch_size"].default
     assert fit.ENCODE_MAX_BATCH_TOKENS == embedder.GPU_BATCH_TOKENS
+
+
+def test_estimated_max_length_is_encodes(tmp_path, minilm_4bit):
+    """A Hugging Face cache snapshot of a registry model is described by the registry, not by its own
+    sentence-transformers files (as ``load`` does): the estimate answers for the max length encode uses."""
+    import shutil
+
+    import mlx_embed
+
+    snapshot = tmp_path / "models--mlx-community--all-MiniLM-L6-v2-4bit" / "snapshots" / "0123abc"
+    shutil.copytree(minilm_4bit, snapshot)
+    (snapshot / "sentence_bert_config.json").write_text(json.dumps({"max_seq_length": 128, "do_lower_case": False}))
+    expected = mlx_embed.load(snapshot).max_length
+    assert expected == 256  # the registry's, not the file's 128
+    row = fit.report([str(snapshot)], ram=8 * GIB, measure=False)["models"][0]
+    assert row["status"] == "estimate" and row["max_length"] == expected
