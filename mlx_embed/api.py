@@ -21,6 +21,22 @@ def on_cpu() -> bool:
     return mx.default_device() == mx.cpu
 
 
+def _check_dtype(dtype) -> str | None:
+    """``dtype`` as a key of :data:`DTYPES` (None stays None)."""
+    if dtype is None:
+        return None
+    if isinstance(dtype, mx.Dtype):
+        named = next((k for k, v in DTYPES.items() if v == dtype), None)
+        if named is None:
+            raise ValueError(f"dtype must be one of {', '.join(DTYPES)} or None, got {dtype}")
+        return named
+    if not isinstance(dtype, str):
+        raise TypeError(f"dtype must be a str ({', '.join(DTYPES)}), an mx dtype or None, got {type(dtype).__name__}")
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype must be one of {', '.join(DTYPES)} or None, got {dtype!r}")
+    return dtype
+
+
 def load(
     model: str | os.PathLike,
     *,
@@ -28,7 +44,7 @@ def load(
     local_files_only: bool | None = None,
     pooling: str | None = None,
     dequantize: bool | None = None,
-    dtype: str | None = None,
+    dtype: str | mx.Dtype | None = None,
 ) -> Embedder:
     """Load an embedding model: a registry alias (``qwen3-0.6b``, ``minilm``, ``bge-small``),
     a Hugging Face Hub id, or a local folder (mlx-community quantized or plain HF / sentence-transformers).
@@ -38,7 +54,7 @@ def load(
     ``dequantize`` (default: on the CPU backend only) turns quantized Linear weights into float ones once
     at load (float32 on CPU: CPU float32 matmuls are ~70x faster than CPU quantized ones; on a GPU
     ``dtype`` or the checkpoint's own); the Metal path keeps 4-bit by default.
-    ``dtype`` (``"float32"``, ``"float16"``, ``"bfloat16"``) is what floating parameters, and so the
+    ``dtype`` (``"float32"``, ``"float16"``, ``"bfloat16"`` or the ``mx`` dtype) is what floating parameters, and so the
     computation, use; default: float32 on the CPU backend (CPU half-precision matmuls skip BLAS), the
     checkpoint's own on a GPU (float16 or bfloat16). Packed 4-bit weights stay packed either way.
     """
@@ -46,8 +62,7 @@ def load(
     check_fork()
     if dequantize is not None and not isinstance(dequantize, bool):
         raise TypeError(f"dequantize must be True, False or None, got {dequantize!r}")
-    if dtype is not None and (not isinstance(dtype, str) or dtype not in DTYPES):
-        raise ValueError(f"dtype must be one of {', '.join(DTYPES)} or None, got {dtype!r}")
+    dtype = _check_dtype(dtype)
     resolved = loading.resolve(model, revision, local_files_only)
     config = loading.read_config(resolved.path)
     spec = loading.spec_for(resolved, config, pooling)

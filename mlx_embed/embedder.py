@@ -6,7 +6,8 @@ import os
 import sys
 import threading
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, KeysView, Mapping, Sequence, Set, ValuesView
+from typing import TYPE_CHECKING, TypedDict
 from pathlib import Path
 
 import mlx.core as mx
@@ -87,22 +88,35 @@ def _worker_streams() -> list:
     return streams
 
 
-def _check_texts(texts) -> list[str]:
-    if isinstance(texts, Iterator):
+def _check_texts(texts, single: bool = False) -> list[str]:
+    """``texts`` as a list of str; ``single``: it was one str, named ``text`` in errors."""
+    if isinstance(texts, (Set, Mapping)) and not isinstance(texts, KeysView):  # a dict's keys keep its order
+        fix = "list(d.values()) or list(d)" if isinstance(texts, Mapping) else "sorted(s) or list(s)"
+        raise TypeError(
+            f"texts must be ordered (a list, tuple, iterator or 1-D array of str), got a {type(texts).__name__}: "
+            f"the output rows follow the input order, so pass {fix}"
+        )
+    if isinstance(texts, (Iterator, KeysView, ValuesView)) or (isinstance(texts, Sequence) and not isinstance(texts, (list, tuple, str, bytes, bytearray))):
         texts = list(texts)
     elif hasattr(texts, "tolist") and getattr(texts, "ndim", 1) == 1:  # 1-D numpy array, pandas Series
         texts = texts.tolist()
     if isinstance(texts, (list, tuple)):
         for i, t in enumerate(texts):
+            name = "text" if single else f"texts[{i}]"
             if isinstance(t, float) and t != t:
-                raise TypeError(f"texts[{i}] is NaN (a missing value, as pandas gives): drop or fill missing texts first")
+                raise TypeError(f"{name} is NaN (a missing value, as pandas gives): drop or fill missing texts first")
             if not isinstance(t, str):
-                raise TypeError(f"texts[{i}] is {type(t).__name__}, not str: every input must be a string")
-            _check_unicode(f"texts[{i}]", t)
+                raise TypeError(f"{name} is {type(t).__name__}, not str: every input must be a string")
+            _check_unicode(name, t)
         return list(texts)
     shape = getattr(texts, "shape", None)
     got = f"a {len(shape)}-D {type(texts).__name__} of shape {tuple(shape)}" if shape is not None else type(texts).__name__
-    fix = ": flatten it first (.ravel() / .squeeze())" if shape is not None and len(shape) > 1 else ""
+    if shape is not None and len(shape) > 1:
+        fix = ": flatten it first (.ravel() / .squeeze())"
+    elif shape is not None and len(shape) == 0:
+        fix = ": a 0-D array holds one text, pass arr.item()"
+    else:
+        fix = ""
     raise TypeError(f"texts must be a str or a list of str (or a tuple, iterator or 1-D array of str), got {got}{fix}")
 
 
@@ -118,11 +132,11 @@ def _check_unicode(name: str, text: str) -> None:
             ) from None
 
 
-def _check_tokens(ids: list[list[int]], start: int) -> None:
+def _check_tokens(ids: list[list[int]], start: int, single: bool = False) -> None:
     empty = next((i for i, seq in enumerate(ids) if not seq), None)
     if empty is not None:
         raise ValueError(
-            f"texts[{start + empty}] gives no tokens: this tokenizer adds no special tokens, so an empty or "
+            f"{'text' if single else f'texts[{start + empty}]'} gives no tokens: this tokenizer adds no special tokens, so an empty or "
             "blank text has nothing to embed; drop or fill such texts first"
         )
 
@@ -132,6 +146,11 @@ def _check_prompt(prompt: str | None) -> None:
         raise TypeError(f"prompt must be a str or None, got {type(prompt).__name__}")
     if prompt:
         _check_unicode("prompt", prompt)
+    if prompt and "{task}" in prompt:
+        raise ValueError(
+            f"prompt={prompt!r} is a template: its {{task}} would be embedded literally; use "
+            "encode_query(texts, task=...) for the model's query instruction, or fill in the task yourself"
+        )
 
 
 def _with_prompt(items: list[str], prompt: str | None) -> list[str]:
@@ -156,6 +175,49 @@ def _check_int(name: str, value, minimum: int) -> int:
     return int(value)
 
 
+class EncodeOptions(TypedDict, total=False):
+    """The keyword arguments :meth:`Embedder.encode_query` and :meth:`Embedder.encode_document` pass on."""
+
+    batch_size: int
+    normalize: bool | None
+    dim: int | None
+    max_length: int | None
+    truncate: bool
+    show_progress: bool
+    max_batch_tokens: int | None
+
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+# sentence-transformers' names for what encode does otherwise
+_THEIR_NAMES = {
+    "normalize_embeddings": "use normalize=",
+    "show_progress_bar": "use show_progress=",
+    "truncate_dim": "use dim=",
+    "prompt_name": "use encode_query() / encode_document(), or prompt=",
+    "convert_to_numpy": "encode always returns a numpy array",
+    "convert_to_tensor": "encode returns a numpy array: mx.array(result) makes an MLX array",
+    "output_value": "encode returns pooled embeddings only",
+    "precision": "encode returns float32: quantize the numpy array yourself",
+    "device": "MLX picks the device: mx.set_default_device(mx.cpu) before load() for the CPU",
+    "task": "a task instruction is for queries: use encode_query(texts, task=...)",
+}
+
+
+def _unknown_options(method: str, options: dict, takes: tuple[str, ...] = ()) -> None:
+    """TypeError for keywords ``method`` does not take (its own ``takes`` and :class:`EncodeOptions`),
+    naming sentence-transformers' equivalents."""
+    known = (*takes, *EncodeOptions.__annotations__)
+    unknown = [k for k in options if k not in known]
+    if unknown:
+        hints = "; ".join(f"{k}: {_THEIR_NAMES[k]}" for k in unknown if k in _THEIR_NAMES)
+        raise TypeError(
+            f"{method}() got unexpected keyword argument(s) {', '.join(map(repr, unknown))}"
+            + (f" ({hints})" if hints else f"; it takes {', '.join(known)}")
+        )
+
+
 def _no_prompt(method: str, kind: str, kwargs: dict) -> None:
     if "prompt" in kwargs:
         raise TypeError(
@@ -164,14 +226,18 @@ def _no_prompt(method: str, kind: str, kwargs: dict) -> None:
         )
 
 
+def _compute_dtype(model: nn.Module) -> mx.Dtype:
+    from mlx.utils import tree_flatten
+
+    return next(v.dtype for _, v in tree_flatten(model.parameters()) if mx.issubdtype(v.dtype, mx.floating))
+
+
 def _check_finite(vectors: np.ndarray, indices: np.ndarray, model: nn.Module) -> None:
     """Raise instead of handing back inf / NaN vectors, which would poison a vector index."""
     bad = ~np.isfinite(vectors).all(axis=1)
     if not bad.any():
         return
-    from mlx.utils import tree_flatten
-
-    dtype = next(v.dtype for _, v in tree_flatten(model.parameters()) if mx.issubdtype(v.dtype, mx.floating))
+    dtype = _compute_dtype(model)
     if dtype == mx.float16:
         fix = "float16 activations overflowed (largest finite value 65504); load with dtype='float32' or 'bfloat16'"
     else:
@@ -213,19 +279,28 @@ class Embedder:
 
     @property
     def spec(self) -> ModelSpec:
+        """The registry entry, or the one built from the folder's own files: pooling, prompts, limits."""
         return self._spec
 
     @property
     def dim(self) -> int:
+        """The full embedding size (``encode(..., dim=)`` truncates Matryoshka models)."""
         return self._spec.dim
 
     @property
     def max_length(self) -> int:
+        """Tokens per text, special tokens included, that ``encode`` keeps by default."""
         return self._spec.max_length
+
+    @property
+    def dtype(self) -> mx.Dtype:
+        """What the model computes in (its floating parameters' dtype; packed weights stay packed)."""
+        return _compute_dtype(self.model)
 
     def __repr__(self) -> str:
         return (f"Embedder({self._spec.alias!r}, dim={self.dim}, pooling={self._spec.pooling!r}, "
-                f"weights={weight_format(self.config)!r}, source={self.source!r})")
+                f"weights={weight_format(self.config)!r}, dtype={str(self.dtype).removeprefix('mlx.core.')!r}, "
+                f"source={self.source!r})")
 
     @tracked  # a daemon thread still encoding at exit stops between batches
     def encode(
@@ -240,6 +315,7 @@ class Embedder:
         truncate: bool = True,
         show_progress: bool = False,
         max_batch_tokens: int | None = None,
+        **unknown,
     ) -> np.ndarray:
         """Embed ``texts``: a ``str`` gives shape ``(dim,)``, a list gives ``(len(texts), dim)``, float32.
 
@@ -264,20 +340,24 @@ class Embedder:
             _check_bool(name, value) for name, value in (("truncate", truncate), ("show_progress", show_progress))
         )
         _check_prompt(prompt)
+        _unknown_options("encode", unknown, ("prompt",))
         single = isinstance(texts, str)
-        items = _with_prompt(_check_texts([texts] if single else texts), prompt)  # last: it uses up an iterator
+        items = _with_prompt(_check_texts([texts] if single else texts, single), prompt)  # last: it uses up an iterator
 
         out = np.empty((len(items), dim), dtype=np.float32)
         cut: dict[int, int] = {}
+        if not truncate and len(items) > ENCODE_CHUNK:  # refuse before computing anything; the ids are not kept
+            for start in range(0, len(items), ENCODE_CHUNK):
+                chunk_cut = self.text_encoder.tokenize(items[start : start + ENCODE_CHUNK], max_length)[1]
+                cut.update((start + i, n) for i, n in chunk_cut.items())
+            check_truncation(cut, len(items), max_length, truncate)
         done = 0
         for start in range(0, len(items), ENCODE_CHUNK):
-            stop = min(start + ENCODE_CHUNK, len(items))
-            ids, chunk_cut = self.text_encoder.tokenize(items[start:stop], max_length)
-            _check_tokens(ids, start)
+            ids, chunk_cut = self.text_encoder.tokenize(items[start : start + ENCODE_CHUNK], max_length)
+            _check_tokens(ids, start, single)
             cut.update((start + i, n) for i, n in chunk_cut.items())
             if not truncate:
-                of = None if stop == len(items) else f"the first {stop} of {len(items)} texts"
-                check_truncation(cut, len(items), max_length, truncate, of=of)
+                check_truncation(cut, len(items), max_length, truncate)
             for idx, vectors in self._embed_batches(ids, batch_size, max_batch_tokens, dim, normalize):
                 park_if_exiting(_synchronize)
                 _check_finite(vectors, start + idx, self.model)
@@ -383,17 +463,21 @@ class Embedder:
         pooled = POOLERS[self._spec.pooling](hidden, mask)[:, :dim].astype(mx.float32)  # (B, dim)
         return l2_normalize(pooled) if normalize else pooled
 
-    def encode_query(self, texts: str | Sequence[str], *, task: str | None = None, **kwargs) -> np.ndarray:
-        """Embed search queries with the model's query prompt (Qwen3: ``Instruct: {task}\\nQuery:``)."""
-        _no_prompt("encode_query", "query", kwargs)
-        return self.encode(texts, prompt=self._spec.format_query_prompt(task) or None, **kwargs)
+    def encode_query(self, texts: str | Sequence[str], *, task: str | None = None, **options: Unpack[EncodeOptions]) -> np.ndarray:
+        """Embed search queries with the model's query prompt (Qwen3: ``Instruct: {task}\\nQuery:``);
+        ``options`` as :meth:`encode`'s."""
+        _no_prompt("encode_query", "query", options)
+        _unknown_options("encode_query", options, ("task",))
+        return self.encode(texts, prompt=self._spec.format_query_prompt(task) or None, **options)
 
-    def encode_document(self, texts: str | Sequence[str], **kwargs) -> np.ndarray:
-        """Embed passages to search in, with the model's document prompt (none for the known models)."""
-        _no_prompt("encode_document", "document", kwargs)
-        if "task" in kwargs:
+    def encode_document(self, texts: str | Sequence[str], *, task: None = None, **options: Unpack[EncodeOptions]) -> np.ndarray:
+        """Embed passages to search in, with the model's document prompt (none for the known models);
+        ``options`` as :meth:`encode`'s."""
+        _no_prompt("encode_document", "document", options)
+        _unknown_options("encode_document", options)
+        if task is not None:
             raise TypeError("encode_document() takes no task: a task instruction is for queries (encode_query)")
-        return self.encode(texts, prompt=self._spec.document_prompt or None, **kwargs)
+        return self.encode(texts, prompt=self._spec.document_prompt or None, **options)
 
     def _check_max_length(self, max_length: int | None) -> int:
         if max_length is None:

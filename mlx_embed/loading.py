@@ -141,6 +141,15 @@ def resolve(model: str | os.PathLike, revision: str | None = None, local_files_o
         return Resolved(got[0], got[1], spec, repo_id)
     packaged = _package_folder(spec.alias) if spec and revision is None else None
     if packaged is not None:
+        if not offline and not isinstance(got, IncompleteSnapshot):
+            warnings.warn(
+                f"{repo_id} is not in the Hugging Face cache and the Hub could not be reached "
+                f"({type(got).__name__}); using the full-precision copy from {PACKAGED[spec.alias][1]}, whose vectors "
+                "differ from the 4-bit checkpoint's (cosine 0.87-0.98): keep one source per index. Set "
+                "HF_HUB_OFFLINE=1 or pass local_files_only=True to use the package without trying the Hub",
+                UserWarning,
+                stacklevel=caller_stacklevel(),
+            )
         if isinstance(got, IncompleteSnapshot):
             warnings.warn(
                 f"the Hugging Face cache holds an incomplete download of {repo_id} ({str(got).splitlines()[0]}); "
@@ -286,6 +295,7 @@ def spec_for(resolved: Resolved, config: dict, pooling: str | None = None) -> Mo
     info = sentence_transformers_info(resolved.path)
     chosen = pooling or info.get("pooling")
     if chosen is None:
+        likely = "last_token" if arch == "qwen3" else "mean"  # how the field pools decoders and encoders
         why = (
             f"its sentence-transformers pooling {info['unsupported_pooling']} is not supported"
             if "unsupported_pooling" in info
@@ -294,7 +304,7 @@ def spec_for(resolved: Resolved, config: dict, pooling: str | None = None) -> Mo
         raise ValueError(
             f"Cannot tell how to pool {resolved.name!r}: {why} and it is not a registry model. "
             f"Pass pooling= one of {', '.join(POOLINGS)} to mlx_embed.load(), e.g. "
-            f"mlx_embed.load({resolved.name!r}, pooling='mean'), or --pooling {POOLINGS[0]} on the command line "
+            f"mlx_embed.load({resolved.name!r}, pooling={likely!r}), or --pooling {likely} on the command line "
             "(mlx-embed similarity, embed, convert, fidelity; eval, profile and fit take registry models and "
             "folders with a pooling config)."
         )

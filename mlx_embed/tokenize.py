@@ -197,20 +197,17 @@ def caller_stacklevel() -> int:
     return level
 
 
-def check_truncation(
-    cut: dict[int, int], n_texts: int, max_length: int, truncate: bool, *, of: str | None = None
-) -> None:
+def check_truncation(cut: dict[int, int], n_texts: int, max_length: int, truncate: bool) -> None:
     """Apply the truncation policy to ``cut`` (``{index: full length}`` of texts over ``max_length``):
     one ``TruncationWarning`` with the count, pointing at the caller's line outside mlx_embed, or
-    ``ValueError`` when ``truncate`` is False. ``of`` names what was checked when it is not all
-    ``n_texts`` texts (e.g. "the first 8192 of 100000 texts")."""
+    ``ValueError`` when ``truncate`` is False."""
     if not cut:
         return
     approx = "at least " if any(isinstance(n, AtLeast) for n in cut.values()) else ""
     longest = f"{approx}{max(cut.values())}"
     if not truncate:
         raise ValueError(
-            f"{len(cut)} of {of or f'{n_texts} texts'} are longer than max_length={max_length} tokens "
+            f"{len(cut)} of {n_texts} texts are longer than max_length={max_length} tokens "
             f"(first at index {min(cut)}, longest {longest} tokens). "
             "Pass truncate=True to cut them, a larger max_length, or split the texts."
         )

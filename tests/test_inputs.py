@@ -38,10 +38,32 @@ def test_non_str_element_names_its_index(minilm, bad, index):
         minilm.encode(bad)
 
 
-@pytest.mark.parametrize("bad", [3, None, {"a": 1}, {"a", "b"}, b"bytes", np.array([["x"]])])
+@pytest.mark.parametrize("bad", [3, None, b"bytes", np.array([["x"]]), np.array("x")])
 def test_wrong_container_type(minilm, bad):
     with pytest.raises(TypeError, match="str or a list of str"):
         minilm.encode(bad)
+
+
+@pytest.mark.parametrize("bad,fix", [({"a": 1}, r"list\(d.values\(\)\)"), ({"a", "b"}, r"sorted\(s\)"), (frozenset("ab"), "sorted")])
+def test_unordered_containers_are_refused_because_rows_follow_the_input_order(minilm, bad, fix):
+    with pytest.raises(TypeError, match=f"must be ordered.*{fix}"):
+        minilm.encode(bad)
+
+
+def test_ordered_containers_give_the_rows_of_the_same_list(minilm):
+    from collections import deque
+
+    texts = ["first text", "a second, longer text", "third"]
+    expected = minilm.encode(texts)
+    for given in (deque(texts), dict.fromkeys(texts).keys(), {i: t for i, t in enumerate(texts)}.values()):
+        np.testing.assert_array_equal(minilm.encode(given), expected)
+    with pytest.raises(TypeError, match=r"texts\[0\] is int"):
+        minilm.encode(range(3))
+
+
+def test_errors_about_a_single_text_name_the_text_not_an_index(minilm, tmp_path):
+    with pytest.raises(ValueError, match=r"^text is not valid Unicode"):
+        minilm.encode("bad \ud800 surrogate")
 
 
 class _SeriesLike:
@@ -207,10 +229,17 @@ def test_chunked_encode_warns_once_with_the_total_count(minilm, monkeypatch):
     assert len(ours) == 1 and "2 of 5 texts" in str(ours[0].message)
 
 
-def test_chunked_encode_raises_at_the_first_too_long_text_with_its_index(minilm, monkeypatch):
+def test_chunked_encode_refuses_a_too_long_text_before_embedding_anything(minilm, monkeypatch):
+    """A too-long text in the last chunk is refused before the first chunk is embedded (it was found
+    only after embedding every chunk before it: 12 s of wasted work for 4,096 texts here)."""
     monkeypatch.setattr(mlx_embed.embedder, "ENCODE_CHUNK", 2)
-    texts = ["short", "fine", "x", "word " * 400, "y"]
-    with pytest.raises(ValueError, match=r"1 of the first 4 of 5 texts .*first at index 3"):
+    texts = ["short", "fine", "x", "y", "word " * 400]
+
+    def no_embedding(*args, **kwargs):
+        raise AssertionError("embedded texts before refusing")
+
+    monkeypatch.setattr(minilm, "_embed_batches", no_embedding)
+    with pytest.raises(ValueError, match=r"1 of 5 texts .*first at index 4"):
         minilm.encode(texts, truncate=False)
 
 
@@ -355,3 +384,43 @@ def test_a_text_with_no_tokens_is_refused_by_index(tiny_bert_hf, tmp_path, monke
         with pytest.raises(ValueError, match=rf"texts\[{index}\] gives no tokens.*drop or fill"):
             model.encode(texts)
     assert np.isfinite(model.encode(["hello", "world"])).all()
+
+
+@pytest.mark.parametrize(
+    "method,kwargs,hint",
+    [
+        ("encode", {"normalize_embeddings": False}, "use normalize="),
+        ("encode", {"show_progress_bar": True}, "use show_progress="),
+        ("encode", {"convert_to_tensor": True}, r"mx.array\(result\)"),
+        ("encode", {"task": "x"}, r"encode_query\(texts, task=...\)"),
+        ("encode_query", {"truncate_dim": 64}, "use dim="),
+        ("encode_document", {"prompt_name": "query"}, "encode_query"),
+        ("encode", {"batchsize": 8}, "it takes prompt, batch_size"),
+    ],
+)
+def test_sentence_transformers_keywords_name_ours(minilm, method, kwargs, hint):
+    with pytest.raises(TypeError, match=rf"{method}\(\) got unexpected keyword argument.*{hint}"):
+        getattr(minilm, method)("a text", **kwargs)
+
+
+def test_a_prompt_template_is_refused_not_embedded_literally(tiny_qwen3_hf):
+    qwen = mlx_embed.load(tiny_qwen3_hf)
+    with pytest.raises(ValueError, match=r"template.*encode_query\(texts, task=...\)"):
+        qwen.encode("what is x?", prompt=qwen.spec.query_prompt)
+
+
+def test_encode_document_takes_task_none_as_no_task(minilm):
+    np.testing.assert_array_equal(minilm.encode_document("a passage", task=None), minilm.encode_document("a passage"))
+    with pytest.raises(TypeError, match="takes no task"):
+        minilm.encode_document("a passage", task="retrieve")
+
+
+def test_load_takes_mx_dtypes_and_repr_shows_the_compute_dtype(minilm_path):
+    import mlx.core as mx
+
+    half = mlx_embed.load(minilm_path, dtype=mx.float16)
+    assert half.dtype == mx.float16 and "dtype='float16'" in repr(half) and "weights='fp32'" in repr(half)
+    with pytest.raises(ValueError, match="dtype must be one of float32, float16, bfloat16"):
+        mlx_embed.load(minilm_path, dtype=mx.int8)
+    with pytest.raises(TypeError, match="dtype must be a str"):
+        mlx_embed.load(minilm_path, dtype=16)

