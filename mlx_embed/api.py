@@ -82,6 +82,6 @@ def load(
     if dtype is not None:
         net.set_dtype(DTYPES[dtype])
         mx.eval(net.parameters())  # cast now, so memory after load is what encoding will use
-    text_encoder = TextEncoder(tokenizer, end_token=spec.end_token)
+    text_encoder = TextEncoder(tokenizer, end_token=spec.end_token, lowercase=spec.lowercase)
     log.info("loaded %s from %s (%s) in %.2fs", spec.alias, resolved.path, resolved.source, time.perf_counter() - start)
     return Embedder(net, text_encoder, spec, path=resolved.path, source=resolved.source, config=config)

@@ -170,7 +170,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", help="write a .npy file (.npy is appended when missing) instead of JSON on stdout")
     p.add_argument("--model", default="minilm", help=model_help)
     p.add_argument("--pooling", choices=POOLINGS, help=pooling_help)
-    p.add_argument("--kind", choices=["plain", "query", "document"], default="plain", help="plain (default): no prompt; query / document: the model's query / document prompt")
+    p.add_argument("--kind", choices=["plain", "query", "document"], default="plain", help="plain (default): no prompt (but a folder's default_prompt_name); query / document: the model's query / document prompt")
     p.add_argument("--batch-size", type=int, default=32, help="texts per batch (default: 32)")
     p.add_argument("--dim", type=int, help="truncate to this many dimensions (Matryoshka models only)")
     p.add_argument("--task", help="with --kind query: the task instruction of models that take one (Qwen3)")

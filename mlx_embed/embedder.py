@@ -339,8 +339,11 @@ class Embedder:
         truncate, show_progress = (
             _check_bool(name, value) for name, value in (("truncate", truncate), ("show_progress", show_progress))
         )
+        if prompt is None:
+            prompt = self._spec.default_prompt or None
         _check_prompt(prompt)
         _unknown_options("encode", unknown, ("prompt",))
+        skip = self._prompt_tokens(prompt, max_length)
         single = isinstance(texts, str)
         items = _with_prompt(_check_texts([texts] if single else texts, single), prompt)  # last: it uses up an iterator
 
@@ -358,7 +361,7 @@ class Embedder:
             cut.update((start + i, n) for i, n in chunk_cut.items())
             if not truncate:
                 check_truncation(cut, len(items), max_length, truncate)
-            for idx, vectors in self._embed_batches(ids, batch_size, max_batch_tokens, dim, normalize):
+            for idx, vectors in self._embed_batches(ids, batch_size, max_batch_tokens, dim, normalize, skip):
                 park_if_exiting(_synchronize)
                 _check_finite(vectors, start + idx, self.model)
                 out[start + idx] = vectors
@@ -372,8 +375,16 @@ class Embedder:
         check_truncation(cut, len(items), max_length, truncate)
         return out[0] if single else out
 
+    def _prompt_tokens(self, prompt: str | None, max_length: int) -> int:
+        """Leading tokens mean pooling leaves out: a model whose pooling excludes the prompt
+        (``include_prompt: false``) skips [CLS] and the prompt's tokens, counted as
+        sentence-transformers counts them (the prompt tokenized alone, less its end token)."""
+        if not prompt or self._spec.include_prompt or self._spec.pooling != "mean":
+            return 0
+        return len(self.text_encoder.tokenize([prompt], max_length)[0][0]) - 1
+
     def _embed_batches(
-        self, ids: list[list[int]], batch_size: int, max_batch_tokens: int, dim: int, normalize: bool
+        self, ids: list[list[int]], batch_size: int, max_batch_tokens: int, dim: int, normalize: bool, skip: int = 0
     ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """``(indices, vectors)`` per batch (not in order).
 
@@ -395,11 +406,11 @@ class Embedder:
         try:
             if not streams:
                 for n, idx in enumerate(order):
-                    yield idx, self._embed_batch([ids[i] for i in idx], dim, normalize)
+                    yield idx, self._embed_batch([ids[i] for i in idx], dim, normalize, skip)
                     finished.add(n)
                 return
             with _blas.threads(max(1, (os.cpu_count() or 1) // len(streams))):
-                yield from self._interleaved(order, ids, streams, dim, normalize, finished)
+                yield from self._interleaved(order, ids, streams, dim, normalize, skip, finished)
         except RuntimeError as err:
             if not kernels.is_compile_failure(err) or not kernels.enabled():
                 raise
@@ -412,10 +423,11 @@ class Embedder:
             )
             for n, idx in enumerate(order):
                 if n not in finished:
-                    yield idx, self._embed_batch([ids[i] for i in idx], dim, normalize)
+                    yield idx, self._embed_batch([ids[i] for i in idx], dim, normalize, skip)
 
     def _interleaved(
-        self, order: list[np.ndarray], ids: list[list[int]], streams: list, dim: int, normalize: bool, finished: set[int]
+        self, order: list[np.ndarray], ids: list[list[int]], streams: list, dim: int, normalize: bool, skip: int,
+        finished: set[int],
     ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """Run one batch per stream, advancing each by a layer in turn; a slot that finishes pools
         its batch and takes the next one. Adds each yielded batch's number to ``finished``."""
@@ -446,20 +458,22 @@ class Embedder:
                         slot[4] = hidden
                         mx.async_eval(hidden)
                     else:
-                        vectors = self._pool(slot[4], slot[2], dim, normalize)
+                        vectors = self._pool(slot[4], slot[2], dim, normalize, skip)
                         mx.async_eval(vectors)
                         ready[j], slots[j] = (slot[0], slot[1], vectors), None
                 busy = True
             if not busy and all(r is None for r in ready):
                 return
 
-    def _embed_batch(self, seqs: list[list[int]], dim: int, normalize: bool) -> np.ndarray:
+    def _embed_batch(self, seqs: list[list[int]], dim: int, normalize: bool, skip: int = 0) -> np.ndarray:
         """The vectors ``(B, dim)`` of one batch, computed on the calling thread."""
         batch = self.text_encoder.pad(seqs, self._spec.padding_side)
         mask = mx.array(batch.attention_mask)
-        return np.array(self._pool(self.model(*_inputs(batch)), mask, dim, normalize))
+        return np.array(self._pool(self.model(*_inputs(batch)), mask, dim, normalize, skip))
 
-    def _pool(self, hidden: mx.array, mask: mx.array, dim: int, normalize: bool) -> mx.array:
+    def _pool(self, hidden: mx.array, mask: mx.array, dim: int, normalize: bool, skip: int = 0) -> mx.array:
+        if skip:  # right padding: the first ``skip`` positions are [CLS] and the prompt
+            mask = mask * (mx.arange(mask.shape[1]) >= skip).astype(mask.dtype)  # (B, L)
         pooled = POOLERS[self._spec.pooling](hidden, mask)[:, :dim].astype(mx.float32)  # (B, dim)
         return l2_normalize(pooled) if normalize else pooled
 

@@ -186,6 +186,14 @@ def read_config(path: Path) -> dict:
     """``config.json``, checked to hold what its architecture's ``ModelArgs`` needs, with the right types."""
     config_file = path / "config.json"
     if not config_file.exists():
+        modules = read_json(path / "modules.json", list)
+        inner = next((m.get("path") for m in modules if isinstance(m, dict) and str(m.get("type", "")).endswith("Transformer")), "")
+        if inner and (path / inner / "config.json").exists():
+            raise ModelNotFoundError(
+                f"{path} is an early sentence-transformers folder: its model files are in {path / inner}. mlx_embed "
+                f"reads them beside modules.json: move the files of {inner}/ up into {path} (or re-save the model "
+                "with a current sentence-transformers)"
+            )
         raise ModelNotFoundError(f"{path} has no config.json: it is not a Hugging Face / MLX model folder")
     config = read_json(config_file)
     fix = "re-download or re-convert the model"
@@ -220,29 +228,84 @@ def read_config(path: Path) -> dict:
     return config
 
 
+# sentence-transformers pooling modes (1_Pooling/config.json) that mlx_embed pools the same way
+_ST_POOLING = {"mean": "mean", "cls": "cls", "lasttoken": "last_token"}
+# the flags sentence-transformers < 6 wrote instead of ``pooling_mode``
+_ST_POOLING_FLAGS = {
+    "pooling_mode_cls_token": "cls",
+    "pooling_mode_max_tokens": "max",
+    "pooling_mode_mean_tokens": "mean",
+    "pooling_mode_mean_sqrt_len_tokens": "mean_sqrt_len_tokens",
+    "pooling_mode_weightedmean_tokens": "weightedmean",
+    "pooling_mode_lasttoken": "lasttoken",
+}
+_ST_MODULES = ("Transformer", "Pooling", "Normalize")  # the pipeline steps mlx_embed runs
+
+
+def _pooling_modes(pool: dict) -> list[str]:
+    """The modes a 1_Pooling config selects, read as sentence-transformers 6 does: ``pooling_mode`` (a
+    name or a list), else the older ``pooling_mode_*`` flags, else mean."""
+    mode = pool.get("pooling_mode")
+    if mode is not None:
+        return [mode] if isinstance(mode, str) else [str(m) for m in mode]
+    return [name for key, name in _ST_POOLING_FLAGS.items() if pool.get(key)] or ["mean"]
+
+
 def sentence_transformers_info(path: Path) -> dict:
-    """Pooling, normalization, max length and prompts from sentence-transformers files, where present."""
+    """What the folder's sentence-transformers files say: pooling, normalization, max length, prompts,
+    lowercasing, and the pipeline steps mlx_embed does not run (``unsupported_modules``)."""
     info: dict = {}
     modules = read_json(path / "modules.json", list)
-    pooling_dir = next((m.get("path") for m in modules if m.get("type", "").endswith("Pooling")), None)
+    kinds = [(str(m.get("type", "")).rsplit(".", 1)[-1], m.get("path", "")) for m in modules if isinstance(m, dict)]
+    unsupported = [f"{kind} ({where})" for kind, where in kinds if kind not in _ST_MODULES]
+    if unsupported:
+        info["unsupported_modules"] = unsupported
+    pooling_dir = next((where for kind, where in kinds if kind == "Pooling"), None)
     pooling_file = path / (pooling_dir or "1_Pooling") / "config.json"
     if pooling_file.exists():
         pool = read_json(pooling_file)
-        modes = [k for k, v in pool.items() if k.startswith("pooling_mode_") and v]
-        mapping = {"pooling_mode_mean_tokens": "mean", "pooling_mode_cls_token": "cls", "pooling_mode_lasttoken": "last_token"}
-        if len(modes) == 1 and modes[0] in mapping:
-            info["pooling"] = mapping[modes[0]]
-        elif modes:
+        modes = _pooling_modes(pool)
+        if len(modes) == 1 and modes[0] in _ST_POOLING:
+            info["pooling"] = _ST_POOLING[modes[0]]
+        else:
             info["unsupported_pooling"] = modes
+        if pool.get("include_prompt", True) is False:
+            info["include_prompt"] = False
     if modules:
-        info["normalize"] = any(m.get("type", "").endswith("Normalize") for m in modules)
-    max_len = (read_json(path / "sentence_bert_config.json") or {}).get("max_seq_length")
-    if max_len:
-        info["max_length"] = int(max_len)
-    prompts = (read_json(path / "config_sentence_transformers.json") or {}).get("prompts") or {}
+        info["normalize"] = any(kind == "Normalize" for kind, _ in kinds)
+    sbert = read_json(path / "sentence_bert_config.json")
+    if sbert.get("max_seq_length"):
+        info["max_length"] = int(sbert["max_seq_length"])
+    if sbert.get("do_lower_case"):
+        info["lowercase"] = True
+    st_config = read_json(path / "config_sentence_transformers.json")
+    prompts = st_config.get("prompts") or {}
     if prompts:
         info["prompts"] = prompts
+    default = st_config.get("default_prompt_name")
+    if default:
+        if default not in prompts:
+            raise ValueError(
+                f"{path / 'config_sentence_transformers.json'}: default_prompt_name {default!r} is not one of its "
+                f"prompts ({', '.join(prompts) or 'none'}): re-download or fix the model's files"
+            )
+        info["default_prompt"] = prompts[default]
     return info
+
+
+def _check_pipeline(name: str, info: dict, padding_side: str) -> None:
+    """Refuse a folder whose sentence-transformers pipeline mlx_embed would run differently."""
+    if "unsupported_modules" in info:
+        raise ValueError(
+            f"{name}: its sentence-transformers pipeline (modules.json) has {', '.join(info['unsupported_modules'])}, "
+            "which mlx_embed does not run (it runs Transformer, Pooling and Normalize), so its vectors would "
+            "differ from the model's: use sentence-transformers for this model"
+        )
+    if info.get("include_prompt") is False and padding_side != "right":
+        raise ValueError(
+            f"{name}: its pooling leaves the prompt out (include_prompt: false in its Pooling config), which "
+            "mlx_embed does only with right padding: use sentence-transformers for this model"
+        )
 
 
 def _query_prompt(written: str, qwen_like: bool) -> tuple[str, str | None]:
@@ -256,19 +319,32 @@ def _query_prompt(written: str, qwen_like: bool) -> tuple[str, str | None]:
     return (qwen.query_prompt + instruct.group(2), instruct.group(1)) if instruct else (qwen.query_prompt, qwen.default_task)
 
 
-def _with_own_files(spec: ModelSpec, path: Path, config: dict) -> ModelSpec:
-    """A folder that is named like a registry model, not a cache snapshot of one (a fine-tune saved
-    under its base model's name, say), is described by its own sentence-transformers files where it
-    has them; the registry entry fills in the rest."""
-    info = sentence_transformers_info(path)
-    changes: dict = {k: info[k] for k in ("pooling", "normalize") if k in info}
+def _own_changes(info: dict, config: dict, arch: str, pooling: str) -> dict:
+    """ModelSpec fields a folder's sentence-transformers files set (see :func:`sentence_transformers_info`)."""
+    changes: dict = {k: info[k] for k in ("normalize", "lowercase", "include_prompt", "default_prompt") if k in info}
+    positions = config.get("max_position_embeddings")  # a longer max_seq_length could not be encoded
     if info.get("max_length"):
-        changes["max_length"] = min(info["max_length"], config.get("max_position_embeddings") or info["max_length"])
+        changes["max_length"] = min(info["max_length"], positions or info["max_length"])
     if "prompts" in info:
-        qwen_like = spec.architecture == "qwen3" and changes.get("pooling", spec.pooling) == "last_token"
+        qwen_like = arch == "qwen3" and pooling == "last_token"
         changes["query_prompt"], changes["default_task"] = _query_prompt(info["prompts"].get("query", ""), qwen_like)
         changes["document_prompt"] = info["prompts"].get("document", info["prompts"].get("passage", ""))
-    return replace(spec, **changes)
+    return changes
+
+
+def _with_own_files(spec: ModelSpec, path: Path, config: dict, pooling: str | None) -> ModelSpec:
+    """A folder that is named like a registry model, not a cache snapshot of one (a fine-tune saved
+    under its base model's name, say), is described by its own sentence-transformers files where it
+    has them; the registry entry fills in the rest. ``pooling`` overrides the files'."""
+    info = sentence_transformers_info(path)
+    if "unsupported_pooling" in info and pooling is None:
+        raise ValueError(
+            f"{path}: its sentence-transformers pooling {info['unsupported_pooling']} is not supported "
+            f"(mlx_embed pools {', '.join(POOLINGS)}), so its vectors would differ from the model's"
+        )
+    chosen = pooling or info.get("pooling", spec.pooling)
+    _check_pipeline(str(path), info, spec.padding_side)
+    return replace(spec, pooling=chosen, **_own_changes(info, config, spec.architecture, chosen))
 
 
 def spec_for(resolved: Resolved, config: dict, pooling: str | None = None) -> ModelSpec:
@@ -290,14 +366,15 @@ def spec_for(resolved: Resolved, config: dict, pooling: str | None = None) -> Mo
         spec = None
     if spec is not None:
         if resolved.source == "folder" and not _CACHE_SNAPSHOT.search(str(resolved.path.resolve())):
-            spec = _with_own_files(spec, resolved.path, config)
+            return _with_own_files(spec, resolved.path, config, pooling)
         return replace(spec, pooling=pooling) if pooling else spec
     info = sentence_transformers_info(resolved.path)
     chosen = pooling or info.get("pooling")
     if chosen is None:
         likely = "last_token" if arch == "qwen3" else "mean"  # how the field pools decoders and encoders
         why = (
-            f"its sentence-transformers pooling {info['unsupported_pooling']} is not supported"
+            f"its sentence-transformers pooling {info['unsupported_pooling']} is not supported (so no choice below "
+            "gives the model's own vectors)"
             if "unsupported_pooling" in info
             else "it has no sentence-transformers pooling config (1_Pooling/config.json)"
         )
@@ -308,26 +385,31 @@ def spec_for(resolved: Resolved, config: dict, pooling: str | None = None) -> Mo
             "(mlx-embed similarity, embed, convert, fidelity; eval, profile and fit take registry models and "
             "folders with a pooling config)."
         )
-    prompts = info.get("prompts", {})
-    positions = config.get("max_position_embeddings", 512)  # a longer max_seq_length could not be encoded
     # Qwen3-Embedding recipe: pool <|endoftext|>, left padding, Matryoshka from 32 dims, a task instruction.
     qwen_like = arch == "qwen3" and chosen == "last_token"
-    query_prompt, default_task = _query_prompt(prompts.get("query", ""), qwen_like)
-    return ModelSpec(
+    padding_side = "left" if qwen_like else "right"
+    _check_pipeline(resolved.name, info, padding_side)
+    # without max_seq_length sentence-transformers cuts at the tokenizer's model_max_length, capped by the
+    # position table (tokenizers without a limit write 1e30); a registry model keeps the registry's instead
+    positions = config.get("max_position_embeddings", 512)
+    limit = read_json(resolved.path / "tokenizer_config.json").get("model_max_length")
+    if isinstance(limit, (int, float)) and not isinstance(limit, bool) and 0 < limit < positions:
+        positions = int(limit)
+    built = ModelSpec(
         alias=Path(os.path.abspath(resolved.path)).name if resolved.source == "folder" else resolved.name,
         hub_id=resolved.name,
         architecture=arch,
         pooling=chosen,
         dim=config["hidden_size"],
-        max_length=min(info.get("max_length") or positions, positions),
-        normalize=info.get("normalize", qwen_like),  # no modules.json: no Normalize module, as in sentence-transformers
-        query_prompt=query_prompt,
-        default_task=default_task,
-        document_prompt=prompts.get("document", prompts.get("passage", "")),
+        max_length=positions,
+        normalize=qwen_like,  # without modules.json; sentence-transformers adds no Normalize module either
         end_token="<|endoftext|>" if qwen_like else None,
         matryoshka=(min(32, config["hidden_size"]), config["hidden_size"]) if qwen_like else None,
-        padding_side="left" if qwen_like else "right",
+        padding_side=padding_side,
     )
+    if qwen_like and "prompts" not in info:
+        built = replace(built, **dict(zip(("query_prompt", "default_task"), _query_prompt("", True))))
+    return replace(built, **_own_changes(info, config, arch, chosen))
 
 
 def load_weights(path: Path) -> dict[str, mx.array]:
@@ -365,6 +447,11 @@ def build_model(config: dict, weights: dict[str, mx.array]) -> nn.Module:
     model = module.Model(module.ModelArgs.from_dict(config))
     weights = model.sanitize(weights)
     quant = quantization_config(config)
+    if quant is None and any(k.endswith(".scales") for k in weights):
+        raise ValueError(
+            "The weights are quantized (they hold .scales) but config.json has no \"quantization\" block saying "
+            "how: restore the checkpoint's config.json (re-download or re-convert the model)"
+        )
     if quant is not None:
         # per-module entries are keyed by module paths as the checkpoint names them: map them as its weights
         per_module = model.sanitize({k: v for k, v in quant.items() if isinstance(v, (dict, bool))})
@@ -374,13 +461,19 @@ def build_model(config: dict, weights: dict[str, mx.array]) -> nn.Module:
                 return False
             return per_module.get(path, True)
 
-        nn.quantize(
-            model,
-            group_size=quant.get("group_size", 64),
-            bits=quant.get("bits", 4),
-            mode=quant.get("mode", "affine"),
-            class_predicate=predicate,
-        )
+        try:
+            nn.quantize(
+                model,
+                group_size=quant.get("group_size", 64),
+                bits=quant.get("bits", 4),
+                mode=quant.get("mode", "affine"),
+                class_predicate=predicate,
+            )
+        except (ValueError, TypeError) as err:  # a combination MLX cannot build (e.g. mode mxfp4 at group size 64)
+            raise ValueError(
+                f"config.json's quantization block {_settings(quant)} cannot be built by MLX {mx.__version__} ({err}): "
+                "re-download or re-convert the model"
+            ) from None
     try:
         model.load_weights(list(weights.items()), strict=True)
     except ValueError as err:
@@ -389,6 +482,10 @@ def build_model(config: dict, weights: dict[str, mx.array]) -> nn.Module:
         ) from None
     mx.eval(model.parameters())
     return model
+
+
+def _settings(quant: dict) -> dict:
+    return {k: v for k, v in quant.items() if not isinstance(v, (dict, bool))}
 
 
 def dequantize_linears(model: nn.Module, dtype: mx.Dtype | None = mx.float32) -> int:

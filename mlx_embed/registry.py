@@ -36,6 +36,9 @@ class ModelSpec:
     upstream_id: str = ""
     parameters: int = 0
     aliases: tuple[str, ...] = field(default=())
+    lowercase: bool = False  # sentence-transformers' do_lower_case: texts lowered before tokenizing
+    include_prompt: bool = True  # False: mean pooling leaves the prompt's tokens out
+    default_prompt: str = ""  # what encode() prepends when given no prompt (default_prompt_name)
 
     def format_query_prompt(self, task: str | None = None) -> str:
         if task is not None and not isinstance(task, str):

@@ -19,16 +19,31 @@ class CheckpointStats:
     bits_per_weight: float  # 8 * tensor bytes (weights, scales, biases, norms, embeddings) / parameters
 
 
+QUANT_MODES = ("affine", "mxfp4", "nvfp4", "mxfp8")  # MLX 0.32's quantization modes
+_REFIX = "re-download or re-convert the model"
+
+
 def quantization_config(config: dict) -> dict | None:
     """A checkpoint's MLX quantization block (mlx-lm writes it as ``quantization`` and again as
     ``quantization_config``), or None for float weights."""
     quant = config.get("quantization") or config.get("quantization_config")
-    if isinstance(quant, dict) and "quant_method" in quant:
+    if not quant:
+        return None
+    if not isinstance(quant, dict):
+        raise ValueError(f"quantization is {quant!r}, not an object with bits, group_size and mode: {_REFIX}")
+    if "quant_method" in quant:
         raise ValueError(
             f"the weights are quantized with {quant['quant_method']!r} (a transformers format), which MLX does not "
             "read: use the full-precision model, or convert that to MLX (`mlx-embed convert SRC DST`)"
         )
-    return quant or None
+    for where, entry in [("quantization", quant)] + [(f"quantization[{k!r}]", v) for k, v in quant.items() if isinstance(v, dict)]:
+        for key, kind in (("bits", int), ("group_size", int), ("mode", str)):
+            value = entry.get(key)
+            if value is not None and (not isinstance(value, kind) or isinstance(value, bool)):
+                raise ValueError(f"{where}.{key} is {value!r}, not {'an int' if kind is int else 'a string'}: {_REFIX}")
+        if entry.get("mode", "affine") not in QUANT_MODES:
+            raise ValueError(f"{where}.mode is {entry['mode']!r}, not one of {', '.join(QUANT_MODES)}: {_REFIX}")
+    return quant
 
 
 def safetensors_header(path: Path) -> dict:

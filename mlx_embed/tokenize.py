@@ -62,8 +62,12 @@ def load_tokenizer(folder: Path) -> Tokenizer:
         from tokenizers.implementations import BertWordPieceTokenizer
 
         config = read_json(folder / "tokenizer_config.json")
+        lowercase = config.get("do_lower_case", True)
         tok = BertWordPieceTokenizer(
-            str(folder / "vocab.txt"), lowercase=config.get("do_lower_case", True)
+            str(folder / "vocab.txt"),
+            lowercase=lowercase,
+            strip_accents=config.get("strip_accents"),  # None: as lowercase, as in transformers' BertTokenizer
+            handle_chinese_chars=config.get("tokenize_chinese_chars", True),
         )._tokenizer
     else:
         raise FileNotFoundError(
@@ -93,8 +97,9 @@ def read_json(path: Path, kind: type[dict] | type[list] = dict) -> dict | list:
 class TextEncoder:
     """Turns texts into token id lists that end as the model expects, and pads batches of them."""
 
-    def __init__(self, tokenizer: Tokenizer, *, end_token: str | None = None):
+    def __init__(self, tokenizer: Tokenizer, *, end_token: str | None = None, lowercase: bool = False):
         self.tokenizer = tokenizer
+        self.lowercase = lowercase  # sentence-transformers' do_lower_case: str.lower() before tokenizing
         self.end_id = None
         if end_token is not None:
             self.end_id = tokenizer.token_to_id(end_token)
@@ -112,6 +117,8 @@ class TextEncoder:
         text's own tokens, then the special tokens added. The tokenizer is never reconfigured (no
         ``enable_truncation``), so threads share it without a lock and a long text blocks no one."""
         ids, lengths = [], []
+        if self.lowercase:
+            texts = [t.lower() for t in texts]
         for e in self.tokenizer.encode_batch(texts, add_special_tokens=False):
             length = len(e) + self.n_special
             last = self._template_end if self._template_end is not None else (e.ids[-1] if e.ids else None)

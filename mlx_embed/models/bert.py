@@ -168,12 +168,17 @@ class Model(nn.Module):
         """Map checkpoint keys to this module's names.
 
         ``bert.`` prefixes come from ``Bert*For*`` heads; ``position_ids`` is a buffer, not a weight;
-        the pooler and MLM heads are never used, since embeddings pool the hidden states.
+        the pooler and MLM heads are never used, since embeddings pool the hidden states. Checkpoints
+        from the original TensorFlow port name LayerNorm parameters ``gamma`` / ``beta`` (transformers
+        renames them when loading).
         """
         out = {}
         for key, value in weights.items():
             key = key.removeprefix("bert.")
             if key.startswith(("pooler.", "cls.")) or key.endswith("position_ids"):
                 continue
+            if "LayerNorm." in key:
+                key = key.removesuffix(".gamma") + ".weight" if key.endswith(".gamma") else key
+                key = key.removesuffix(".beta") + ".bias" if key.endswith(".beta") else key
             out[key] = value
         return out

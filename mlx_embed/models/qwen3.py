@@ -41,6 +41,10 @@ class ModelArgs:
                 raise ValueError(f"Qwen3 with RoPE scaling {r} is not supported")
         if params.get("use_sliding_window"):
             raise ValueError("Qwen3 with sliding-window attention (use_sliding_window: true) is not supported")
+        if params.get("hidden_act", "silu") != "silu":
+            raise ValueError(f"Qwen3 with hidden_act={params['hidden_act']!r} is not supported (only 'silu')")
+        if params.get("attention_bias"):
+            raise ValueError("Qwen3 with attention_bias: true is not supported (Qwen3's projections have no bias)")
         args = cls(**{k: v for k, v in params.items() if k in inspect.signature(cls).parameters})
         if args.head_dim is None:
             args.head_dim = args.hidden_size // args.num_attention_heads

@@ -1,0 +1,203 @@
+"""Folders saved by sentence-transformers and other tools: each either gives sentence-transformers'
+vectors or is refused with the reason, never silently different vectors."""
+
+import json
+import shutil
+import warnings
+
+import numpy as np
+import pytest
+
+import mlx_embed
+
+TEXTS = ["hello world", "The quick brown fox jumps over the lazy dog.", "Café naïve résumé ÉCOLE", "今天天气很好。",
+         "Embeddings map sentences to VECTORS. " * 6]
+
+
+def _copy(minilm_path, dst, skip=()):
+    dst.mkdir(parents=True)
+    for f in minilm_path.iterdir():
+        if f.name not in skip:
+            (shutil.copytree if f.is_dir() else shutil.copy)(f, dst / f.name)
+    return dst
+
+
+def _edit(path, **changes):
+    data = json.loads(path.read_text()) if path.exists() else {}
+    data.update(changes)
+    path.write_text(json.dumps(data))
+
+
+def _reference(folder, texts=TEXTS, method="encode"):
+    st = pytest.importorskip("sentence_transformers")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return getattr(st.SentenceTransformer(str(folder), device="cpu"), method)(texts)
+
+
+def _assert_same(ours, reference):
+    assert ours.shape == reference.shape
+    np.testing.assert_allclose(ours, reference, atol=2e-5)
+
+
+@pytest.mark.parametrize("name", ["some-model", "all-MiniLM-L6-v2"])  # a folder of its own; one named like the registry model
+@pytest.mark.parametrize("mode", ["cls", ["cls"]])
+def test_sentence_transformers_6_pooling_config_is_read(minilm_path, tmp_path, name, mode):
+    """sentence-transformers 6 writes ``pooling_mode`` (a name or a list) instead of the pooling_mode_* flags."""
+    folder = _copy(minilm_path, tmp_path / name)
+    (folder / "1_Pooling" / "config.json").write_text(json.dumps({"embedding_dimension": 384, "pooling_mode": mode}))
+    model = mlx_embed.load(folder)
+    assert model.spec.pooling == "cls"
+    _assert_same(model.encode(TEXTS), _reference(folder))
+
+
+def test_old_pooling_config_without_a_mode_is_mean_as_in_sentence_transformers(minilm_path, tmp_path):
+    folder = _copy(minilm_path, tmp_path / "some-model")
+    (folder / "1_Pooling" / "config.json").write_text(json.dumps({"word_embedding_dimension": 384}))
+    assert mlx_embed.load(folder).spec.pooling == "mean"
+
+
+@pytest.mark.parametrize("name", ["some-model", "all-MiniLM-L6-v2"])
+def test_a_pipeline_step_mlx_embed_does_not_run_is_refused(minilm_path, tmp_path, name):
+    """A Dense layer after pooling (LaBSE has one) changed the vectors and their size, silently."""
+    folder = _copy(minilm_path, tmp_path / name)
+    modules = json.loads((folder / "modules.json").read_text())
+    modules.insert(2, {"idx": 2, "name": "2", "path": "2_Dense", "type": "sentence_transformers.models.Dense"})
+    (folder / "modules.json").write_text(json.dumps(modules))
+    with pytest.raises(ValueError, match=r"modules.json\) has Dense \(2_Dense\), which mlx_embed does not run"):
+        mlx_embed.load(folder)
+    with pytest.raises(ValueError, match="Dense"):
+        mlx_embed.load(folder, pooling="mean")
+
+
+def test_a_registry_named_folder_with_an_unsupported_pooling_is_refused(minilm_path, tmp_path):
+    """It used the registry's mean pooling instead of the folder's max (cosine 0.32 to sentence-transformers)."""
+    folder = _copy(minilm_path, tmp_path / "all-MiniLM-L6-v2")
+    (folder / "1_Pooling" / "config.json").write_text(json.dumps({"embedding_dimension": 384, "pooling_mode": "max"}))
+    with pytest.raises(ValueError, match=r"pooling \['max'\] is not supported"):
+        mlx_embed.load(folder)
+    assert mlx_embed.load(folder, pooling="cls").spec.pooling == "cls"  # the caller's choice stands
+
+
+def test_unsupported_pooling_says_no_choice_gives_the_models_vectors(minilm_path, tmp_path):
+    folder = _copy(minilm_path, tmp_path / "some-model")
+    (folder / "1_Pooling" / "config.json").write_text(json.dumps({"pooling_mode_weightedmean_tokens": True}))
+    with pytest.raises(ValueError, match=r"\['weightedmean'\] is not supported \(so no choice below gives the model's own"):
+        mlx_embed.load(folder)
+
+
+def test_do_lower_case_lowers_the_texts_as_sentence_transformers_does(minilm_path, tmp_path):
+    folder = _copy(minilm_path, tmp_path / "some-model")
+    tokenizer = json.loads((folder / "tokenizer.json").read_text())
+    tokenizer["normalizer"].update(lowercase=False, strip_accents=False)  # a cased tokenizer
+    (folder / "tokenizer.json").write_text(json.dumps(tokenizer))
+    _edit(folder / "tokenizer_config.json", do_lower_case=False)
+    _edit(folder / "sentence_bert_config.json", do_lower_case=True)
+    model = mlx_embed.load(folder)
+    assert model.spec.lowercase
+    _assert_same(model.encode(TEXTS), _reference(folder))
+
+
+def test_pooling_without_the_prompt_leaves_its_tokens_out(minilm_path, tmp_path):
+    """``include_prompt: false``: mean pooling skips [CLS] and the prompt (cosine 0.77 when it did not)."""
+    folder = _copy(minilm_path, tmp_path / "some-model")
+    _edit(folder / "1_Pooling" / "config.json", include_prompt=False)
+    _edit(folder / "config_sentence_transformers.json", prompts={"query": "Represent this query for retrieval: ", "document": ""})
+    model = mlx_embed.load(folder)
+    _assert_same(model.encode_query(TEXTS), _reference(folder, method="encode_query"))
+    _assert_same(model.encode(TEXTS), _reference(folder))
+
+
+def test_default_prompt_name_is_used_by_encode(minilm_path, tmp_path):
+    folder = _copy(minilm_path, tmp_path / "some-model")
+    _edit(folder / "config_sentence_transformers.json", prompts={"query": "query: ", "document": "passage: "}, default_prompt_name="document")
+    model = mlx_embed.load(folder)
+    _assert_same(model.encode(TEXTS), _reference(folder))
+    _assert_same(model.encode_query(TEXTS), _reference(folder, method="encode_query"))
+    _edit(folder / "config_sentence_transformers.json", default_prompt_name="title")
+    with pytest.raises(ValueError, match="default_prompt_name 'title' is not one of its prompts"):
+        mlx_embed.load(folder)
+
+
+def test_without_sentence_bert_config_the_tokenizers_max_length_applies(minilm_path, tmp_path):
+    folder = _copy(minilm_path, tmp_path / "some-model", skip={"sentence_bert_config.json"})
+    _edit(folder / "tokenizer_config.json", model_max_length=32)
+    model = mlx_embed.load(folder)
+    assert model.max_length == 32
+    texts = ["word " * 300, "another sentence " * 30, "short"]
+    with pytest.warns(mlx_embed.TruncationWarning):
+        ours = model.encode(texts)
+    _assert_same(ours, _reference(folder, texts))
+
+
+@pytest.mark.parametrize("key,value", [("strip_accents", True), ("tokenize_chinese_chars", False)])
+def test_a_vocab_txt_tokenizer_follows_its_tokenizer_config(minilm_path, tmp_path, key, value):
+    folder = _copy(minilm_path, tmp_path / "some-model", skip={"tokenizer.json"})
+    _edit(folder / "tokenizer_config.json", **{key: value}, **({"do_lower_case": False} if key == "strip_accents" else {}))
+    _assert_same(mlx_embed.load(folder).encode(TEXTS), _reference(folder))
+
+
+def test_tensorflow_era_layernorm_names_load(minilm_path, tmp_path):
+    from safetensors.numpy import load_file, save_file
+
+    folder = _copy(minilm_path, tmp_path / "some-model", skip={"model.safetensors"})
+    weights = load_file(str(minilm_path / "model.safetensors"))
+    renamed = {k.replace("LayerNorm.weight", "LayerNorm.gamma").replace("LayerNorm.bias", "LayerNorm.beta"): v for k, v in weights.items()}
+    assert renamed.keys() != weights.keys()
+    save_file(renamed, str(folder / "model.safetensors"))
+    np.testing.assert_array_equal(mlx_embed.load(folder).encode(TEXTS), mlx_embed.load(minilm_path).encode(TEXTS))
+
+
+def test_an_early_sentence_transformers_layout_names_the_inner_folder(minilm_path, tmp_path):
+    folder = tmp_path / "old"
+    _copy(minilm_path, folder / "0_Transformer", skip={"1_Pooling", "modules.json"})
+    shutil.copytree(minilm_path / "1_Pooling", folder / "1_Pooling")
+    modules = json.loads((minilm_path / "modules.json").read_text())
+    modules[0]["path"] = "0_Transformer"
+    (folder / "modules.json").write_text(json.dumps(modules))
+    with pytest.raises(mlx_embed.ModelNotFoundError, match=r"early sentence-transformers folder.*move the files of 0_Transformer/ up"):
+        mlx_embed.load(folder)
+
+
+@pytest.mark.parametrize(
+    "changes,message",
+    [
+        ({"hidden_act": "gelu"}, "hidden_act='gelu' is not supported"),
+        ({"attention_bias": True}, "attention_bias: true is not supported"),
+    ],
+)
+def test_qwen3_configs_it_would_compute_differently_are_refused(tiny_qwen3_hf, tmp_path, changes, message):
+    folder = tmp_path / "qwen"
+    shutil.copytree(tiny_qwen3_hf, folder)
+    _edit(folder / "config.json", **changes)
+    with pytest.raises(ValueError, match=message):
+        mlx_embed.load(folder)
+
+
+def test_quantized_weights_without_a_quantization_block_name_it(tiny_bert_4bit, tmp_path):
+    folder = tmp_path / "q"
+    shutil.copytree(tiny_bert_4bit, folder)
+    config = json.loads((folder / "config.json").read_text())
+    config.pop("quantization"), config.pop("quantization_config", None)
+    (folder / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match=r"hold \.scales\) but config.json has no \"quantization\" block"):
+        mlx_embed.load(folder)
+
+
+@pytest.mark.parametrize(
+    "block,message",
+    [
+        (True, r"quantization is True, not an object"),
+        ({"group_size": "64", "bits": 4}, r"quantization.group_size is '64', not an int"),
+        ({"group_size": 64, "bits": 4, "mode": "afine"}, r"quantization.mode is 'afine', not one of affine, mxfp4"),
+        ({"group_size": 64, "bits": 4, "mode": "mxfp4"}, r"quantization block .* cannot be built by MLX"),
+    ],
+)
+def test_a_malformed_quantization_block_names_config_json(tiny_bert_4bit, tmp_path, block, message):
+    folder = tmp_path / "q"
+    shutil.copytree(tiny_bert_4bit, folder)
+    config = json.loads((folder / "config.json").read_text())
+    config["quantization"] = config["quantization_config"] = block
+    (folder / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match=message):
+        mlx_embed.load(folder)
