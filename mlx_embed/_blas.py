@@ -16,6 +16,7 @@ import os
 import platform
 import sys
 import threading
+import warnings
 from collections.abc import Iterator
 
 CANDIDATES = (
@@ -42,18 +43,22 @@ def interpose() -> str | None:
         reason = "mlx.core was imported before mlx_embed"
     else:
         arch = platform.machine()
-        paths = [setting] if setting != "1" else [p.format(arch=arch) for p in CANDIDATES]
-        for path in paths:
-            if os.path.exists(path):
-                try:
-                    ctypes.CDLL(path, mode=ctypes.RTLD_GLOBAL)
-                except OSError as err:
-                    reason = f"could not load {path}: {err}"
-                    continue
-                loaded, reason = path, "loaded"
-                return loaded
-        else:
-            reason = "no OpenBLAS found (apt-get install libopenblas0-pthread)"
+        chosen = setting != "1"
+        failures = []
+        for path in [setting] if chosen else [p.format(arch=arch) for p in CANDIDATES]:
+            if not os.path.exists(path):
+                failures += [f"MLX_EMBED_OPENBLAS={path} does not exist"] if chosen else []
+                continue
+            try:
+                ctypes.CDLL(path, mode=ctypes.RTLD_GLOBAL)
+            except OSError as err:
+                failures.append(f"could not load {path}: {err}")
+                continue
+            loaded, reason = path, "loaded"
+            return loaded
+        reason = "; ".join(failures) or "no OpenBLAS found (apt-get install libopenblas0-pthread)"
+        if chosen:
+            warnings.warn(f"mlx_embed: {reason}; MLX's CPU matmuls use its bundled reference BLAS (about 30x slower)", stacklevel=3)
     return None
 
 

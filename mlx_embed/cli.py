@@ -122,7 +122,8 @@ def _convert(args) -> int:
         report=not args.no_report,
     )
     config = json.loads((Path(args.dst) / "config.json").read_text())
-    print(f"wrote {args.dst}: {config['mlx_embed']['bits_per_weight']:.2f} bits per weight ({args.recipe})")
+    kind = args.recipe if config["mlx_embed"].get("recipe") else f"{args.bits}-bit floats"
+    print(f"wrote {args.dst}: {config['mlx_embed']['bits_per_weight']:.2f} bits per weight ({kind})")
     if report is not None:
         print(report.summary())
     return 0
@@ -221,10 +222,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # The library's advice in its own words -> the same advice in flags
+_LOAD_ADVICE = "or pass a local folder: mlx_embed.load('/path/to/folder')"
 _FLAGS = {
     "Pass truncate=False to raise instead": "Pass --no-truncate to fail instead",
     "Pass truncate=True to cut them, a larger max_length,": "Drop --no-truncate to cut them, give a larger --max-length,",
     "pass prompt=... to encode() instead": "use --kind plain --prompt '...' instead",
+    _LOAD_ADVICE: "or pass a local folder: --model /path/to/folder",
 }
 
 
@@ -236,7 +239,7 @@ def _in_flags(text: str) -> str:
 
 def _without_api_advice(text: str) -> str:
     """For the subcommands without embed's flags: the library's advice names arguments they lack."""
-    return text.replace(" Pass truncate=False to raise instead.", "")
+    return text.replace(" Pass truncate=False to raise instead.", "").replace(_LOAD_ADVICE, "or give the path of a local folder")
 
 
 def main(argv: list[str] | None = None) -> int:

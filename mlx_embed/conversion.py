@@ -468,9 +468,10 @@ def _check_options(bits: int, group_size: int, recipe: str, rounding: str | None
     if rounding is not None and rounding not in ROUNDINGS:
         raise ValueError(f"Unknown rounding {rounding!r}; choose one of {', '.join(ROUNDINGS)}")
     if bits >= 16 and (recipe != "uniform" or rounding is not None):
+        ignored = [(k, v) for k, v in (("recipe", recipe), ("rounding", rounding)) if v not in (None, "uniform")]
         raise ValueError(
-            f"bits={bits} stores float weights, so recipe={recipe!r} / rounding={rounding!r} would be ignored: "
-            "drop bits (--bits) to quantize with the recipe, or the recipe and rounding to store floats"
+            f"bits={bits} stores float weights, so {' and '.join(f'{k}={v!r}' for k, v in ignored)} would be ignored: "
+            f"drop bits (--bits) to quantize, or drop {' and '.join(k for k, _ in ignored)} to store floats"
         )
     return None if bits >= 16 else rounding or RECIPES[recipe].rounding
 

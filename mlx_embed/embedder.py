@@ -232,6 +232,10 @@ def _compute_dtype(model: nn.Module) -> mx.Dtype:
     return next(v.dtype for _, v in tree_flatten(model.parameters()) if mx.issubdtype(v.dtype, mx.floating))
 
 
+def _dtype_name(dtype: mx.Dtype) -> str:
+    return str(dtype).removeprefix("mlx.core.")
+
+
 def _check_finite(vectors: np.ndarray, indices: np.ndarray, model: nn.Module) -> None:
     """Raise instead of handing back inf / NaN vectors, which would poison a vector index."""
     bad = ~np.isfinite(vectors).all(axis=1)
@@ -241,7 +245,7 @@ def _check_finite(vectors: np.ndarray, indices: np.ndarray, model: nn.Module) ->
     if dtype == mx.float16:
         fix = "float16 activations overflowed (largest finite value 65504); load with dtype='float32' or 'bfloat16'"
     else:
-        fix = f"the model computes in {dtype} and should not overflow: check the checkpoint's weights for inf / NaN"
+        fix = f"the model computes in {_dtype_name(dtype)} and should not overflow: check the checkpoint's weights for inf / NaN"
     raise FloatingPointError(
         f"the model produced inf / NaN embeddings for {int(bad.sum())} text(s) of one batch, e.g. text {int(indices[bad][0])}: {fix}"
     )
@@ -299,7 +303,7 @@ class Embedder:
 
     def __repr__(self) -> str:
         return (f"Embedder({self._spec.alias!r}, dim={self.dim}, pooling={self._spec.pooling!r}, "
-                f"weights={weight_format(self.config)!r}, dtype={str(self.dtype).removeprefix('mlx.core.')!r}, "
+                f"weights={weight_format(self.config)!r}, dtype={_dtype_name(self.dtype)!r}, "
                 f"source={self.source!r})")
 
     @tracked  # a daemon thread still encoding at exit stops between batches

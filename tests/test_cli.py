@@ -130,7 +130,10 @@ def broken(tmp_path, minilm_path):
         (["eval", "--model", "{tmp}/nope", "-k", "0"], "-k must be >= 1, got 0"),  # before loading anything
         (["eval", "--model", "{tmp}/nope", "--plot", "{tmp}/nowhere/x.png"], "the folder {tmp}/nowhere does not exist"),
         (["embed", "a", "--task", "Find code"], "--task is for queries: add --kind query"),
-        (["convert", "{minilm}", "{tmp}/new", "--bits", "16", "--recipe", "faithful"], "bits=16 stores float weights"),
+        (["convert", "{minilm}", "{tmp}/new", "--bits", "16", "--recipe", "faithful"], "bits=16 stores float weights, so recipe='faithful' would be ignored"),
+        (["convert", "{minilm}", "{tmp}/new", "--bits", "16", "--rounding", "nearest"], "so rounding='nearest' would be ignored: drop bits (--bits) to quantize, or drop rounding"),
+        (["embed", "a", "--model", "org/nosuch"], "or pass a local folder: --model /path/to/folder"),
+        (["similarity", "--model", "org/nosuch"], "or give the path of a local folder"),
         (["fidelity", "{minilm}", "{tiny_qwen}"], "vectors of different sizes (384 and 64)"),
         (["fit", "--ram", "8", "--estimate-only"], "'8' reads as 8 bytes: write the unit, e.g. 8GB"),
     ],
@@ -219,3 +222,10 @@ def test_embed_prompt_of_your_own(capsys, minilm_path):
     assert rc == 2 and "takes no task instruction; use --kind plain --prompt '...' instead" in err
     rc, _, err = run(capsys, "embed", "hello", "--kind", "query", "--prompt", "q: ", "--model", minilm_path)
     assert rc == 2 and "--kind query uses the model's query prompt" in err
+
+
+@pytest.mark.parametrize("argv,kind", [(["--bits", "16"], "16-bit floats"), (["--bits", "4"], "uniform")])
+def test_convert_says_what_it_wrote(capsys, tiny_bert_hf, tmp_path, argv, kind):
+    """A float conversion said "(uniform)", a recipe it did not apply (its config.json says recipe null)."""
+    rc, out, err = run(capsys, "convert", str(tiny_bert_hf), str(tmp_path / "out"), "--no-report", *argv)
+    assert rc == 0 and f"bits per weight ({kind})" in out

@@ -243,7 +243,7 @@ def test_chunked_encode_refuses_a_too_long_text_before_embedding_anything(minilm
         minilm.encode(texts, truncate=False)
 
 
-@pytest.mark.parametrize("dtype,advice", [("float16", "dtype='float32'"), ("float32", "check the checkpoint")])
+@pytest.mark.parametrize("dtype,advice", [("float16", "dtype='float32'"), ("float32", "computes in float32 and should not overflow: check the checkpoint")])
 def test_inf_or_nan_embeddings_raise_with_the_cause_instead_of_being_returned(tiny_bert_hf, dtype, advice):
     """A first MLP that reaches 1e6 overflows float16 (max 65504) but not float32; a NaN weight
     breaks any dtype. Either way encode names the problem rather than returning NaN vectors."""
