@@ -96,9 +96,10 @@ def note_thread() -> None:
         _threads_seen += 1
         if _threads_seen == MANY_THREADS:
             warnings.warn(
-                f"mlx_embed: encode has now run on {MANY_THREADS} different threads. MLX keeps an OS thread "
-                "(a stream) for every thread that has run it, until the process ends, so a new thread per request "
-                "leaks one each: call encode from a fixed pool of threads (concurrent.futures.ThreadPoolExecutor)",
+                f"mlx_embed: encode has now run on {MANY_THREADS} different threads. MLX 0.32 keeps an OS thread "
+                "(a stream) for every thread that has run it, until the process ends (measured on its CPU backend), "
+                "so a new thread per request leaks one each: call encode from a fixed pool of threads "
+                "(concurrent.futures.ThreadPoolExecutor)",
                 RuntimeWarning,
                 stacklevel=caller_stacklevel(),
             )

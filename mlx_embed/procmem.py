@@ -18,8 +18,9 @@ import sys
 import psutil
 
 _RUSAGE_INFO_V4 = 4
-_V4_WORDS = 38  # struct rusage_info_v4: a 16-byte uuid, then 36 uint64 fields
+_V4_WORDS = 38  # struct rusage_info_v4: a 16-byte uuid, then 35 uint64 fields (37 words; one to spare)
 _PHYS_FOOTPRINT = 2 + 7  # ri_phys_footprint, counted in uint64 words
+_LIFETIME_MAX_FOOTPRINT = 2 + 28  # ri_lifetime_max_phys_footprint
 
 
 @functools.cache
@@ -30,11 +31,11 @@ def _libsystem() -> ctypes.CDLL | None:
         return None
 
 
-def _darwin_footprint() -> int | None:
+def _darwin_footprint(word: int = _PHYS_FOOTPRINT) -> int | None:
     lib, info = _libsystem(), (ctypes.c_uint64 * _V4_WORDS)()
     try:
         if lib is not None and lib.proc_pid_rusage(ctypes.c_int(os.getpid()), ctypes.c_int(_RUSAGE_INFO_V4), info) == 0:
-            return int(info[_PHYS_FOOTPRINT])
+            return int(info[word])
     except AttributeError:
         pass
     return None
@@ -51,3 +52,20 @@ def process_memory() -> int:
         if got is not None:
             return got
     return _process.memory_info().rss
+
+
+def peak_memory() -> int:
+    """The most bytes charged to this process since it started, by the same measure as
+    :func:`process_memory`: the lifetime peak footprint on macOS, the peak RSS (``VmHWM``) on Linux."""
+    if METRIC == "phys_footprint":
+        got = _darwin_footprint(_LIFETIME_MAX_FOOTPRINT)
+        if got is not None:
+            return got
+    try:
+        with open("/proc/self/status") as f:
+            return next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmHWM:"))
+    except (OSError, StopIteration, ValueError):
+        import resource
+
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return peak if sys.platform == "darwin" else peak * 1024  # bytes on macOS, KiB elsewhere

@@ -295,7 +295,7 @@ def backend_info() -> dict:
         device_name = str(info.get("device_name") or info.get("architecture") or name)
     except Exception:  # noqa: BLE001 - older MLX has no device_info; the name is informational
         device_name = name
-    if name == "metal":
+    if sys.platform == "darwin":  # MLX's macOS builds run CPU matmuls on Accelerate, Metal or not
         blas = "Accelerate"
     elif _blas.loaded:
         blas = f"OpenBLAS ({_blas.loaded})"

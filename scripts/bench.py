@@ -95,15 +95,14 @@ def rss_mib() -> tuple[float, float]:
         fields = dict(line.split(":", 1) for line in Path("/proc/self/status").read_text().splitlines() if ":" in line)
         return int(fields["VmRSS"].split()[0]) / 1024, int(fields["VmHWM"].split()[0]) / 1024
     except (OSError, KeyError):
-        import resource
+        try:  # macOS: the footprint, now and at its peak (RSS leaves out Metal buffers)
+            from mlx_embed.procmem import peak_memory, process_memory
+        except ImportError:  # a peer's venv may lack mlx_embed
+            import resource
 
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        peak = peak / 1024**2 if sys.platform == "darwin" else peak / 1024
-        try:  # a peer's venv may lack mlx_embed
-            from mlx_embed.procmem import process_memory
-        except ImportError:
-            return float("nan"), peak
-        return process_memory() / 1024**2, peak
+            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+            return float("nan"), peak / 1024**2 if sys.platform == "darwin" else peak / 1024
+        return process_memory() / 1024**2, peak_memory() / 1024**2
 
 
 # ---------------------------------------------------------------- child side: one engine per process

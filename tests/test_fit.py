@@ -273,6 +273,8 @@ def tiny_qwen3_long(tmp_path_factory, tiny_qwen3_hf) -> Path:
     return folder
 
 
+@pytest.mark.xfail(sys.platform != "linux", strict=False, reason="off Linux peaks are sampled every 5 ms, and this "
+                   "tiny model's peaks are shorter")
 def test_measured_long_model_predicts_unmeasured_long_lengths(tiny_qwen3_long):
     """Past 512 tokens a measured model follows batch-1 measurements at 1024, 2048 and 4096 tokens, and
     predicts lengths between them within 15% under / 25% over a direct measurement in another process

@@ -38,3 +38,17 @@ def test_memory_grows_by_what_is_allocated(where):
     grown = procmem.process_memory() - before
     assert grown >= 0.9 * 256 * MIB, f"{where}: grew {grown / MIB:.0f} MiB"
     del held
+
+
+def test_peak_memory_is_the_kernels_high_water_mark():
+    import resource
+
+    from mlx_embed import procmem
+
+    block = bytearray(64 * 1024 * 1024)  # raise the peak above what the process holds after it is freed
+    del block
+    peak = procmem.peak_memory()
+    maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * (1 if sys.platform == "darwin" else 1024)
+    assert peak >= procmem.process_memory() and peak >= 64 * 1024 * 1024
+    if procmem.METRIC == "rss":
+        assert abs(peak - maxrss) <= 0.05 * maxrss

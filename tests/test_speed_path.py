@@ -577,6 +577,7 @@ _EXIT_EDGES_CHILD = textwrap.dedent(
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="fork is POSIX")
+@pytest.mark.skipif(sys.platform == "darwin", reason="Metal does not survive fork (macOS starts processes with spawn)")
 def test_exit_parks_only_daemon_encodes(tmp_path, tiny_bert_hf):
     """A thread an exit hook starts and joins must not be parked (it hung forever), and a child forked while
     a daemon thread encodes does not wait for the parent's encode at its own exit (it waited 10 s)."""
@@ -598,3 +599,27 @@ def test_a_blas_library_that_cannot_be_used_is_named_and_warned_about(setting, r
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=dict(os.environ, MLX_EMBED_OPENBLAS=setting))
     assert out.returncode == 0 and reason in out.stdout, out
     assert "UserWarning" in out.stderr and "reference BLAS" in out.stderr and setting in out.stderr
+
+
+def test_cpu_activations_need_no_compiler_where_the_fused_kernels_are_off(monkeypatch, cpu_device):
+    """On a Mac's CPU backend the kernels are off ("not Linux") and MLX's nn.gelu / nn.silu are compiled
+    functions: a broken compiler made encode fail there with no fallback. The plain ops need none."""
+    import math
+
+    import mlx.core as mx
+    import mlx.nn as nn
+
+    from mlx_embed.models import activations, kernels
+
+    def compiled(*args):
+        raise RuntimeError("[Compile::eval_cpu] Failed to compile function")
+
+    monkeypatch.setattr(sys, "platform", "darwin")
+    monkeypatch.setattr(kernels, "_disabled_reason", "not Linux")
+    monkeypatch.setattr(nn, "gelu", compiled)
+    monkeypatch.setattr(nn, "silu", compiled)
+    x = np.linspace(-6, 6, 101, dtype=np.float32)
+    expected_gelu = np.array([0.5 * v * (1 + math.erf(v / math.sqrt(2))) for v in x.tolist()])
+    np.testing.assert_allclose(np.array(activations.gelu(mx.array(x))), expected_gelu, atol=1e-5)
+    expected_silu = x / (1 + np.exp(-x.astype(np.float64))) * 2.0
+    np.testing.assert_allclose(np.array(activations.silu_mul(mx.array(x), mx.full(x.shape, 2.0))), expected_silu, atol=1e-5)

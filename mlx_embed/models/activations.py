@@ -1,11 +1,10 @@
 """Activations per backend: the fused kernels of :mod:`.kernels` on the Linux CPU backend, plain
-uncompiled ops there when the kernels are off (no or a broken ``g++``: ``nn.gelu`` and ``nn.silu`` are
-``mx.compile``d themselves and would fail too), MLX's own elsewhere (Metal: unchanged)."""
+uncompiled ops on any CPU backend when the kernels are off (macOS, or no or a broken ``g++``: ``nn.gelu``
+and ``nn.silu`` are ``mx.compile``d themselves and would need the compiler too), MLX's own on a GPU."""
 
 from __future__ import annotations
 
 import math
-import sys
 
 import mlx.core as mx
 import mlx.nn as nn
@@ -14,7 +13,7 @@ from . import kernels
 
 
 def _plain_cpu() -> bool:
-    return sys.platform == "linux" and mx.default_device() == mx.cpu
+    return mx.default_device() == mx.cpu
 
 
 def gelu(x: mx.array) -> mx.array:
