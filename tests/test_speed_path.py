@@ -330,7 +330,8 @@ _THREADS_CHILD = textwrap.dedent(
 )
 
 
-@pytest.mark.skipif(not kernels.enabled(), reason="needs the fused CPU kernels (Linux, g++)")
+@pytest.mark.skipif(not kernels.enabled() and mx.default_device() != mx.gpu,
+                    reason="needs compiled functions: the fused CPU kernels (Linux, g++) or a GPU (Metal's nn.gelu)")
 def test_encoding_in_worker_threads_then_exiting_does_not_abort(gelu_bert):
     """MLX 0.32 aborts the process at exit when a thread that ran a compiled function is still ending
     (its per-thread compile cache is freed under the GIL): 5 of 5 such runs aborted before the exit wait."""
