@@ -21,7 +21,7 @@ def on_cpu() -> bool:
     return mx.default_device() == mx.cpu
 
 
-def _check_dtype(dtype) -> str | None:
+def _check_dtype(dtype: object) -> str | None:
     """``dtype`` as a key of :data:`DTYPES` (None stays None)."""
     if dtype is None:
         return None
@@ -68,7 +68,7 @@ def load(
     spec = loading.spec_for(resolved, config, pooling)
     note_mlx_use()
     weights = loading.load_weights(resolved.path)
-    tokenizer = load_tokenizer(resolved.path)
+    tokenizer = load_tokenizer(resolved.path, spec.lowercase)
     if tokenizer.get_vocab_size() > config["vocab_size"]:
         raise ValueError(
             f"The tokenizer in {resolved.path} has {tokenizer.get_vocab_size()} tokens but the model only "
@@ -82,6 +82,6 @@ def load(
     if dtype is not None:
         net.set_dtype(DTYPES[dtype])
         mx.eval(net.parameters())  # cast now, so memory after load is what encoding will use
-    text_encoder = TextEncoder(tokenizer, end_token=spec.end_token, lowercase=spec.lowercase)
+    text_encoder = TextEncoder(tokenizer, end_token=spec.end_token)
     log.info("loaded %s from %s (%s) in %.2fs", spec.alias, resolved.path, resolved.source, time.perf_counter() - start)
     return Embedder(net, text_encoder, spec, path=resolved.path, source=resolved.source, config=config)

@@ -542,7 +542,7 @@ def convert(
         calibration = None
         end = _end_token(resolved.path, model, recipe)
         if rounding == "gptq":
-            encoder = TextEncoder(load_tokenizer(resolved.path), end_token=spec.end_token, lowercase=spec.lowercase)
+            encoder = TextEncoder(load_tokenizer(resolved.path, spec.lowercase), end_token=spec.end_token)
             end_row = None if end is None else end[0]
             calibration = Calibration(encoder, spec.padding_side, spec.max_length, spec.pooling, end_row)
         end_float = None if end is None else np.array(model.embeddings.word_embeddings.weight[end[0]].astype(mx.float32))

@@ -6,9 +6,9 @@ import os
 import sys
 import threading
 import warnings
-from collections.abc import Iterator, KeysView, Mapping, Sequence, Set, ValuesView
-from typing import TYPE_CHECKING, TypedDict
+from collections.abc import ItemsView, Iterator, KeysView, Mapping, Sequence, Set, ValuesView
 from pathlib import Path
+from typing import TypedDict
 
 import mlx.core as mx
 import mlx.nn as nn
@@ -88,15 +88,15 @@ def _worker_streams() -> list:
     return streams
 
 
-def _check_texts(texts, single: bool = False) -> list[str]:
+def _check_texts(texts: object, single: bool = False) -> list[str]:
     """``texts`` as a list of str; ``single``: it was one str, named ``text`` in errors."""
-    if isinstance(texts, (Set, Mapping)) and not isinstance(texts, KeysView):  # a dict's keys keep its order
+    if isinstance(texts, (Set, Mapping)) and not isinstance(texts, (KeysView, ItemsView)):  # dict views keep its order
         fix = "list(d.values()) or list(d)" if isinstance(texts, Mapping) else "sorted(s) or list(s)"
         raise TypeError(
-            f"texts must be ordered (a list, tuple, iterator or 1-D array of str), got a {type(texts).__name__}: "
+            f"texts must be ordered (a list, tuple, iterator or 1-D array of str), got {type(texts).__name__}: "
             f"the output rows follow the input order, so pass {fix}"
         )
-    if isinstance(texts, (Iterator, KeysView, ValuesView)) or (isinstance(texts, Sequence) and not isinstance(texts, (list, tuple, str, bytes, bytearray))):
+    if isinstance(texts, (Iterator, KeysView, ValuesView, ItemsView)) or (isinstance(texts, Sequence) and not isinstance(texts, (list, tuple, str, bytes, bytearray))):
         texts = list(texts)
     elif hasattr(texts, "tolist") and getattr(texts, "ndim", 1) == 1:  # 1-D numpy array, pandas Series
         texts = texts.tolist()
@@ -187,7 +187,9 @@ class EncodeOptions(TypedDict, total=False):
     max_batch_tokens: int | None
 
 
-if TYPE_CHECKING:
+if sys.version_info >= (3, 11):
+    from typing import Unpack
+else:
     from typing_extensions import Unpack
 
 # sentence-transformers' names for what encode does otherwise
@@ -195,7 +197,7 @@ _THEIR_NAMES = {
     "normalize_embeddings": "use normalize=",
     "show_progress_bar": "use show_progress=",
     "truncate_dim": "use dim=",
-    "prompt_name": "use encode_query() / encode_document(), or prompt=",
+    "prompt_name": "encode_query() / encode_document() use the model's prompts; encode(texts, prompt=...) your own",
     "convert_to_numpy": "encode always returns a numpy array",
     "convert_to_tensor": "encode returns a numpy array: mx.array(result) makes an MLX array",
     "output_value": "encode returns pooled embeddings only",
@@ -211,11 +213,10 @@ def _unknown_options(method: str, options: dict, takes: tuple[str, ...] = ()) ->
     known = (*takes, *EncodeOptions.__annotations__)
     unknown = [k for k in options if k not in known]
     if unknown:
-        hints = "; ".join(f"{k}: {_THEIR_NAMES[k]}" for k in unknown if k in _THEIR_NAMES)
-        raise TypeError(
-            f"{method}() got unexpected keyword argument(s) {', '.join(map(repr, unknown))}"
-            + (f" ({hints})" if hints else f"; it takes {', '.join(known)}")
-        )
+        hints = [f"{k}: {_THEIR_NAMES[k]}" for k in unknown if k in _THEIR_NAMES]
+        if len(hints) < len(unknown):
+            hints.append(f"it takes {', '.join(known)}")
+        raise TypeError(f"{method}() got unexpected keyword argument(s) {', '.join(map(repr, unknown))} ({'; '.join(hints)})")
 
 
 def _no_prompt(method: str, kind: str, kwargs: dict) -> None:
@@ -347,7 +348,7 @@ class Embedder:
             prompt = self._spec.default_prompt or None
         _check_prompt(prompt)
         _unknown_options("encode", unknown, ("prompt",))
-        skip = self._prompt_tokens(prompt, max_length)
+        skip = self._prompt_tokens(prompt)
         single = isinstance(texts, str)
         items = _with_prompt(_check_texts([texts] if single else texts, single), prompt)  # last: it uses up an iterator
 
@@ -379,13 +380,14 @@ class Embedder:
         check_truncation(cut, len(items), max_length, truncate)
         return out[0] if single else out
 
-    def _prompt_tokens(self, prompt: str | None, max_length: int) -> int:
-        """Leading tokens mean pooling leaves out: a model whose pooling excludes the prompt
-        (``include_prompt: false``) skips [CLS] and the prompt's tokens, counted as
-        sentence-transformers counts them (the prompt tokenized alone, less its end token)."""
-        if not prompt or self._spec.include_prompt or self._spec.pooling != "mean":
+    def _prompt_tokens(self, prompt: str | None) -> int:
+        """Tokens pooling leaves out at the start of every text when the model's pooling excludes the
+        prompt (``include_prompt: false``), counted as sentence-transformers counts them: the prompt
+        tokenized alone, less a special token at its end."""
+        if not prompt or self._spec.include_prompt:
             return 0
-        return len(self.text_encoder.tokenize([prompt], max_length)[0][0]) - 1
+        e = self.text_encoder.tokenizer.encode(prompt)
+        return len(e.ids) - (1 if e.special_tokens_mask and e.special_tokens_mask[-1] else 0)
 
     def _embed_batches(
         self, ids: list[list[int]], batch_size: int, max_batch_tokens: int, dim: int, normalize: bool, skip: int = 0
@@ -476,8 +478,9 @@ class Embedder:
         return np.array(self._pool(self.model(*_inputs(batch)), mask, dim, normalize, skip))
 
     def _pool(self, hidden: mx.array, mask: mx.array, dim: int, normalize: bool, skip: int = 0) -> mx.array:
-        if skip:  # right padding: the first ``skip`` positions are [CLS] and the prompt
-            mask = mask * (mx.arange(mask.shape[1]) >= skip).astype(mask.dtype)  # (B, L)
+        if skip:  # the first ``skip`` real positions: [CLS] and the prompt
+            first = mx.argmax(mask, axis=1)[:, None]  # (B, 1) left padding before it
+            mask = mask * (mx.arange(mask.shape[1])[None] >= first + skip).astype(mask.dtype)  # (B, L)
         pooled = POOLERS[self._spec.pooling](hidden, mask)[:, :dim].astype(mx.float32)  # (B, dim)
         return l2_normalize(pooled) if normalize else pooled
 
@@ -486,7 +489,7 @@ class Embedder:
         ``options`` as :meth:`encode`'s."""
         _no_prompt("encode_query", "query", options)
         _unknown_options("encode_query", options, ("task",))
-        return self.encode(texts, prompt=self._spec.format_query_prompt(task) or None, **options)
+        return self.encode(texts, prompt=self._spec.format_query_prompt(task), **options)
 
     def encode_document(self, texts: str | Sequence[str], *, task: None = None, **options: Unpack[EncodeOptions]) -> np.ndarray:
         """Embed passages to search in, with the model's document prompt (none for the known models);
@@ -495,7 +498,7 @@ class Embedder:
         _unknown_options("encode_document", options)
         if task is not None:
             raise TypeError("encode_document() takes no task: a task instruction is for queries (encode_query)")
-        return self.encode(texts, prompt=self._spec.document_prompt or None, **options)
+        return self.encode(texts, prompt=self._spec.document_prompt, **options)
 
     def _check_max_length(self, max_length: int | None) -> int:
         if max_length is None:

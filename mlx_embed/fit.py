@@ -708,7 +708,7 @@ def _locate(name: str):
     raise ValueError(f"{name!r}: no weights and no config.json on this machine to estimate from; pass a folder with its config.json")
 
 
-def _max_length_of(name: str, config: dict, resolved) -> int:
+def _max_length_of(name: str, config: dict, resolved: "loading.Resolved | None") -> int:
     """What ``encode`` would use by default: the max length of the spec :func:`loading.spec_for` gives
     (the registry's, or a folder's own sentence-transformers files), capped by the position embeddings."""
     from . import loading, registry
@@ -718,7 +718,10 @@ def _max_length_of(name: str, config: dict, resolved) -> int:
         try:
             return min(loading.spec_for(resolved, config).max_length, limit)
         except ValueError:  # no pooling config (encode would need pooling=): the files' max length still holds
-            return min(loading.sentence_transformers_info(resolved.path).get("max_length") or limit, limit)
+            try:
+                return min(loading.sentence_transformers_info(resolved.path).get("max_length") or limit, limit)
+            except ValueError:  # broken sentence-transformers files: load names them; estimate at the position limit
+                return limit
     spec = registry.find(name)
     return min(spec.max_length, limit) if spec else limit
 

@@ -276,6 +276,9 @@ def sentence_transformers_info(path: Path) -> dict:
     sbert = read_json(path / "sentence_bert_config.json")
     if sbert.get("max_seq_length"):
         info["max_length"] = int(sbert["max_seq_length"])
+    limit = read_json(path / "tokenizer_config.json").get("model_max_length")  # tokenizers without one write 1e30
+    if isinstance(limit, (int, float)) and not isinstance(limit, bool) and 0 < limit < 1e9:
+        info["tokenizer_max_length"] = int(limit)
     if sbert.get("do_lower_case"):
         info["lowercase"] = True
     st_config = read_json(path / "config_sentence_transformers.json")
@@ -293,18 +296,13 @@ def sentence_transformers_info(path: Path) -> dict:
     return info
 
 
-def _check_pipeline(name: str, info: dict, padding_side: str) -> None:
-    """Refuse a folder whose sentence-transformers pipeline mlx_embed would run differently."""
+def _check_pipeline(name: str, info: dict) -> None:
+    """Refuse a folder whose sentence-transformers pipeline has steps mlx_embed does not run."""
     if "unsupported_modules" in info:
         raise ValueError(
             f"{name}: its sentence-transformers pipeline (modules.json) has {', '.join(info['unsupported_modules'])}, "
             "which mlx_embed does not run (it runs Transformer, Pooling and Normalize), so its vectors would "
             "differ from the model's: use sentence-transformers for this model"
-        )
-    if info.get("include_prompt") is False and padding_side != "right":
-        raise ValueError(
-            f"{name}: its pooling leaves the prompt out (include_prompt: false in its Pooling config), which "
-            "mlx_embed does only with right padding: use sentence-transformers for this model"
         )
 
 
@@ -319,16 +317,26 @@ def _query_prompt(written: str, qwen_like: bool) -> tuple[str, str | None]:
     return (qwen.query_prompt + instruct.group(2), instruct.group(1)) if instruct else (qwen.query_prompt, qwen.default_task)
 
 
-def _own_changes(info: dict, config: dict, arch: str, pooling: str) -> dict:
-    """ModelSpec fields a folder's sentence-transformers files set (see :func:`sentence_transformers_info`)."""
+# the prompt names sentence-transformers' encode_document tries, in order (6.2 adds an empty "document" to every
+# model, which hides the other two there; we keep a saved "passage" / "corpus" prompt, as its documentation says)
+_DOCUMENT_KEYS = ("document", "passage", "corpus")
+
+
+def _own_changes(info: dict, config: dict, arch: str, pooling: str, max_length: int) -> dict:
+    """ModelSpec fields a folder's sentence-transformers files set (see :func:`sentence_transformers_info`).
+
+    ``max_length`` is the length used without a ``max_seq_length``: a registry model's, or the position
+    table's; the tokenizer's ``model_max_length`` (where sentence-transformers 6 saves the limit) may lower it.
+    The default prompt is for ``encode`` only: sentence-transformers 6 gives every model a "query" and a
+    "document" prompt (empty unless saved), which ``encode_query`` / ``encode_document`` use instead."""
     changes: dict = {k: info[k] for k in ("normalize", "lowercase", "include_prompt", "default_prompt") if k in info}
-    positions = config.get("max_position_embeddings")  # a longer max_seq_length could not be encoded
-    if info.get("max_length"):
-        changes["max_length"] = min(info["max_length"], positions or info["max_length"])
-    if "prompts" in info:
+    positions = config.get("max_position_embeddings") or max_length  # a longer max_seq_length could not be encoded
+    changes["max_length"] = min(info.get("max_length") or min(max_length, info.get("tokenizer_max_length", max_length)), positions)
+    prompts = info.get("prompts", {})
+    if prompts:
         qwen_like = arch == "qwen3" and pooling == "last_token"
-        changes["query_prompt"], changes["default_task"] = _query_prompt(info["prompts"].get("query", ""), qwen_like)
-        changes["document_prompt"] = info["prompts"].get("document", info["prompts"].get("passage", ""))
+        changes["query_prompt"], changes["default_task"] = _query_prompt(prompts.get("query", ""), qwen_like)
+        changes["document_prompt"] = next((prompts[k] for k in _DOCUMENT_KEYS if k in prompts), "")
     return changes
 
 
@@ -343,8 +351,8 @@ def _with_own_files(spec: ModelSpec, path: Path, config: dict, pooling: str | No
             f"(mlx_embed pools {', '.join(POOLINGS)}), so its vectors would differ from the model's"
         )
     chosen = pooling or info.get("pooling", spec.pooling)
-    _check_pipeline(str(path), info, spec.padding_side)
-    return replace(spec, pooling=chosen, **_own_changes(info, config, spec.architecture, chosen))
+    _check_pipeline(str(path), info)
+    return replace(spec, pooling=chosen, **_own_changes(info, config, spec.architecture, chosen, spec.max_length))
 
 
 def spec_for(resolved: Resolved, config: dict, pooling: str | None = None) -> ModelSpec:
@@ -388,13 +396,8 @@ def spec_for(resolved: Resolved, config: dict, pooling: str | None = None) -> Mo
     # Qwen3-Embedding recipe: pool <|endoftext|>, left padding, Matryoshka from 32 dims, a task instruction.
     qwen_like = arch == "qwen3" and chosen == "last_token"
     padding_side = "left" if qwen_like else "right"
-    _check_pipeline(resolved.name, info, padding_side)
-    # without max_seq_length sentence-transformers cuts at the tokenizer's model_max_length, capped by the
-    # position table (tokenizers without a limit write 1e30); a registry model keeps the registry's instead
+    _check_pipeline(resolved.name, info)
     positions = config.get("max_position_embeddings", 512)
-    limit = read_json(resolved.path / "tokenizer_config.json").get("model_max_length")
-    if isinstance(limit, (int, float)) and not isinstance(limit, bool) and 0 < limit < positions:
-        positions = int(limit)
     built = ModelSpec(
         alias=Path(os.path.abspath(resolved.path)).name if resolved.source == "folder" else resolved.name,
         hub_id=resolved.name,
@@ -409,7 +412,7 @@ def spec_for(resolved: Resolved, config: dict, pooling: str | None = None) -> Mo
     )
     if qwen_like and "prompts" not in info:
         built = replace(built, **dict(zip(("query_prompt", "default_task"), _query_prompt("", True))))
-    return replace(built, **_own_changes(info, config, arch, chosen))
+    return replace(built, **_own_changes(info, config, arch, chosen, positions))
 
 
 def load_weights(path: Path) -> dict[str, mx.array]:

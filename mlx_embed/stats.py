@@ -19,7 +19,6 @@ class CheckpointStats:
     bits_per_weight: float  # 8 * tensor bytes (weights, scales, biases, norms, embeddings) / parameters
 
 
-QUANT_MODES = ("affine", "mxfp4", "nvfp4", "mxfp8")  # MLX 0.32's quantization modes
 _REFIX = "re-download or re-convert the model"
 
 
@@ -41,8 +40,6 @@ def quantization_config(config: dict) -> dict | None:
             value = entry.get(key)
             if value is not None and (not isinstance(value, kind) or isinstance(value, bool)):
                 raise ValueError(f"{where}.{key} is {value!r}, not {'an int' if kind is int else 'a string'}: {_REFIX}")
-        if entry.get("mode", "affine") not in QUANT_MODES:
-            raise ValueError(f"{where}.mode is {entry['mode']!r}, not one of {', '.join(QUANT_MODES)}: {_REFIX}")
     return quant
 
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from tokenizers import Tokenizer
+from tokenizers import Tokenizer, normalizers
 
 # Texts longer than this many characters are tokenized from a prefix when the prefix already holds
 # more than twice max_length tokens: a 10 MB text took 36 s and 1.8 GB to tokenize whole. Shorter
@@ -49,7 +49,11 @@ def single_text_types(tokenizer: Tokenizer) -> tuple[list[int], int, list[int]] 
     return types[:first], types[first], types[last:]
 
 
-def load_tokenizer(folder: Path) -> Tokenizer:
+def load_tokenizer(folder: Path, lowercase: bool = False) -> Tokenizer:
+    """The folder's tokenizer, without padding or truncation. ``lowercase`` (sentence-transformers'
+    ``do_lower_case``) puts a ``Lowercase`` normalizer first, as sentence-transformers does: it lowers
+    the text, not the special tokens matched before normalizing (``str.lower()`` would turn "[SEP]"
+    into "[sep]", and a word-final "Σ" into "ς")."""
     path = folder / "tokenizer.json"
     if path.exists():
         try:
@@ -75,7 +79,16 @@ def load_tokenizer(folder: Path) -> Tokenizer:
         )
     tok.no_padding()
     tok.no_truncation()
+    if lowercase and not _has_lowercase(tok.normalizer):
+        steps = list(tok.normalizer) if isinstance(tok.normalizer, normalizers.Sequence) else [tok.normalizer]
+        tok.normalizer = normalizers.Sequence([normalizers.Lowercase()] + [n for n in steps if n is not None])
     return tok
+
+
+def _has_lowercase(normalizer) -> bool:
+    if isinstance(normalizer, normalizers.Sequence):
+        return any(isinstance(n, normalizers.Lowercase) for n in normalizer)
+    return isinstance(normalizer, normalizers.Lowercase)
 
 
 def read_json(path: Path, kind: type[dict] | type[list] = dict) -> dict | list:
@@ -97,9 +110,8 @@ def read_json(path: Path, kind: type[dict] | type[list] = dict) -> dict | list:
 class TextEncoder:
     """Turns texts into token id lists that end as the model expects, and pads batches of them."""
 
-    def __init__(self, tokenizer: Tokenizer, *, end_token: str | None = None, lowercase: bool = False):
+    def __init__(self, tokenizer: Tokenizer, *, end_token: str | None = None):
         self.tokenizer = tokenizer
-        self.lowercase = lowercase  # sentence-transformers' do_lower_case: str.lower() before tokenizing
         self.end_id = None
         if end_token is not None:
             self.end_id = tokenizer.token_to_id(end_token)
@@ -117,8 +129,6 @@ class TextEncoder:
         text's own tokens, then the special tokens added. The tokenizer is never reconfigured (no
         ``enable_truncation``), so threads share it without a lock and a long text blocks no one."""
         ids, lengths = [], []
-        if self.lowercase:
-            texts = [t.lower() for t in texts]
         for e in self.tokenizer.encode_batch(texts, add_special_tokens=False):
             length = len(e) + self.n_special
             last = self._template_end if self._template_end is not None else (e.ids[-1] if e.ids else None)

@@ -59,9 +59,11 @@ def test_ordered_containers_give_the_rows_of_the_same_list(minilm):
         np.testing.assert_array_equal(minilm.encode(given), expected)
     with pytest.raises(TypeError, match=r"texts\[0\] is int"):
         minilm.encode(range(3))
+    with pytest.raises(TypeError, match=r"texts\[0\] is tuple"):
+        minilm.encode({"a": "b"}.items())
 
 
-def test_errors_about_a_single_text_name_the_text_not_an_index(minilm, tmp_path):
+def test_errors_about_a_single_text_name_the_text_not_an_index(minilm):
     with pytest.raises(ValueError, match=r"^text is not valid Unicode"):
         minilm.encode("bad \ud800 surrogate")
 
@@ -396,6 +398,7 @@ def test_a_text_with_no_tokens_is_refused_by_index(tiny_bert_hf, tmp_path, monke
         ("encode_query", {"truncate_dim": 64}, "use dim="),
         ("encode_document", {"prompt_name": "query"}, "encode_query"),
         ("encode", {"batchsize": 8}, "it takes prompt, batch_size"),
+        ("encode_document", {"normalize_embeddings": True, "batchsize": 3}, "use normalize=; it takes batch_size"),
     ],
 )
 def test_sentence_transformers_keywords_name_ours(minilm, method, kwargs, hint):

@@ -45,10 +45,14 @@ def test_peak_memory_is_the_kernels_high_water_mark():
 
     from mlx_embed import procmem
 
-    block = bytearray(64 * 1024 * 1024)  # raise the peak above what the process holds after it is freed
+    before = procmem.peak_memory()
+    size = max(0, before - procmem.process_memory()) + 128 * 1024 * 1024  # past the old peak, whatever ran before
+    block = np.ones(size // 8)  # written, so resident
+    held = procmem.process_memory()
     del block
     peak = procmem.peak_memory()
-    maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * (1 if sys.platform == "darwin" else 1024)
-    assert peak >= procmem.process_memory() and peak >= 64 * 1024 * 1024
+    slack = 4 * 1024 * 1024  # Linux updates the high-water mark from per-thread counters it syncs lazily
+    assert held >= before + 64 * 1024 * 1024 and peak >= held - slack and peak > procmem.process_memory() + 64 * 1024 * 1024
     if procmem.METRIC == "rss":
-        assert abs(peak - maxrss) <= 0.05 * maxrss
+        maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * (1 if sys.platform == "darwin" else 1024)
+        assert abs(peak - maxrss) <= 0.02 * maxrss

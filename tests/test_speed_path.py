@@ -593,9 +593,11 @@ def test_exit_parks_only_daemon_encodes(tmp_path, tiny_bert_hf):
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="OpenBLAS is interposed on Linux only")
-@pytest.mark.parametrize("setting,reason", [("/nonexistent/libblas.so.3", "does not exist"), ("/etc/hostname", "could not load /etc/hostname")])
-def test_a_blas_library_that_cannot_be_used_is_named_and_warned_about(setting, reason):
+@pytest.mark.parametrize("name,reason", [("missing.so", "does not exist"), ("junk.so", "could not load")])
+def test_a_blas_library_that_cannot_be_used_is_named_and_warned_about(tmp_path, name, reason):
     """An explicit MLX_EMBED_OPENBLAS that fails was reported as "no OpenBLAS found", with no warning."""
+    (tmp_path / "junk.so").write_text("not a shared library")
+    setting = str(tmp_path / name)
     code = "import warnings; warnings.simplefilter('always'); import mlx_embed._blas as b; print(repr(b.reason))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=dict(os.environ, MLX_EMBED_OPENBLAS=setting))
     assert out.returncode == 0 and reason in out.stdout, out

@@ -95,32 +95,81 @@ def test_do_lower_case_lowers_the_texts_as_sentence_transformers_does(minilm_pat
     _edit(folder / "sentence_bert_config.json", do_lower_case=True)
     model = mlx_embed.load(folder)
     assert model.spec.lowercase
-    _assert_same(model.encode(TEXTS), _reference(folder))
+    texts = TEXTS + ["Hello [SEP] world", "ΟΔΟΣ"]  # str.lower() gives "[sep]" (no special token) and a final "ς"
+    _assert_same(model.encode(texts), _reference(folder, texts))
 
 
-def test_pooling_without_the_prompt_leaves_its_tokens_out(minilm_path, tmp_path):
-    """``include_prompt: false``: mean pooling skips [CLS] and the prompt (cosine 0.77 when it did not)."""
+@pytest.mark.parametrize("mode", ["mean", "cls"])
+def test_pooling_without_the_prompt_leaves_its_tokens_out(minilm_path, tmp_path, mode):
+    """``include_prompt: false``: pooling skips [CLS] and the prompt (mean: cosine 0.77 when it did not;
+    cls then pools the first token after the prompt, as sentence-transformers does)."""
     folder = _copy(minilm_path, tmp_path / "some-model")
-    _edit(folder / "1_Pooling" / "config.json", include_prompt=False)
+    (folder / "1_Pooling" / "config.json").write_text(json.dumps({"embedding_dimension": 384, "pooling_mode": mode, "include_prompt": False}))
     _edit(folder / "config_sentence_transformers.json", prompts={"query": "Represent this query for retrieval: ", "document": ""})
     model = mlx_embed.load(folder)
     _assert_same(model.encode_query(TEXTS), _reference(folder, method="encode_query"))
     _assert_same(model.encode(TEXTS), _reference(folder))
 
 
-def test_default_prompt_name_is_used_by_encode(minilm_path, tmp_path):
+def test_a_prompt_without_an_end_token_is_counted_whole(tmp_path):
+    """sentence-transformers takes one token off the prompt's length only when it ends in a special token:
+    a Qwen-style tokenizer that appends none skipped one prompt token too few."""
+    import torch
+    import transformers
+
+    from .conftest import _write_st_files, train_qwen_like_tokenizer
+
+    folder = tmp_path / "qwen-mean"
+    torch.manual_seed(0)
+    config = transformers.Qwen3Config(vocab_size=640, hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
+                                      num_key_value_heads=2, head_dim=32, intermediate_size=128, max_position_embeddings=512)
+    transformers.Qwen3Model(config).eval().save_pretrained(folder, safe_serialization=True)
+    train_qwen_like_tokenizer(append_eos=False).save(str(folder / "tokenizer.json"))
+    (folder / "tokenizer_config.json").write_text(json.dumps({"padding_side": "right", "pad_token": "<|endoftext|>"}))
+    _write_st_files(folder, "mean", 64, 512, {"query": "Instruct: find it\nQuery:", "document": ""})
+    _edit(folder / "1_Pooling" / "config.json", include_prompt=False)
+    texts = ["the weather is nice today", "a second text"]
+    _assert_same(mlx_embed.load(folder).encode_query(texts), _reference(folder, texts, method="encode_query"))
+
+
+@pytest.mark.parametrize(
+    "prompts,default",
+    [
+        ({"query": "query: ", "document": "passage: "}, "document"),
+        ({"query": "query: ", "document": ""}, "query"),  # an empty document prompt is no prompt, not the default
+        ({"document": "passage: "}, "document"),  # no query prompt: encode_query uses none, not the default
+    ],
+)
+def test_default_prompt_name_is_used_by_encode_only(minilm_path, tmp_path, prompts, default):
     folder = _copy(minilm_path, tmp_path / "some-model")
-    _edit(folder / "config_sentence_transformers.json", prompts={"query": "query: ", "document": "passage: "}, default_prompt_name="document")
+    _edit(folder / "config_sentence_transformers.json", prompts=prompts, default_prompt_name=default)
     model = mlx_embed.load(folder)
-    _assert_same(model.encode(TEXTS), _reference(folder))
-    _assert_same(model.encode_query(TEXTS), _reference(folder, method="encode_query"))
+    for method in ("encode", "encode_query", "encode_document"):
+        _assert_same(getattr(model, method)(TEXTS), _reference(folder, method=method))
+
+
+@pytest.mark.parametrize("key", ["passage", "corpus"])
+def test_a_saved_passage_or_corpus_prompt_is_the_document_prompt(minilm_path, tmp_path, key):
+    """sentence-transformers documents encode_document as trying "document", "passage", "corpus"; 6.2 gives
+    every model an empty "document" prompt first, which hides the others. mlx_embed uses the saved one."""
+    folder = _copy(minilm_path, tmp_path / "some-model")
+    _edit(folder / "config_sentence_transformers.json", prompts={"query": "query: ", key: "text: "}, default_prompt_name=None)
+    model = mlx_embed.load(folder)
+    np.testing.assert_array_equal(model.encode_document(TEXTS), model.encode(TEXTS, prompt="text: "))
+    _assert_same(model.encode(TEXTS, prompt="text: "), _reference(folder, [f"text: {t}" for t in TEXTS]))
+
+
+def test_bad_default_prompt_name_is_refused(minilm_path, tmp_path):
+    folder = _copy(minilm_path, tmp_path / "some-model")
     _edit(folder / "config_sentence_transformers.json", default_prompt_name="title")
     with pytest.raises(ValueError, match="default_prompt_name 'title' is not one of its prompts"):
         mlx_embed.load(folder)
 
 
-def test_without_sentence_bert_config_the_tokenizers_max_length_applies(minilm_path, tmp_path):
-    folder = _copy(minilm_path, tmp_path / "some-model", skip={"sentence_bert_config.json"})
+@pytest.mark.parametrize("name", ["some-model", "all-MiniLM-L6-v2"])
+def test_without_sentence_bert_config_the_tokenizers_max_length_applies(minilm_path, tmp_path, name):
+    """sentence-transformers 6 saves the limit as the tokenizer's model_max_length, not as max_seq_length."""
+    folder = _copy(minilm_path, tmp_path / name, skip={"sentence_bert_config.json"})
     _edit(folder / "tokenizer_config.json", model_max_length=32)
     model = mlx_embed.load(folder)
     assert model.max_length == 32
@@ -128,6 +177,14 @@ def test_without_sentence_bert_config_the_tokenizers_max_length_applies(minilm_p
     with pytest.warns(mlx_embed.TruncationWarning):
         ours = model.encode(texts)
     _assert_same(ours, _reference(folder, texts))
+
+
+def test_a_registry_named_folder_keeps_the_registrys_length_over_a_tokenizers_larger_one(minilm_path, tmp_path):
+    """A tokenizer's generic limit (MiniLM's says 512) does not raise the registry's 256, which
+    sentence-transformers' own files set; a smaller one lowers it (above)."""
+    folder = _copy(minilm_path, tmp_path / "all-MiniLM-L6-v2", skip={"sentence_bert_config.json"})
+    assert json.loads((folder / "tokenizer_config.json").read_text())["model_max_length"] == 512
+    assert mlx_embed.load(folder).max_length == 256
 
 
 @pytest.mark.parametrize("key,value", [("strip_accents", True), ("tokenize_chinese_chars", False)])
@@ -189,7 +246,7 @@ def test_quantized_weights_without_a_quantization_block_name_it(tiny_bert_4bit, 
     [
         (True, r"quantization is True, not an object"),
         ({"group_size": "64", "bits": 4}, r"quantization.group_size is '64', not an int"),
-        ({"group_size": 64, "bits": 4, "mode": "afine"}, r"quantization.mode is 'afine', not one of affine, mxfp4"),
+        ({"group_size": 64, "bits": 4, "mode": "afine"}, r"quantization block .*'mode': 'afine'.* cannot be built by MLX"),
         ({"group_size": 64, "bits": 4, "mode": "mxfp4"}, r"quantization block .* cannot be built by MLX"),
     ],
 )

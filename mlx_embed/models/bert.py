@@ -13,6 +13,9 @@ from . import kernels
 from .activations import gelu
 
 
+_TF_NAMES = {"gamma": "weight", "beta": "bias"}  # LayerNorm parameters as the TensorFlow port named them
+
+
 @dataclass
 class ModelArgs:
     model_type: str
@@ -177,8 +180,8 @@ class Model(nn.Module):
             key = key.removeprefix("bert.")
             if key.startswith(("pooler.", "cls.")) or key.endswith("position_ids"):
                 continue
-            if "LayerNorm." in key:
-                key = key.removesuffix(".gamma") + ".weight" if key.endswith(".gamma") else key
-                key = key.removesuffix(".beta") + ".bias" if key.endswith(".beta") else key
+            stem, _, leaf = key.rpartition(".")
+            if stem.endswith("LayerNorm") and leaf in _TF_NAMES:
+                key = f"{stem}.{_TF_NAMES[leaf]}"
             out[key] = value
         return out
