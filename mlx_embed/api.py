@@ -5,12 +5,14 @@ from __future__ import annotations
 import logging
 import os
 import time
+from pathlib import Path
 
 import mlx.core as mx
 
 from . import loading
 from ._threads import check_fork, note_mlx_use
 from .embedder import Embedder
+from .registry import ModelSpec
 from .tokenize import TextEncoder, load_tokenizer
 
 log = logging.getLogger("mlx_embed")
@@ -35,6 +37,17 @@ def _check_dtype(dtype: object) -> str | None:
     if dtype not in DTYPES:
         raise ValueError(f"dtype must be one of {', '.join(DTYPES)} or None, got {dtype!r}")
     return dtype
+
+
+def text_encoder_for(path: Path, spec: ModelSpec, config: dict) -> TextEncoder:
+    """The folder's tokenizer as ``spec`` uses it (lowercasing, end token), checked against ``config``."""
+    tokenizer = load_tokenizer(path, spec.lowercase)
+    if tokenizer.get_vocab_size() > config["vocab_size"]:
+        raise ValueError(
+            f"The tokenizer in {path} has {tokenizer.get_vocab_size()} tokens but the model only "
+            f"{config['vocab_size']} embeddings: the tokenizer files belong to another model. Copy the source model's tokenizer files."
+        )
+    return TextEncoder(tokenizer, end_token=spec.end_token)
 
 
 def load(
@@ -68,12 +81,7 @@ def load(
     spec = loading.spec_for(resolved, config, pooling)
     note_mlx_use()
     weights = loading.load_weights(resolved.path)
-    tokenizer = load_tokenizer(resolved.path, spec.lowercase)
-    if tokenizer.get_vocab_size() > config["vocab_size"]:
-        raise ValueError(
-            f"The tokenizer in {resolved.path} has {tokenizer.get_vocab_size()} tokens but the model only "
-            f"{config['vocab_size']} embeddings: the tokenizer files belong to another model. Copy the source model's tokenizer files."
-        )
+    text_encoder = text_encoder_for(resolved.path, spec, config)
     net = loading.build_model(config, weights)
     if dtype is None and on_cpu():
         dtype = "float32"  # CPU fp16/bf16 matmuls do not use BLAS (5-7 GFLOP/s)
@@ -82,6 +90,5 @@ def load(
     if dtype is not None:
         net.set_dtype(DTYPES[dtype])
         mx.eval(net.parameters())  # cast now, so memory after load is what encoding will use
-    text_encoder = TextEncoder(tokenizer, end_token=spec.end_token)
     log.info("loaded %s from %s (%s) in %.2fs", spec.alias, resolved.path, resolved.source, time.perf_counter() - start)
     return Embedder(net, text_encoder, spec, path=resolved.path, source=resolved.source, config=config)

@@ -133,8 +133,10 @@ def _fidelity(args) -> int:
     import mlx_embed
     from mlx_embed.fidelity import compare
 
-    reference = mlx_embed.load(args.reference, pooling=args.pooling)
-    candidate = mlx_embed.load(args.candidate, pooling=reference.spec.pooling)
+    from mlx_embed.conversion import _full_precision
+
+    reference = mlx_embed.load(_full_precision(args.reference), pooling=args.pooling)  # an alias: its full-precision source
+    candidate = mlx_embed.load(args.candidate, pooling=args.pooling)
     report = compare(reference, candidate)
     print(json.dumps(report.to_dict(), indent=2) if args.json else report.summary())
     return 0

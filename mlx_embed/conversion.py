@@ -21,10 +21,11 @@ import numpy as np
 from mlx.utils import tree_flatten
 
 from . import loading, registry
-from .api import DTYPES
+from .api import DTYPES, text_encoder_for
 from .pooling import POOLERS
+from .registry import ModelSpec
 from .stats import checkpoint_stats
-from .tokenize import TextEncoder, load_tokenizer, read_json
+from .tokenize import TextEncoder, read_json
 
 BITS = (4, 6, 8, 16, 32)
 GROUP_SIZES = (32, 64, 128)
@@ -36,11 +37,11 @@ COPY_FILES = (
     "vocab.json",
     "merges.txt",
     "added_tokens.json",
-    "modules.json",
-    "sentence_bert_config.json",
-    "config_sentence_transformers.json",
 )
-COPY_DIRS = ("1_Pooling",)
+# sentence-transformers files the converted folder gets from the spec the source loads with (so a
+# registry model's settings, or a pooling folder at another path, survive the new folder's name)
+ST_FILES = ("modules.json", "sentence_bert_config.json", "config_sentence_transformers.json", "1_Pooling/config.json")
+_POOLING_FLAGS = {"mean": "pooling_mode_mean_tokens", "cls": "pooling_mode_cls_token", "last_token": "pooling_mode_lasttoken"}
 SAVE_PREFIX = {"qwen3": "model.", "bert": ""}
 
 Choice = dict | bool | None  # what a recipe says about one module
@@ -476,9 +477,12 @@ def _check_options(bits: int, group_size: int, recipe: str, rounding: str | None
     return None if bits >= 16 else rounding or RECIPES[recipe].rounding
 
 
-def _write_folder(dst: Path, src: Path, model: nn.Module, config: dict, tokenizer_json: dict | None) -> None:
-    """Save ``model`` to ``dst`` in the mlx-community layout, with ``config`` (its bits per weight added)
-    and the source's tokenizer and sentence-transformers files (``tokenizer_json`` replacing its own)."""
+def _write_folder(
+    dst: Path, src: Path, model: nn.Module, config: dict, tokenizer_json: dict | None, spec: ModelSpec
+) -> None:
+    """Save ``model`` to ``dst`` in the mlx-community layout, with ``config`` (its bits per weight added),
+    the source's tokenizer files (``tokenizer_json`` replacing its own) and sentence-transformers files
+    for ``spec``."""
     _clear_destination(dst, src)
     prefix = SAVE_PREFIX[config["model_type"]]
     weights = {prefix + k: v for k, v in tree_flatten(model.parameters())}
@@ -490,9 +494,30 @@ def _write_folder(dst: Path, src: Path, model: nn.Module, config: dict, tokenize
             (dst / name).write_text(json.dumps(tokenizer_json, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
         elif (src / name).exists():
             shutil.copy2(src / name, dst / name)
-    for name in COPY_DIRS:
-        if (src / name).is_dir():
-            shutil.copytree(src / name, dst / name, dirs_exist_ok=True)
+    _write_st_files(dst, src, spec)
+
+
+def _write_st_files(dst: Path, src: Path, spec: ModelSpec) -> None:
+    """The sentence-transformers files that describe ``spec`` (pooling, normalization, max length,
+    lowercasing, prompts), keeping the other settings of the source's files. Pooling is written as the
+    ``pooling_mode_*`` flags, which sentence-transformers 3 to 6 all read."""
+    modules = [
+        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+        {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+    ]
+    if spec.normalize:
+        modules.append({"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"})
+    pooling = {"word_embedding_dimension": spec.dim, **{flag: mode == spec.pooling for mode, flag in _POOLING_FLAGS.items()}}
+    pooling["include_prompt"] = spec.include_prompt
+    sbert = {**read_json(src / "sentence_bert_config.json"), "max_seq_length": spec.max_length, "do_lower_case": spec.lowercase}
+    st_config = read_json(src / "config_sentence_transformers.json")
+    prompts = {**(st_config.get("prompts") or {}), "query": spec.format_query_prompt(), "document": spec.document_prompt}
+    if not spec.default_prompt:
+        st_config["default_prompt_name"] = None
+    st_config["prompts"] = prompts
+    (dst / "1_Pooling").mkdir(exist_ok=True)
+    for name, value in zip(ST_FILES, (modules, sbert, st_config, pooling)):
+        (dst / name).write_text(json.dumps(value, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
 def convert(
@@ -532,6 +557,7 @@ def convert(
         raise FileExistsError(f"{dst} exists and is not empty; pass overwrite=True (--overwrite) or pick another folder")
 
     source_weights = loading.load_weights(resolved.path)
+    encoder = text_encoder_for(resolved.path, spec, config)  # a tokenizer load() would refuse stops it here
     half = _half_dtype(source_weights)
     model = loading.build_model(config, source_weights)
     del source_weights
@@ -542,7 +568,6 @@ def convert(
         calibration = None
         end = _end_token(resolved.path, model, recipe)
         if rounding == "gptq":
-            encoder = TextEncoder(load_tokenizer(resolved.path, spec.lowercase), end_token=spec.end_token)
             end_row = None if end is None else end[0]
             calibration = Calibration(encoder, spec.padding_side, spec.max_length, spec.pooling, end_row)
         end_float = None if end is None else np.array(model.embeddings.word_embeddings.weight[end[0]].astype(mx.float32))
@@ -561,7 +586,7 @@ def convert(
         "rounding": rounding,
         "source": spec.upstream_id or resolved.name,
     }
-    _write_folder(dst, resolved.path, model, out_config, tokenizer_json)
+    _write_folder(dst, resolved.path, model, out_config, tokenizer_json, spec)
 
     if not report:
         return None
@@ -569,5 +594,4 @@ def convert(
     from .fidelity import compare
 
     reference = load(resolved.path, pooling=spec.pooling)
-    converted = load(dst, pooling=spec.pooling)
-    return compare(reference, converted)
+    return compare(reference, load(dst))

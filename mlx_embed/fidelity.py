@@ -22,6 +22,7 @@ class FidelityReport:
     topk: int | None = None
     per_text: tuple[float, ...] = ()
     worst_text: str = ""
+    settings_differ: tuple[str, ...] = ()  # how the two models embed, where that differs (see spec_differences)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -36,7 +37,22 @@ class FidelityReport:
         if self.worst_text:
             shown = self.worst_text if len(self.worst_text) <= 40 else self.worst_text[:37] + "..."
             line += f"; worst text {shown!r}"
+        if self.settings_differ:
+            line += f"\nsettings differ (reference vs candidate): {'; '.join(self.settings_differ)}"
         return line
+
+
+# what decides how a model turns texts into vectors, besides its weights
+_SETTINGS = ("pooling", "normalize", "max_length", "lowercase", "include_prompt", "document_prompt", "default_prompt", "end_token", "padding_side")
+
+
+def spec_differences(reference, candidate) -> tuple[str, ...]:
+    """``"name: reference value vs candidate value"`` for each setting of the two Embedders' specs that
+    differs (the query prompt as ``encode_query`` fills it in)."""
+    a, b = reference.spec, candidate.spec
+    pairs = [(name, getattr(a, name), getattr(b, name)) for name in _SETTINGS]
+    pairs.append(("query_prompt", a.format_query_prompt(), b.format_query_prompt()))
+    return tuple(f"{name}: {x!r} vs {y!r}" for name, x, y in pairs if x != y)
 
 
 def _rank(x: np.ndarray) -> np.ndarray:
@@ -103,4 +119,5 @@ def compare(reference, candidate, texts: Sequence[str] = SAMPLE_TEXTS, *, retrie
         topk=retrieval_k if agreement is not None else None,
         per_text=tuple(float(c) for c in cos),
         worst_text=list(texts)[int(np.argmin(cos))],
+        settings_differ=spec_differences(reference, candidate),
     )

@@ -66,10 +66,9 @@ def load_tokenizer(folder: Path, lowercase: bool = False) -> Tokenizer:
         from tokenizers.implementations import BertWordPieceTokenizer
 
         config = read_json(folder / "tokenizer_config.json")
-        lowercase = config.get("do_lower_case", True)
         tok = BertWordPieceTokenizer(
             str(folder / "vocab.txt"),
-            lowercase=lowercase,
+            lowercase=config.get("do_lower_case", True),
             strip_accents=config.get("strip_accents"),  # None: as lowercase, as in transformers' BertTokenizer
             handle_chinese_chars=config.get("tokenize_chinese_chars", True),
         )._tokenizer

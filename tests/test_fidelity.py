@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 
+from mlx_embed import REGISTRY
 from mlx_embed.fidelity import compare, per_text_cosine, spearman
 
 from .reference import INSTALL
@@ -78,6 +79,8 @@ CANDIDATE = {
 class Fixed:
     """An embedder whose encode() looks each text up in a table (and records what it was asked)."""
 
+    spec = REGISTRY["minilm"]
+
     def __init__(self, table: dict[str, list[float]]):
         self.table = table
         self.calls: list[list[str]] = []
@@ -122,6 +125,8 @@ def test_identical_embedders_are_perfectly_faithful():
 
 class _Fixed:
     """An Embedder stand-in: fixed vectors, queries encoded with a prompt that plain ``encode`` lacks."""
+
+    spec = REGISTRY["minilm"]
 
     def __init__(self, queries: dict, plain: dict):
         self.queries, self.plain = queries, plain

@@ -258,3 +258,103 @@ def test_a_malformed_quantization_block_names_config_json(tiny_bert_4bit, tmp_pa
     (folder / "config.json").write_text(json.dumps(config))
     with pytest.raises(ValueError, match=message):
         mlx_embed.load(folder)
+
+
+# ---------------------------------------------------------------- converted folders keep how the source embeds
+
+
+def _convert(src, dst, **kwargs):
+    from mlx_embed.conversion import convert
+
+    return convert(src, dst, bits=8, report=False, **kwargs)
+
+
+def _same_settings(src, dst):
+    from mlx_embed.fidelity import spec_differences
+
+    a, b = mlx_embed.load(src), mlx_embed.load(dst)
+    assert spec_differences(a, b) == ()
+    return a, b
+
+
+def test_a_converted_registry_model_keeps_the_registrys_settings(minilm_path, tmp_path):
+    """A folder named like bge-small without sentence-transformers files takes the registry's CLS pooling
+    and query prefix; its conversion, named otherwise, lost them (encode_query cosine 0.43)."""
+    src = _copy(minilm_path, tmp_path / "bge-small-en-v1.5", skip={"modules.json", "1_Pooling", "config_sentence_transformers.json", "sentence_bert_config.json"})
+    _convert(src, tmp_path / "out")
+    a, b = _same_settings(src, tmp_path / "out")
+    assert (b.spec.pooling, b.spec.max_length) == ("cls", 512) and b.spec.query_prompt.startswith("Represent this sentence")
+    cos = (a.encode_query(TEXTS) * b.encode_query(TEXTS)).sum(axis=1)
+    assert cos.min() > 0.999
+
+
+def test_a_converted_folder_keeps_a_pooling_folder_at_another_path(minilm_path, tmp_path):
+    src = _copy(minilm_path, tmp_path / "some-model")
+    (src / "1_Pooling").rename(src / "pool")
+    (src / "pool" / "config.json").write_text(json.dumps({"embedding_dimension": 384, "pooling_mode": "cls", "include_prompt": False}))
+    modules = json.loads((src / "modules.json").read_text())
+    modules[1]["path"] = "pool"
+    (src / "modules.json").write_text(json.dumps(modules))
+    _edit(src / "config_sentence_transformers.json", prompts={"query": "query: ", "document": ""})
+    _convert(src, tmp_path / "out")
+    a, b = _same_settings(src, tmp_path / "out")
+    assert (b.spec.pooling, b.spec.include_prompt) == ("cls", False)
+
+
+def test_overwriting_a_conversion_leaves_none_of_its_settings(minilm_path, tmp_path):
+    first = _copy(minilm_path, tmp_path / "first")
+    (first / "1_Pooling" / "config.json").write_text(json.dumps({"pooling_mode": "cls", "include_prompt": False}))
+    _convert(first, tmp_path / "out")
+    second = _copy(minilm_path, tmp_path / "all-MiniLM-L6-v2", skip={"modules.json", "1_Pooling"})
+    _convert(second, tmp_path / "out", overwrite=True)
+    _, b = _same_settings(second, tmp_path / "out")
+    assert (b.spec.pooling, b.spec.normalize, b.spec.include_prompt) == ("mean", True, True)
+
+
+def test_convert_refuses_a_tokenizer_load_would_refuse_before_writing(minilm_path, tiny_qwen3_hf, tmp_path):
+    src = tmp_path / "mixed"
+    shutil.copytree(tiny_qwen3_hf, src)
+    for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"):
+        (src / name).unlink(missing_ok=True)
+        if (minilm_path / name).exists():
+            shutil.copy(minilm_path / name, src / name)
+    with pytest.raises(ValueError, match="the tokenizer files belong to another model"):
+        mlx_embed.load(src)
+    with pytest.raises(ValueError, match="the tokenizer files belong to another model"):
+        _convert(src, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_do_lower_case_also_applies_to_a_vocab_txt_tokenizer(minilm_path, tmp_path):
+    folder = _copy(minilm_path, tmp_path / "some-model", skip={"tokenizer.json"})
+    _edit(folder / "tokenizer_config.json", do_lower_case=False)
+    _edit(folder / "sentence_bert_config.json", do_lower_case=True)
+    texts = ["Hello WORLD", "The Quick Brown Fox"]
+    _assert_same(mlx_embed.load(folder).encode(texts), _reference(folder, texts))
+
+
+def test_fidelity_names_settings_that_differ(capsys, minilm_path, tmp_path):
+    from mlx_embed import cli
+
+    _convert(minilm_path, tmp_path / "out")
+    (tmp_path / "out" / "1_Pooling" / "config.json").write_text(json.dumps({"pooling_mode": "cls"}))
+    assert cli.main(["fidelity", str(minilm_path), str(tmp_path / "out")]) == 0
+    assert "settings differ (reference vs candidate): pooling: 'mean' vs 'cls'" in capsys.readouterr().out
+
+
+def test_fidelity_against_an_alias_compares_with_its_full_precision_source(capsys, minilm_path, minilm_4bit, tmp_path, monkeypatch):
+    """The alias names the 4-bit checkpoint; with that in the Hugging Face cache, `fidelity minilm DST`
+    compared DST with itself-like 4-bit weights instead of the full-precision model it was converted from."""
+    import huggingface_hub.constants as c
+
+    from mlx_embed import cli
+
+    repo = tmp_path / "models--mlx-community--all-MiniLM-L6-v2-4bit"
+    shutil.copytree(minilm_4bit, repo / "snapshots" / ("0" * 40))
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("0" * 40)
+    monkeypatch.setattr(c, "HF_HUB_CACHE", str(tmp_path))
+    assert mlx_embed.load("minilm").source == "hf-cache"
+    assert cli.main(["fidelity", "minilm", str(minilm_4bit), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["cosine_min"] < 0.95  # plain 4-bit against full precision (0.87 here), not 1.0 against itself
