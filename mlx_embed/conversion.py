@@ -584,7 +584,7 @@ def convert(
     out_config["mlx_embed"] = {
         "recipe": recipe if bits <= 8 else None,
         "rounding": rounding,
-        "source": spec.upstream_id or resolved.name,
+        "source": resolved.name if resolved.source == "folder" else spec.upstream_id or resolved.name,
     }
     _write_folder(dst, resolved.path, model, out_config, tokenizer_json, spec)
 

@@ -358,3 +358,10 @@ def test_fidelity_against_an_alias_compares_with_its_full_precision_source(capsy
     assert cli.main(["fidelity", "minilm", str(minilm_4bit), "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["cosine_min"] < 0.95  # plain 4-bit against full precision (0.87 here), not 1.0 against itself
+
+
+def test_a_converted_local_folder_records_the_folder_as_its_source(minilm_path, tmp_path):
+    """A fine-tune saved under its base model's name was recorded as converted from the registry upstream."""
+    src = _copy(minilm_path, tmp_path / "all-MiniLM-L6-v2")
+    _convert(src, tmp_path / "out")
+    assert json.loads((tmp_path / "out" / "config.json").read_text())["mlx_embed"]["source"] == str(src)
