@@ -262,6 +262,7 @@ def sentence_transformers_info(path: Path) -> dict:
         info["unsupported_modules"] = unsupported
     pooling_dir = next((where for kind, where in kinds if kind == "Pooling"), None)
     pooling_file = path / (pooling_dir or "1_Pooling") / "config.json"
+    info["pooling_file"] = f"{pooling_dir or '1_Pooling'}/config.json"
     if pooling_file.exists():
         pool = read_json(pooling_file)
         modes = _pooling_modes(pool)
@@ -384,7 +385,7 @@ def spec_for(resolved: Resolved, config: dict, pooling: str | None = None) -> Mo
             f"its sentence-transformers pooling {info['unsupported_pooling']} is not supported (so no choice below "
             "gives the model's own vectors)"
             if "unsupported_pooling" in info
-            else "it has no sentence-transformers pooling config (1_Pooling/config.json)"
+            else f"it has no sentence-transformers pooling config ({info['pooling_file']})"
         )
         raise ValueError(
             f"Cannot tell how to pool {resolved.name!r}: {why} and it is not a registry model. "

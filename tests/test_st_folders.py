@@ -365,3 +365,12 @@ def test_a_converted_local_folder_records_the_folder_as_its_source(minilm_path, 
     src = _copy(minilm_path, tmp_path / "all-MiniLM-L6-v2")
     _convert(src, tmp_path / "out")
     assert json.loads((tmp_path / "out" / "config.json").read_text())["mlx_embed"]["source"] == str(src)
+
+
+def test_a_missing_pooling_config_is_named_where_modules_json_puts_it(minilm_path, tmp_path):
+    folder = _copy(minilm_path, tmp_path / "some-model", skip={"1_Pooling"})
+    modules = json.loads((folder / "modules.json").read_text())
+    modules[1]["path"] = "pool"
+    (folder / "modules.json").write_text(json.dumps(modules))
+    with pytest.raises(ValueError, match=r"no sentence-transformers pooling config \(pool/config.json\)"):
+        mlx_embed.load(folder)
