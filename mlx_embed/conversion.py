@@ -41,7 +41,10 @@ COPY_FILES = (
 # sentence-transformers files the converted folder gets from the spec the source loads with (so a
 # registry model's settings, or a pooling folder at another path, survive the new folder's name)
 ST_FILES = ("modules.json", "sentence_bert_config.json", "config_sentence_transformers.json", "1_Pooling/config.json")
-_POOLING_FLAGS = {"mean": "pooling_mode_mean_tokens", "cls": "pooling_mode_cls_token", "last_token": "pooling_mode_lasttoken"}
+# our pooling -> the sentence-transformers flag that selects it (the loader's tables, inverted)
+_POOLING_FLAGS = {
+    loading._ST_POOLING[mode]: flag for flag, mode in loading._ST_POOLING_FLAGS.items() if mode in loading._ST_POOLING
+}
 SAVE_PREFIX = {"qwen3": "model.", "bert": ""}
 
 Choice = dict | bool | None  # what a recipe says about one module

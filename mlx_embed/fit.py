@@ -715,13 +715,12 @@ def _max_length_of(name: str, config: dict, resolved: "loading.Resolved | None")
 
     limit = config.get("max_position_embeddings", 512)
     if resolved is not None:
-        try:
-            return min(loading.spec_for(resolved, config).max_length, limit)
-        except ValueError:  # no pooling config (encode would need pooling=): the files' max length still holds
+        for pooling in (None, "mean"):  # without a pooling config load needs pooling=, which leaves the length alone
             try:
-                return min(loading.sentence_transformers_info(resolved.path).get("max_length") or limit, limit)
-            except ValueError:  # broken sentence-transformers files: load names them; estimate at the position limit
-                return limit
+                return min(loading.spec_for(resolved, config, pooling).max_length, limit)
+            except ValueError:
+                continue
+        return limit  # files load refuses (it names them): estimate at the position limit
     spec = registry.find(name)
     return min(spec.max_length, limit) if spec else limit
 
