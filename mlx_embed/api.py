@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import mlx.core as mx
+import numpy as np
 
 from . import loading
 from ._threads import check_fork, note_mlx_use
@@ -32,8 +33,13 @@ def _check_dtype(dtype: object) -> str | None:
         if named is None:
             raise ValueError(f"dtype must be one of {', '.join(DTYPES)} or None, got {dtype}")
         return named
+    if isinstance(dtype, np.dtype) or (isinstance(dtype, type) and issubclass(dtype, np.generic)):
+        dtype = np.dtype(dtype).name  # numpy's float32 and float16, as a type or a dtype
     if not isinstance(dtype, str):
-        raise TypeError(f"dtype must be a str ({', '.join(DTYPES)}), an mx dtype or None, got {type(dtype).__name__}")
+        raise TypeError(
+            f"dtype must be a str ({', '.join(DTYPES)}), an mx or numpy dtype, or None; "
+            f"got {type(dtype).__name__} {dtype!r}"
+        )
     if dtype not in DTYPES:
         raise ValueError(f"dtype must be one of {', '.join(DTYPES)} or None, got {dtype!r}")
     return dtype

@@ -348,6 +348,7 @@ class Embedder:
             prompt = self._spec.default_prompt or None
         _check_prompt(prompt)
         _unknown_options("encode", unknown, ("prompt",))
+        self._check_room(prompt, max_length)
         skip = self._prompt_tokens(prompt)
         single = isinstance(texts, str)
         items = _with_prompt(_check_texts([texts] if single else texts, single), prompt)  # last: it uses up an iterator
@@ -379,6 +380,18 @@ class Embedder:
             print(file=sys.stderr)
         check_truncation(cut, len(items), max_length, truncate)
         return out[0] if single else out
+
+    def _check_room(self, prompt: str | None, max_length: int) -> None:
+        """Refuse a ``max_length`` that the special tokens and the prompt fill: every text would be cut
+        away and all would get the same vector."""
+        (seq,), _ = self.text_encoder.tokenize([prompt or ""], sys.maxsize)
+        if max_length > len(seq):
+            return
+        what = "the special tokens and the prompt" if prompt else "the special tokens"
+        raise ValueError(
+            f"max_length={max_length} leaves no room for the text: {what} already take {len(seq)} tokens. "
+            f"Use max_length > {len(seq)}" + (", or a shorter prompt or task" if prompt else "")
+        )
 
     def _prompt_tokens(self, prompt: str | None) -> int:
         """Tokens pooling leaves out at the start of every text when the model's pooling excludes the

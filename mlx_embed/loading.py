@@ -129,7 +129,8 @@ def resolve(model: str | os.PathLike, revision: str | None = None, local_files_o
     if spec is None and os.path.isfile(name):
         raise ValueError(f"{name} is a file, not a model folder: pass the folder that holds config.json and the weights")
     if spec is None and (name.count("/") != 1 or name.startswith((".", "/", "~"))):
-        hint = " (no such folder)" if not isinstance(model, str) or os.sep in name or name.startswith((".", "~")) else ""
+        hint = (" (no such folder)" if not isinstance(model, str) or os.sep in name or name.startswith((".", "~"))
+                else registry.did_you_mean(name))
         raise ValueError(
             f"Unknown model {name!r}{hint}. Known aliases: {', '.join(registry.REGISTRY)}; "
             "or pass a Hugging Face Hub id ('org/name') or a local folder."
@@ -174,7 +175,9 @@ def resolve(model: str | os.PathLike, revision: str | None = None, local_files_o
         + (" were not found complete in the Hugging Face cache" if isinstance(got, IncompleteSnapshot)
            else " were not found: not in the Hugging Face cache")
         + ("" if offline else " and not downloadable")
-        + f" ({type(got).__name__}: {why}). Fix: "
+        + f" ({type(got).__name__}: {why})"
+        + ("" if spec else f"; nor is there a local folder {name!r}{registry.did_you_mean(name)}")
+        + ". Fix: "
         + "; ".join(fixes)
     )
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import numbers
 from dataclasses import dataclass, field
 
@@ -45,6 +46,11 @@ class ModelSpec:
             raise TypeError(f"task must be a str or None, got {type(task).__name__}")
         if task is not None and not task.strip():
             raise ValueError("task must not be empty: pass task=None for the model's default task")
+        if task is not None and "{task}" in task:
+            raise ValueError(
+                f"task={task!r} holds the placeholder '{{task}}': pass the instruction itself, "
+                "e.g. task='Given a question, retrieve passages that answer it'"
+            )
         if "{task}" not in self.query_prompt:
             if task is not None:
                 raise ValueError(
@@ -131,10 +137,19 @@ def find(name: str) -> ModelSpec | None:
     return _BY_NAME.get(name.lower())
 
 
+def did_you_mean(name: str) -> str:
+    """`` (did you mean 'minilm'?)`` for a near-miss of a registry name, else ``""``."""
+    key = name.strip().lower()
+    close = difflib.get_close_matches(key, list(_BY_NAME), n=1, cutoff=0.8)
+    if not close and len(key) >= 3:
+        close = [alias for alias in REGISTRY if alias.startswith(key)][:1]
+    return f" (did you mean {_BY_NAME[close[0]].alias!r}?)" if close else ""
+
+
 def get(alias: str) -> ModelSpec:
     spec = find(alias)
     if spec is None:
-        raise ValueError(f"Unknown model {alias!r}. Known aliases: {', '.join(REGISTRY)}")
+        raise ValueError(f"Unknown model {alias!r}{did_you_mean(alias)}. Known aliases: {', '.join(REGISTRY)}")
     return spec
 
 

@@ -126,6 +126,8 @@ def test_task_must_be_a_non_empty_str():
         spec.format_query_prompt(123)
     with pytest.raises(ValueError, match="task must not be empty"):
         spec.format_query_prompt("")
+    with pytest.raises(ValueError, match=r"task='use \{task\}' holds the placeholder"):
+        spec.format_query_prompt("use {task}")
 
 
 @pytest.mark.parametrize("method", ["encode_query", "encode_document"])
@@ -425,5 +427,26 @@ def test_load_takes_mx_dtypes_and_repr_shows_the_compute_dtype(minilm_path):
     assert half.dtype == mx.float16 and "dtype='float16'" in repr(half) and "weights='fp32'" in repr(half)
     with pytest.raises(ValueError, match="dtype must be one of float32, float16, bfloat16"):
         mlx_embed.load(minilm_path, dtype=mx.int8)
-    with pytest.raises(TypeError, match="dtype must be a str"):
+    with pytest.raises(TypeError, match="dtype must be a str.*got int 16"):
         mlx_embed.load(minilm_path, dtype=16)
+    assert mlx_embed.load(minilm_path, dtype=np.float16).dtype == mx.float16
+
+
+def test_a_max_length_the_special_tokens_fill_is_refused(minilm):
+    # [CLS] and [SEP] take both places of max_length=2: no text token would be left, all texts one vector
+    with pytest.raises(ValueError, match=r"max_length=2 leaves no room for the text: the special tokens already take 2"):
+        minilm.encode(["apple", "quantum physics"], max_length=2)
+    v = minilm.encode(["apple", "quantum physics"], max_length=3)  # [CLS] apple [SEP] / [CLS] quantum [SEP]
+    np.testing.assert_allclose(v, minilm.encode(["apple", "quantum"]), atol=1e-6)
+
+
+def test_a_prompt_that_fills_max_length_is_refused_not_every_text_one_vector(minilm, tiny_qwen3_hf):
+    prompt = "word " * 20  # 20 tokens
+    with pytest.raises(ValueError, match=r"the special tokens and the prompt already take 22 tokens.*max_length > 22"):
+        minilm.encode(["apple", "quantum physics"], prompt=prompt, max_length=22)
+    v = minilm.encode(["apple", "quantum physics"], prompt=prompt, max_length=23)
+    assert v[0] @ v[1] < 0.9999  # each keeps its first token
+    qwen = mlx_embed.load(tiny_qwen3_hf)
+    n = len(qwen.text_encoder.tokenizer.encode(qwen.spec.format_query_prompt()).ids)
+    with pytest.raises(ValueError, match="shorter prompt or task"):
+        qwen.encode_query(["how do I reset my password", "best pizza in Naples"], max_length=n)

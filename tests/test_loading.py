@@ -19,6 +19,24 @@ def test_unknown_alias_lists_the_aliases():
         assert alias in str(err.value)
 
 
+@pytest.mark.parametrize("name,alias", [("minlm", "minilm"), ("minilm ", "minilm"), ("bge_small", "bge-small"),
+                                        ("qwen", "qwen3-0.6b"), ("Qwen3_0.6B", "qwen3-0.6b")])
+def test_a_near_miss_name_gets_the_alias_it_resembles(name, alias):
+    with pytest.raises(ValueError, match=rf"Unknown model '{name}' \(did you mean '{alias}'\?\)"):
+        mlx_embed.load(name)
+    with pytest.raises(ValueError, match=rf"did you mean '{alias}'\?"):
+        registry.get(name)
+
+
+def test_a_missing_relative_folder_with_one_slash_says_it_is_not_a_folder(tmp_path, monkeypatch):
+    import huggingface_hub.constants as c
+
+    monkeypatch.setattr(c, "HF_HUB_CACHE", str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ModelNotFoundError, match="nor is there a local folder 'models/minilm'"):
+        mlx_embed.load("models/minilm", local_files_only=True)
+
+
 def test_registry_get_lists_the_aliases():
     with pytest.raises(ValueError, match="qwen3-0.6b, minilm, bge-small"):
         registry.get("nope")
