@@ -89,8 +89,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     rows = {k: v for k, v in ROWS.items() if not args.rows or any(r in k for r in args.rows)}
 
-    import transformers
-    from sentence_transformers import SentenceTransformer
+    try:
+        import transformers
+        from sentence_transformers import SentenceTransformer
+    except ImportError as err:
+        parser.error(f"{err.name} is missing: this script compares against sentence-transformers; "
+                     "install the test extras first: pip install torch==2.13.0 && pip install -e '.[test]'")
 
     transformers.utils.logging.disable_progress_bar()
 
