@@ -33,7 +33,7 @@ import warnings
 import weakref
 from collections.abc import Callable
 
-from .tokenize import caller_stacklevel
+from ._messages import caller_stacklevel
 
 EXIT_WAIT_S = 2.0
 FALLBACK_WAIT_S = 0.2

@@ -7,6 +7,7 @@ import sys
 import threading
 import warnings
 from collections.abc import ItemsView, Iterator, KeysView, Mapping, Sequence, Set, ValuesView
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TypedDict
 
@@ -20,7 +21,8 @@ from .models import kernels
 from .pooling import POOLERS, l2_normalize
 from .registry import ModelSpec
 from .stats import weight_format
-from .tokenize import Batch, TextEncoder, caller_stacklevel, check_truncation
+from ._messages import caller_stacklevel
+from .tokenize import Batch, TextEncoder, check_truncation
 
 # Cached MLX buffers above this are released between batches (within a batch the cache still
 # recycles buffers from layer to layer). 0: release after every batch. Measured by
@@ -187,6 +189,32 @@ class EncodeOptions(TypedDict, total=False):
     max_batch_tokens: int | None
 
 
+@dataclass(frozen=True)
+class _Run:
+    """One ``encode`` call's checked options."""
+
+    dim: int
+    batch_size: int
+    max_batch_tokens: int
+    max_length: int
+    normalize: bool
+    truncate: bool
+    show_progress: bool
+    prompt: str | None
+    skip: int  # tokens pooling leaves out at the start of every text (the prompt's, include_prompt: false)
+
+
+@dataclass
+class _Slot:
+    """A batch in flight on one worker stream."""
+
+    n: int  # its number in the batch order
+    idx: np.ndarray  # its texts
+    mask: mx.array  # (B, L)
+    layers: Iterator[mx.array]  # the model's forward, a layer per step
+    hidden: mx.array | None = None  # (B, L, D) after the last step taken
+
+
 if sys.version_info >= (3, 11):
     from typing import Unpack
 else:
@@ -334,52 +362,65 @@ class Embedder:
         check_fork()
         note_mlx_use()
         note_thread()  # MLX may abort at exit while this thread's compile cache is freed
-        dim = self._spec.check_dim(dim)
-        batch_size = _check_int("batch_size", batch_size, 1)
-        if max_batch_tokens is None:
-            max_batch_tokens = CPU_BATCH_TOKENS if mx.default_device() == mx.cpu else GPU_BATCH_TOKENS
-        max_batch_tokens = _check_int("max_batch_tokens", max_batch_tokens, 1)
-        max_length = self._check_max_length(max_length)
-        normalize = _check_bool("normalize", normalize, default=self._spec.normalize)
-        truncate, show_progress = (
-            _check_bool(name, value) for name, value in (("truncate", truncate), ("show_progress", show_progress))
-        )
-        if prompt is None:
-            prompt = self._spec.default_prompt or None
-        _check_prompt(prompt)
         _unknown_options("encode", unknown, ("prompt",))
-        self._check_room(prompt, max_length)
-        skip = self._prompt_tokens(prompt)
+        run = self._run_options(batch_size, normalize, prompt, dim, max_length, truncate, show_progress, max_batch_tokens)
         single = isinstance(texts, str)
-        items = _with_prompt(_check_texts([texts] if single else texts, single), prompt)  # last: it uses up an iterator
+        items = _with_prompt(_check_texts([texts] if single else texts, single), run.prompt)  # last: it uses up an iterator
 
-        out = np.empty((len(items), dim), dtype=np.float32)
-        cut: dict[int, int] = {}
-        if not truncate and len(items) > ENCODE_CHUNK:  # refuse before computing anything; the ids are not kept
-            for start in range(0, len(items), ENCODE_CHUNK):
-                chunk_cut = self.text_encoder.tokenize(items[start : start + ENCODE_CHUNK], max_length)[1]
-                cut.update((start + i, n) for i, n in chunk_cut.items())
-            check_truncation(cut, len(items), max_length, truncate)
+        out = np.empty((len(items), run.dim), dtype=np.float32)
+        cut: dict[int, int] = {}  # {index: full length} of the texts cut
+        if not run.truncate and len(items) > ENCODE_CHUNK:  # refuse before computing anything; the ids are not kept
+            for _ in self._chunks(items, run.max_length, cut):
+                pass
+            check_truncation(cut, len(items), run.max_length, run.truncate)
         done = 0
-        for start in range(0, len(items), ENCODE_CHUNK):
-            ids, chunk_cut = self.text_encoder.tokenize(items[start : start + ENCODE_CHUNK], max_length)
+        for start, ids in self._chunks(items, run.max_length, cut):
             _check_tokens(ids, start, single)
-            cut.update((start + i, n) for i, n in chunk_cut.items())
-            if not truncate:
-                check_truncation(cut, len(items), max_length, truncate)
-            for idx, vectors in self._embed_batches(ids, batch_size, max_batch_tokens, dim, normalize, skip):
+            if not run.truncate:
+                check_truncation(cut, len(items), run.max_length, run.truncate)
+            for idx, vectors in self._embed_batches(ids, run.batch_size, run.max_batch_tokens, run.dim, run.normalize, run.skip):
                 park_if_exiting(_synchronize)
                 _check_finite(vectors, start + idx, self.model)
                 out[start + idx] = vectors
                 done += len(idx)
-                if show_progress:
+                if run.show_progress:
                     print(f"\rmlx_embed: {done}/{len(items)} texts", end="", file=sys.stderr, flush=True)
                 if mx.get_cache_memory() > CACHE_HIGH_WATER:
                     mx.clear_cache()
-        if show_progress and items:
+        if run.show_progress and items:
             print(file=sys.stderr)
-        check_truncation(cut, len(items), max_length, truncate)
+        check_truncation(cut, len(items), run.max_length, run.truncate)
         return out[0] if single else out
+
+    def _run_options(
+        self, batch_size, normalize, prompt, dim, max_length, truncate, show_progress, max_batch_tokens
+    ) -> _Run:
+        """``encode``'s arguments checked, with the model's defaults filled in."""
+        if max_batch_tokens is None:
+            max_batch_tokens = CPU_BATCH_TOKENS if mx.default_device() == mx.cpu else GPU_BATCH_TOKENS
+        if prompt is None:
+            prompt = self._spec.default_prompt or None
+        _check_prompt(prompt)
+        max_length = self._check_max_length(max_length)
+        self._check_room(prompt, max_length)
+        return _Run(
+            dim=self._spec.check_dim(dim),
+            batch_size=_check_int("batch_size", batch_size, 1),
+            max_batch_tokens=_check_int("max_batch_tokens", max_batch_tokens, 1),
+            max_length=max_length,
+            normalize=_check_bool("normalize", normalize, default=self._spec.normalize),
+            truncate=_check_bool("truncate", truncate),
+            show_progress=_check_bool("show_progress", show_progress),
+            prompt=prompt,
+            skip=self._prompt_tokens(prompt),
+        )
+
+    def _chunks(self, items: list[str], max_length: int, cut: dict[int, int]) -> Iterator[tuple[int, list[list[int]]]]:
+        """``(start, token ids)`` per ``ENCODE_CHUNK`` texts, adding the texts cut to ``cut``."""
+        for start in range(0, len(items), ENCODE_CHUNK):
+            ids, chunk_cut = self.text_encoder.tokenize(items[start : start + ENCODE_CHUNK], max_length)
+            cut.update((start + i, n) for i, n in chunk_cut.items())
+            yield start, ids
 
     def _check_room(self, prompt: str | None, max_length: int) -> None:
         """Refuse a ``max_length`` that the special tokens and the prompt fill: every text would be cut
@@ -424,9 +465,7 @@ class Embedder:
         finished: set[int] = set()
         try:
             if not streams:
-                for n, idx in enumerate(order):
-                    yield idx, self._embed_batch([ids[i] for i in idx], dim, normalize, skip)
-                    finished.add(n)
+                yield from self._inline(order, ids, dim, normalize, skip, finished)
                 return
             with _blas.threads(max(1, (os.cpu_count() or 1) // len(streams))):
                 yield from self._interleaved(order, ids, streams, dim, normalize, skip, finished)
@@ -440,9 +479,16 @@ class Embedder:
                 RuntimeWarning,
                 stacklevel=caller_stacklevel(),
             )
-            for n, idx in enumerate(order):
-                if n not in finished:
-                    yield idx, self._embed_batch([ids[i] for i in idx], dim, normalize, skip)
+            yield from self._inline(order, ids, dim, normalize, skip, finished)
+
+    def _inline(
+        self, order: list[np.ndarray], ids: list[list[int]], dim: int, normalize: bool, skip: int, finished: set[int]
+    ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """The batches of ``order`` not in ``finished``, one after the other on the calling thread."""
+        for n, idx in enumerate(order):
+            if n not in finished:
+                yield idx, self._embed_batch([ids[i] for i in idx], dim, normalize, skip)
+                finished.add(n)
 
     def _interleaved(
         self, order: list[np.ndarray], ids: list[list[int]], streams: list, dim: int, normalize: bool, skip: int,
@@ -451,7 +497,7 @@ class Embedder:
         """Run one batch per stream, advancing each by a layer in turn; a slot that finishes pools
         its batch and takes the next one. Adds each yielded batch's number to ``finished``."""
         todo = iter(enumerate(order))
-        slots: list = [None] * len(streams)  # per stream: [n, idx, mask, layer iterator, hidden]
+        slots: list[_Slot | None] = [None] * len(streams)
         ready: list = [None] * len(streams)  # per stream: (n, idx, vectors) dispatched, not yet read
         while True:
             park_if_exiting(_synchronize)
@@ -469,17 +515,16 @@ class Embedder:
                             continue
                         n, idx = nxt
                         batch = self.text_encoder.pad([ids[i] for i in idx], self._spec.padding_side)
-                        mask = mx.array(batch.attention_mask)
-                        slots[j] = [n, idx, mask, self.model.layerwise(*_inputs(batch)), None]
+                        slots[j] = _Slot(n, idx, mx.array(batch.attention_mask), self.model.layerwise(*_inputs(batch)))
                     slot = slots[j]
-                    hidden = next(slot[3], None)
+                    hidden = next(slot.layers, None)
                     if hidden is not None:
-                        slot[4] = hidden
+                        slot.hidden = hidden
                         mx.async_eval(hidden)
                     else:
-                        vectors = self._pool(slot[4], slot[2], dim, normalize, skip)
+                        vectors = self._pool(slot.hidden, slot.mask, dim, normalize, skip)
                         mx.async_eval(vectors)
-                        ready[j], slots[j] = (slot[0], slot[1], vectors), None
+                        ready[j], slots[j] = (slot.n, slot.idx, vectors), None
                 busy = True
             if not busy and all(r is None for r in ready):
                 return

@@ -19,7 +19,8 @@ from . import registry
 from .models import ARCHITECTURES
 from .registry import POOLINGS, ModelSpec
 from .stats import quantization_config
-from .tokenize import caller_stacklevel, read_json
+from ._messages import REFETCH, caller_stacklevel
+from .tokenize import read_json
 
 # Files an embedding model needs; never the PyTorch / ONNX / OpenVINO copies some repos carry.
 ALLOW_PATTERNS = ["*.json", "*.safetensors", "*.txt", "tokenizer.model", "1_Pooling/*"]
@@ -199,7 +200,6 @@ def read_config(path: Path) -> dict:
             )
         raise ModelNotFoundError(f"{path} has no config.json: it is not a Hugging Face / MLX model folder")
     config = read_json(config_file)
-    fix = "re-download or re-convert the model"
     try:
         quantization_config(config)
     except ValueError as err:
@@ -211,7 +211,7 @@ def read_config(path: Path) -> dict:
         value, kind = config.get(f.name), f.type.split(" |")[0]
         if value is None:
             if f.default is dataclasses.MISSING:
-                raise ValueError(f"{config_file} has no {f.name!r}, which a {config['model_type']} model needs: {fix}")
+                raise ValueError(f"{config_file} has no {f.name!r}, which a {config['model_type']} model needs: {REFETCH}")
             continue
         if kind not in _EXPECTED:
             continue  # a field of another type: ModelArgs.from_dict checks it
@@ -223,7 +223,7 @@ def read_config(path: Path) -> dict:
             "str": isinstance(value, str),
         }[kind]
         if not ok:
-            raise ValueError(f"{config_file}: {f.name} is {value!r}, expected {expected}: {fix}")
+            raise ValueError(f"{config_file}: {f.name} is {value!r}, expected {expected}: {REFETCH}")
     try:
         module.ModelArgs.from_dict(config)
     except ValueError as err:
@@ -442,8 +442,7 @@ def load_weights(path: Path) -> dict[str, mx.array]:
             weights.update(mx.load(f))
         except (RuntimeError, ValueError) as err:
             raise ValueError(
-                f"{f} is not a readable safetensors file ({err}); it may be truncated or corrupt: "
-                "re-download or re-convert the model"
+                f"{f} is not a readable safetensors file ({err}); it may be truncated or corrupt: {REFETCH}"
             ) from None
     return weights
 
@@ -457,7 +456,7 @@ def build_model(config: dict, weights: dict[str, mx.array]) -> nn.Module:
     if quant is None and any(k.endswith(".scales") for k in weights):
         raise ValueError(
             "The weights are quantized (they hold .scales) but config.json has no \"quantization\" block saying "
-            "how: restore the checkpoint's config.json (re-download or re-convert the model)"
+            f"how: restore the checkpoint's config.json ({REFETCH})"
         )
     if quant is not None:
         # per-module entries are keyed by module paths as the checkpoint names them: map them as its weights
@@ -478,8 +477,8 @@ def build_model(config: dict, weights: dict[str, mx.array]) -> nn.Module:
             )
         except (ValueError, TypeError) as err:  # a combination MLX cannot build (e.g. mode mxfp4 at group size 64)
             raise ValueError(
-                f"config.json's quantization block {_settings(quant)} cannot be built by MLX {mx.__version__} ({err}): "
-                "re-download or re-convert the model"
+                f"config.json's quantization block {_settings(quant)} cannot be built by MLX {mx.__version__} "
+                f"({err}): {REFETCH}"
             ) from None
     try:
         model.load_weights(list(weights.items()), strict=True)

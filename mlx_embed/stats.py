@@ -9,6 +9,8 @@ import struct
 from dataclasses import dataclass
 from pathlib import Path
 
+from ._messages import REFETCH
+
 _DTYPE_BYTES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "U32": 4, "I16": 2, "U16": 2, "I8": 1, "U8": 1, "BOOL": 1}
 
 
@@ -19,9 +21,6 @@ class CheckpointStats:
     bits_per_weight: float  # 8 * tensor bytes (weights, scales, biases, norms, embeddings) / parameters
 
 
-_REFIX = "re-download or re-convert the model"
-
-
 def quantization_config(config: dict) -> dict | None:
     """A checkpoint's MLX quantization block (mlx-lm writes it as ``quantization`` and again as
     ``quantization_config``), or None for float weights."""
@@ -29,7 +28,7 @@ def quantization_config(config: dict) -> dict | None:
     if not quant:
         return None
     if not isinstance(quant, dict):
-        raise ValueError(f"quantization is {quant!r}, not an object with bits, group_size and mode: {_REFIX}")
+        raise ValueError(f"quantization is {quant!r}, not an object with bits, group_size and mode: {REFETCH}")
     if "quant_method" in quant:
         raise ValueError(
             f"the weights are quantized with {quant['quant_method']!r} (a transformers format), which MLX does not "
@@ -39,7 +38,7 @@ def quantization_config(config: dict) -> dict | None:
         for key, kind in (("bits", int), ("group_size", int), ("mode", str)):
             value = entry.get(key)
             if value is not None and (not isinstance(value, kind) or isinstance(value, bool)):
-                raise ValueError(f"{where}.{key} is {value!r}, not {'an int' if kind is int else 'a string'}: {_REFIX}")
+                raise ValueError(f"{where}.{key} is {value!r}, not {'an int' if kind is int else 'a string'}: {REFETCH}")
     return quant
 
 

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import sys
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,11 +10,12 @@ from pathlib import Path
 import numpy as np
 from tokenizers import Tokenizer, normalizers
 
+from ._messages import REFETCH, caller_stacklevel
+
 # Texts longer than this many characters are tokenized from a prefix when the prefix already holds
 # more than twice max_length tokens: a 10 MB text took 36 s and 1.8 GB to tokenize whole. Shorter
 # texts are tokenized whole, so their ids (and the lengths warnings report) are exact.
 LONG_TEXT_CHARS = 1_000_000
-_PACKAGE_DIR = str(Path(__file__).parent) + os.sep
 
 
 class AtLeast(int):
@@ -60,7 +59,7 @@ def load_tokenizer(folder: Path, lowercase: bool = False) -> Tokenizer:
             tok = Tokenizer.from_file(str(path))
         except Exception as err:  # noqa: BLE001 - tokenizers raises a bare Exception for a bad file
             raise ValueError(
-                f"{path} is not a valid tokenizer file ({err}): re-download or re-convert the model"
+                f"{path} is not a valid tokenizer file ({err}): {REFETCH}"
             ) from None
     elif (folder / "vocab.txt").exists():
         from tokenizers.implementations import BertWordPieceTokenizer
@@ -95,14 +94,13 @@ def read_json(path: Path, kind: type[dict] | type[list] = dict) -> dict | list:
     naming the file when it is not JSON or holds something else."""
     if not path.exists():
         return kind()
-    fix = "re-download or re-convert the model"
     try:
         value = json.loads(path.read_text(encoding="utf-8"))
     except ValueError as err:
-        raise ValueError(f"{path} is not valid JSON ({err}): {fix}") from None
+        raise ValueError(f"{path} is not valid JSON ({err}): {REFETCH}") from None
     if not isinstance(value, kind):
         expected = "an object" if kind is dict else "an array"
-        raise ValueError(f"{path} holds a JSON {type(value).__name__}, not {expected}: {fix}")
+        raise ValueError(f"{path} holds a JSON {type(value).__name__}, not {expected}: {REFETCH}")
     return value
 
 
@@ -203,14 +201,6 @@ class TextEncoder:
         if n < len(head) + len(tail):
             return [0] * n
         return head + [body] * (n - len(head) - len(tail)) + tail
-
-
-def caller_stacklevel() -> int:
-    """The ``stacklevel`` that points a warning raised by our caller at the first frame outside mlx_embed."""
-    frame, level = sys._getframe(1), 1
-    while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE_DIR):
-        frame, level = frame.f_back, level + 1
-    return level
 
 
 def check_truncation(cut: dict[int, int], n_texts: int, max_length: int, truncate: bool) -> None:
