@@ -180,14 +180,14 @@ class _Recorder(nn.Module):
         return self.inner(x)
 
 
-def _get_child(model: nn.Module, path: str) -> nn.Module:
+def get_module(model: nn.Module, path: str) -> nn.Module:
     obj = model
     for part in path.split("."):
         obj = obj[int(part)] if isinstance(obj, list) else obj[part]
     return obj
 
 
-def _set_child(model: nn.Module, path: str, new: nn.Module) -> None:
+def set_module(model: nn.Module, path: str, new: nn.Module) -> None:
     *parents, name = path.split(".")
     obj = model
     for part in parents:
@@ -292,20 +292,20 @@ def gptq(
     prefix, layers = transformer_layers(model)
     float_inputs = _block_inputs(model, layers, batches)
     for path, value in (rounded or {}).items():
-        _get_child(model, path).weight = value
+        get_module(model, path).weight = value
     inputs = _block_inputs(model, layers, batches) if rounded else list(float_inputs)
     weights = [_token_weights(b) for b in batches]
 
     out: dict[str, Quantized] = {}
     for i, layer in enumerate(layers):
         here = f"{prefix}.{i}."
-        local = {p[len(here) :]: p for p in params if p.startswith(here) and isinstance(_get_child(model, p), nn.Linear)}
+        local = {p[len(here) :]: p for p in params if p.startswith(here) and isinstance(get_module(model, p), nn.Linear)}
         stages: dict[tuple[str, str], list[str]] = {}
         for sub in _call_order(layer, list(local), inputs[0]):
             stages.setdefault(_stage(sub, role(local[sub])), []).append(sub)
         float_params = tree_map(lambda a: a, layer.parameters()) if compensate else None
         for members in stages.values():
-            dim = _get_child(layer, members[0]).weight.shape[1]
+            dim = get_module(layer, members[0]).weight.shape[1]
             xs_float = _stage_inputs(layer, members[0], float_inputs, batches, float_params) if compensate else None
             xs = _stage_inputs(layer, members[0], inputs, batches)
             H, C = _second_moments(xs, xs_float, weights)
@@ -314,7 +314,7 @@ def gptq(
             perm = np.argsort(-hdiag, kind="stable") if act_order else None
             U = _inverse_factor(Hx if perm is None else Hx[perm][:, perm], damp)
             for sub in members:
-                m = _get_child(layer, sub)
+                m = get_module(layer, sub)
                 p = params[local[sub]]
                 w = np.array(m.weight.astype(mx.float32)).astype(np.float64)
                 if compensate:
@@ -346,13 +346,13 @@ def _call_order(layer: nn.Module, subs: list[str], args: tuple) -> list[str]:
     """The Linears ``subs`` of ``layer`` in the order one forward pass on ``args`` calls them."""
     order: list[str] = []
     for sub in subs:
-        inner = _get_child(layer, sub)
-        _set_child(layer, sub, _Recorder(inner, lambda x, sub=sub: order.append(sub) if sub not in order else None))
+        inner = get_module(layer, sub)
+        set_module(layer, sub, _Recorder(inner, lambda x, sub=sub: order.append(sub) if sub not in order else None))
     try:
         mx.eval(layer(*args))
     finally:
         for sub in subs:
-            _set_child(layer, sub, _get_child(layer, sub).inner)
+            set_module(layer, sub, get_module(layer, sub).inner)
     return order
 
 
@@ -399,7 +399,7 @@ def _stage_inputs(layer: nn.Module, sub: str, inputs: list[tuple], batches: list
     saved = tree_map(lambda a: a, layer.parameters()) if params is not None else None
     if params is not None:
         layer.update(params)
-    head = _get_child(layer, sub)
+    head = get_module(layer, sub)
     dim = head.weight.shape[1]
     seen: list[mx.array] = []
 
@@ -407,7 +407,7 @@ def _stage_inputs(layer: nn.Module, sub: str, inputs: list[tuple], batches: list
         seen.append(x.astype(mx.float32).reshape(-1, dim))
         raise _Stop
 
-    _set_child(layer, sub, _Recorder(head, sink))
+    set_module(layer, sub, _Recorder(head, sink))
     out = []
     try:
         for args, b in zip(inputs, batches):
@@ -419,7 +419,7 @@ def _stage_inputs(layer: nn.Module, sub: str, inputs: list[tuple], batches: list
             out.append(seen[0][mx.array(np.flatnonzero(b.real))])  # (tokens, I)
             mx.eval(out[-1])
     finally:
-        _set_child(layer, sub, head)
+        set_module(layer, sub, head)
         if saved is not None:
             layer.update(saved)
     return out
@@ -537,7 +537,7 @@ def table_sensitivity(
     """
     from .models import kernels
 
-    table = _get_child(model, path)
+    table = get_module(model, path)
     D = table.weight.shape[1]
     P = D if probes is None else probes
     counts = np.bincount(np.concatenate([np.array(b.input_ids).reshape(-1)[b.real] for b in batches]), minlength=len(scripts))
@@ -549,7 +549,7 @@ def table_sensitivity(
     rows = {r: [np.zeros((D, D)), 0] for r in tracked}
     rng = np.random.default_rng(seed)
     offset: list[mx.array] = []
-    _set_child(model, path, _Shifted(table, lambda: offset[0]))
+    set_module(model, path, _Shifted(table, lambda: offset[0]))
 
     types: list[mx.array | None] = [None]
 
@@ -585,7 +585,7 @@ def table_sensitivity(
                         rows[int(r)][0] += sel.T @ sel
                         rows[int(r)][1] += int(count)
     finally:
-        _set_child(model, path, table)
+        set_module(model, path, table)
     return TableSensitivity(scripts, script_h, script_n, {r: (h, n) for r, (h, n) in rows.items() if n})
 
 

@@ -131,11 +131,10 @@ def _convert(args) -> int:
 
 def _fidelity(args) -> int:
     import mlx_embed
+    from mlx_embed import loading
     from mlx_embed.fidelity import compare
 
-    from mlx_embed.conversion import _full_precision
-
-    reference = mlx_embed.load(_full_precision(args.reference), pooling=args.pooling)  # an alias: its full-precision source
+    reference = mlx_embed.load(loading.full_precision(args.reference), pooling=args.pooling)  # an alias: its full-precision source
     candidate = mlx_embed.load(args.candidate, pooling=args.pooling)
     report = compare(reference, candidate)
     print(json.dumps(report.to_dict(), indent=2) if args.json else report.summary())
@@ -153,7 +152,7 @@ def _models(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from mlx_embed.conversion import RECIPES
+    from mlx_embed.conversion import BITS, GROUP_SIZES, RECIPES, ROUNDINGS
 
     parser = argparse.ArgumentParser(prog="mlx-embed", description="Text embeddings in pure MLX.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -185,19 +184,17 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("convert", help="convert a HF folder to the mlx-community layout and report fidelity")
     p.add_argument("src", help="source model: a local folder, Hub id or alias of a full-precision model")
     p.add_argument("dst", help="folder to write the converted model to")
-    p.add_argument("--bits", type=int, default=4, choices=[4, 6, 8, 16, 32], help="default bits per weight")
-    p.add_argument("--group-size", type=int, default=64, choices=[32, 64, 128], help="quantization group size")
+    p.add_argument("--bits", type=int, default=4, choices=BITS, help="default bits per weight")
+    p.add_argument("--group-size", type=int, default=64, choices=GROUP_SIZES, help="quantization group size")
     p.add_argument(
         "--recipe",
         default="uniform",
         choices=list(RECIPES),
-        help="uniform: every Linear/Embedding at --bits/--group-size (mlx-community layout); "
-        "faithful: mixed 4/5/6/8-bit with GPTQ, cosine >= 0.995 to fp32 on MiniLM (~5.5 bits/weight); "
-        "compact: mixed 4/5/6/8-bit with GPTQ at <= 5 bits/weight",
+        help="; ".join(f"{name}: {recipe.description}" for name, recipe in RECIPES.items()),
     )
     p.add_argument(
         "--rounding",
-        choices=["nearest", "mse", "gptq"],
+        choices=ROUNDINGS,
         help="override the recipe's rounding (mse: fitted scales/biases; gptq: data-aware, runs the model on built-in calibration texts)",
     )
     p.add_argument("--pooling", choices=POOLINGS, help=pooling_help)

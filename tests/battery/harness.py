@@ -25,9 +25,9 @@ def load_battery_model(alias_or_path: str):
     measured on; a 4-bit copy in the HF cache ranks some cases differently), else the HF cache; always
     computing in float32 (a GPU's default for a 4-bit checkpoint is 16-bit). Offline: no download."""
     import mlx_embed
-    from mlx_embed.loading import _package_folder
+    from mlx_embed.loading import package_folder
 
-    source = os.environ.get(ENV.get(alias_or_path, ""), "") or _package_folder(alias_or_path) or alias_or_path
+    source = os.environ.get(ENV.get(alias_or_path, ""), "") or package_folder(alias_or_path) or alias_or_path
     return mlx_embed.load(source, local_files_only=True, dtype="float32")
 
 
