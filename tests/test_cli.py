@@ -15,13 +15,15 @@ from mlx_embed.conversion import RECIPES
 from mlx_embed.registry import REGISTRY
 from mlx_embed.samples import SAMPLE_TEXTS
 
+from .reference import NEEDS_SENTENCE_TRANSFORMERS
+
 TEXTS = ["A man is eating food.", "Someone is having a meal.", "Кошка спит на подоконнике.", "git rebase -i HEAD~3"]
 
 
 @pytest.fixture(scope="module")
 def reference(minilm_path) -> np.ndarray:
     """sentence-transformers' own normalized embeddings of TEXTS."""
-    st = pytest.importorskip("sentence_transformers")
+    st = pytest.importorskip("sentence_transformers", reason=NEEDS_SENTENCE_TRANSFORMERS)
     return st.SentenceTransformer(str(minilm_path), device="cpu").encode(TEXTS, normalize_embeddings=True)
 
 

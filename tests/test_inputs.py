@@ -9,6 +9,7 @@ import mlx_embed
 from mlx_embed import TruncationWarning, tokenize
 
 from .conftest import TEXTS
+from .reference import NEEDS_SENTENCE_TRANSFORMERS, NEEDS_TRANSFORMERS
 
 
 @pytest.fixture(scope="module")
@@ -203,9 +204,15 @@ def test_dim_not_allowed_for_non_matryoshka_model(minilm):
         minilm.encode("x", dim=128)
 
 
-@pytest.mark.parametrize("kwargs,exc", [({"batch_size": 0}, ValueError), ({"batch_size": "8"}, TypeError), ({"prompt": 5}, TypeError), ({"dim": 1.5}, TypeError)])
-def test_bad_arguments(minilm, kwargs, exc):
-    with pytest.raises(exc):
+@pytest.mark.parametrize("kwargs,exc,match", [
+    ({"batch_size": 0}, ValueError, "batch_size must be >= 1, got 0"),
+    ({"batch_size": "8"}, TypeError, "batch_size must be an int, got str"),
+    ({"max_batch_tokens": 2.0}, TypeError, "max_batch_tokens must be an int, got float"),
+    ({"prompt": 5}, TypeError, "prompt must be a str or None, got int"),
+    ({"dim": 1.5}, TypeError, "dim must be an int, got float"),
+])
+def test_bad_arguments(minilm, kwargs, exc, match):
+    with pytest.raises(exc, match=match):
         minilm.encode(["x"], **kwargs)
 
 
@@ -292,7 +299,7 @@ def test_normalization_follows_the_folders_sentence_transformers_modules(tiny_be
     import json
     import shutil
 
-    st = pytest.importorskip("sentence_transformers")
+    st = pytest.importorskip("sentence_transformers", reason=NEEDS_SENTENCE_TRANSFORMERS)
     folder = tmp_path / "dot"
     shutil.copytree(tiny_bert_hf, folder)
     modules = [m for m in json.loads((folder / "modules.json").read_text()) if not m["type"].endswith("Normalize")]
@@ -322,7 +329,7 @@ def test_a_bad_stream_count_in_the_environment_warns_and_falls_back():
 
 def test_text_of_exactly_max_length_tokens_is_not_cut(minilm_path):
     """256 tokens (counted by transformers' tokenizer, [CLS] and [SEP] included) fit MiniLM's 256."""
-    transformers = pytest.importorskip("transformers")
+    transformers = pytest.importorskip("transformers", reason=NEEDS_TRANSFORMERS)
     text = "word " * 254
     assert len(transformers.AutoTokenizer.from_pretrained(str(minilm_path))(text)["input_ids"]) == 256
     model = mlx_embed.load(minilm_path)
@@ -335,7 +342,7 @@ def test_text_of_exactly_max_length_tokens_is_not_cut(minilm_path):
 def test_truncation_message_counts_the_longest_and_names_the_first(minilm_path, monkeypatch):
     """The last text is tokenized from a prefix (over LONG_TEXT_CHARS) and so recorded first; the message
     still names the lowest index, and the longest count comes from the whole text (transformers' count)."""
-    transformers = pytest.importorskip("transformers")
+    transformers = pytest.importorskip("transformers", reason=NEEDS_TRANSFORMERS)
     long_a, long_b = "word " * 300, "lorem ipsum " * 300
     n_a = len(transformers.AutoTokenizer.from_pretrained(str(minilm_path))(long_a)["input_ids"])
     assert n_a == 302
@@ -450,3 +457,13 @@ def test_a_prompt_that_fills_max_length_is_refused_not_every_text_one_vector(min
     n = len(qwen.text_encoder.tokenizer.encode(qwen.spec.format_query_prompt()).ids)
     with pytest.raises(ValueError, match="shorter prompt or task"):
         qwen.encode_query(["how do I reset my password", "best pizza in Naples"], max_length=n)
+
+
+def test_show_progress_counts_texts_on_stderr_and_ends_the_line(minilm, capsys):
+    minilm.encode(["a", "b c", "d e f"], show_progress=True, batch_size=1)
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    steps = captured.err.split("\r")
+    assert steps[-1] == "mlx_embed: 3/3 texts\n" and "mlx_embed: 1/3 texts" in steps
+    minilm.encode(["a"], show_progress=False)
+    assert capsys.readouterr().err == ""

@@ -11,6 +11,8 @@ import mlx_embed
 from mlx_embed import ModelNotFoundError, loading, registry
 from mlx_embed.stats import checkpoint_stats
 
+from .reference import NEEDS_SENTENCE_TRANSFORMERS, NEEDS_TRANSFORMERS
+
 
 def test_unknown_alias_lists_the_aliases():
     with pytest.raises(ValueError) as err:
@@ -119,7 +121,7 @@ def test_folder_without_pooling_info_asks_for_pooling(tiny_bert_hf, tmp_path):
 
 def test_folder_without_modules_json_is_not_normalized_as_in_sentence_transformers(minilm_path, tmp_path):
     """Without modules.json sentence-transformers builds Transformer + mean Pooling, no Normalize."""
-    st = pytest.importorskip("sentence_transformers")
+    st = pytest.importorskip("sentence_transformers", reason=NEEDS_SENTENCE_TRANSFORMERS)
     bare = tmp_path / "bare"
     shutil.copytree(minilm_path, bare)
     (bare / "modules.json").unlink()
@@ -424,7 +426,7 @@ def test_qwen3_folder_prompt_keeps_what_follows_query(tiny_qwen3_hf, tmp_path, s
 def test_qwen3_config_defaults_and_refusals_follow_transformers():
     """A config that leaves a key out means transformers' default; settings we do not implement are
     refused instead of silently computing another model."""
-    transformers = pytest.importorskip("transformers")
+    transformers = pytest.importorskip("transformers", reason=NEEDS_TRANSFORMERS)
     from mlx_embed.models.qwen3 import ModelArgs
 
     base = {"model_type": "qwen3", "hidden_size": 64, "num_hidden_layers": 1, "intermediate_size": 128,
@@ -445,7 +447,7 @@ def test_qwen3_config_defaults_and_refusals_follow_transformers():
 def test_folder_named_like_a_registry_model_follows_its_own_sentence_transformers_files(minilm_path, tmp_path):
     """A fine-tune saved as ./all-MiniLM-L6-v2 with its own settings (no Normalize, 128 tokens, E5-style
     prompts) embeds as sentence-transformers embeds that folder, not as the registry's MiniLM."""
-    st = pytest.importorskip("sentence_transformers")
+    st = pytest.importorskip("sentence_transformers", reason=NEEDS_SENTENCE_TRANSFORMERS)
     folder = tmp_path / "all-MiniLM-L6-v2"
     shutil.copytree(minilm_path, folder)
     modules = [m for m in json.loads((folder / "modules.json").read_text()) if not m["type"].endswith("Normalize")]

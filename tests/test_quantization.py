@@ -18,7 +18,7 @@ from mlx_embed.fidelity import compare
 from mlx_embed.pooling import POOLERS, l2_normalize
 from mlx_embed.samples import SAMPLE_TEXTS
 
-from .reference import cosines, dequantize, reference_embed, torch_model, unpack
+from .reference import NEEDS_SENTENCE_TRANSFORMERS, NEEDS_TORCH, NEEDS_TRANSFORMERS, cosines, dequantize, reference_embed, torch_model, unpack
 
 
 def _stored_bits_per_weight(folder: Path, source: Path) -> float:
@@ -45,7 +45,7 @@ def minilm_compact(minilm_path, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def sentence_transformers_sample(minilm_path) -> np.ndarray:
-    st = pytest.importorskip("sentence_transformers")
+    st = pytest.importorskip("sentence_transformers", reason=NEEDS_SENTENCE_TRANSFORMERS)
     model = st.SentenceTransformer(str(minilm_path), device="cpu")
     return model.encode(list(SAMPLE_TEXTS), normalize_embeddings=True, convert_to_numpy=True)
 
@@ -218,8 +218,8 @@ def qwen3_bf16_massive(tiny_qwen3_hf, tmp_path_factory) -> Path:
     bfloat16, past float16's 65504."""
     import shutil
 
-    torch = pytest.importorskip("torch")
-    transformers = pytest.importorskip("transformers")
+    torch = pytest.importorskip("torch", reason=NEEDS_TORCH)
+    transformers = pytest.importorskip("transformers", reason=NEEDS_TRANSFORMERS)
     model = transformers.Qwen3Model.from_pretrained(tiny_qwen3_hf).eval()
     torch.manual_seed(2)
     with torch.no_grad():

@@ -10,6 +10,8 @@ import pytest
 
 import mlx_embed
 
+from .reference import NEEDS_SENTENCE_TRANSFORMERS, NEEDS_TORCH, NEEDS_TRANSFORMERS
+
 TEXTS = ["hello world", "The quick brown fox jumps over the lazy dog.", "Café naïve résumé ÉCOLE", "今天天气很好。",
          "Embeddings map sentences to VECTORS. " * 6]
 
@@ -34,7 +36,7 @@ def _edit(path, **changes):
 
 
 def _reference(folder, texts=TEXTS, method="encode"):
-    st = pytest.importorskip("sentence_transformers")
+    st = pytest.importorskip("sentence_transformers", reason=NEEDS_SENTENCE_TRANSFORMERS)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return getattr(st.SentenceTransformer(str(folder), device="cpu"), method)(texts)
@@ -119,8 +121,8 @@ def test_pooling_without_the_prompt_leaves_its_tokens_out(minilm_path, tmp_path,
 def test_a_prompt_without_an_end_token_is_counted_whole(tmp_path):
     """sentence-transformers takes one token off the prompt's length only when it ends in a special token:
     a Qwen-style tokenizer that appends none skipped one prompt token too few."""
-    import torch
-    import transformers
+    torch = pytest.importorskip("torch", reason=NEEDS_TORCH)
+    transformers = pytest.importorskip("transformers", reason=NEEDS_TRANSFORMERS)
 
     from .conftest import _write_st_files, train_qwen_like_tokenizer
 
@@ -379,3 +381,14 @@ def test_a_missing_pooling_config_is_named_where_modules_json_puts_it(minilm_pat
     (folder / "modules.json").write_text(json.dumps(modules))
     with pytest.raises(ValueError, match=r"no sentence-transformers pooling config \(pool/config.json\)"):
         mlx_embed.load(folder)
+
+
+def test_matryoshka_dim_matches_sentence_transformers_truncate_dim_renormalized(tiny_qwen3_hf):
+    """``encode(dim=)`` cuts before normalizing; sentence-transformers' ``truncate_dim`` cuts the output of its
+    pipeline (after its Normalize), so its rows, normalized again, are the reference."""
+    st = pytest.importorskip("sentence_transformers", reason=NEEDS_SENTENCE_TRANSFORMERS)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        reference = st.SentenceTransformer(str(tiny_qwen3_hf), device="cpu", truncate_dim=32).encode(TEXTS)
+    reference /= np.linalg.norm(reference, axis=1, keepdims=True)
+    _assert_same(mlx_embed.load(tiny_qwen3_hf).encode(TEXTS, dim=32), reference)
