@@ -28,6 +28,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import mlx.core as mx
 import mlx.nn as nn
@@ -35,6 +36,11 @@ import numpy as np
 from mlx.utils import tree_map
 
 from .tokenize import TruncationWarning
+
+if TYPE_CHECKING:
+    from tokenizers import Tokenizer
+
+    from .tokenize import TextEncoder
 
 
 @dataclass
@@ -199,14 +205,14 @@ def set_module(model: nn.Module, path: str, new: nn.Module) -> None:
 
 
 @dataclass
-class Batch:
+class CalibrationBatch:
     input_ids: mx.array  # (B, L)
     attention_mask: mx.array  # (B, L)
     real: np.ndarray  # (B * L,) bool: which positions are real tokens
     token_type_ids: mx.array | None = None  # (B, L)
 
 
-def make_batches(text_encoder, texts: Sequence[str], max_length: int, side: str, batch_size: int = 32) -> list[Batch]:
+def make_batches(text_encoder: TextEncoder, texts: Sequence[str], max_length: int, side: str, batch_size: int = 32) -> list[CalibrationBatch]:
     """Length-sorted padded batches of ``texts``; texts over ``max_length`` tokens are cut, silently
     (calibration only needs realistic inputs)."""
     with warnings.catch_warnings():
@@ -217,7 +223,7 @@ def make_batches(text_encoder, texts: Sequence[str], max_length: int, side: str,
     for start in range(0, len(order), batch_size):
         b = text_encoder.pad([seqs[i] for i in order[start : start + batch_size]], side)
         types = None if b.token_type_ids is None else mx.array(b.token_type_ids)
-        out.append(Batch(mx.array(b.input_ids), mx.array(b.attention_mask), b.attention_mask.reshape(-1) != 0, types))
+        out.append(CalibrationBatch(mx.array(b.input_ids), mx.array(b.attention_mask), b.attention_mask.reshape(-1) != 0, types))
     return out
 
 
@@ -251,7 +257,7 @@ class _Capture(nn.Module):
         raise _Stop
 
 
-def _token_weights(b: Batch) -> np.ndarray:
+def _token_weights(b: CalibrationBatch) -> np.ndarray:
     """Each text weighs the same in ``H``, whatever its length: 1 / length per real token."""
     mask = np.array(b.attention_mask).astype(np.float64)  # (B, L)
     return (mask / mask.sum(1, keepdims=True)).reshape(-1)[b.real]
@@ -260,7 +266,7 @@ def _token_weights(b: Batch) -> np.ndarray:
 def gptq(
     model: nn.Module,
     params: dict[str, dict],
-    batches: list[Batch],
+    batches: list[CalibrationBatch],
     role: Callable[[str], str | None],
     damp: float = 0.01,
     log: Callable[[str], None] | None = None,
@@ -376,7 +382,7 @@ def _second_moments(
     return np.array(H, dtype=np.float64), np.array(C, dtype=np.float64)
 
 
-def _block_inputs(model: nn.Module, layers: list[nn.Module], batches: list[Batch]) -> list[tuple]:
+def _block_inputs(model: nn.Module, layers: list[nn.Module], batches: list[CalibrationBatch]) -> list[tuple]:
     """The arguments the first block receives, per batch."""
     inputs: list[tuple] = []
     saved = layers[0]
@@ -393,7 +399,7 @@ def _block_inputs(model: nn.Module, layers: list[nn.Module], batches: list[Batch
     return inputs
 
 
-def _stage_inputs(layer: nn.Module, sub: str, inputs: list[tuple], batches: list[Batch], params=None) -> list[mx.array]:
+def _stage_inputs(layer: nn.Module, sub: str, inputs: list[tuple], batches: list[CalibrationBatch], params=None) -> list[mx.array]:
     """The inputs (real tokens, I) of the Linear ``sub`` of ``layer`` per batch (with ``params`` loaded
     into the layer for the duration, when given)."""
     saved = tree_map(lambda a: a, layer.parameters()) if params is not None else None
@@ -470,7 +476,7 @@ def _script(text: str) -> str:
     return "latin" if any(c.isalpha() for c in text) else "other"
 
 
-def token_scripts(tokenizer, rows: int) -> np.ndarray:
+def token_scripts(tokenizer: Tokenizer, rows: int) -> np.ndarray:
     """Index into :data:`SCRIPTS` of each of the table's ``rows`` (rows past the vocabulary: "other")."""
     n = min(rows, tokenizer.get_vocab_size())
     texts = tokenizer.decode_batch([[i] for i in range(n)], skip_special_tokens=False)
@@ -519,7 +525,7 @@ class _Shifted(nn.Module):
 def table_sensitivity(
     model: nn.Module,
     path: str,
-    batches: list[Batch],
+    batches: list[CalibrationBatch],
     pool: Callable[[mx.array, mx.array], mx.array],
     scripts: np.ndarray,
     own_rows: Sequence[int] = (),

@@ -14,6 +14,7 @@ import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import mlx.core as mx
 import mlx.nn as nn
@@ -26,6 +27,9 @@ from .pooling import POOLERS
 from .registry import ModelSpec
 from .stats import checkpoint_stats
 from .tokenize import TextEncoder, read_json
+
+if TYPE_CHECKING:
+    from .fidelity import FidelityReport
 
 BITS = (4, 6, 8, 16, 32)
 GROUP_SIZES = (32, 64, 128)
@@ -535,7 +539,7 @@ def convert(
     report: bool = True,
     overwrite: bool = False,
     pooling: str | None = None,
-):
+) -> FidelityReport | None:
     """Convert ``src`` (folder, alias or Hub id of a full-precision model) into ``dst``. A registry
     alias or mlx-community id (a quantized checkpoint) converts from the model's full-precision
     upstream: ``minilm`` from ``sentence-transformers/all-MiniLM-L6-v2``.

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .eval.metrics import cosine_scores
 from .samples import SAMPLE_TEXTS
+
+if TYPE_CHECKING:
+    from .embedder import Embedder
 
 
 @dataclass(frozen=True)
@@ -46,7 +50,7 @@ class FidelityReport:
 _SETTINGS = ("pooling", "normalize", "max_length", "lowercase", "include_prompt", "document_prompt", "default_prompt", "end_token", "padding_side")
 
 
-def spec_differences(reference, candidate) -> tuple[str, ...]:
+def spec_differences(reference: Embedder, candidate: Embedder) -> tuple[str, ...]:
     """``"name: reference value vs candidate value"`` for each setting of the two Embedders' specs that
     differs (the query prompt as ``encode_query`` fills it in)."""
     a, b = reference.spec, candidate.spec
@@ -81,7 +85,7 @@ def per_text_cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return (a * b).sum(axis=1)
 
 
-def topk_agreement(reference, candidate, k: int = 5) -> float:
+def topk_agreement(reference: Embedder, candidate: Embedder, k: int = 5) -> float:
     """Mean overlap of the top-k documents per query (by cosine) on the bundled retrieval corpora."""
     from .eval.corpora import list_corpora, load_corpus
 
@@ -97,7 +101,7 @@ def topk_agreement(reference, candidate, k: int = 5) -> float:
     return float(np.mean(overlaps))
 
 
-def compare(reference, candidate, texts: Sequence[str] = SAMPLE_TEXTS, *, retrieval_k: int | None = 5) -> FidelityReport:
+def compare(reference: Embedder, candidate: Embedder, texts: Sequence[str] = SAMPLE_TEXTS, *, retrieval_k: int | None = 5) -> FidelityReport:
     """Compare two Embedders on ``texts`` (and, with ``retrieval_k``, on the bundled retrieval corpora)."""
     ref = reference.encode(list(texts))
     cand = candidate.encode(list(texts))

@@ -65,8 +65,12 @@ import sys
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .stats import files_float_dtype, quantization_config, weight_format
+
+if TYPE_CHECKING:
+    from . import loading
 
 SCHEMA_ID = "mlx_embed.fit/1"
 GIB = 1024**3
@@ -77,8 +81,7 @@ MIB = 1024**2
 # pass --reserve to change it.
 DEFAULT_RESERVE = 2 * GIB
 TIGHT_HEADROOM = 0.10  # "fits" needs at least this fraction of the budget left over
-ENCODE_BATCH_SIZE = 32  # Embedder.encode's defaults (batch_size; max_batch_tokens on a GPU), kept here so
-ENCODE_MAX_BATCH_TOKENS = 16384  # that estimating imports no MLX; a test holds them equal
+ENCODE_BATCH_SIZE = 32  # Embedder.encode's default batch_size; a test holds them equal
 SHORT_TEXT = 128  # "does not fit" when even one text of this many tokens does not
 MEASURE_TIMEOUT = 1800.0  # seconds one model's measuring process may take before it is estimated instead
 SMALLER_ONLY = "only with smaller inputs"  # the verdict when encode's defaults do not fit but shorter or fewer texts do
@@ -238,7 +241,7 @@ def encode_batch_tokens(backend: str) -> int:
     return embedder.CPU_BATCH_TOKENS if backend == "cpu" else embedder.GPU_BATCH_TOKENS
 
 
-def default_point(max_length: int, max_batch_tokens: int = ENCODE_MAX_BATCH_TOKENS) -> tuple[int, int]:
+def default_point(max_length: int, max_batch_tokens: int) -> tuple[int, int]:
     """The largest batch ``encode`` forms by default at ``max_length``: 32 texts, at most ``max_batch_tokens``
     padded tokens (a single longer text is a batch of its own)."""
     return max(1, min(ENCODE_BATCH_SIZE, max_batch_tokens // max_length)), max_length
@@ -689,7 +692,7 @@ def measured_model(name: str, got: dict, backend: str) -> MemoryModel:
 # ---------------------------------------------------------------- the report
 
 
-def _locate(name: str):
+def _locate(name: str) -> tuple[loading.Resolved | None, dict, str]:
     """``(Resolved or None, config, where the config came from)``: Resolved only when the weights are here."""
     from . import loading, registry
 

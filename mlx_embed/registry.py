@@ -6,7 +6,9 @@ import difflib
 import numbers
 from dataclasses import dataclass, field
 
-POOLINGS = ("mean", "cls", "last_token")
+from .pooling import POOLERS
+
+POOLINGS = tuple(POOLERS)  # ("mean", "cls", "last_token")
 
 
 @dataclass(frozen=True)

@@ -313,7 +313,6 @@ def test_fits_copy_of_encodes_defaults_is_current():
 
     params = inspect.signature(embedder.Embedder.encode).parameters
     assert fit.ENCODE_BATCH_SIZE == params["batch_size"].default
-    assert fit.ENCODE_MAX_BATCH_TOKENS == embedder.GPU_BATCH_TOKENS
 
 
 def test_estimated_max_length_is_encodes(tmp_path, minilm_4bit):
