@@ -429,11 +429,9 @@ def weight_bytes(config: dict, backend: str) -> dict:
 
 
 def this_backend() -> str:
-    import mlx.core as mx
+    from .profile import backend_name
 
-    if mx.default_device() == mx.gpu:
-        return "metal" if mx.metal.is_available() else "cuda"
-    return "cpu"
+    return backend_name()
 
 
 def probe_activations(config: dict, backend: str, max_length: int = PROBE_LENGTH) -> tuple[float, float, str, dict[str, int]]:
@@ -582,10 +580,9 @@ def _measure(model: str, points: list[tuple[int, int]] | None, rss_before_import
     import warnings
 
     import mlx.core as mx
-    from mlx.utils import tree_flatten
 
     import mlx_embed
-    from mlx_embed.profile import PeakSampler, rss
+    from mlx_embed.profile import PeakSampler, resident_bytes, rss
     from mlx_embed.samples import SAMPLE_TEXTS
     from mlx_embed.stats import checkpoint_stats
 
@@ -625,7 +622,7 @@ def _measure(model: str, points: list[tuple[int, int]] | None, rss_before_import
         "parameters": stats.parameters,
         "weights_bytes": stats.weights_bytes,
         "bits_per_weight": stats.bits_per_weight,
-        "resident_weight_bytes": int(sum(v.nbytes for _, v in tree_flatten(embedder.model.parameters()))),
+        "resident_weight_bytes": resident_bytes(embedder.model),
         "rss_before_import": rss_before_import,
         "rss_before_load": before_load,
         "rss_after_load": after_load,
@@ -733,10 +730,10 @@ def _import_rss() -> int | None:
     import subprocess
 
     code = "import mlx_embed.procmem as p; print(p.process_memory())"
-    root = str(Path(__file__).resolve().parents[1])
-    env = dict(os.environ, PYTHONPATH=root + (os.pathsep + os.environ["PYTHONPATH"] if os.environ.get("PYTHONPATH") else ""))
+    from .profile import child_env
+
     try:
-        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=child_env())
         return int(out.stdout.strip().splitlines()[-1])
     except (OSError, ValueError, IndexError, subprocess.SubprocessError):
         return None

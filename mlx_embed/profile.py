@@ -280,16 +280,38 @@ def machine_info() -> dict:
     }
 
 
+def backend_name() -> str:
+    """MLX's default device as a backend name: "metal", "cuda" or "cpu"."""
+    import mlx.core as mx
+
+    if mx.default_device() == mx.gpu:
+        return "metal" if mx.metal.is_available() else "cuda"
+    return "cpu"
+
+
+def child_env() -> dict[str, str]:
+    """This environment with the folder that holds this mlx_embed first on PYTHONPATH, so a child
+    interpreter imports the same copy."""
+    root = str(Path(__file__).resolve().parents[1])
+    env = dict(os.environ)
+    env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    return env
+
+
+def resident_bytes(model) -> int:
+    """Bytes of a model's parameters in memory (packed weights as packed)."""
+    from mlx.utils import tree_flatten
+
+    return int(sum(v.nbytes for _, v in tree_flatten(model.parameters())))
+
+
 def backend_info() -> dict:
     """MLX's default device as a backend name ("metal", "cuda", "cpu"), its name, MLX version, BLAS."""
     import mlx.core as mx
 
     from . import _blas
 
-    if mx.default_device() == mx.gpu:
-        name = "metal" if mx.metal.is_available() else "cuda"
-    else:
-        name = "cpu"
+    name = backend_name()
     try:
         info = mx.device_info()
         device_name = str(info.get("device_name") or info.get("architecture") or name)
@@ -339,7 +361,6 @@ def _measure(
 ) -> dict:
     """The per-model measurements; runs in a fresh process right after ``import mlx_embed``."""
     import mlx.core as mx
-    from mlx.utils import tree_flatten
 
     import mlx_embed
     from mlx_embed.stats import checkpoint_stats
@@ -357,7 +378,7 @@ def _measure(
     rss_after_load = rss()
     mlx_active_load = int(mx.get_active_memory())
     mlx_peak_load = int(mx.get_peak_memory())
-    resident = sum(v.nbytes for _, v in tree_flatten(embedder.model.parameters()))
+    resident = resident_bytes(embedder.model)
     stats = checkpoint_stats(embedder.path)
 
     with warnings.catch_warnings():
@@ -489,9 +510,7 @@ def run_child(module: str, args: list[str], timeout: float | None = None) -> dic
 
     Raises :class:`ChildFailed` when the child dies (a signal such as the OOM killer's or jetsam's), exits non-zero
     or runs past ``timeout`` seconds (then it is killed), ``ValueError`` for the bad input the child reports."""
-    root = str(Path(__file__).resolve().parents[1])
-    env = dict(os.environ)
-    env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    env = child_env()
     env.setdefault("TOKENIZERS_PARALLELISM", "false")
     with tempfile.TemporaryDirectory(prefix="mlx_embed_child_") as tmp:
         out = Path(tmp) / "result.json"
