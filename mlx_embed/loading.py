@@ -334,6 +334,12 @@ def _query_prompt(written: str, qwen_like: bool) -> tuple[str, str | None]:
 _DOCUMENT_KEYS = ("document", "passage", "corpus")
 
 
+def _qwen_recipe(arch: str, pooling: str) -> bool:
+    """Whether a folder not in the registry embeds as Qwen3-Embedding does: pool ``<|endoftext|>``, left
+    padding, Matryoshka from 32 dims, a task instruction."""
+    return arch == "qwen3" and pooling == "last_token"
+
+
 def _own_changes(info: dict, config: dict, arch: str, pooling: str, max_length: int) -> dict:
     """ModelSpec fields a folder's sentence-transformers files set (see :func:`sentence_transformers_info`).
 
@@ -346,8 +352,7 @@ def _own_changes(info: dict, config: dict, arch: str, pooling: str, max_length: 
     changes["max_length"] = min(info.get("max_length") or min(max_length, info.get("tokenizer_max_length", max_length)), positions)
     prompts = info.get("prompts", {})
     if prompts:
-        qwen_like = arch == "qwen3" and pooling == "last_token"
-        changes["query_prompt"], changes["default_task"] = _query_prompt(prompts.get("query", ""), qwen_like)
+        changes["query_prompt"], changes["default_task"] = _query_prompt(prompts.get("query", ""), _qwen_recipe(arch, pooling))
         changes["document_prompt"] = next((prompts[k] for k in _DOCUMENT_KEYS if k in prompts), "")
     return changes
 
@@ -405,8 +410,7 @@ def spec_for(resolved: Resolved, config: dict, pooling: str | None = None) -> Mo
             "(mlx-embed similarity, embed, convert, fidelity; eval, profile and fit take registry models and "
             "folders with a pooling config)."
         )
-    # Qwen3-Embedding recipe: pool <|endoftext|>, left padding, Matryoshka from 32 dims, a task instruction.
-    qwen_like = arch == "qwen3" and chosen == "last_token"
+    qwen_like = _qwen_recipe(arch, chosen)
     padding_side = "left" if qwen_like else "right"
     _check_pipeline(resolved.name, info)
     positions = config.get("max_position_embeddings", 512)
