@@ -23,6 +23,7 @@ from mlx.utils import tree_flatten
 
 from . import loading
 from .api import DTYPES, text_encoder_for
+from .models import ARCHITECTURES
 from .pooling import POOLERS
 from .registry import ModelSpec
 from .stats import checkpoint_stats
@@ -49,7 +50,6 @@ ST_FILES = ("modules.json", "sentence_bert_config.json", "config_sentence_transf
 _POOLING_FLAGS = {
     loading.ST_POOLING[mode]: flag for flag, mode in loading.ST_POOLING_FLAGS.items() if mode in loading.ST_POOLING
 }
-SAVE_PREFIX = {"qwen3": "model.", "bert": ""}
 
 Choice = dict | bool | None  # what a recipe says about one module
 
@@ -492,7 +492,7 @@ def _write_folder(
     the source's tokenizer files (``tokenizer_json`` replacing its own) and sentence-transformers files
     for ``spec``."""
     _clear_destination(dst, src)
-    prefix = SAVE_PREFIX[config["model_type"]]
+    prefix = ARCHITECTURES[config["model_type"]].SAVE_PREFIX
     weights = {prefix + k: v for k, v in tree_flatten(model.parameters())}
     mx.save_safetensors(str(dst / "model.safetensors"), weights, metadata={"format": "mlx"})
     config["mlx_embed"]["bits_per_weight"] = round(checkpoint_stats(dst, config).bits_per_weight, 4)
@@ -585,7 +585,7 @@ def convert(
             out_config["type_vocab_size"] = model.embeddings.token_type_embeddings.weight.shape[0]
         model.set_dtype(half)
         quant = {"group_size": group_size, "bits": bits, "mode": "affine"}
-        quant.update({SAVE_PREFIX[config["model_type"]] + path: value for path, value in overrides.items()})
+        quant.update({ARCHITECTURES[config["model_type"]].SAVE_PREFIX + path: value for path, value in overrides.items()})
         out_config["quantization"] = quant
         out_config["quantization_config"] = quant
     out_config["torch_dtype"] = out_config["dtype"] = DTYPE_NAMES[mx.float32 if bits == 32 else half]

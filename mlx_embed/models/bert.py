@@ -14,6 +14,7 @@ from .activations import gelu
 
 
 _TF_NAMES = {"gamma": "weight", "beta": "bias"}  # LayerNorm parameters as the TensorFlow port named them
+SAVE_PREFIX = ""  # checkpoint keys are this module's names (transformers' BertModel layout)
 
 
 @dataclass

@@ -12,6 +12,8 @@ import mlx.nn as nn
 from . import kernels
 from .activations import silu_mul
 
+SAVE_PREFIX = "model."  # mlx-lm's layout (Qwen3ForCausalLM keys), which sanitize() strips on load
+
 
 @dataclass
 class ModelArgs:
