@@ -443,7 +443,8 @@ def test_a_max_length_the_special_tokens_fill_is_refused(minilm):
     # [CLS] and [SEP] take both places of max_length=2: no text token would be left, all texts one vector
     with pytest.raises(ValueError, match=r"max_length=2 leaves no room for the text: the special tokens already take 2"):
         minilm.encode(["apple", "quantum physics"], max_length=2)
-    v = minilm.encode(["apple", "quantum physics"], max_length=3)  # [CLS] apple [SEP] / [CLS] quantum [SEP]
+    with pytest.warns(TruncationWarning, match="1 of 2 texts"):
+        v = minilm.encode(["apple", "quantum physics"], max_length=3)  # [CLS] apple [SEP] / [CLS] quantum [SEP]
     np.testing.assert_allclose(v, minilm.encode(["apple", "quantum"]), atol=1e-6)
 
 
@@ -451,7 +452,8 @@ def test_a_prompt_that_fills_max_length_is_refused_not_every_text_one_vector(min
     prompt = "word " * 20  # 20 tokens
     with pytest.raises(ValueError, match=r"the special tokens and the prompt already take 22 tokens.*max_length > 22"):
         minilm.encode(["apple", "quantum physics"], prompt=prompt, max_length=22)
-    v = minilm.encode(["apple", "quantum physics"], prompt=prompt, max_length=23)
+    with pytest.warns(TruncationWarning, match="1 of 2 texts"):
+        v = minilm.encode(["apple", "quantum physics"], prompt=prompt, max_length=23)
     assert v[0] @ v[1] < 0.9999  # each keeps its first token
     qwen = mlx_embed.load(tiny_qwen3_hf)
     n = len(qwen.text_encoder.tokenizer.encode(qwen.spec.format_query_prompt()).ids)
