@@ -398,22 +398,23 @@ class Embedder:
         """``encode``'s arguments checked, with the model's defaults filled in."""
         if max_batch_tokens is None:
             max_batch_tokens = CPU_BATCH_TOKENS if mx.default_device() == mx.cpu else GPU_BATCH_TOKENS
+        own_prompt = prompt is not None
         if prompt is None:
             prompt = self._spec.default_prompt or None
         _check_prompt(prompt)
-        max_length = self._check_max_length(max_length)
-        self._check_room(prompt, max_length)
-        return _Run(
+        run = _Run(
             dim=self._spec.check_dim(dim),
             batch_size=_check_int("batch_size", batch_size, 1),
             max_batch_tokens=_check_int("max_batch_tokens", max_batch_tokens, 1),
-            max_length=max_length,
+            max_length=self._check_max_length(max_length),
             normalize=_check_bool("normalize", normalize, default=self._spec.normalize),
             truncate=_check_bool("truncate", truncate),
             show_progress=_check_bool("show_progress", show_progress),
             prompt=prompt,
             skip=self._prompt_tokens(prompt),
         )
+        self._check_room(prompt, run.max_length, own_prompt)
+        return run
 
     def _chunks(self, items: list[str], max_length: int, cut: dict[int, int]) -> Iterator[tuple[int, list[list[int]]]]:
         """``(start, token ids)`` per ``ENCODE_CHUNK`` texts, adding the texts cut to ``cut``."""
@@ -422,16 +423,25 @@ class Embedder:
             cut.update((start + i, n) for i, n in chunk_cut.items())
             yield start, ids
 
-    def _check_room(self, prompt: str | None, max_length: int) -> None:
+    def _check_room(self, prompt: str | None, max_length: int, own_prompt: bool = True) -> None:
         """Refuse a ``max_length`` that the special tokens and the prompt fill: every text would be cut
-        away and all would get the same vector."""
-        (seq,), _ = self.text_encoder.tokenize([prompt or ""], sys.maxsize)
-        if max_length > len(seq):
+        away and all would get the same vector. A text has room when one letter after the prompt
+        changes the ids (it may merge into the prompt's last token, as a byte-level BPE does with a
+        trailing space)."""
+        prompt = prompt or ""
+        (alone, with_text), _ = self.text_encoder.tokenize([prompt, prompt + "a"], max_length)
+        if alone != with_text:
             return
-        what = "the special tokens and the prompt" if prompt else "the special tokens"
+        n = len(self.text_encoder.tokenize([prompt], sys.maxsize)[0][0])
+        if not prompt:
+            what, fix = "the special tokens", ""
+        elif own_prompt:
+            what, fix = "the special tokens and the prompt", ", or a shorter prompt or task"
+        else:
+            what, fix = "the special tokens and the model's default prompt", ", or pass prompt='' to leave that out"
         raise ValueError(
-            f"max_length={max_length} leaves no room for the text: {what} already take {len(seq)} tokens. "
-            f"Use max_length > {len(seq)}" + (", or a shorter prompt or task" if prompt else "")
+            f"max_length={max_length} leaves no room for the text: {what} already take {n} tokens. "
+            f"Use max_length > {n}{fix}"
         )
 
     def _prompt_tokens(self, prompt: str | None) -> int:

@@ -112,7 +112,7 @@ TOKENIZER_BYTES_PER_ENTRY = {"bert": 330, "qwen3": 725}
 
 # Registry models whose weights may be absent. Config numbers from the upstream config.json files;
 # the mlx-community 4-bit layouts quantize every Linear and embedding table, group 64, 16-bit scales and
-# biases (fp16 for the BERT models, bf16 for Qwen3's DWQ; see ../shared/NOTES.md). Parameter counts match registry.py.
+# biases (fp16 for the BERT models, bf16 for Qwen3's DWQ, as those checkpoints store them). Parameter counts match registry.py.
 REGISTRY_CONFIGS: dict[str, dict] = {
     # Qwen/Qwen3-Embedding-0.6B config.json (QwenLM/Qwen3-Embedding): head_dim 128 != 1024 / 16.
     "qwen3-0.6b": {

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import numbers
+import re
 from dataclasses import dataclass, field
 
 from .pooling import POOLERS
@@ -48,17 +49,17 @@ class ModelSpec:
             raise TypeError(f"task must be a str or None, got {type(task).__name__}")
         if task is not None and not task.strip():
             raise ValueError("task must not be empty: pass task=None for the model's default task")
-        if task is not None and "{task}" in task:
-            raise ValueError(
-                f"task={task!r} holds the placeholder '{{task}}': pass the instruction itself, "
-                "e.g. task='Given a question, retrieve passages that answer it'"
-            )
         if "{task}" not in self.query_prompt:
             if task is not None:
                 raise ValueError(
                     f"{self.alias} takes no task instruction; pass prompt=... to encode() instead"
                 )
             return self.query_prompt
+        if task is not None and "{task}" in task:
+            raise ValueError(
+                f"task={task!r} holds the placeholder '{{task}}': pass the instruction itself, "
+                "e.g. task='Given a question, retrieve passages that answer it'"
+            )
         return self.query_prompt.format(task=task or self.default_task)
 
     def allowed_dims(self) -> str:
@@ -140,12 +141,17 @@ def find(name: str) -> ModelSpec | None:
 
 
 def did_you_mean(name: str) -> str:
-    """`` (did you mean 'minilm'?)`` for a near-miss of a registry name, else ``""``."""
-    key = name.strip().lower()
-    close = difflib.get_close_matches(key, list(_BY_NAME), n=1, cutoff=0.8)
-    if not close and len(key) >= 3:
-        close = [alias for alias in REGISTRY if alias.startswith(key)][:1]
-    return f" (did you mean {_BY_NAME[close[0]].alias!r}?)" if close else ""
+    """`` (did you mean 'minilm'?)`` for a misspelt alias, else ``""``. Hub ids ("org/name") get none: any
+    may exist on the Hub. Nor does a name whose numbers differ (another size, depth or bit width)."""
+    key = re.sub(r"[\s_]+", "-", name.strip().lower())
+    if "/" in key:
+        return ""
+    names = {n: spec for spec in REGISTRY.values() for n in (spec.alias, *spec.aliases)}
+    digits = re.findall(r"\d", key)
+    close = difflib.get_close_matches(key, [n for n in names if re.findall(r"\d", n) == digits], n=1, cutoff=0.9)
+    if not close and len(key) >= 3:  # the start of a name: "qwen", "bge"
+        close = [n for n in names if n.startswith(key) and re.findall(r"\d", n)[: len(digits)] == digits][:1]
+    return f" (did you mean {names[close[0]].alias!r}?)" if close else ""
 
 
 def get(alias: str) -> ModelSpec:

@@ -134,7 +134,7 @@ def test_parameter_counts_match_published_figures():
     # bge-small-en-v1.5: 33.36M (its model card).
     assert fit.parameter_count(fit.REGISTRY_CONFIGS["qwen3-0.6b"]) == 595_776_512
     assert fit.parameter_count(fit.REGISTRY_CONFIGS["bge-small"]) == pytest.approx(33.36e6, rel=1e-3)
-    # mlx-community/Qwen3-Embedding-0.6B-4bit-DWQ: about 335 MB of weights (595.8 M parameters x 4.5 bits; ../shared/NOTES.md).
+    # mlx-community/Qwen3-Embedding-0.6B-4bit-DWQ: about 335 MB of weights (595.8 M parameters x 4.5 bits).
     assert fit.weight_bytes(fit.REGISTRY_CONFIGS["qwen3-0.6b"], "metal")["disk"] == pytest.approx(335e6, rel=0.01)
 
 

@@ -129,6 +129,8 @@ def test_task_must_be_a_non_empty_str():
         spec.format_query_prompt("")
     with pytest.raises(ValueError, match=r"task='use \{task\}' holds the placeholder"):
         spec.format_query_prompt("use {task}")
+    with pytest.raises(ValueError, match="minilm takes no task instruction"):  # not a placeholder error
+        registry.get("minilm").format_query_prompt("use {task}")
 
 
 @pytest.mark.parametrize("method", ["encode_query", "encode_document"])
@@ -459,6 +461,22 @@ def test_a_prompt_that_fills_max_length_is_refused_not_every_text_one_vector(min
     n = len(qwen.text_encoder.tokenizer.encode(qwen.spec.format_query_prompt()).ids)
     with pytest.raises(ValueError, match="shorter prompt or task"):
         qwen.encode_query(["how do I reset my password", "best pizza in Naples"], max_length=n)
+    with pytest.raises(ValueError, match="batch_size must be >= 1"):  # the plain checks come first
+        minilm.encode(["a"], batch_size=0, max_length=2)
+
+
+def test_a_prompt_ending_in_a_space_leaves_room_where_the_space_merges_into_the_text(tiny_qwen3_hf):
+    """A byte-level BPE tokenizes a trailing space alone ("Ġ") but joins it to the text's first word ("Ġapple"):
+    at the prompt's own length the texts still differ, one token shorter they do not."""
+    qwen = mlx_embed.load(tiny_qwen3_hf)
+    texts = ["apple pie", "zebra crossing"]
+    ids = qwen.text_encoder.tokenize(["query: "], 10_000)[0][0]
+    assert qwen.text_encoder.tokenizer.id_to_token(ids[-2]) == "Ġ"  # the space alone, then <|endoftext|>
+    with pytest.warns(TruncationWarning):
+        v = qwen.encode(texts, prompt="query: ", max_length=len(ids))
+    assert v[0] @ v[1] < 0.9999
+    with pytest.raises(ValueError, match="leaves no room for the text"):
+        qwen.encode(texts, prompt="query: ", max_length=len(ids) - 1)
 
 
 def test_show_progress_counts_texts_on_stderr_and_ends_the_line(minilm, capsys):

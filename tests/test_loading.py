@@ -30,6 +30,14 @@ def test_a_near_miss_name_gets_the_alias_it_resembles(name, alias):
         registry.get(name)
 
 
+@pytest.mark.parametrize("name", ["Qwen3-Embedding-4B", "all-MiniLM-L12-v2", "gte-small"])
+def test_another_model_gets_no_suggestion(name):
+    """Another size or depth, or another family, is not a misspelling of a registry model."""
+    with pytest.raises(ValueError) as err:
+        mlx_embed.load(name)
+    assert "did you mean" not in str(err.value)
+
+
 def test_a_missing_relative_folder_with_one_slash_says_it_is_not_a_folder(tmp_path, monkeypatch):
     import huggingface_hub.constants as c
 

@@ -392,3 +392,12 @@ def test_matryoshka_dim_matches_sentence_transformers_truncate_dim_renormalized(
         reference = st.SentenceTransformer(str(tiny_qwen3_hf), device="cpu", truncate_dim=32).encode(TEXTS)
     reference /= np.linalg.norm(reference, axis=1, keepdims=True)
     _assert_same(mlx_embed.load(tiny_qwen3_hf).encode(TEXTS, dim=32), reference)
+
+
+def test_a_max_length_the_default_prompt_fills_names_that_prompt_and_prompt_empty(minilm_path, tmp_path):
+    folder = _copy(minilm_path, tmp_path / "some-model")
+    _edit(folder / "config_sentence_transformers.json", prompts={"query": "query: "}, default_prompt_name="query")
+    model = mlx_embed.load(folder)  # "query: " is 3 tokens: [CLS] query : [SEP] takes 4 of max_length=4
+    with pytest.raises(ValueError, match=r"the model's default prompt already take 4 tokens.*pass prompt='' to leave"):
+        model.encode(["apple", "pear"], max_length=4)
+    np.testing.assert_allclose(model.encode(["apple", "pear"], max_length=4, prompt=""), model.encode(["apple", "pear"], prompt=""), atol=1e-6)
