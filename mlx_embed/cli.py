@@ -46,8 +46,9 @@ def _similarity(args) -> int:
 
 
 def _read_lines(name: str) -> list[str]:
-    """One text per line (any newline convention); ``-`` reads stdin. A UTF-8 byte-order mark is not
-    part of the first text."""
+    """One text per line, ended by ``\n`` or ``\r\n`` (a lone ``\r`` stays inside its text, so row i is
+    line i as ``wc -l`` and editors count); ``-`` reads stdin. A UTF-8 byte-order mark is not part of the
+    first text."""
     if name != "-":
         path = Path(name)
         if not path.is_file():
@@ -56,12 +57,27 @@ def _read_lines(name: str) -> list[str]:
     try:
         if name == "-":
             raw = getattr(sys.stdin, "buffer", None)
-            stream = io.TextIOWrapper(raw, encoding="utf-8-sig") if raw is not None else sys.stdin
-            return [line.rstrip("\n") for line in stream]
-        with path.open(encoding="utf-8-sig") as f:
-            return [line.rstrip("\n") for line in f]
+            stream = io.TextIOWrapper(raw, encoding="utf-8-sig", newline="\n") if raw is not None else sys.stdin
+            return [_without_line_end(line) for line in stream]
+        with path.open(encoding="utf-8-sig", newline="\n") as f:
+            return [_without_line_end(line) for line in f]
     except UnicodeDecodeError as err:
         raise ValueError(f"--input {name} is not UTF-8 text ({err}): convert it, e.g. `iconv -f latin1 -t utf-8`") from None
+
+
+def _without_line_end(line: str) -> str:
+    return line[:-2] if line.endswith("\r\n") else line.removesuffix("\n")
+
+
+def _warn_blank(texts: list[str]) -> None:
+    blank = [i + 1 for i, t in enumerate(texts) if not t.strip()]
+    if blank:
+        shown = ", ".join(map(str, blank[:5])) + (", ..." if len(blank) > 5 else "")
+        warnings.warn(
+            f"{len(blank)} of {len(texts)} lines are blank (line {shown}): each still gets a row, so that row i is "
+            "line i; drop them from the file if they should not be in an index",
+            UserWarning,
+        )
 
 
 def _npy_path(name: str) -> Path:
@@ -80,6 +96,7 @@ def _embed(args) -> int:
     import numpy as np
 
     import mlx_embed
+    from mlx_embed.stats import weight_format
 
     if args.task is not None and args.kind != "query":
         raise ValueError("--task is for queries: add --kind query")
@@ -89,16 +106,20 @@ def _embed(args) -> int:
         raise ValueError("give TEXTS or --input FILE" + (", not both" if args.texts else ": there is nothing to embed"))
     output = _npy_path(args.output) if args.output else None
     texts = _read_lines(args.input) if args.input is not None else args.texts
+    _warn_blank(texts)
     embedder = mlx_embed.load(args.model, pooling=args.pooling)
     encode = {"query": embedder.encode_query, "document": embedder.encode_document, "plain": embedder.encode}[args.kind]
     options = {"task": args.task} if args.task is not None else {}
     if args.prompt is not None:
         options["prompt"] = args.prompt
     vectors = encode(texts, batch_size=args.batch_size, dim=args.dim, max_length=args.max_length,
-                     truncate=not args.no_truncate, show_progress=args.input is not None, **options)
+                     truncate=not args.no_truncate, show_progress=args.input is not None and sys.stderr.isatty(),
+                     **options)
     if output:
         np.save(output, vectors)
-        print(f"wrote {vectors.shape} float32 to {output}", file=sys.stderr)
+        # which weights made the vectors: an alias may resolve to another checkpoint elsewhere (keep one per index)
+        print(f"wrote {vectors.shape} float32 to {output} (model {embedder.spec.alias}, {weight_format(embedder.config)} "
+              f"weights, source: {embedder.source})", file=sys.stderr)
     else:
         json.dump(vectors.tolist(), sys.stdout)
         print()

@@ -63,8 +63,22 @@ def test_embed_input_file_to_npy_appends_the_suffix_and_prints_the_real_path(cap
     (tmp_path / "in.txt").write_bytes("\r\n".join(TEXTS).encode() + b"\r\n")
     rc, _, err = run(capsys, "embed", "--input", tmp_path / "in.txt", "--output", tmp_path / "vectors", "--model", minilm_path)
     written = tmp_path / "vectors.npy"
-    assert rc == 0 and f"wrote ({len(TEXTS)}, 384) float32 to {written}" in err
+    assert rc == 0 and f"wrote ({len(TEXTS)}, 384) float32 to {written} (model " in err
+    assert "fp32 weights, source: folder)" in err and "mlx_embed:" not in err  # no progress when stderr is no terminal
     np.testing.assert_allclose(np.load(written), reference, atol=1e-4)
+
+
+def test_embed_input_rows_are_the_lines_wc_counts_and_blank_lines_are_warned_about(capsys, minilm_path, tmp_path):
+    """Only \n (or \r\n) ends a line: a lone \r stays inside its text, so row i is line i; blank lines keep their row."""
+    (tmp_path / "in.txt").write_bytes(b"hello world\r\n\r\nthird\rstill third\n  \n")
+    rc, out, err = run(capsys, "embed", "--input", tmp_path / "in.txt", "--model", minilm_path)
+    vectors = np.array(json.loads(out))
+    assert rc == 0 and vectors.shape == (4, 384)
+    assert "warning: 2 of 4 lines are blank (line 2, 4): each still gets a row" in err
+    import mlx_embed
+
+    expected = mlx_embed.load(minilm_path).encode(["hello world", "", "third\rstill third", "  "])
+    np.testing.assert_allclose(vectors, expected, atol=1e-5)
 
 
 def test_pooling_flag_for_a_folder_without_pooling_config(capsys, minilm_path, reference, tmp_path):
