@@ -151,13 +151,14 @@ LONG_TEXT = "\n".join(TEXTS) * 40  # about 30,000 characters, 8,000+ tokens: spa
 
 @pytest.mark.parametrize("model", ["minilm", "qwen3"])
 def test_long_text_from_a_prefix_gives_the_ids_and_embedding_of_the_whole(minilm, tiny_qwen3_hf, monkeypatch, model):
-    """Texts over LONG_TEXT_CHARS are tokenized from a prefix; the ids and the embedding are the same."""
+    """Long texts are tokenized from a prefix; the ids and the embedding are those of the whole text."""
     embedder = minilm if model == "minilm" else mlx_embed.load(tiny_qwen3_hf)
     texts = [LONG_TEXT, "short", "中" * 3000, LONG_TEXT[7:] + " end"]
+    monkeypatch.setattr(tokenize, "LONG_TEXT_CHARS_PER_TOKEN", 10**6)  # every text whole
     slow_ids, slow_cut = embedder.text_encoder.tokenize(texts, 128)
     with pytest.warns(TruncationWarning, match=r"3 of 4 texts.*longest \d+ tokens"):
         slow = embedder.encode(texts, max_length=128)
-    monkeypatch.setattr(tokenize, "LONG_TEXT_CHARS", 1000)
+    monkeypatch.setattr(tokenize, "LONG_TEXT_CHARS_PER_TOKEN", 8)  # over 1,024 characters from a prefix
     fast_ids, cut = embedder.text_encoder.tokenize(texts, 128)
     assert fast_ids == slow_ids
     assert isinstance(cut[0], tokenize.AtLeast) and 256 < cut[0] < slow_cut[0]
@@ -169,7 +170,7 @@ def test_long_text_from_a_prefix_gives_the_ids_and_embedding_of_the_whole(minilm
 
 def test_a_huge_text_is_cut_without_tokenizing_all_of_it(minilm):
     text = "lorem ipsum dolor " * 120_000  # 2.16 million characters
-    assert len(text) > tokenize.LONG_TEXT_CHARS
+    assert len(text) > tokenize.LONG_TEXT_CHARS_PER_TOKEN * minilm.max_length
     with pytest.warns(TruncationWarning, match="longest at least"):
         vector = minilm.encode(text)
     with pytest.warns(TruncationWarning, match=r"longest \d+ tokens"):
@@ -281,9 +282,8 @@ def test_inf_or_nan_embeddings_raise_with_the_cause_instead_of_being_returned(ti
 
 
 def test_a_long_text_without_whitespace_is_tokenized_from_a_prefix(minilm, monkeypatch):
-    """A CJK text past LONG_TEXT_CHARS (1M in use; 10k here) has no whitespace to cut at; only a
-    prefix is tokenized, and the kept tokens are those of a short text holding exactly them."""
-    monkeypatch.setattr(tokenize, "LONG_TEXT_CHARS", 10_000)
+    """A long CJK text has no whitespace to cut at; only a prefix is tokenized, and the kept tokens are
+    those of a short text holding exactly them."""
     seen: list[int] = []
     real = minilm.text_encoder._encode
     monkeypatch.setattr(minilm.text_encoder, "_encode", lambda texts, n: seen.extend(map(len, texts)) or real(texts, n))
@@ -342,13 +342,13 @@ def test_text_of_exactly_max_length_tokens_is_not_cut(minilm_path):
 
 
 def test_truncation_message_counts_the_longest_and_names_the_first(minilm_path, monkeypatch):
-    """The last text is tokenized from a prefix (over LONG_TEXT_CHARS) and so recorded first; the message
+    """The last text is tokenized from a prefix (3,600 characters, over 62 x 32) and so recorded first; the message
     still names the lowest index, and the longest count comes from the whole text (transformers' count)."""
     transformers = pytest.importorskip("transformers", reason=NEEDS_TRANSFORMERS)
     long_a, long_b = "word " * 300, "lorem ipsum " * 300
     n_a = len(transformers.AutoTokenizer.from_pretrained(str(minilm_path))(long_a)["input_ids"])
     assert n_a == 302
-    monkeypatch.setattr(tokenize, "LONG_TEXT_CHARS", 2000)
+    monkeypatch.setattr(tokenize, "LONG_TEXT_CHARS_PER_TOKEN", 62)
     model = mlx_embed.load(minilm_path)
     with pytest.raises(ValueError, match=rf"2 of 4 texts .*first at index 1, longest at least {n_a} tokens"):
         model.encode(["ok", long_a, "fine", long_b], max_length=32, truncate=False)
