@@ -41,7 +41,9 @@ CPU_BATCH_TOKENS = 1024
 GPU_BATCH_TOKENS = 16384
 
 # Texts tokenized at a time by one encode() call: the token ids of a whole corpus would grow with it.
-ENCODE_CHUNK = 4096
+# MiniLM, one call over 2,048 documents of 1-12 corpus texts (1.2 M characters): chunks of 4,096 /
+# 1,024 / 512 / 256 texts took 90 / 82 / 84 / 84 s with peak RSS 351 / 313 / 285 / 271 MiB.
+ENCODE_CHUNK = 512
 
 def _env_streams() -> int:
     default = min(2, os.cpu_count() or 1)
