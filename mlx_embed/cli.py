@@ -106,7 +106,8 @@ def _embed(args) -> int:
         raise ValueError("give TEXTS or --input FILE" + (", not both" if args.texts else ": there is nothing to embed"))
     output = _npy_path(args.output) if args.output else None
     texts = _read_lines(args.input) if args.input is not None else args.texts
-    _warn_blank(texts)
+    if args.input is not None:
+        _warn_blank(texts)
     embedder = mlx_embed.load(args.model, pooling=args.pooling)
     encode = {"query": embedder.encode_query, "document": embedder.encode_document, "plain": embedder.encode}[args.kind]
     options = {"task": args.task} if args.task is not None else {}

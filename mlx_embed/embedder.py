@@ -427,14 +427,15 @@ class Embedder:
 
     def _check_room(self, prompt: str | None, max_length: int, own_prompt: bool = True) -> None:
         """Refuse a ``max_length`` that the special tokens and the prompt fill: every text would be cut
-        away and all would get the same vector. A text has room when one letter after the prompt
-        changes the ids (it may merge into the prompt's last token, as a byte-level BPE does with a
-        trailing space)."""
+        away and all would get the same vector. At the prompt's own length a text still has room when one
+        letter after the prompt changes the ids (a byte-level BPE merges a trailing space into the text)."""
         prompt = prompt or ""
+        n = len(self.text_encoder.tokenize([prompt], sys.maxsize)[0][0])  # special tokens included
+        if max_length > n:
+            return
         (alone, with_text), _ = self.text_encoder.tokenize([prompt, prompt + "a"], max_length)
         if alone != with_text:
             return
-        n = len(self.text_encoder.tokenize([prompt], sys.maxsize)[0][0])
         if not prompt:
             what, fix = "the special tokens", ""
         elif own_prompt:

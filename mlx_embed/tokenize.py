@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+import unicodedata
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -173,16 +175,17 @@ class TextEncoder:
 
     def _long_head(self, text: str, max_length: int) -> tuple[list[int], AtLeast] | None:
         """The ids of ``text`` cut to ``max_length`` from a prefix that holds more than ``2 * max_length``
-        tokens, and that prefix's count; None when no such prefix is found. The prefix ends before
-        whitespace in its second half (else anywhere: CJK): tokenizers split words locally, so a cut
-        that far past the kept tokens cannot change them."""
+        tokens, and that prefix's count; None when no such prefix is found. The prefix ends at a word
+        boundary in its second half: tokenizers split words locally, so a cut that far past the kept tokens
+        cannot change them. A cut inside a word could: WordPiece makes a word over 100 characters one
+        [UNK], and a piece of it many tokens."""
         size = 16 * max_length
         while size < len(text):
-            end = max(text.rfind(c, 0, size) for c in " \n\t")
-            end = end if end > size // 2 else size
-            (seq,), (length,) = self._encode([text[:end]], max_length)
-            if length > 2 * max_length:
-                return seq, AtLeast(length)
+            end = _word_boundary(text, size // 2, size)
+            if end is not None:
+                (seq,), (length,) = self._encode([text[:end]], max_length)
+                if length > 2 * max_length:
+                    return seq, AtLeast(length)
             size *= 4
         return None
 
@@ -204,6 +207,30 @@ class TextEncoder:
         if n < len(head) + len(tail):
             return [0] * n
         return head + [body] * (n - len(head) - len(tail)) + tail
+
+
+# The CJK ideographs BERT's tokenizer splits one by one (tokenize_chinese_chars): each is a word of its own.
+_CJK = ((0x4E00, 0x9FFF), (0x3400, 0x4DBF), (0x20000, 0x2A6DF), (0x2A700, 0x2B73F), (0x2B740, 0x2B81F),
+        (0x2B820, 0x2CEAF), (0xF900, 0xFAFF), (0x2F800, 0x2FA1F))
+# A character no word runs through: whitespace, punctuation, a symbol or a CJK ideograph (and, to be
+# checked, a combining mark, which \W also matches but which belongs to the letter before it).
+_NOT_IN_WORD = re.compile("[\\W_" + "".join(f"{chr(lo)}-{chr(hi)}" for lo, hi in _CJK) + "]")
+
+
+def _word_boundary(text: str, lo: int, hi: int) -> int | None:
+    """The last position in ``(lo, hi]`` that splits no word (a run of letters and digits); None when
+    there is none."""
+    end = max(text.rfind(c, lo, hi) for c in " \n\t")
+    if end > lo:
+        return end
+    top = min(hi, len(text) - 1)
+    for m in _NOT_IN_WORD.finditer(text[lo : top + 1][::-1]):
+        j = top - m.start()
+        if unicodedata.category(text[j]).startswith("M"):
+            continue
+        i = min(j + 1, hi)  # after it, or before it at the window's end
+        return i if i > lo else None
+    return None
 
 
 def check_truncation(cut: dict[int, int], n_texts: int, max_length: int, truncate: bool) -> None:

@@ -79,6 +79,8 @@ def test_embed_input_rows_are_the_lines_wc_counts_and_blank_lines_are_warned_abo
 
     expected = mlx_embed.load(minilm_path).encode(["hello world", "", "third\rstill third", "  "])
     np.testing.assert_allclose(vectors, expected, atol=1e-5)
+    rc, _, err = run(capsys, "embed", "", "x", "--model", minilm_path)  # no file, no lines
+    assert rc == 0 and "blank" not in err
 
 
 def test_pooling_flag_for_a_folder_without_pooling_config(capsys, minilm_path, reference, tmp_path):

@@ -487,3 +487,21 @@ def test_show_progress_counts_texts_on_stderr_and_ends_the_line(minilm, capsys):
     assert steps[-1] == "mlx_embed: 3/3 texts\n" and "mlx_embed: 1/3 texts" in steps
     minilm.encode(["a"], show_progress=False)
     assert capsys.readouterr().err == ""
+
+
+@pytest.mark.parametrize("prompt", ["🔎", "search ☃", "x" * 120])
+def test_a_prompt_ending_in_an_unknown_word_leaves_room_below_max_length(minilm, prompt):
+    """WordPiece keeps a prompt's last word [UNK] whatever letter follows it: that is no sign of a full max_length."""
+    v = minilm.encode(["apple pie", "quantum physics"], prompt=prompt)
+    assert v[0] @ v[1] < 0.99
+
+
+@pytest.mark.parametrize("text, max_length", [("x" * 160 + "." + "0123456789" * 100, 16), ("ACGT" * 200, 4)])
+def test_a_long_run_of_letters_is_never_cut_inside_for_a_prefix(minilm, monkeypatch, text, max_length):
+    """WordPiece makes a word over 100 characters one [UNK] but a 95-character piece of it many tokens: a prefix
+    cut inside it changed the kept ids and reported a text that fits as cut."""
+    monkeypatch.setattr(tokenize, "LONG_TEXT_CHARS_PER_TOKEN", 1)
+    ids, cut = minilm.text_encoder.tokenize([text], max_length)
+    transformers = pytest.importorskip("transformers", reason=NEEDS_TRANSFORMERS)
+    hf = transformers.AutoTokenizer.from_pretrained(str(minilm.path))(text)["input_ids"]
+    assert ids == [hf] and cut == {} and len(hf) <= max_length
