@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import unicodedata
@@ -10,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from tokenizers import Tokenizer, normalizers
+from tokenizers import Tokenizer, models, normalizers
 
 from ._messages import REFETCH, caller_stacklevel
 
@@ -156,8 +157,9 @@ class TextEncoder:
 
     def tokenize(self, texts: list[str], max_length: int) -> tuple[list[list[int]], dict[int, int]]:
         """Token ids per text cut to ``max_length``, and ``{index: full length}`` of the texts cut
-        (an :class:`AtLeast` count for texts over ``LONG_TEXT_CHARS_PER_TOKEN * max_length`` characters,
-        tokenized from a prefix)."""
+        (an :class:`AtLeast` count for a text tokenized from a prefix: one over
+        ``LONG_TEXT_CHARS_PER_TOKEN * max_length`` characters with a prefix that ends at a word boundary
+        and holds more than ``2 * max_length`` tokens)."""
         ids: list[list[int]] = [[] for _ in texts]
         cut: dict[int, int] = {}
         whole = []
@@ -177,11 +179,14 @@ class TextEncoder:
         """The ids of ``text`` cut to ``max_length`` from a prefix that holds more than ``2 * max_length``
         tokens, and that prefix's count; None when no such prefix is found. The prefix ends at a word
         boundary in its second half: tokenizers split words locally, so a cut that far past the kept tokens
-        cannot change them. A cut inside a word could: WordPiece makes a word over 100 characters one
-        [UNK], and a piece of it many tokens."""
+        cannot change them. A cut inside a word could for WordPiece, which makes a word over 100 characters
+        one [UNK] and a piece of it many tokens; a long run without a boundary is cut anywhere for the others."""
         size = 16 * max_length
+        wordpiece = isinstance(self.tokenizer.model, models.WordPiece)
         while size < len(text):
             end = _word_boundary(text, size // 2, size)
+            if end is None and not wordpiece:  # BPE and Unigram split a long run locally
+                end = size
             if end is not None:
                 (seq,), (length,) = self._encode([text[:end]], max_length)
                 if length > 2 * max_length:
@@ -212,25 +217,37 @@ class TextEncoder:
 # The CJK ideographs BERT's tokenizer splits one by one (tokenize_chinese_chars): each is a word of its own.
 _CJK = ((0x4E00, 0x9FFF), (0x3400, 0x4DBF), (0x20000, 0x2A6DF), (0x2A700, 0x2B73F), (0x2B740, 0x2B81F),
         (0x2B820, 0x2CEAF), (0xF900, 0xFAFF), (0x2F800, 0x2FA1F))
-# A character no word runs through: whitespace, punctuation, a symbol or a CJK ideograph (and, to be
-# checked, a combining mark, which \W also matches but which belongs to the letter before it).
-_NOT_IN_WORD = re.compile("[\\W_" + "".join(f"{chr(lo)}-{chr(hi)}" for lo, hi in _CJK) + "]")
+
+
+@functools.lru_cache(maxsize=1)
+def _word_break() -> re.Pattern:
+    """A character at which BERT's pre-tokenizer ends a word: whitespace, punctuation (ASCII or a Unicode
+    ``P*`` category, in the BMP) or a CJK ideograph. Symbols (``°``, emoji) and format characters (a soft
+    hyphen, which the normalizer deletes) sit inside a word."""
+    breaks = [c for c in range(0x10000) if chr(c).isspace() or unicodedata.category(chr(c)).startswith("P")
+              or (33 <= c <= 47 or 58 <= c <= 64 or 91 <= c <= 96 or 123 <= c <= 126)]
+    ranges: list[list[int]] = []
+    for c in breaks:
+        if ranges and ranges[-1][1] == c - 1:
+            ranges[-1][1] = c
+        else:
+            ranges.append([c, c])
+    ranges += _CJK
+    return re.compile("[" + "".join(re.escape(chr(lo)) + ("-" + re.escape(chr(hi)) if hi > lo else "") for lo, hi in ranges) + "]")
 
 
 def _word_boundary(text: str, lo: int, hi: int) -> int | None:
-    """The last position in ``(lo, hi]`` that splits no word (a run of letters and digits); None when
-    there is none."""
+    """The last position in ``(lo, hi]`` at which no word runs on (see :func:`_word_break`); None when
+    there is none (one long run of letters, digits and symbols)."""
     end = max(text.rfind(c, lo, hi) for c in " \n\t")
     if end > lo:
         return end
     top = min(hi, len(text) - 1)
-    for m in _NOT_IN_WORD.finditer(text[lo : top + 1][::-1]):
-        j = top - m.start()
-        if unicodedata.category(text[j]).startswith("M"):
-            continue
-        i = min(j + 1, hi)  # after it, or before it at the window's end
-        return i if i > lo else None
-    return None
+    m = _word_break().search(text[lo : top + 1][::-1])
+    if m is None:
+        return None
+    i = min(top - m.start() + 1, hi)  # after the break, or before it at the window's end
+    return i if i > lo else None
 
 
 def check_truncation(cut: dict[int, int], n_texts: int, max_length: int, truncate: bool) -> None:

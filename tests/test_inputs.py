@@ -496,7 +496,13 @@ def test_a_prompt_ending_in_an_unknown_word_leaves_room_below_max_length(minilm,
     assert v[0] @ v[1] < 0.99
 
 
-@pytest.mark.parametrize("text, max_length", [("x" * 160 + "." + "0123456789" * 100, 16), ("ACGT" * 200, 4)])
+@pytest.mark.parametrize("text, max_length", [
+    ("x" * 160 + "." + "0123456789" * 100, 16),
+    ("ACGT" * 200, 4),
+    ("x°" * 40 + "😀", 4),  # symbols sit inside a BERT word
+    ("xyz\u00ad" * 40, 8),  # the normalizer deletes a soft hyphen, joining the letters around it
+    ("y" * 160 + "." + "x°" * 1024, 16),
+], ids=["digits", "dna", "symbols", "soft-hyphen", "symbols-after-a-break"])
 def test_a_long_run_of_letters_is_never_cut_inside_for_a_prefix(minilm, monkeypatch, text, max_length):
     """WordPiece makes a word over 100 characters one [UNK] but a 95-character piece of it many tokens: a prefix
     cut inside it changed the kept ids and reported a text that fits as cut."""
@@ -505,3 +511,12 @@ def test_a_long_run_of_letters_is_never_cut_inside_for_a_prefix(minilm, monkeypa
     transformers = pytest.importorskip("transformers", reason=NEEDS_TRANSFORMERS)
     hf = transformers.AutoTokenizer.from_pretrained(str(minilm.path))(text)["input_ids"]
     assert ids == [hf] and cut == {} and len(hf) <= max_length
+
+
+def test_a_long_run_without_a_boundary_is_cut_anywhere_for_a_byte_level_bpe(tiny_qwen3_hf):
+    """Only WordPiece collapses a long word to one [UNK]; a BPE's ids of a 4 MB run come from a prefix."""
+    qwen = mlx_embed.load(tiny_qwen3_hf)
+    text = "ACGT" * 1_000_000
+    ids, cut = qwen.text_encoder.tokenize([text], 64)
+    assert isinstance(cut[0], tokenize.AtLeast) and cut[0] > 128
+    assert ids == qwen.text_encoder.tokenize([text[:20_000]], 64)[0]
