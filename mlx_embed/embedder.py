@@ -16,12 +16,12 @@ import mlx.nn as nn
 import numpy as np
 
 from . import _blas
+from ._messages import caller_stacklevel
 from ._threads import check_fork, note_mlx_use, note_thread, park_if_exiting, tracked
 from .models import kernels
 from .pooling import POOLERS, l2_normalize
 from .registry import ModelSpec
 from .stats import weight_format
-from ._messages import caller_stacklevel
 from .tokenize import Batch, TextEncoder, check_truncation
 
 # Cached MLX buffers above this are released between batches (within a batch the cache still
@@ -44,6 +44,7 @@ GPU_BATCH_TOKENS = 16384
 # MiniLM, one call over 2,048 documents of 1-12 corpus texts (1.2 M characters): chunks of 4,096 /
 # 1,024 / 512 / 256 texts took 90 / 82 / 84 / 84 s with peak RSS 351 / 313 / 285 / 271 MiB.
 ENCODE_CHUNK = 512
+
 
 def _env_streams() -> int:
     default = min(2, os.cpu_count() or 1)

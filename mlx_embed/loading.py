@@ -16,10 +16,10 @@ import mlx.nn as nn
 from mlx.utils import tree_unflatten
 
 from . import registry
+from ._messages import REFETCH, caller_stacklevel
 from .models import ARCHITECTURES
 from .registry import POOLINGS, ModelSpec
 from .stats import quantization_config
-from ._messages import REFETCH, caller_stacklevel
 from .tokenize import read_json
 
 # Files an embedding model needs; never the PyTorch / ONNX / OpenVINO copies some repos carry.
