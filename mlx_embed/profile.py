@@ -183,14 +183,6 @@ def _reset_kernel_peak() -> bool:
         return False
 
 
-def _kernel_peak() -> int:
-    with open("/proc/self/status", encoding="ascii", errors="replace") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024
-    return 0
-
-
 class PeakSampler:
     """Samples this process's memory (:func:`rss`) on a background thread; ``peak`` is the largest value seen.
 
@@ -239,7 +231,7 @@ class PeakSampler:
         self._thread.join()
         self._sample()
         if self._hwm:
-            self.peak = max(self.peak, _kernel_peak())
+            self.peak = max(self.peak, procmem.peak_memory())  # VmHWM, reset on entry
 
 
 def rss() -> int:
