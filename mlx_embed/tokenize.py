@@ -184,7 +184,7 @@ class TextEncoder:
         size = 16 * max_length
         wordpiece = isinstance(self.tokenizer.model, models.WordPiece)
         while size < len(text):
-            end = _word_boundary(text, size // 2, size)
+            end = _word_boundary(text, size // 2, size, self._splits_cjk)
             if end is None and not wordpiece:  # BPE and Unigram split a long run locally
                 end = size
             if end is not None:
@@ -193,6 +193,11 @@ class TextEncoder:
                     return seq, AtLeast(length)
             size *= 4
         return None
+
+    @functools.cached_property
+    def _splits_cjk(self) -> bool:
+        """Whether the normalizer makes each CJK ideograph a word (BERT's ``handle_chinese_chars``)."""
+        return self.tokenizer.normalizer is not None and " " in self.tokenizer.normalizer.normalize_str("a\u4e00")
 
     def pad(self, seqs: list[list[int]], side: str = "right") -> Batch:
         B, L = len(seqs), max(len(s) for s in seqs)
@@ -214,36 +219,43 @@ class TextEncoder:
         return head + [body] * (n - len(head) - len(tail)) + tail
 
 
-# The CJK ideographs BERT's tokenizer splits one by one (tokenize_chinese_chars): each is a word of its own.
+# The CJK ideographs BERT's normalizer splits one by one (handle_chinese_chars): each is a word of its own.
 _CJK = ((0x4E00, 0x9FFF), (0x3400, 0x4DBF), (0x20000, 0x2A6DF), (0x2A700, 0x2B73F), (0x2B740, 0x2B81F),
         (0x2B820, 0x2CEAF), (0xF900, 0xFAFF), (0x2F800, 0x2FA1F))
 
 
-@functools.lru_cache(maxsize=1)
-def _word_break() -> re.Pattern:
-    """A character at which BERT's pre-tokenizer ends a word: whitespace, punctuation (ASCII or a Unicode
-    ``P*`` category, in the BMP) or a CJK ideograph. Symbols (``°``, emoji) and format characters (a soft
-    hyphen, which the normalizer deletes) sit inside a word."""
-    breaks = [c for c in range(0x10000) if chr(c).isspace() or unicodedata.category(chr(c)).startswith("P")
-              or (33 <= c <= 47 or 58 <= c <= 64 or 91 <= c <= 96 or 123 <= c <= 126)]
+@functools.lru_cache(maxsize=2)
+def _word_break(cjk: bool) -> re.Pattern:
+    """A character at which BERT's pre-tokenizer ends a word: whitespace, punctuation (ASCII, or a Unicode
+    ``P*`` category in the BMP that Unicode 3.2 had too: ``tokenizers``' tables predate the newer ones, which
+    it keeps inside words) or, with ``cjk``, a CJK ideograph. Symbols (``°``, emoji), format characters (a
+    soft hyphen) and control characters but tab and newlines (a form feed, which Python counts as whitespace)
+    sit inside a word: the normalizer deletes the last two."""
+    def ends_a_word(c: int) -> bool:
+        category = unicodedata.category(chr(c))
+        if category == "Cc":
+            return chr(c) in "\t\n\r"
+        return (chr(c).isspace() or 33 <= c <= 47 or 58 <= c <= 64 or 91 <= c <= 96 or 123 <= c <= 126
+                or category.startswith("P") and unicodedata.ucd_3_2_0.category(chr(c)).startswith("P"))
+
     ranges: list[list[int]] = []
-    for c in breaks:
+    for c in filter(ends_a_word, range(0x10000)):
         if ranges and ranges[-1][1] == c - 1:
             ranges[-1][1] = c
         else:
             ranges.append([c, c])
-    ranges += _CJK
+    ranges += _CJK if cjk else []
     return re.compile("[" + "".join(re.escape(chr(lo)) + ("-" + re.escape(chr(hi)) if hi > lo else "") for lo, hi in ranges) + "]")
 
 
-def _word_boundary(text: str, lo: int, hi: int) -> int | None:
+def _word_boundary(text: str, lo: int, hi: int, cjk: bool) -> int | None:
     """The last position in ``(lo, hi]`` at which no word runs on (see :func:`_word_break`); None when
     there is none (one long run of letters, digits and symbols)."""
     end = max(text.rfind(c, lo, hi) for c in " \n\t")
     if end > lo:
         return end
     top = min(hi, len(text) - 1)
-    m = _word_break().search(text[lo : top + 1][::-1])
+    m = _word_break(cjk).search(text[lo : top + 1][::-1])
     if m is None:
         return None
     i = min(top - m.start() + 1, hi)  # after the break, or before it at the window's end

@@ -502,7 +502,12 @@ def test_a_prompt_ending_in_an_unknown_word_leaves_room_below_max_length(minilm,
     ("x°" * 40 + "😀", 4),  # symbols sit inside a BERT word
     ("xyz\u00ad" * 40, 8),  # the normalizer deletes a soft hyphen, joining the letters around it
     ("y" * 160 + "." + "x°" * 1024, 16),
-], ids=["digits", "dna", "symbols", "soft-hyphen", "symbols-after-a-break"])
+    ("xyz\x0c" * 40, 8),  # and a form feed (pdftotext's page break): Python's whitespace, BERT's control
+    ("xyz\x0b" * 40, 8),
+    ("xyz\x1f" * 40, 8),
+    ("xyz\x85" * 40, 8),
+], ids=["digits", "dna", "symbols", "soft-hyphen", "symbols-after-a-break", "form-feed", "vertical-tab",
+        "unit-separator", "next-line"])
 def test_a_long_run_of_letters_is_never_cut_inside_for_a_prefix(minilm, monkeypatch, text, max_length):
     """WordPiece makes a word over 100 characters one [UNK] but a 95-character piece of it many tokens: a prefix
     cut inside it changed the kept ids and reported a text that fits as cut."""
@@ -511,6 +516,31 @@ def test_a_long_run_of_letters_is_never_cut_inside_for_a_prefix(minilm, monkeypa
     transformers = pytest.importorskip("transformers", reason=NEEDS_TRANSFORMERS)
     hf = transformers.AutoTokenizer.from_pretrained(str(minilm.path))(text)["input_ids"]
     assert ids == [hf] and cut == {} and len(hf) <= max_length
+
+
+def test_every_character_taken_for_a_word_break_ends_a_word_for_the_bert_tokenizer(minilm):
+    """Checked against the tokenizer itself over the BMP: the break set keeps no character that the normalizer
+    deletes (a form feed) or that ``tokenizers``' older Unicode tables do not call punctuation (U+2E43)."""
+    breaks = tokenize._word_break(cjk=True)
+    chars = [chr(c) for c in range(0x10000) if not 0xD800 <= c <= 0xDFFF and breaks.fullmatch(chr(c))]
+    assert len(chars) > 20_000
+    tk = minilm.text_encoder.tokenizer
+    joined = [c for c, e in zip(chars, tk.encode_batch([f"abc{c}def" for c in chars], add_special_tokens=False))
+              if e.tokens[0] != "abc" or e.tokens[-1] != "def"]
+    assert joined == []
+
+
+def test_cjk_sits_inside_a_word_where_the_normalizer_does_not_split_it(minilm, monkeypatch):
+    """With ``handle_chinese_chars`` off, "x中文中文..." is one word over 100 characters: one [UNK], not pieces."""
+    from tokenizers import Tokenizer, normalizers
+
+    tk = Tokenizer.from_str(minilm.text_encoder.tokenizer.to_str())
+    tk.normalizer = normalizers.BertNormalizer(handle_chinese_chars=False, lowercase=True)
+    encoder = tokenize.TextEncoder(tk)
+    text = "x" + "中文" * 200
+    monkeypatch.setattr(tokenize, "LONG_TEXT_CHARS_PER_TOKEN", 1)
+    assert encoder.tokenize([text], 4) == ([tk.encode(text).ids], {})
+    assert tk.encode(text).tokens == ["[CLS]", "[UNK]", "[SEP]"]
 
 
 def test_a_long_run_without_a_boundary_is_cut_anywhere_for_a_byte_level_bpe(tiny_qwen3_hf):
