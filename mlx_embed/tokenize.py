@@ -130,17 +130,17 @@ class TextEncoder:
         """Per text, its token ids cut to ``max_length`` and its uncut length. As transformers cuts: the
         text's own tokens, then the special tokens added. The tokenizer is never reconfigured (no
         ``enable_truncation``), so threads share it without a lock and a long text blocks no one."""
+        # Older Qwen3 tokenizer.json files do not append <|endoftext|>, and Qwen's recipe for them appends it
+        # to every text, as current files do, also to one that ends in a literal "<|endoftext|>".
+        append = self.end_id is not None and self._template_end != self.end_id
         ids, lengths = [], []
         for e in self.tokenizer.encode_batch(texts, add_special_tokens=False):
-            length = len(e) + self.n_special
-            last = self._template_end if self._template_end is not None else (e.ids[-1] if e.ids else None)
+            length = len(e) + self.n_special + append
             if length > max_length:
-                e.truncate(max(max_length - self.n_special, 0))
+                e.truncate(max(max_length - self.n_special - append, 0))
             seq = self.tokenizer.post_process(e).ids
-            if self.end_id is not None and (not seq or seq[-1] != self.end_id):
-                # Older Qwen3 tokenizer.json files do not append <|endoftext|>; current ones do.
-                length += last != self.end_id  # the uncut text gets one too, unless it ends in it
-                seq = seq[: min(len(seq), max_length - 1)] + [self.end_id]
+            if append:
+                seq = seq[: max_length - 1] + [self.end_id]
             ids.append(seq)
             lengths.append(length)
         return ids, lengths

@@ -155,8 +155,8 @@ def test_half_precision_stays_close_to_the_reference(tiny_qwen3_4bit, tiny_bert_
 
 def _qwen3_reference(folder, texts: list[str]) -> np.ndarray:
     """Qwen3-Embedding's published recipe with transformers alone: tokenize, end every input with
-    <|endoftext|> (older tokenizer.json files do not add it), pad on the left, Qwen3Model,
-    last-token pooling, L2 normalize."""
+    <|endoftext|> (current tokenizer.json files add it; for older ones, which do not, the recipe appended
+    it to every text), pad on the left, Qwen3Model, last-token pooling, L2 normalize."""
     torch = pytest.importorskip("torch", reason=NEEDS_TORCH)
     transformers = pytest.importorskip("transformers", reason=NEEDS_TRANSFORMERS)
     # The folder's tokenizer.json as written. (transformers 5's AutoTokenizer swaps in Qwen2's own
@@ -164,10 +164,8 @@ def _qwen3_reference(folder, texts: list[str]) -> np.ndarray:
     # fixture's plain byte-level one does not, so AutoTokenizer would test a different tokenizer.)
     tok = transformers.PreTrainedTokenizerFast(tokenizer_file=str(folder / "tokenizer.json"))
     eos = tok.convert_tokens_to_ids("<|endoftext|>")
-    seqs = []
-    for text in texts:
-        ids = tok(text)["input_ids"]
-        seqs.append(ids if ids and ids[-1] == eos else ids + [eos])
+    adds_eos = tok("a")["input_ids"][-1] == eos
+    seqs = [tok(text)["input_ids"] + ([] if adds_eos else [eos]) for text in texts]
     L = max(len(s) for s in seqs)
     input_ids = torch.tensor([[eos] * (L - len(s)) + s for s in seqs])
     mask = torch.tensor([[0] * (L - len(s)) + [1] * len(s) for s in seqs])
@@ -190,7 +188,7 @@ def qwen3_folder(request, tiny_qwen3_hf, tmp_path_factory):
 
 def test_qwen3_encode_matches_transformers(qwen3_folder):
     """encode() end to end (tokenize, end token, sort, left-pad, batch, pool, normalize) on mixed lengths."""
-    texts = PARITY_TEXTS
+    texts = PARITY_TEXTS + ["a text that ends in a literal <|endoftext|>"]
     reference = _qwen3_reference(qwen3_folder, texts)
     model = mlx_embed.load(qwen3_folder)
     assert_matches(model.encode(texts, batch_size=5), reference)

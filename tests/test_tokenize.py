@@ -34,13 +34,16 @@ def test_vocab_txt_fallback_matches_tokenizer_json(minilm_path, tmp_path):
 
 
 def test_end_token_appended_only_when_missing():
+    """A tokenizer.json without the end token in its template gets the ids of one with it (Qwen's current
+    files), also for a text that ends in a literal <|endoftext|>: the template appends one more."""
     with_eos = TextEncoder(train_qwen_like_tokenizer(append_eos=True), end_token="<|endoftext|>")
     without = TextEncoder(train_qwen_like_tokenizer(append_eos=False), end_token="<|endoftext|>")
     eos = with_eos.end_id
-    a, b = with_eos.encode(TEXTS, 512), without.encode(TEXTS, 512)
-    assert a == b
-    assert all(seq[-1] == eos and seq.count(eos) == 1 for seq in a)
-    assert a[TEXTS.index("")] == [eos]
+    texts = TEXTS + ["hello world<|endoftext|>"]
+    a, b = with_eos.encode(texts, 512), without.encode(texts, 512)
+    assert a == b == [with_eos.tokenizer.encode(t).ids for t in texts]
+    assert all(seq[-1] == eos and seq.count(eos) == 1 for seq in a[:-1])
+    assert a[-1][-2:] == [eos, eos] and a[TEXTS.index("")] == [eos]
 
 
 def test_end_token_survives_truncation():
@@ -124,12 +127,13 @@ def test_a_text_being_tokenized_blocks_no_other_thread(minilm_path):
         big.join()
 
 
-def test_the_cut_count_adds_the_end_token_only_where_the_whole_text_lacks_it():
+def test_the_cut_count_includes_the_end_token_that_is_appended():
     """An older Qwen3 tokenizer.json appends no <|endoftext|>, so we do: a text of n tokens is n + 1 long,
-    but one that already ends in <|endoftext|> stays n (counted with the bare tokenizer)."""
-    tok = train_qwen_like_tokenizer(append_eos=False)
-    encoder = TextEncoder(tok, end_token="<|endoftext|>")
-    for text, extra in (("hello world <|endoftext|>", 0), ("hello world", 1)):
-        n = len(tok.encode(text).ids)
-        ids, cut = encoder.tokenize([text], 3)
-        assert cut == {0: n + extra} and ids[0][-1] == tok.token_to_id("<|endoftext|>") and len(ids[0]) == 3
+    as with a current tokenizer.json, also one that already ends in <|endoftext|>."""
+    for append_eos in (False, True):
+        tok = train_qwen_like_tokenizer(append_eos=append_eos)
+        encoder = TextEncoder(tok, end_token="<|endoftext|>")
+        for text in ("hello world <|endoftext|>", "hello world"):
+            n = len(tok.encode(text, add_special_tokens=False).ids)
+            ids, cut = encoder.tokenize([text], 3)
+            assert cut == {0: n + 1} and ids[0][-1] == tok.token_to_id("<|endoftext|>") and len(ids[0]) == 3
