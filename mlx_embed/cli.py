@@ -130,8 +130,6 @@ def _embed(args) -> int:
 def _convert(args) -> int:
     from mlx_embed.conversion import convert
 
-    if Path(args.dst).exists() and not Path(args.dst).is_dir():
-        raise FileExistsError(f"destination {args.dst} is a file: give a folder to write the converted model to")
     report = convert(
         args.src,
         args.dst,
@@ -143,7 +141,7 @@ def _convert(args) -> int:
         pooling=args.pooling,
         report=not args.no_report,
     )
-    config = json.loads((Path(args.dst) / "config.json").read_text())
+    config = json.loads((Path(args.dst).expanduser() / "config.json").read_text())
     kind = args.recipe if config["mlx_embed"].get("recipe") else f"{args.bits}-bit floats"
     print(f"wrote {args.dst}: {config['mlx_embed']['bits_per_weight']:.2f} bits per weight ({kind})")
     if report is not None:

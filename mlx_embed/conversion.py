@@ -11,6 +11,7 @@ import json
 import os
 import re
 import shutil
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,6 +44,7 @@ COPY_FILES = (
     "merges.txt",
     "added_tokens.json",
 )
+CARD_NOTE = "> Converted by `mlx-embed convert`"  # starts the note on a converted folder's README.md
 # sentence-transformers files the converted folder gets from the spec the source loads with (so a
 # registry model's settings, or a pooling folder at another path, survive the new folder's name)
 ST_FILES = ("modules.json", "sentence_bert_config.json", "config_sentence_transformers.json", "1_Pooling/config.json")
@@ -438,15 +440,53 @@ def quantize_model(
 DTYPE_NAMES = {dtype: name for name, dtype in DTYPES.items()}
 
 
-def _clear_destination(dst: Path, src: Path) -> None:
-    """Create ``dst``, or (``overwrite``) remove what an earlier conversion left there that this one
-    would not replace: any weight file (every ``*.safetensors`` in a folder is loaded) and copied files
-    the new source lacks. Other files are left alone."""
-    dst.mkdir(parents=True, exist_ok=True)
-    stale = [*dst.glob("*.safetensors"), *dst.glob("*.safetensors.index.json")]
-    stale += [dst / name for name in COPY_FILES if (dst / name).is_file() and not (src / name).exists()]
+def _check_destination(dst: Path, overwrite: bool) -> None:
+    """Refuse a non-empty ``dst`` unless ``overwrite``, and then one that holds weights or a config.json
+    that no earlier conversion wrote: replacing those would lose someone's model."""
+    if not dst.exists():
+        return
+    if not dst.is_dir():
+        raise FileExistsError(f"destination {dst} is a file: give a folder to write the converted model to")
+    if not any(dst.iterdir()):
+        return
+    if not overwrite:
+        raise FileExistsError(f"{dst} exists and is not empty; pass overwrite=True (--overwrite) or pick another folder")
+    config = dst / "config.json"
+    try:
+        ours = config.is_file() and "mlx_embed" in read_json(config)
+    except ValueError:
+        ours = False
+    foreign = [p.name for p in sorted(dst.glob("*.safetensors*")) if not ours or p.name != "model.safetensors"]
+    foreign = (["config.json"] if config.exists() and not ours else []) + foreign
+    if foreign:
+        raise FileExistsError(
+            f"{dst} holds {', '.join(foreign)}, which no earlier `mlx-embed convert` wrote: overwriting replaces "
+            "only a converted model's files (every *.safetensors in a folder is loaded). Move them or pick another folder"
+        )
+
+
+def _install(built: Path, dst: Path) -> None:
+    """Move the files of ``built`` into ``dst``: by renaming the folder where ``dst`` is new; else file by file,
+    replacing directory entries (never writing through a link into another folder), with ``dst``'s
+    config.json removed first and the new one moved last, so that a stop in between leaves a folder that
+    does not load rather than one that mixes two models. An earlier conversion's copied files that this
+    one lacks are removed; other files stay."""
+    if not dst.exists() and not dst.is_symlink():
+        built.rename(dst)
+        return
+    (dst / "config.json").unlink(missing_ok=True)
+    stale = [*dst.glob("*.safetensors*")] + [dst / name for name in COPY_FILES if not (built / name).exists()]
+    card = dst / "README.md"
+    if not (built / "README.md").exists() and card.is_file() and CARD_NOTE in card.read_text(errors="replace"):
+        stale.append(card)
     for path in stale:
-        path.unlink()
+        if path.is_file() or path.is_symlink():
+            path.unlink()
+    for path in sorted(built.rglob("*"), key=lambda p: p == built / "config.json"):
+        if path.is_file():
+            target = dst / path.relative_to(built)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(path, target)
 
 
 def _half_dtype(weights: dict[str, mx.array]) -> mx.Dtype:
@@ -488,21 +528,51 @@ def _check_recipe(recipe: str, rounding: str | None) -> str:
 def _write_folder(
     dst: Path, src: Path, model: nn.Module, config: dict, tokenizer_json: dict | None, spec: ModelSpec
 ) -> None:
-    """Save ``model`` to ``dst`` in the mlx-community layout, with ``config`` (its bits per weight added),
-    the source's tokenizer files (``tokenizer_json`` replacing its own) and sentence-transformers files
-    for ``spec``."""
-    _clear_destination(dst, src)
-    prefix = ARCHITECTURES[config["model_type"]].SAVE_PREFIX
-    weights = {prefix + k: v for k, v in tree_flatten(model.parameters())}
-    mx.save_safetensors(str(dst / "model.safetensors"), weights, metadata={"format": "mlx"})
-    config["mlx_embed"]["bits_per_weight"] = round(checkpoint_stats(dst, config).bits_per_weight, 4)
-    (dst / "config.json").write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n")
-    for name in COPY_FILES:
-        if name == "tokenizer.json" and tokenizer_json is not None:
-            (dst / name).write_text(json.dumps(tokenizer_json, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-        elif (src / name).exists():
-            shutil.copy2(src / name, dst / name)
-    _write_st_files(dst, src, spec)
+    """Save ``model`` in the mlx-community layout, with ``config`` (its bits per weight added), the source's
+    tokenizer, licence and notice files (``tokenizer_json`` replacing its tokenizer.json), its model card
+    with a note, and sentence-transformers files for ``spec``; all into a new folder beside ``dst``, then
+    moved in (:func:`_install`)."""
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    built = Path(tempfile.mkdtemp(prefix=f".{dst.name}.partial-", dir=dst.parent))
+    try:
+        prefix = ARCHITECTURES[config["model_type"]].SAVE_PREFIX
+        weights = {prefix + k: v for k, v in tree_flatten(model.parameters())}
+        mx.save_safetensors(str(built / "model.safetensors"), weights, metadata={"format": "mlx"})
+        config["mlx_embed"]["bits_per_weight"] = round(checkpoint_stats(built, config).bits_per_weight, 4)
+        (built / "config.json").write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n")
+        for name in COPY_FILES:
+            if name == "tokenizer.json" and tokenizer_json is not None:
+                (built / name).write_text(json.dumps(tokenizer_json, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+            elif (src / name).exists():
+                shutil.copy2(src / name, built / name)
+        for path in src.iterdir():
+            if path.is_file() and re.match(r"(licen[cs]e|notice|copying)", path.name, re.IGNORECASE):
+                shutil.copy2(path, built / path.name)
+        _write_card(src, built, config)
+        _write_st_files(built, src, spec)
+        _install(built, dst)
+    finally:
+        shutil.rmtree(built, ignore_errors=True)
+
+
+def _write_card(src: Path, dst: Path, config: dict) -> None:
+    """The source's README.md (its model card, with the licence and base model in its front matter), with a
+    note after the front matter saying what was converted and that only MLX loads these weights."""
+    card = src / "README.md"
+    if not card.is_file():
+        return
+    text = card.read_text(encoding="utf-8", errors="replace")
+    close = text.find("\n---\n", 3) if text.startswith("---\n") else -1
+    end = close + 5 if close != -1 else 0  # after the YAML front matter
+    info = config["mlx_embed"]
+    source = Path(info["source"]).name if Path(info["source"]).is_absolute() else info["source"]  # no home paths
+    what = f"quantized (`{info['recipe']}` recipe)" if info["recipe"] else f"stored as {config['dtype']}"
+    note = (
+        f"{CARD_NOTE} from `{source}`: {what}, {info['bits_per_weight']:.2f} bits "
+        "per weight. These are MLX weights: load them with `mlx_embed.load(folder)` (transformers and "
+        "sentence-transformers cannot). The card below is the source's.\n\n"
+    )
+    (dst / "README.md").write_text(text[:end] + ("\n" if end else "") + note + text[end:], encoding="utf-8")
 
 
 def _write_st_files(dst: Path, src: Path, spec: ModelSpec) -> None:
@@ -558,11 +628,10 @@ def convert(
     if loading.quantization_config(config):
         raise ValueError(f"{resolved.path} is already quantized: convert from the full-precision model")
     spec = loading.spec_for(resolved, config, pooling)  # fails early on unknown pooling
-    dst = Path(dst)
+    dst = Path(dst).expanduser()
     if dst.resolve() == resolved.path.resolve():
         raise ValueError(f"{dst} is the source folder: converting in place would overwrite its weights; pick another folder")
-    if dst.exists() and any(dst.iterdir()) and not overwrite:
-        raise FileExistsError(f"{dst} exists and is not empty; pass overwrite=True (--overwrite) or pick another folder")
+    _check_destination(dst, overwrite)
 
     source_weights = loading.load_weights(resolved.path)
     encoder = text_encoder_for(resolved.path, spec, config)  # a tokenizer load() would refuse stops it here

@@ -371,7 +371,7 @@ def test_an_alias_converts_from_the_full_precision_upstream(minilm_4bit, tmp_pat
     assert json.loads((tmp_path / "out" / "config.json").read_text())["mlx_embed"]["source"] == "sentence-transformers/all-MiniLM-L6-v2"
 
 
-def test_convert_refuses_its_source_folder_and_clears_stale_weights(tiny_bert_hf, tmp_path):
+def test_convert_refuses_its_source_folder_and_weights_it_did_not_write(tiny_bert_hf, tmp_path):
     import shutil
 
     src = tmp_path / "src"
@@ -381,9 +381,100 @@ def test_convert_refuses_its_source_folder_and_clears_stale_weights(tiny_bert_hf
     assert "quantization" not in json.loads((src / "config.json").read_text())
     dst = tmp_path / "dst"
     dst.mkdir()
-    (dst / "zz-old.safetensors").write_bytes(b"stale")  # every *.safetensors in a folder is loaded
+    (dst / "my-finetune.safetensors").write_bytes(b"someone's weights")  # every *.safetensors in a folder is loaded
     (dst / "notes.txt").write_text("mine")
-    convert(src, dst, overwrite=True, report=False)
+    with pytest.raises(FileExistsError, match=r"holds my-finetune.safetensors, which no earlier `mlx-embed convert` wrote"):
+        convert(src, dst, overwrite=True, report=False)
+    assert (dst / "my-finetune.safetensors").read_bytes() == b"someone's weights"
+    (dst / "my-finetune.safetensors").unlink()
+    convert(src, dst, bits=8, overwrite=True, report=False)
+    convert(src, dst, overwrite=True, report=False)  # over an earlier conversion
     assert sorted(p.name for p in dst.glob("*.safetensors")) == ["model.safetensors"]
     assert (dst / "notes.txt").read_text() == "mine"
+    assert json.loads((dst / "config.json").read_text())["quantization"]["bits"] == 4
+    assert not list(tmp_path.glob(".dst.partial-*"))
     mlx_embed.load(dst).encode("still loads")
+
+
+def test_an_interrupted_conversion_leaves_no_folder_that_mixes_two_models(tiny_bert_hf, tiny_qwen3_hf, tmp_path, monkeypatch):
+    """Stopped while writing, the earlier conversion is left whole (it loads, as before); stopped while moving
+    the files in, the folder has no config.json and does not load. Before, new weights sat beside the
+    earlier model's tokenizer and pooling files and loaded without an error (cosine 0.4-0.7)."""
+    from mlx_embed import conversion
+
+    dst = tmp_path / "out"
+    convert(tiny_qwen3_hf, dst, bits=8, report=False)
+    before = mlx_embed.load(dst).encode(["a b c", "the end"])
+
+    def stop(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(conversion, "_write_st_files", stop)
+    with pytest.raises(KeyboardInterrupt):
+        convert(tiny_bert_hf, dst, overwrite=True, report=False)
+    np.testing.assert_array_equal(mlx_embed.load(dst).encode(["a b c", "the end"]), before)
+    assert not list(tmp_path.glob(".out.partial-*"))
+    monkeypatch.undo()
+
+    moved = []
+    real_replace = conversion.os.replace
+
+    def replace_then_stop(a, b):
+        if len(moved) == 3:
+            raise KeyboardInterrupt
+        moved.append(b)
+        return real_replace(a, b)
+
+    monkeypatch.setattr(conversion.os, "replace", replace_then_stop)
+    with pytest.raises(KeyboardInterrupt):
+        convert(tiny_bert_hf, dst, overwrite=True, report=False)
+    monkeypatch.undo()
+    assert len(moved) == 3 and not (dst / "config.json").exists()
+    with pytest.raises(mlx_embed.ModelNotFoundError, match="has no config.json"):
+        mlx_embed.load(dst)
+
+
+def test_overwriting_replaces_files_without_writing_through_links(tiny_bert_hf, tmp_path):
+    """A folder hard-linked to a conversion (``cp -al out backup``) keeps its files when the conversion is
+    redone with --overwrite; one hard-linked to a source is refused (its config.json is no conversion's)."""
+    import os
+
+    src, out, backup = tmp_path / "src", tmp_path / "out", tmp_path / "backup"
+    convert(tiny_bert_hf, out, bits=8, report=False)
+    for folder, original in ((backup, out), (src, tiny_bert_hf)):
+        for path in sorted(original.rglob("*")):
+            target = folder / path.relative_to(original)
+            if path.is_dir():
+                target.mkdir(parents=True, exist_ok=True)
+            else:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                os.link(path, target)
+    saved = {p.name: p.read_bytes() for p in backup.iterdir() if p.is_file()}
+    convert(tiny_bert_hf, out, bits=4, overwrite=True, report=False)
+    assert {p.name: p.read_bytes() for p in backup.iterdir() if p.is_file()} == saved
+    assert json.loads((out / "config.json").read_text())["quantization"]["bits"] == 4
+    with pytest.raises(FileExistsError, match="holds config.json, model.safetensors"):
+        convert(tiny_bert_hf, src, overwrite=True, report=False)
+    assert "quantization" not in json.loads((tiny_bert_hf / "config.json").read_text())
+
+
+def test_convert_keeps_the_licence_and_the_model_card_with_a_note(tiny_bert_hf, tmp_path, monkeypatch):
+    import shutil
+
+    src = tmp_path / "src"
+    shutil.copytree(tiny_bert_hf, src)
+    (src / "LICENSE").write_text("Apache License 2.0 ...")
+    (src / "NOTICE.txt").write_text("notice")
+    (src / "README.md").write_text("---\nlicense: apache-2.0\nbase_model: x/y\n---\n# A model\nUse it with sentence-transformers.\n")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.chdir(tmp_path / "src")  # where an unexpanded "~/out" would land
+    convert(src, "~/out", report=False)  # "~" is the home folder, for the destination as for the source
+    out = tmp_path / "out"
+    assert (out / "LICENSE").read_text() == "Apache License 2.0 ..." and (out / "NOTICE.txt").read_text() == "notice"
+    card = (out / "README.md").read_text()
+    assert card.startswith("---\nlicense: apache-2.0\nbase_model: x/y\n---\n\n> Converted by `mlx-embed convert` from `src`")
+    assert "MLX weights" in card and card.endswith("\n\n# A model\nUse it with sentence-transformers.\n")
+    (src / "README.md").unlink()
+    convert(src, "~/out", bits=8, report=False, overwrite=True)
+    assert not (out / "README.md").exists()  # the earlier conversion's card described another source
+    assert not (src / "~").exists()
