@@ -11,7 +11,7 @@ import json
 import os
 import re
 import shutil
-import tempfile
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -533,7 +533,8 @@ def _write_folder(
     with a note, and sentence-transformers files for ``spec``; all into a new folder beside ``dst``, then
     moved in (:func:`_install`)."""
     dst.parent.mkdir(parents=True, exist_ok=True)
-    built = Path(tempfile.mkdtemp(prefix=f".{dst.name}.partial-", dir=dst.parent))
+    built = dst.parent / f".{dst.name}.partial-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    built.mkdir()  # not tempfile.mkdtemp: its mode 0o700 would become the model folder's
     try:
         prefix = ARCHITECTURES[config["model_type"]].SAVE_PREFIX
         weights = {prefix + k: v for k, v in tree_flatten(model.parameters())}

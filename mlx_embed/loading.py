@@ -136,9 +136,14 @@ def resolve(model: str | os.PathLike, revision: str | None = None, local_files_o
             f"Unknown model {name!r}{hint}. Known aliases: {', '.join(registry.REGISTRY)}; "
             "or pass a Hugging Face Hub id ('org/name') or a local folder."
         )
-    repo_id = spec.hub_id if spec is not None and "/" not in name else name
+    repo_id = name
+    if spec is not None:  # the registry's spelling: the HF cache is keyed by the id as downloaded
+        repo_id = next((i for i in (spec.hub_id, spec.upstream_id) if i.lower() == name.lower()), spec.hub_id)
     offline = _offline(local_files_only)
     got = _from_hub(repo_id, revision, offline)
+    if isinstance(got, Exception) and repo_id != name and "/" in name:
+        typed = _from_hub(name, revision, offline=True)  # downloaded with the spelling typed
+        got, repo_id = (got, repo_id) if isinstance(typed, Exception) else (typed, name)
     if not isinstance(got, Exception):
         return Resolved(got[0], got[1], spec, repo_id)
     packaged = package_folder(spec.alias) if spec and revision is None else None
@@ -419,7 +424,9 @@ def spec_for(resolved: Resolved, config: dict, pooling: str | None = None) -> Mo
             f"Pass pooling= one of {', '.join(POOLINGS)} to mlx_embed.load(), e.g. "
             f"mlx_embed.load({resolved.name!r}, pooling={likely!r}), or --pooling {likely} on the command line "
             "(mlx-embed similarity, embed, convert, fidelity; eval, profile and fit take registry models and "
-            "folders with a pooling config)."
+            "folders with a pooling config). A registry model saved with `hf download ID --local-dir DIR` is "
+            f"known by its folder's name: name DIR as the repo (e.g. {registry.get('bge-small').hub_id.split('/')[-1]}), "
+            "which also brings its query prompt, or load its alias from the HF cache."
         )
     qwen_like = _qwen_recipe(arch, chosen)
     padding_side = "left" if qwen_like else "right"

@@ -96,13 +96,24 @@ def rss_mib() -> tuple[float, float]:
         return int(fields["VmRSS"].split()[0]) / 1024, int(fields["VmHWM"].split()[0]) / 1024
     except (OSError, KeyError):
         try:  # macOS: the footprint, now and at its peak (RSS leaves out Metal buffers)
-            from mlx_embed.procmem import peak_memory, process_memory
-        except ImportError:  # a peer's venv may lack mlx_embed
+            procmem = _procmem()
+        except ImportError:  # a peer's venv may lack psutil
             import resource
 
             peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
             return float("nan"), peak / 1024**2 if sys.platform == "darwin" else peak / 1024
-        return process_memory() / 1024**2, peak_memory() / 1024**2
+        return procmem.process_memory() / 1024**2, procmem.peak_memory() / 1024**2
+
+
+def _procmem():
+    """mlx_embed/procmem.py loaded by its path: importing mlx_embed would load MLX into a peer's process
+    and count it in the peer's memory."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("_bench_procmem", ROOT / "mlx_embed" / "procmem.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 # ---------------------------------------------------------------- child side: one engine per process

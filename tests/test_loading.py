@@ -11,6 +11,7 @@ import mlx_embed
 from mlx_embed import ModelNotFoundError, loading, registry
 from mlx_embed.stats import checkpoint_stats
 
+from .conftest import TEXTS
 from .reference import NEEDS_SENTENCE_TRANSFORMERS, NEEDS_TRANSFORMERS
 
 
@@ -370,6 +371,61 @@ def _fake_cache(root, repo_id: str, folder) -> None:
     shutil.copytree(folder, repo / "snapshots" / ("0" * 40))
     (repo / "refs").mkdir()
     (repo / "refs" / "main").write_text("0" * 40)
+
+
+def test_the_layout_mlx_embeddings_publishes_loads_as_the_registry_model(minilm_4bit, tmp_path):
+    """mlx-community's MiniLM and bge folders, as mlx-embeddings' converter writes them: a quantized pooler
+    (which we drop), a single-shard index, a quantization block without "mode" or "quantization_config",
+    the source's top-level sentence-transformers files but no 1_Pooling/: the registry names the pooling."""
+    import mlx.core as mx
+
+    folder = tmp_path / "all-MiniLM-L6-v2-4bit"
+    shutil.copytree(minilm_4bit, folder, ignore=shutil.ignore_patterns("1_Pooling", "README.md"))
+    weights = mx.load(str(folder / "model.safetensors"))
+    pooler = mx.random.normal((384, 384), key=mx.random.key(0)).astype(mx.float16)
+    weights["pooler.dense.weight"], weights["pooler.dense.scales"], weights["pooler.dense.biases"] = mx.quantize(pooler, 64, 4)
+    weights["pooler.dense.bias"] = mx.zeros((384,), dtype=mx.float16)
+    mx.save_safetensors(str(folder / "model.safetensors"), weights, metadata={"format": "mlx"})
+    index = {"metadata": {"total_size": (folder / "model.safetensors").stat().st_size},
+             "weight_map": {key: "model.safetensors" for key in sorted(weights)}}
+    (folder / "model.safetensors.index.json").write_text(json.dumps(index))
+    config = json.loads((folder / "config.json").read_text())
+    for key in ("quantization_config", "mlx_embed"):
+        config.pop(key)
+    config["quantization"] = {"group_size": 64, "bits": 4}
+    (folder / "config.json").write_text(json.dumps(config))
+
+    published, ours = mlx_embed.load(folder), mlx_embed.load(minilm_4bit)
+    assert (published.spec.alias, published.spec.pooling, published.spec.normalize) == ("minilm", "mean", True)
+    np.testing.assert_array_equal(published.encode(TEXTS), ours.encode(TEXTS))
+
+
+def test_a_folder_without_pooling_files_names_both_fixes(tiny_bert_hf, tmp_path):
+    """mlx-community's BERT folders carry no 1_Pooling/config.json: downloaded with --local-dir into a folder
+    named otherwise, the model is not recognised, and the error says so besides asking for pooling=."""
+    folder = tmp_path / "bge"
+    shutil.copytree(tiny_bert_hf, folder, ignore=shutil.ignore_patterns("modules.json", "1_Pooling"))
+    with pytest.raises(ValueError, match=r"Cannot tell how to pool .*pooling='mean'.*--local-dir DIR.*name DIR as the "
+                       r"repo \(e\.g\. bge-small-en-v1\.5-4bit\)"):
+        mlx_embed.load(folder)
+    assert mlx_embed.load(folder, pooling="cls").spec.pooling == "cls"
+
+
+def test_a_hub_id_in_another_case_finds_the_cached_model(tiny_bert_hf, tmp_path, monkeypatch):
+    """The Hub takes ids in any case and the registry matches them so, but the HF cache is keyed by the
+    spelling downloaded: the registry's, or the one typed."""
+    import huggingface_hub.constants as c
+
+    cache = tmp_path / "cache"
+    _fake_cache(cache, "mlx-community/bge-small-en-v1.5-4bit", tiny_bert_hf)
+    _fake_cache(cache, "Sentence-Transformers/ALL-MiniLM-L6-v2", tiny_bert_hf)
+    monkeypatch.setattr(c, "HF_HUB_CACHE", str(cache))
+    from mlx_embed.loading import resolve
+
+    got = resolve("mlx-community/BGE-small-en-v1.5-4bit", local_files_only=True)
+    assert (got.source, got.spec.alias, got.path.parent.parent.name) == ("hf-cache", "bge-small", "models--mlx-community--bge-small-en-v1.5-4bit")
+    got = resolve("Sentence-Transformers/ALL-MiniLM-L6-v2", local_files_only=True)
+    assert (got.source, got.spec.alias, got.path.parent.parent.name) == ("hf-cache", "minilm", "models--Sentence-Transformers--ALL-MiniLM-L6-v2")
 
 
 def test_an_interrupted_download_in_the_cache_is_not_taken_for_the_model(tiny_bert_hf, tmp_path, monkeypatch):

@@ -394,6 +394,17 @@ def test_convert_refuses_its_source_folder_and_weights_it_did_not_write(tiny_ber
     assert json.loads((dst / "config.json").read_text())["quantization"]["bits"] == 4
     assert not list(tmp_path.glob(".dst.partial-*"))
     mlx_embed.load(dst).encode("still loads")
+    fresh = tmp_path / "fresh"
+    convert(src, fresh, bits=8, report=False)
+    assert fresh.stat().st_mode & 0o777 == dst.stat().st_mode & 0o777 == 0o777 & ~_umask()  # as mkdir makes it
+
+
+def _umask() -> int:
+    import os
+
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def test_an_interrupted_conversion_leaves_no_folder_that_mixes_two_models(tiny_bert_hf, tiny_qwen3_hf, tmp_path, monkeypatch):
