@@ -43,9 +43,11 @@ Queries without relevant documents
     is also what pytrec_eval reports for a query whose qrels contain only
     non-relevant judgements).  :func:`evaluate_run` *skips* such queries when
     averaging, just as it ignores queries absent from the qrels: their metrics
-    are undefined (``R = 0``).  Note that BEIR averages pytrec_eval's
-    per-query output, so on qrels containing queries with only 0-labels BEIR
-    counts them as zeros while we leave them out.
+    are undefined (``R = 0``).  trec_eval counts them as zeros (a query whose
+    qrels hold only labels ``<= 0``; with ``-c`` also one in the qrels with no
+    label at all), and so does BEIR, which averages pytrec_eval's per-query
+    output: on such qrels our means are higher.  The bundled corpora refuse
+    queries without a relevant document, so ``mlx-embed eval`` never meets one.
 
 Queries missing from the run
     A query that has relevant documents in the qrels but no entry (or an
@@ -62,7 +64,10 @@ Ordering and ties
     with tied scores give the same numbers as pytrec_eval; Python's code-point
     order equals ``strcmp`` byte order on UTF-8.  The given rank field of a
     TREC run plays no role, exactly as in trec_eval.  :func:`rank` uses the same
-    rule when it truncates to ``top_k``.
+    rule when it truncates to ``top_k``.  Scores are compared as given (float64
+    for Python floats), as trec_eval 10 does; trec_eval 9 and pytrec_eval store
+    them as float32, so scores closer than float32 resolves tie there and may
+    rank differently (our runs hold float32 cosines, so they agree).
 """
 
 from __future__ import annotations
