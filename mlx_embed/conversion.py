@@ -45,6 +45,7 @@ COPY_FILES = (
     "added_tokens.json",
 )
 CARD_NOTE = "> Converted by `mlx-embed convert`"  # starts the note on a converted folder's README.md
+INSTALLING = ".mlx-embed-installing"  # in a folder while its earlier conversion's files are being replaced
 # sentence-transformers files the converted folder gets from the spec the source loads with (so a
 # registry model's settings, or a pooling folder at another path, survive the new folder's name)
 ST_FILES = ("modules.json", "sentence_bert_config.json", "config_sentence_transformers.json", "1_Pooling/config.json")
@@ -452,10 +453,7 @@ def _check_destination(dst: Path, overwrite: bool) -> None:
     if not overwrite:
         raise FileExistsError(f"{dst} exists and is not empty; pass overwrite=True (--overwrite) or pick another folder")
     config = dst / "config.json"
-    try:
-        ours = config.is_file() and "mlx_embed" in read_json(config)
-    except ValueError:
-        ours = False
+    ours = (dst / INSTALLING).exists() or _earlier_conversion(dst) is not None
     foreign = [p.name for p in sorted(dst.glob("*.safetensors*")) if not ours or p.name != "model.safetensors"]
     foreign = (["config.json"] if config.exists() and not ours else []) + foreign
     if foreign:
@@ -465,20 +463,30 @@ def _check_destination(dst: Path, overwrite: bool) -> None:
         )
 
 
+def _earlier_conversion(dst: Path) -> dict | None:
+    """The ``mlx_embed`` block of ``dst``'s config.json, where a conversion wrote it."""
+    try:
+        info = read_json(dst / "config.json").get("mlx_embed")
+    except ValueError:
+        return None
+    return info if isinstance(info, dict) else None
+
+
 def _install(built: Path, dst: Path) -> None:
-    """Move the files of ``built`` into ``dst``: by renaming the folder where ``dst`` is new; else file by file,
-    replacing directory entries (never writing through a link into another folder), with ``dst``'s
-    config.json removed first and the new one moved last, so that a stop in between leaves a folder that
-    does not load rather than one that mixes two models. An earlier conversion's copied files that this
-    one lacks are removed; other files stay."""
-    if not dst.exists() and not dst.is_symlink():
+    """Move the files of ``built`` into ``dst``: by renaming the folder where ``dst`` is new (``built`` is its
+    sibling); else file by file from inside ``dst`` (one file system), replacing directory entries rather than
+    writing through a link into another folder. There ``dst``'s config.json goes first and the new one comes
+    last, so that a stop in between leaves a folder that does not load rather than one that mixes two models,
+    marked as a conversion's for the next ``--overwrite``. Files the earlier conversion copied that this one
+    lacks are removed; other files stay."""
+    if built.parent != dst:
         built.rename(dst)
         return
+    marker = dst / INSTALLING
+    marker.touch()
+    earlier = _earlier_conversion(dst) or {}
     (dst / "config.json").unlink(missing_ok=True)
-    stale = [*dst.glob("*.safetensors*")] + [dst / name for name in COPY_FILES if not (built / name).exists()]
-    card = dst / "README.md"
-    if not (built / "README.md").exists() and card.is_file() and CARD_NOTE in card.read_text(errors="replace"):
-        stale.append(card)
+    stale = [*dst.glob("*.safetensors*")] + [dst / name for name in earlier.get("copied", COPY_FILES) if not (built / name).exists()]
     for path in stale:
         if path.is_file() or path.is_symlink():
             path.unlink()
@@ -487,6 +495,7 @@ def _install(built: Path, dst: Path) -> None:
             target = dst / path.relative_to(built)
             target.parent.mkdir(parents=True, exist_ok=True)
             os.replace(path, target)
+    marker.unlink()
 
 
 def _half_dtype(weights: dict[str, mx.array]) -> mx.Dtype:
@@ -528,19 +537,22 @@ def _check_recipe(recipe: str, rounding: str | None) -> str:
 def _write_folder(
     dst: Path, src: Path, model: nn.Module, config: dict, tokenizer_json: dict | None, spec: ModelSpec
 ) -> None:
-    """Save ``model`` in the mlx-community layout, with ``config`` (its bits per weight added), the source's
-    tokenizer, licence and notice files (``tokenizer_json`` replacing its tokenizer.json), its model card
-    with a note, and sentence-transformers files for ``spec``; all into a new folder beside ``dst``, then
-    moved in (:func:`_install`)."""
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    built = dst.parent / f".{dst.name}.partial-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    """Save ``model`` in the mlx-community layout, with ``config`` (its bits per weight and copied files added),
+    the source's tokenizer, licence and notice files (``tokenizer_json`` replacing its tokenizer.json), its
+    model card with a note, and sentence-transformers files for ``spec``; all into a new hidden folder (beside
+    a new ``dst``, inside an existing one, which loading ignores), then moved in (:func:`_install`)."""
+    partial = f".mlx-embed-partial-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    if dst.exists():
+        built = dst / partial
+    else:
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        built = dst.parent / f".{dst.name}{partial}"
     built.mkdir()  # not tempfile.mkdtemp: its mode 0o700 would become the model folder's
     try:
         prefix = ARCHITECTURES[config["model_type"]].SAVE_PREFIX
         weights = {prefix + k: v for k, v in tree_flatten(model.parameters())}
         mx.save_safetensors(str(built / "model.safetensors"), weights, metadata={"format": "mlx"})
         config["mlx_embed"]["bits_per_weight"] = round(checkpoint_stats(built, config).bits_per_weight, 4)
-        (built / "config.json").write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n")
         for name in COPY_FILES:
             if name == "tokenizer.json" and tokenizer_json is not None:
                 (built / name).write_text(json.dumps(tokenizer_json, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
@@ -550,10 +562,16 @@ def _write_folder(
             if path.is_file() and re.match(r"(licen[cs]e|notice|copying)", path.name, re.IGNORECASE):
                 shutil.copy2(path, built / path.name)
         _write_card(src, built, config)
+        config["mlx_embed"]["copied"] = sorted(p.name for p in built.iterdir() if p.name != "model.safetensors")
+        (built / "config.json").write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n")
         _write_st_files(built, src, spec)
         _install(built, dst)
     finally:
         shutil.rmtree(built, ignore_errors=True)
+
+
+# Hugging Face's own rule for a model card's YAML front matter (huggingface_hub.repocard.REGEX_YAML_BLOCK)
+_FRONT_MATTER = re.compile(r"^(\s*---(?:\r\n|\r|\n))([\S\s]*?)((?:\r\n|\r|\n)---[ \t]*(\r\n|\n|$))")
 
 
 def _write_card(src: Path, dst: Path, config: dict) -> None:
@@ -562,9 +580,9 @@ def _write_card(src: Path, dst: Path, config: dict) -> None:
     card = src / "README.md"
     if not card.is_file():
         return
-    text = card.read_text(encoding="utf-8", errors="replace")
-    close = text.find("\n---\n", 3) if text.startswith("---\n") else -1
-    end = close + 5 if close != -1 else 0  # after the YAML front matter
+    text = card.read_text(encoding="utf-8-sig", errors="replace")
+    found = _FRONT_MATTER.match(text)
+    end = found.end() if found else 0
     info = config["mlx_embed"]
     source = Path(info["source"]).name if Path(info["source"]).is_absolute() else info["source"]  # no home paths
     what = f"quantized (`{info['recipe']}` recipe)" if info["recipe"] else f"stored as {config['dtype']}"
@@ -573,7 +591,8 @@ def _write_card(src: Path, dst: Path, config: dict) -> None:
         "per weight. These are MLX weights: load them with `mlx_embed.load(folder)` (transformers and "
         "sentence-transformers cannot). The card below is the source's.\n\n"
     )
-    (dst / "README.md").write_text(text[:end] + ("\n" if end else "") + note + text[end:], encoding="utf-8")
+    head = text[:end] + ("" if not end or text[:end].endswith("\n") else "\n")
+    (dst / "README.md").write_text(head + ("\n" if end else "") + note + text[end:], encoding="utf-8")
 
 
 def _write_st_files(dst: Path, src: Path, spec: ModelSpec) -> None:

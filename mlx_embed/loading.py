@@ -94,6 +94,17 @@ def _from_hub(repo_id: str, revision: str | None, offline: bool) -> tuple[Path, 
         return err
 
 
+def _from_cache(repo_id: str, typed: str, revision: str | None) -> tuple[tuple[Path, str] | Exception, str]:
+    """``repo_id`` from the HF cache, else ``typed`` (the same id spelt as the user did, which a download may
+    have used), with the spelling found; failing both, the clearer error (an incomplete snapshot's)."""
+    got = _from_hub(repo_id, revision, offline=True)
+    if isinstance(got, Exception) and typed != repo_id:
+        other = _from_hub(typed, revision, offline=True)
+        if not isinstance(other, Exception) or isinstance(other, IncompleteSnapshot) and not isinstance(got, IncompleteSnapshot):
+            return other, typed
+    return got, repo_id
+
+
 _CACHE_SNAPSHOT = re.compile(r"models--([^/]+)--([^/]+)/snapshots")
 
 
@@ -137,13 +148,12 @@ def resolve(model: str | os.PathLike, revision: str | None = None, local_files_o
             "or pass a Hugging Face Hub id ('org/name') or a local folder."
         )
     repo_id = name
-    if spec is not None:  # the registry's spelling: the HF cache is keyed by the id as downloaded
+    if spec is not None:  # the registry's spelling; the HF cache is keyed by the id as downloaded
         repo_id = next((i for i in (spec.hub_id, spec.upstream_id) if i.lower() == name.lower()), spec.hub_id)
     offline = _offline(local_files_only)
-    got = _from_hub(repo_id, revision, offline)
-    if isinstance(got, Exception) and repo_id != name and "/" in name:
-        typed = _from_hub(name, revision, offline=True)  # downloaded with the spelling typed
-        got, repo_id = (got, repo_id) if isinstance(typed, Exception) else (typed, name)
+    got, repo_id = _from_cache(repo_id, name if "/" in name else repo_id, revision)
+    if isinstance(got, Exception) and not offline:
+        got = _from_hub(repo_id, revision, offline=False)
     if not isinstance(got, Exception):
         return Resolved(got[0], got[1], spec, repo_id)
     packaged = package_folder(spec.alias) if spec and revision is None else None

@@ -212,7 +212,7 @@ def test_tokenizer_of_another_model_is_refused(tiny_qwen3_hf, minilm_path, tmp_p
 
 
 def test_not_downloadable_says_why(monkeypatch):
-    monkeypatch.setattr(loading, "_from_hub", lambda *a: OSError("401 Client Error: Unauthorized\nmore detail"))
+    monkeypatch.setattr(loading, "_from_hub", lambda *a, **k: OSError("401 Client Error: Unauthorized\nmore detail"))
     with pytest.raises(ModelNotFoundError, match=r"not downloadable \(OSError: 401 Client Error: Unauthorized\)"):
         mlx_embed.load("org/private-model", local_files_only=False)
 
@@ -426,6 +426,19 @@ def test_a_hub_id_in_another_case_finds_the_cached_model(tiny_bert_hf, tmp_path,
     assert (got.source, got.spec.alias, got.path.parent.parent.name) == ("hf-cache", "bge-small", "models--mlx-community--bge-small-en-v1.5-4bit")
     got = resolve("Sentence-Transformers/ALL-MiniLM-L6-v2", local_files_only=True)
     assert (got.source, got.spec.alias, got.path.parent.parent.name) == ("hf-cache", "minilm", "models--Sentence-Transformers--ALL-MiniLM-L6-v2")
+    import huggingface_hub
+
+    real, downloads = huggingface_hub.snapshot_download, []
+
+    def spy(repo_id, **kwargs):
+        if not kwargs.get("local_files_only"):
+            downloads.append(repo_id)
+            raise OSError("no network in this test")
+        return real(repo_id, **kwargs)
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", spy)
+    got = resolve("Sentence-Transformers/ALL-MiniLM-L6-v2", local_files_only=False)  # online: both spellings cached first
+    assert got.source == "hf-cache" and downloads == []
 
 
 def test_an_interrupted_download_in_the_cache_is_not_taken_for_the_model(tiny_bert_hf, tmp_path, monkeypatch):

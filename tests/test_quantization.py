@@ -5,6 +5,7 @@ MSE rounding against a numpy unpacking of what was stored."""
 from __future__ import annotations
 
 import json
+import tempfile
 from pathlib import Path
 
 import mlx.core as mx
@@ -431,18 +432,42 @@ def test_an_interrupted_conversion_leaves_no_folder_that_mixes_two_models(tiny_b
     real_replace = conversion.os.replace
 
     def replace_then_stop(a, b):
-        if len(moved) == 3:
+        if any(path.name == "model.safetensors" for path in moved):
             raise KeyboardInterrupt
-        moved.append(b)
+        moved.append(Path(b))
         return real_replace(a, b)
 
     monkeypatch.setattr(conversion.os, "replace", replace_then_stop)
     with pytest.raises(KeyboardInterrupt):
         convert(tiny_bert_hf, dst, overwrite=True, report=False)
     monkeypatch.undo()
-    assert len(moved) == 3 and not (dst / "config.json").exists()
+    assert (dst / "model.safetensors").exists() and not (dst / "config.json").exists()
     with pytest.raises(mlx_embed.ModelNotFoundError, match="has no config.json"):
         mlx_embed.load(dst)
+    convert(tiny_bert_hf, dst, overwrite=True, report=False)  # the folder is still known as a conversion's
+    assert sorted(p.name for p in dst.iterdir() if p.name.startswith(".")) == []
+    mlx_embed.load(dst).encode("loads")
+
+
+def test_a_destination_on_another_file_system_is_filled_in_place(tiny_bert_hf, tmp_path):
+    """DST a mount point or a link to another file system: files cannot be renamed into it from its parent
+    (EXDEV), so an existing DST is built in a hidden folder inside itself."""
+    import os
+    import shutil
+
+    shm = Path("/dev/shm")
+    if not shm.is_dir() or os.stat(shm).st_dev == os.stat(tmp_path).st_dev:
+        pytest.skip("needs /dev/shm on another file system than the temporary folder (Linux)")
+    elsewhere = Path(tempfile.mkdtemp(dir=shm))
+    try:
+        dst = tmp_path / "out"
+        dst.symlink_to(elsewhere)
+        convert(tiny_bert_hf, dst, bits=8, report=False)
+        convert(tiny_bert_hf, dst, overwrite=True, report=False)
+        assert json.loads((elsewhere / "config.json").read_text())["quantization"]["bits"] == 4
+        mlx_embed.load(dst).encode("loads")
+    finally:
+        shutil.rmtree(elsewhere)
 
 
 def test_overwriting_replaces_files_without_writing_through_links(tiny_bert_hf, tmp_path):
@@ -477,15 +502,22 @@ def test_convert_keeps_the_licence_and_the_model_card_with_a_note(tiny_bert_hf, 
     (src / "LICENSE").write_text("Apache License 2.0 ...")
     (src / "NOTICE.txt").write_text("notice")
     (src / "README.md").write_text("---\nlicense: apache-2.0\nbase_model: x/y\n---\n# A model\nUse it with sentence-transformers.\n")
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "notes.txt").write_text("mine")
     monkeypatch.setenv("HOME", str(tmp_path))
     monkeypatch.chdir(tmp_path / "src")  # where an unexpanded "~/out" would land
-    convert(src, "~/out", report=False)  # "~" is the home folder, for the destination as for the source
+    convert(src, "~/out", report=False, overwrite=True)  # "~" is the home folder, for the destination as for the source
     out = tmp_path / "out"
     assert (out / "LICENSE").read_text() == "Apache License 2.0 ..." and (out / "NOTICE.txt").read_text() == "notice"
     card = (out / "README.md").read_text()
     assert card.startswith("---\nlicense: apache-2.0\nbase_model: x/y\n---\n\n> Converted by `mlx-embed convert` from `src`")
     assert "MLX weights" in card and card.endswith("\n\n# A model\nUse it with sentence-transformers.\n")
-    (src / "README.md").unlink()
+    (src / "README.md").write_text("\ufeff---\nlicense: mit\n---", encoding="utf-8")  # a BOM; no newline at the end
     convert(src, "~/out", bits=8, report=False, overwrite=True)
-    assert not (out / "README.md").exists()  # the earlier conversion's card described another source
+    assert (out / "README.md").read_text().startswith("---\nlicense: mit\n---\n\n> Converted by")
+    for name in ("README.md", "LICENSE", "NOTICE.txt"):
+        (src / name).unlink()
+    convert(src, "~/out", bits=8, report=False, overwrite=True)
+    assert sorted(p.name for p in out.iterdir() if p.is_file() and p.suffix != ".json") == [
+        "model.safetensors", "notes.txt", "vocab.txt"]  # the earlier source's card and licence are gone, notes stay
     assert not (src / "~").exists()
