@@ -7,11 +7,12 @@ import json
 import re
 import unicodedata
 import warnings
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from tokenizers import Tokenizer, models, normalizers
+from tokenizers import Tokenizer, models, normalizers, pre_tokenizers
 
 from ._messages import REFETCH, caller_stacklevel
 
@@ -19,7 +20,9 @@ from ._messages import REFETCH, caller_stacklevel
 # tokenized from a prefix when the prefix already holds more than twice max_length tokens; warnings then
 # give their length as "at least". Tokenizing whole, MiniLM took 1.5 s and +210 MiB of RSS for a text of
 # 1 M characters, 36 s and 1.8 GB for 10 MB; from a prefix 0.1 s. Shorter texts are tokenized whole, so
-# their ids and lengths are exact; at 64 characters a token, nearly all of them fit max_length.
+# their ids and lengths are exact; at 64 characters a token, nearly all of them fit max_length. For BERT's
+# WordPiece, a prefix, or a long text with too few tokens for one (8 MB of hex digits or of spaces: 3-4 s and
+# +550 MiB whole), is first squeezed to the same ids (:func:`_squeeze`): 0.2 s.
 LONG_TEXT_CHARS_PER_TOKEN = 64
 
 
@@ -162,14 +165,18 @@ class TextEncoder:
         and holds more than ``2 * max_length`` tokens)."""
         ids: list[list[int]] = [[] for _ in texts]
         cut: dict[int, int] = {}
-        whole = []
+        whole, squeezed = [], {}
         for i, text in enumerate(texts):
-            head = self._long_head(text, max_length) if len(text) > LONG_TEXT_CHARS_PER_TOKEN * max_length else None
+            head = None
+            if len(text) > LONG_TEXT_CHARS_PER_TOKEN * max_length:
+                head = self._long_head(text, max_length)
+                if head is None and self._max_word is not None:  # few tokens in many characters
+                    squeezed[i] = _squeeze(text, self._max_word)
             if head is None:
                 whole.append(i)
             else:
                 ids[i], cut[i] = head
-        for i, seq, length in zip(whole, *self._encode([texts[i] for i in whole], max_length)):
+        for i, seq, length in zip(whole, *self._encode([squeezed.get(i, texts[i]) for i in whole], max_length)):
             ids[i] = seq
             if length > max_length:
                 cut[i] = length
@@ -188,11 +195,26 @@ class TextEncoder:
             if end is None and not wordpiece:  # BPE and Unigram split a long run locally
                 end = size
             if end is not None:
-                (seq,), (length,) = self._encode([text[:end]], max_length)
+                head = text[:end] if self._max_word is None else _squeeze(text[:end], self._max_word)
+                (seq,), (length,) = self._encode([head], max_length)
                 if length > 2 * max_length:
                     return seq, AtLeast(length)
             size *= 4
         return None
+
+    @functools.cached_property
+    def _max_word(self) -> int | None:
+        """WordPiece's longest word (longer ones are [UNK]) where a long text can be squeezed (:func:`_squeeze`):
+        BERT's pre-tokenizer, and no added token that a squeezed run could hold or make; else None."""
+        if not isinstance(self.tokenizer.model, models.WordPiece):
+            return None
+        if not isinstance(self.tokenizer.pre_tokenizer, pre_tokenizers.BertPreTokenizer):
+            return None
+        maybe_break = re.compile(_squeeze_classes()[1])
+        for token in self.tokenizer.get_added_tokens_decoder().values():
+            if any(c.isspace() for c in token.content) or not maybe_break.search(token.content):
+                return None
+        return self.tokenizer.model.max_input_chars_per_word
 
     @functools.cached_property
     def _splits_cjk(self) -> bool:
@@ -224,6 +246,26 @@ _CJK = ((0x4E00, 0x9FFF), (0x3400, 0x4DBF), (0x20000, 0x2A6DF), (0x2A700, 0x2B73
         (0x2B820, 0x2CEAF), (0xF900, 0xFAFF), (0x2F800, 0x2FA1F))
 
 
+def _char_class(chars: Iterable[int], extra: Iterable[tuple[int, int]] = ()) -> str:
+    """A regex character class's inside, ranges merged, for ``chars`` and the ``extra`` ranges."""
+    ranges: list[list[int]] = []
+    for c in chars:
+        if ranges and ranges[-1][1] == c - 1:
+            ranges[-1][1] = c
+        else:
+            ranges.append([c, c])
+    return "".join(re.escape(chr(lo)) + ("-" + re.escape(chr(hi)) if hi > lo else "") for lo, hi in [*ranges, *extra])
+
+
+def _ends_a_word(c: int) -> bool:
+    """See :func:`_word_break`."""
+    category = unicodedata.category(chr(c))
+    if category == "Cc":
+        return chr(c) in "\t\n\r"
+    return (chr(c).isspace() or 33 <= c <= 47 or 58 <= c <= 64 or 91 <= c <= 96 or 123 <= c <= 126
+            or category.startswith("P") and unicodedata.ucd_3_2_0.category(chr(c)).startswith("P"))
+
+
 @functools.lru_cache(maxsize=2)
 def _word_break(cjk: bool) -> re.Pattern:
     """A character at which BERT's pre-tokenizer ends a word: whitespace, punctuation (ASCII, or a Unicode
@@ -231,21 +273,42 @@ def _word_break(cjk: bool) -> re.Pattern:
     it keeps inside words) or, with ``cjk``, a CJK ideograph. Symbols (``°``, emoji), format characters (a
     soft hyphen) and control characters but tab and newlines (a form feed, which Python counts as whitespace)
     sit inside a word: the normalizer deletes the last two."""
-    def ends_a_word(c: int) -> bool:
-        category = unicodedata.category(chr(c))
-        if category == "Cc":
-            return chr(c) in "\t\n\r"
-        return (chr(c).isspace() or 33 <= c <= 47 or 58 <= c <= 64 or 91 <= c <= 96 or 123 <= c <= 126
-                or category.startswith("P") and unicodedata.ucd_3_2_0.category(chr(c)).startswith("P"))
+    return re.compile(f"[{_char_class(filter(_ends_a_word, range(0x10000)), _CJK if cjk else ())}]")
 
-    ranges: list[list[int]] = []
-    for c in filter(ends_a_word, range(0x10000)):
-        if ranges and ranges[-1][1] == c - 1:
-            ranges[-1][1] = c
-        else:
-            ranges.append([c, c])
-    ranges += _CJK if cjk else []
-    return re.compile("[" + "".join(re.escape(chr(lo)) + ("-" + re.escape(chr(hi)) if hi > lo else "") for lo, hi in ranges) + "]")
+
+@functools.lru_cache(maxsize=1)
+def _squeeze_classes() -> tuple[str, str]:
+    """(whitespace that BERT's normalizer keeps; what could end a BERT word under any normalizer setting:
+    whitespace, control, format or unassigned characters, punctuation of any Unicode version, CJK, and
+    everything outside the BMP), as regex classes."""
+    spaces = (c for c in range(0x10000) if chr(c).isspace() and (unicodedata.category(chr(c)) != "Cc" or chr(c) in "\t\n\r"))
+    maybe = (c for c in range(0x10000) if chr(c).isspace() or unicodedata.category(chr(c))[0] in "CP"
+             or 33 <= c <= 47 or 58 <= c <= 64 or 91 <= c <= 96 or 123 <= c <= 126)
+    return f"[{_char_class(spaces)}]", f"[{_char_class(maybe, [*_CJK, (0x10000, 0x10FFFF)])}]"
+
+
+@functools.lru_cache(maxsize=4)
+def _squeeze_patterns(max_word: int) -> tuple[re.Pattern, re.Pattern]:
+    """(a run of two or more whitespace characters; a run of over ``max_word`` that cannot end a word)."""
+    spaces, maybe_break = _squeeze_classes()
+    return re.compile(f"{spaces}{{2,}}"), re.compile(f"[^{maybe_break[1:-1]}]{{{max_word + 1},}}")
+
+
+def _squeeze(text: str, max_word: int) -> str:
+    """``text`` with the same WordPiece ids under BERT's normalizer and pre-tokenizer, in fewer characters:
+    each whitespace run one space, each word of over ``max_word`` letters (one [UNK], whatever they are)
+    ``max_word + 1`` x's. Marks do not count as letters: accent stripping deletes them."""
+    spaces, long_word = _squeeze_patterns(max_word)
+
+    def unknown(word: re.Match) -> str:
+        letters = 0
+        for c in word.group():
+            letters += not unicodedata.category(c).startswith("M")
+            if letters > max_word:
+                return "x" * (max_word + 1)
+        return word.group()
+
+    return long_word.sub(unknown, spaces.sub(" ", text))
 
 
 def _word_boundary(text: str, lo: int, hi: int, cjk: bool) -> int | None:

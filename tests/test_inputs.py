@@ -550,3 +550,68 @@ def test_a_long_run_without_a_boundary_is_cut_anywhere_for_a_byte_level_bpe(tiny
     ids, cut = qwen.text_encoder.tokenize([text], 64)
     assert isinstance(cut[0], tokenize.AtLeast) and cut[0] > 128
     assert ids == qwen.text_encoder.tokenize([text[:20_000]], 64)[0]
+
+
+def _random_bert_text(rng) -> str:
+    """Segments that stress BERT's word splitting: long runs of letters (with marks, symbols, characters
+    the normalizer deletes or expands), whitespace runs of every kind, punctuation, CJK, special tokens."""
+    letters = ["abcdef0123456789", "éèêàç", "e\u0301a\u0308", "жзийклмн", "αβγδ", "°™", "İß", "x\u00ady", "\U0001f600", "x\x0cy", "x\x1cy", "⹃", "ا"]
+    spaces = [" ", "\t", "\n", "\r\n", "\u3000", "\xa0", "\u2028", " \x0b ", " \x0c", "\x85"]
+    marks = [".", ",", "«", "—", "[SEP]", "[CLS]", "中文", "は", "한"]
+    parts = []
+    for _ in range(rng.integers(1, 12)):
+        kind = rng.integers(3)
+        if kind == 0:
+            alphabet = letters[rng.integers(len(letters))]
+            parts.append("".join(rng.choice(list(alphabet), size=int(rng.integers(1, 400)))))
+        elif kind == 1:
+            parts.append("".join(rng.choice(spaces, size=int(rng.integers(1, 40)))))
+        else:
+            parts.append(marks[rng.integers(len(marks))])
+    return "".join(parts)
+
+
+@pytest.mark.parametrize("setting", ["minilm", "cased", "no-clean-text", "no-cjk-split"])
+def test_a_squeezed_text_has_the_ids_of_the_text(minilm, setting):
+    """Whitespace runs as one space and words over 100 letters as 101 x's: the same WordPiece ids, checked
+    against the tokenizer itself on random texts, under each normalizer setting a BERT folder can have."""
+    from tokenizers import Tokenizer, normalizers
+
+    tk = Tokenizer.from_str(minilm.text_encoder.tokenizer.to_str())
+    if setting != "minilm":
+        options = {"cased": dict(lowercase=False, strip_accents=False), "no-clean-text": dict(clean_text=False),
+                   "no-cjk-split": dict(handle_chinese_chars=False)}[setting]
+        tk.normalizer = normalizers.BertNormalizer(**{"lowercase": True, **options})
+    rng = np.random.default_rng(0)
+    texts = [_random_bert_text(rng) for _ in range(1500)]
+    squeezed = [tokenize._squeeze(t, 100) for t in texts]
+    assert sum(len(s) < len(t) for s, t in zip(squeezed, texts)) > 1000  # most were squeezed
+    want = [e.ids for e in tk.encode_batch(texts, add_special_tokens=False)]
+    got = [e.ids for e in tk.encode_batch(squeezed, add_special_tokens=False)]
+    assert [t for t, a, b in zip(texts, want, got) if a != b] == []
+
+
+def test_a_long_text_with_few_tokens_is_squeezed_before_it_is_tokenized(minilm, monkeypatch):
+    """A text that starts with a long run of hex digits or of spaces has no prefix with enough tokens; it
+    used to be tokenized whole (8 MB: 3-4 s and +550 MiB). The tokenizer now sees it squeezed."""
+    seen = []
+    encode_batch = minilm.text_encoder.tokenizer.encode_batch
+    monkeypatch.setattr(minilm.text_encoder, "tokenizer", _Spy(minilm.text_encoder.tokenizer, seen))
+    texts = ["0123456789abcdef" * 20_000 + " and then words", " \n" * 100_000 + "hello world", "x" * 99 + " " * 300_000]
+    ids, cut = minilm.text_encoder.tokenize(texts, 256)
+    assert max(seen) < 2_000
+    assert ids == [e.ids for e in encode_batch(texts)] and cut == {}
+
+
+class _Spy:
+    """A tokenizer that records the length of every text it tokenizes."""
+
+    def __init__(self, tokenizer, seen: list[int]):
+        self._tokenizer, self._seen = tokenizer, seen
+
+    def encode_batch(self, texts, **kwargs):
+        self._seen.extend(len(t) for t in texts)
+        return self._tokenizer.encode_batch(texts, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self._tokenizer, name)
