@@ -444,6 +444,8 @@ DTYPE_NAMES = {dtype: name for name, dtype in DTYPES.items()}
 def _check_destination(dst: Path, overwrite: bool) -> None:
     """Refuse a non-empty ``dst`` unless ``overwrite``, and then one that holds weights or a config.json
     that no earlier conversion wrote: replacing those would lose someone's model."""
+    if dst.is_symlink() and not dst.exists():
+        raise FileExistsError(f"{dst} links to {os.readlink(dst)}, which does not exist: create it or pick another folder")
     if not dst.exists():
         return
     if not dst.is_dir():
@@ -472,6 +474,22 @@ def _earlier_conversion(dst: Path) -> dict | None:
     return info if isinstance(info, dict) else None
 
 
+def _copied_before(dst: Path, marker: Path) -> list[str]:
+    """The files an earlier conversion copied into ``dst``, from its config.json or, after a stop while they
+    were being replaced, from ``marker``; none where no conversion wrote ``dst``. Plain names in ``dst`` only."""
+    earlier = _earlier_conversion(dst)
+    if earlier is not None:
+        names = earlier.get("copied", COPY_FILES)  # conversions before "copied" copied only these
+    else:
+        try:
+            names = json.loads(marker.read_text()) if marker.is_file() else []
+        except ValueError:
+            names = []
+    if not isinstance(names, list | tuple):
+        return []
+    return [n for n in names if isinstance(n, str) and n == Path(n).name and n not in ("", ".", "..")]
+
+
 def _install(built: Path, dst: Path) -> None:
     """Move the files of ``built`` into ``dst``: by renaming the folder where ``dst`` is new (``built`` is its
     sibling); else file by file from inside ``dst`` (one file system), replacing directory entries rather than
@@ -483,10 +501,10 @@ def _install(built: Path, dst: Path) -> None:
         built.rename(dst)
         return
     marker = dst / INSTALLING
-    marker.touch()
-    earlier = _earlier_conversion(dst) or {}
+    names = _copied_before(dst, marker)
+    marker.write_text(json.dumps(names))
     (dst / "config.json").unlink(missing_ok=True)
-    stale = [*dst.glob("*.safetensors*")] + [dst / name for name in earlier.get("copied", COPY_FILES) if not (built / name).exists()]
+    stale = [*dst.glob("*.safetensors*")] + [dst / name for name in names if not (built / name).exists()]
     for path in stale:
         if path.is_file() or path.is_symlink():
             path.unlink()

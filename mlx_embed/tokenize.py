@@ -22,7 +22,7 @@ from ._messages import REFETCH, caller_stacklevel
 # 1 M characters, 36 s and 1.8 GB for 10 MB; from a prefix 0.1 s. Shorter texts are tokenized whole, so
 # their ids and lengths are exact; at 64 characters a token, nearly all of them fit max_length. For BERT's
 # WordPiece, a prefix, or a long text with too few tokens for one (8 MB of hex digits or of spaces: 3-4 s and
-# +550 MiB whole), is first squeezed to the same ids (:func:`_squeeze`): 0.2 s.
+# +550 MiB whole), is first squeezed to the same ids (:class:`Squeezer`): 0.2 s.
 LONG_TEXT_CHARS_PER_TOKEN = 64
 
 
@@ -170,8 +170,8 @@ class TextEncoder:
             head = None
             if len(text) > LONG_TEXT_CHARS_PER_TOKEN * max_length:
                 head = self._long_head(text, max_length)
-                if head is None and self._max_word is not None:  # few tokens in many characters
-                    squeezed[i] = _squeeze(text, self._max_word)
+                if head is None and self._squeeze is not None:  # few tokens in many characters
+                    squeezed[i] = self._squeeze(text)
             if head is None:
                 whole.append(i)
             else:
@@ -195,7 +195,7 @@ class TextEncoder:
             if end is None and not wordpiece:  # BPE and Unigram split a long run locally
                 end = size
             if end is not None:
-                head = text[:end] if self._max_word is None else _squeeze(text[:end], self._max_word)
+                head = text[:end] if self._squeeze is None else self._squeeze(text[:end])
                 (seq,), (length,) = self._encode([head], max_length)
                 if length > 2 * max_length:
                     return seq, AtLeast(length)
@@ -203,18 +203,9 @@ class TextEncoder:
         return None
 
     @functools.cached_property
-    def _max_word(self) -> int | None:
-        """WordPiece's longest word (longer ones are [UNK]) where a long text can be squeezed (:func:`_squeeze`):
-        BERT's pre-tokenizer, and no added token that a squeezed run could hold or make; else None."""
-        if not isinstance(self.tokenizer.model, models.WordPiece):
-            return None
-        if not isinstance(self.tokenizer.pre_tokenizer, pre_tokenizers.BertPreTokenizer):
-            return None
-        maybe_break = re.compile(_squeeze_classes()[1])
-        for token in self.tokenizer.get_added_tokens_decoder().values():
-            if any(c.isspace() for c in token.content) or not maybe_break.search(token.content):
-                return None
-        return self.tokenizer.model.max_input_chars_per_word
+    def _squeeze(self) -> Squeezer | None:
+        """For a BERT tokenizer, what shortens a long text to the same ids (built on first use: 0.3 s)."""
+        return Squeezer.for_tokenizer(self.tokenizer)
 
     @functools.cached_property
     def _splits_cjk(self) -> bool:
@@ -276,39 +267,54 @@ def _word_break(cjk: bool) -> re.Pattern:
     return re.compile(f"[{_char_class(filter(_ends_a_word, range(0x10000)), _CJK if cjk else ())}]")
 
 
-@functools.lru_cache(maxsize=1)
-def _squeeze_classes() -> tuple[str, str]:
-    """(whitespace that BERT's normalizer keeps; what could end a BERT word under any normalizer setting:
-    whitespace, control, format or unassigned characters, punctuation of any Unicode version, CJK, and
-    everything outside the BMP), as regex classes."""
-    spaces = (c for c in range(0x10000) if chr(c).isspace() and (unicodedata.category(chr(c)) != "Cc" or chr(c) in "\t\n\r"))
-    maybe = (c for c in range(0x10000) if chr(c).isspace() or unicodedata.category(chr(c))[0] in "CP"
-             or 33 <= c <= 47 or 58 <= c <= 64 or 91 <= c <= 96 or 123 <= c <= 126)
-    return f"[{_char_class(spaces)}]", f"[{_char_class(maybe, [*_CJK, (0x10000, 0x10FFFF)])}]"
+class Squeezer:
+    """Shortens a text without changing its WordPiece ids under a BERT tokenizer: each run of whitespace
+    becomes one space, each word of over ``max_word`` letters (one [UNK], whatever they are) ``max_word + 1``
+    x's. What counts as whitespace and as a letter is asked of the tokenizer's own normalizer and pre-tokenizer,
+    one BMP character at a time between two letters: whitespace splits them and leaves nothing, a letter keeps
+    them one word and adds at least one character. Anything else (punctuation, characters the normalizer
+    deletes or decomposes into punctuation, CJK it splits, everything outside the BMP) ends a run."""
 
+    def __init__(self, tokenizer: Tokenizer, max_word: int):
+        spaces, letters = [], []
+        normalize = tokenizer.normalizer.normalize_str if tokenizer.normalizer is not None else str
+        for c in range(0x10000):
+            if 0xD800 <= c <= 0xDFFF:
+                continue
+            words = [w for w, _ in tokenizer.pre_tokenizer.pre_tokenize_str(normalize(f"a{chr(c)}b"))]
+            if words == ["a", "b"]:
+                spaces.append(c)
+            elif len(words) == 1 and len(words[0]) >= 3:
+                letters.append(c)
+        self.max_word = max_word
+        self.spaces = re.compile(f"[{_char_class(spaces)}]{{2,}}")
+        self.long_word = re.compile(f"[{_char_class(letters)}]{{{max_word + 1},}}")
+        self.letter = re.compile(f"[{_char_class(letters)}]")
 
-@functools.lru_cache(maxsize=4)
-def _squeeze_patterns(max_word: int) -> tuple[re.Pattern, re.Pattern]:
-    """(a run of two or more whitespace characters; a run of over ``max_word`` that cannot end a word)."""
-    spaces, maybe_break = _squeeze_classes()
-    return re.compile(f"{spaces}{{2,}}"), re.compile(f"[^{maybe_break[1:-1]}]{{{max_word + 1},}}")
+    def __call__(self, text: str) -> str:
+        return self.long_word.sub("x" * (self.max_word + 1), self.spaces.sub(" ", text))
 
-
-def _squeeze(text: str, max_word: int) -> str:
-    """``text`` with the same WordPiece ids under BERT's normalizer and pre-tokenizer, in fewer characters:
-    each whitespace run one space, each word of over ``max_word`` letters (one [UNK], whatever they are)
-    ``max_word + 1`` x's. Marks do not count as letters: accent stripping deletes them."""
-    spaces, long_word = _squeeze_patterns(max_word)
-
-    def unknown(word: re.Match) -> str:
-        letters = 0
-        for c in word.group():
-            letters += not unicodedata.category(c).startswith("M")
-            if letters > max_word:
-                return "x" * (max_word + 1)
-        return word.group()
-
-    return long_word.sub(unknown, spaces.sub(" ", text))
+    @classmethod
+    def for_tokenizer(cls, tokenizer: Tokenizer) -> Squeezer | None:
+        """A squeezer where one is exact: WordPiece after BERT's pre-tokenizer and a normalizer that works one
+        character at a time (BERT's, lowercasing), and no added token that a squeezed run could hold or
+        form (each starts and ends with a non-letter, holds no whitespace nor a run of over ``max_word``
+        letters); else None."""
+        normalizer = tokenizer.normalizer
+        parts = list(normalizer) if isinstance(normalizer, normalizers.Sequence) else [normalizer]
+        if not (isinstance(tokenizer.model, models.WordPiece)
+                and isinstance(tokenizer.pre_tokenizer, pre_tokenizers.BertPreTokenizer)
+                and all(p is None or isinstance(p, normalizers.BertNormalizer | normalizers.Lowercase) for p in parts)):
+            return None
+        squeezer = cls(tokenizer, tokenizer.model.max_input_chars_per_word)
+        if not squeezer.letter.fullmatch("x") or squeezer.spaces.fullmatch("  ") is None:
+            return None
+        for token in tokenizer.get_added_tokens_decoder().values():
+            text = token.content
+            if (not text or any(c.isspace() for c in text) or squeezer.letter.match(text[0])
+                    or squeezer.letter.match(text[-1]) or squeezer.long_word.search(text)):
+                return None
+        return squeezer
 
 
 def _word_boundary(text: str, lo: int, hi: int, cjk: bool) -> int | None:

@@ -555,7 +555,8 @@ def test_a_long_run_without_a_boundary_is_cut_anywhere_for_a_byte_level_bpe(tiny
 def _random_bert_text(rng) -> str:
     """Segments that stress BERT's word splitting: long runs of letters (with marks, symbols, characters
     the normalizer deletes or expands), whitespace runs of every kind, punctuation, CJK, special tokens."""
-    letters = ["abcdef0123456789", "éèêàç", "e\u0301a\u0308", "жзийклмн", "αβγδ", "°™", "İß", "x\u00ady", "\U0001f600", "x\x0cy", "x\x1cy", "⹃", "ا"]
+    letters = ["abcdef0123456789", "éèêàç", "e\u0301a\u0308", "жзийклмн", "αβγδ", "°™", "İß", "x\u00ady", "\U0001f600",
+               "x\x0cy", "x\x1cy", "⹃", "ا", "x\ufffdy", "x\u166dy", "x\u1fefy", "\u2260\u226e", "ǅﬁẞ", "\u200d\ufe0f"]
     spaces = [" ", "\t", "\n", "\r\n", "\u3000", "\xa0", "\u2028", " \x0b ", " \x0c", "\x85"]
     marks = [".", ",", "«", "—", "[SEP]", "[CLS]", "中文", "は", "한"]
     parts = []
@@ -571,24 +572,48 @@ def _random_bert_text(rng) -> str:
     return "".join(parts)
 
 
-@pytest.mark.parametrize("setting", ["minilm", "cased", "no-clean-text", "no-cjk-split"])
+@pytest.mark.parametrize("setting", ["minilm", "cased", "no-clean-text", "no-cjk-split", "lowercase-first"])
 def test_a_squeezed_text_has_the_ids_of_the_text(minilm, setting):
     """Whitespace runs as one space and words over 100 letters as 101 x's: the same WordPiece ids, checked
     against the tokenizer itself on random texts, under each normalizer setting a BERT folder can have."""
     from tokenizers import Tokenizer, normalizers
 
     tk = Tokenizer.from_str(minilm.text_encoder.tokenizer.to_str())
-    if setting != "minilm":
+    if setting == "lowercase-first":  # how do_lower_case reaches a tokenizer.json without it
+        tk.normalizer = normalizers.Sequence([normalizers.Lowercase(), normalizers.BertNormalizer(lowercase=False)])
+    elif setting != "minilm":
         options = {"cased": dict(lowercase=False, strip_accents=False), "no-clean-text": dict(clean_text=False),
                    "no-cjk-split": dict(handle_chinese_chars=False)}[setting]
         tk.normalizer = normalizers.BertNormalizer(**{"lowercase": True, **options})
+    squeeze = tokenize.Squeezer.for_tokenizer(tk)
     rng = np.random.default_rng(0)
     texts = [_random_bert_text(rng) for _ in range(1500)]
-    squeezed = [tokenize._squeeze(t, 100) for t in texts]
+    squeezed = [squeeze(t) for t in texts]
     assert sum(len(s) < len(t) for s, t in zip(squeezed, texts)) > 1000  # most were squeezed
     want = [e.ids for e in tk.encode_batch(texts, add_special_tokens=False)]
     got = [e.ids for e in tk.encode_batch(squeezed, add_special_tokens=False)]
     assert [t for t, a, b in zip(texts, want, got) if a != b] == []
+
+
+def test_no_squeezing_where_an_added_token_or_the_normalizer_could_see_a_difference(minilm):
+    """An added token that starts or ends with a letter ("Mr.") could be cut out of, or formed by, a squeezed
+    run; NFKC turns "⑴" into "(1)" after the letters were counted."""
+    from tokenizers import AddedToken, Tokenizer, normalizers
+
+    def tokenizer():
+        return Tokenizer.from_str(minilm.text_encoder.tokenizer.to_str())
+
+    assert tokenize.Squeezer.for_tokenizer(tokenizer()) is not None
+    for token in ("Mr.", "eos>", "<x", "[" + "a" * 101 + "]", "<a b>"):
+        tk = tokenizer()
+        tk.add_tokens([AddedToken(token)])
+        assert tokenize.Squeezer.for_tokenizer(tk) is None, token
+    tk = tokenizer()
+    tk.add_special_tokens(["<|sep|>"])
+    assert tokenize.Squeezer.for_tokenizer(tk) is not None
+    tk = tokenizer()
+    tk.normalizer = normalizers.Sequence([normalizers.NFKC(), tk.normalizer])
+    assert tokenize.Squeezer.for_tokenizer(tk) is None
 
 
 def test_a_long_text_with_few_tokens_is_squeezed_before_it_is_tokenized(minilm, monkeypatch):

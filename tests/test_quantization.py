@@ -521,3 +521,56 @@ def test_convert_keeps_the_licence_and_the_model_card_with_a_note(tiny_bert_hf, 
     assert sorted(p.name for p in out.iterdir() if p.is_file() and p.suffix != ".json") == [
         "model.safetensors", "notes.txt", "vocab.txt"]  # the earlier source's card and licence are gone, notes stay
     assert not (src / "~").exists()
+
+
+def test_overwriting_removes_only_what_an_earlier_conversion_copied(tiny_bert_hf, tiny_qwen3_hf, tmp_path, monkeypatch):
+    """A folder no conversion wrote keeps every file; an earlier conversion's record of what it copied is
+    read as plain names in the folder only; a stop while replacing files keeps that record for the redo."""
+    import shutil
+
+    project = tmp_path / "project"
+    project.mkdir()
+    for name in ("merges.txt", "vocab.json", "notes.txt"):
+        (project / name).write_text("mine")
+    convert(tiny_bert_hf, project, bits=8, overwrite=True, report=False)
+    assert all((project / name).read_text() == "mine" for name in ("merges.txt", "vocab.json", "notes.txt"))
+
+    (tmp_path / "victim.txt").write_text("mine")
+    config = json.loads((project / "config.json").read_text())
+    config["mlx_embed"]["copied"] = ["../victim.txt", str(tmp_path / "victim.txt"), "notes.txt/..", 3]
+    (project / "config.json").write_text(json.dumps(config))
+    convert(tiny_bert_hf, project, overwrite=True, report=False)
+    assert (tmp_path / "victim.txt").read_text() == "mine"
+    config = json.loads((project / "config.json").read_text())
+    config["mlx_embed"]["copied"] = None
+    (project / "config.json").write_text(json.dumps(config))
+    convert(tiny_qwen3_hf, project, bits=8, overwrite=True, report=False)
+    assert mlx_embed.load(project).spec.pooling == "last_token"
+
+    src = tmp_path / "src"
+    shutil.copytree(tiny_bert_hf, src)
+    (src / "LICENSE").write_text("licence")
+    (src / "README.md").write_text("# card")
+    out = tmp_path / "out"
+    convert(src, out, bits=8, report=False)
+    unlink = Path.unlink
+
+    def stop_at_the_licence(path, *args, **kwargs):
+        if path.name == "LICENSE":
+            raise KeyboardInterrupt
+        return unlink(path, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "unlink", stop_at_the_licence)
+    with pytest.raises(KeyboardInterrupt):
+        convert(tiny_qwen3_hf, out, bits=8, overwrite=True, report=False)
+    monkeypatch.undo()
+    assert not (out / "config.json").exists() and (out / "LICENSE").exists()
+    convert(tiny_qwen3_hf, out, bits=8, overwrite=True, report=False)
+    assert not (out / "LICENSE").exists() and not (out / "README.md").exists()
+    assert not list(out.glob(".mlx-embed*"))
+
+
+def test_a_destination_linking_to_nothing_is_named(tiny_bert_hf, tmp_path):
+    (tmp_path / "out").symlink_to(tmp_path / "missing")
+    with pytest.raises(FileExistsError, match=r"out links to .*missing, which does not exist"):
+        convert(tiny_bert_hf, tmp_path / "out", report=False)
