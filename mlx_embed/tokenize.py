@@ -195,7 +195,9 @@ class TextEncoder:
             if end is None and not wordpiece:  # BPE and Unigram split a long run locally
                 end = size
             if end is not None:
-                head = text[:end] if self._squeeze is None else self._squeeze(text[:end])
+                head = text[:end]
+                if size > 16 * max_length and self._squeeze is not None:  # the first prefix held too few tokens
+                    head = self._squeeze(head)
                 (seq,), (length,) = self._encode([head], max_length)
                 if length > 2 * max_length:
                     return seq, AtLeast(length)
