@@ -593,22 +593,41 @@ _FRONT_MATTER = re.compile(r"^(\s*---(?:\r\n|\r|\n))([\S\s]*?)((?:\r\n|\r|\n)---
 
 
 def _write_card(src: Path, dst: Path, config: dict) -> None:
-    """The source's README.md (its model card, with the licence and base model in its front matter), with a
-    note after the front matter saying what was converted and that only MLX loads these weights."""
+    """The source's README.md (its model card, with the licence and datasets in its front matter), with a note
+    on top saying what was converted and that only MLX loads these weights, and front matter that says so to
+    the Hub: ``library_name: mlx``, an ``mlx`` tag and, from a Hub id, ``base_model`` (``quantized``)."""
     card = src / "README.md"
     if not card.is_file():
         return
     text = card.read_text(encoding="utf-8-sig", errors="replace")
-    found = _FRONT_MATTER.match(text)
-    end = found.end() if found else 0
     info = config["mlx_embed"]
-    source = Path(info["source"]).name if Path(info["source"]).is_absolute() else info["source"]  # no home paths
+    hub_id = "/" in info["source"] and not Path(info["source"]).is_absolute()
+    source = info["source"] if hub_id else Path(info["source"]).name  # no home paths
     what = f"quantized (`{info['recipe']}` recipe)" if info["recipe"] else f"stored as {config['dtype']}"
     note = (
         f"{CARD_NOTE} from `{source}`: {what}, {info['bits_per_weight']:.2f} bits "
         "per weight. These are MLX weights: load them with `mlx_embed.load(folder)` (transformers and "
         "sentence-transformers cannot). The card below is the source's.\n\n"
     )
+    found = _FRONT_MATTER.match(text)
+    if found:
+        from huggingface_hub import ModelCard
+
+        try:
+            parsed = ModelCard(text, ignore_metadata_errors=True)
+        except Exception:  # noqa: BLE001 - front matter that is not YAML is kept as written
+            parsed = None
+        if parsed is not None:
+            parsed.data.library_name = "mlx"
+            parsed.data.tags = [*(parsed.data.tags or []), *(["mlx"] if "mlx" not in (parsed.data.tags or []) else [])]
+            if hub_id:
+                parsed.data.base_model = source
+                if info["recipe"]:
+                    parsed.data.base_model_relation = "quantized"
+            parsed.text = note + parsed.text.lstrip("\n")
+            (dst / "README.md").write_text(str(parsed), encoding="utf-8")
+            return
+    end = found.end() if found else 0
     head = text[:end] + ("" if not end or text[:end].endswith("\n") else "\n")
     (dst / "README.md").write_text(head + ("\n" if end else "") + note + text[end:], encoding="utf-8")
 

@@ -370,6 +370,12 @@ def test_an_alias_converts_from_the_full_precision_upstream(minilm_4bit, tmp_pat
     assert mlx_embed.load("minilm").source == "hf-cache"  # what the alias loads
     convert("minilm", tmp_path / "out", report=False)
     assert json.loads((tmp_path / "out" / "config.json").read_text())["mlx_embed"]["source"] == "sentence-transformers/all-MiniLM-L6-v2"
+    from huggingface_hub import ModelCard
+
+    card = ModelCard.load(tmp_path / "out" / "README.md").data  # the package's card, as the Hub would read ours
+    assert (card.base_model, card.base_model_relation, card.library_name, card.license) == (
+        "sentence-transformers/all-MiniLM-L6-v2", "quantized", "mlx", "apache-2.0")
+    assert "mlx" in card.tags and "s2orc" in card.datasets
 
 
 def test_convert_refuses_its_source_folder_and_weights_it_did_not_write(tiny_bert_hf, tmp_path):
@@ -497,6 +503,8 @@ def test_overwriting_replaces_files_without_writing_through_links(tiny_bert_hf, 
 def test_convert_keeps_the_licence_and_the_model_card_with_a_note(tiny_bert_hf, tmp_path, monkeypatch):
     import shutil
 
+    from huggingface_hub import ModelCard
+
     src = tmp_path / "src"
     shutil.copytree(tiny_bert_hf, src)
     (src / "LICENSE").write_text("Apache License 2.0 ...")
@@ -509,12 +517,16 @@ def test_convert_keeps_the_licence_and_the_model_card_with_a_note(tiny_bert_hf, 
     convert(src, "~/out", report=False, overwrite=True)  # "~" is the home folder, for the destination as for the source
     out = tmp_path / "out"
     assert (out / "LICENSE").read_text() == "Apache License 2.0 ..." and (out / "NOTICE.txt").read_text() == "notice"
-    card = (out / "README.md").read_text()
-    assert card.startswith("---\nlicense: apache-2.0\nbase_model: x/y\n---\n\n> Converted by `mlx-embed convert` from `src`")
-    assert "MLX weights" in card and card.endswith("\n\n# A model\nUse it with sentence-transformers.\n")
+    card = ModelCard.load(out / "README.md")  # as the Hub reads it
+    assert card.data.to_dict() == {"license": "apache-2.0", "base_model": "x/y", "library_name": "mlx", "tags": ["mlx"]}
+    assert card.text.startswith("> Converted by `mlx-embed convert` from `src`: quantized (`uniform` recipe), 4.5")
+    assert "MLX weights" in card.text and card.text.endswith("\n\n# A model\nUse it with sentence-transformers.\n")
     (src / "README.md").write_text("\ufeff---\nlicense: mit\n---", encoding="utf-8")  # a BOM; no newline at the end
     convert(src, "~/out", bits=8, report=False, overwrite=True)
-    assert (out / "README.md").read_text().startswith("---\nlicense: mit\n---\n\n> Converted by")
+    assert ModelCard.load(out / "README.md").data.to_dict() == {"license": "mit", "library_name": "mlx", "tags": ["mlx"]}
+    (src / "README.md").write_text("---\nlicense: [\n---\n# A model\n")  # not YAML: kept as written
+    convert(src, "~/out", bits=8, report=False, overwrite=True)
+    assert (out / "README.md").read_text().startswith("---\nlicense: [\n---\n\n> Converted by")
     for name in ("README.md", "LICENSE", "NOTICE.txt"):
         (src / name).unlink()
     convert(src, "~/out", bits=8, report=False, overwrite=True)
