@@ -2,7 +2,8 @@
 
 Output: ``model.safetensors`` (MLX names; Qwen3 keys under ``model.`` as mlx-lm saves them),
 ``config.json`` with a ``quantization`` block (``group_size``, ``bits``, ``mode`` and per-module
-overrides, as mlx-lm reads them), and the tokenizer and sentence-transformers files of the source.
+overrides, as mlx-lm reads them), and the tokenizer and sentence-transformers files of the source,
+written by :mod:`mlx_embed.saving`.
 """
 
 from __future__ import annotations
@@ -10,8 +11,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,14 +19,11 @@ from typing import TYPE_CHECKING
 import mlx.core as mx
 import mlx.nn as nn
 import numpy as np
-from mlx.utils import tree_flatten
 
-from . import loading
+from . import loading, saving
 from .api import DTYPES, text_encoder_for
 from .models import ARCHITECTURES
 from .pooling import POOLERS
-from .registry import ModelSpec
-from .stats import checkpoint_stats
 from .tokenize import TextEncoder, read_json
 
 if TYPE_CHECKING:
@@ -35,25 +31,6 @@ if TYPE_CHECKING:
 
 BITS = (4, 6, 8, 16, 32)
 GROUP_SIZES = (32, 64, 128)
-COPY_FILES = (
-    "tokenizer.json",
-    "tokenizer_config.json",
-    "special_tokens_map.json",
-    "vocab.txt",
-    "vocab.json",
-    "merges.txt",
-    "added_tokens.json",
-)
-CARD_NOTE = "> Converted by `mlx-embed convert`"  # starts the note on a converted folder's README.md
-INSTALLING = ".mlx-embed-installing"  # in a folder while its earlier conversion's files are being replaced
-# sentence-transformers files the converted folder gets from the spec the source loads with (so a
-# registry model's settings, or a pooling folder at another path, survive the new folder's name)
-ST_FILES = ("modules.json", "sentence_bert_config.json", "config_sentence_transformers.json", "1_Pooling/config.json")
-# our pooling -> the sentence-transformers flag that selects it (the loader's tables, inverted)
-_POOLING_FLAGS = {
-    loading.ST_POOLING[mode]: flag for flag, mode in loading.ST_POOLING_FLAGS.items() if mode in loading.ST_POOLING
-}
-
 Choice = dict | bool | None  # what a recipe says about one module
 
 
@@ -441,81 +418,6 @@ def quantize_model(
 DTYPE_NAMES = {dtype: name for name, dtype in DTYPES.items()}
 
 
-def _check_destination(dst: Path, overwrite: bool) -> None:
-    """Refuse a non-empty ``dst`` unless ``overwrite``, and then one that holds weights or a config.json
-    that no earlier conversion wrote: replacing those would lose someone's model."""
-    if dst.is_symlink() and not dst.exists():
-        raise FileExistsError(f"{dst} links to {os.readlink(dst)}, which does not exist: create it or pick another folder")
-    if not dst.exists():
-        return
-    if not dst.is_dir():
-        raise FileExistsError(f"destination {dst} is a file: give a folder to write the converted model to")
-    if not any(dst.iterdir()):
-        return
-    if not overwrite:
-        raise FileExistsError(f"{dst} exists and is not empty; pass overwrite=True (--overwrite) or pick another folder")
-    config = dst / "config.json"
-    ours = (dst / INSTALLING).exists() or _earlier_conversion(dst) is not None
-    foreign = [p.name for p in sorted(dst.glob("*.safetensors*")) if not ours or p.name != "model.safetensors"]
-    foreign = (["config.json"] if config.exists() and not ours else []) + foreign
-    if foreign:
-        raise FileExistsError(
-            f"{dst} holds {', '.join(foreign)}, which no earlier `mlx-embed convert` wrote: overwriting replaces "
-            "only a converted model's files (every *.safetensors in a folder is loaded). Move them or pick another folder"
-        )
-
-
-def _earlier_conversion(dst: Path) -> dict | None:
-    """The ``mlx_embed`` block of ``dst``'s config.json, where a conversion wrote it."""
-    try:
-        info = read_json(dst / "config.json").get("mlx_embed")
-    except ValueError:
-        return None
-    return info if isinstance(info, dict) else None
-
-
-def _copied_before(dst: Path, marker: Path) -> list[str]:
-    """The files an earlier conversion copied into ``dst``, from its config.json or, after a stop while they
-    were being replaced, from ``marker``; none where no conversion wrote ``dst``. Plain names in ``dst`` only."""
-    earlier = _earlier_conversion(dst)
-    if earlier is not None:
-        names = earlier.get("copied", COPY_FILES)  # conversions before "copied" copied only these
-    else:
-        try:
-            names = json.loads(marker.read_text()) if marker.is_file() else []
-        except ValueError:
-            names = []
-    if not isinstance(names, list | tuple):
-        return []
-    return [n for n in names if isinstance(n, str) and n == Path(n).name and n not in ("", ".", "..")]
-
-
-def _install(built: Path, dst: Path) -> None:
-    """Move the files of ``built`` into ``dst``: by renaming the folder where ``dst`` is new (``built`` is its
-    sibling); else file by file from inside ``dst`` (one file system), replacing directory entries rather than
-    writing through a link into another folder. There ``dst``'s config.json goes first and the new one comes
-    last, so that a stop in between leaves a folder that does not load rather than one that mixes two models,
-    marked as a conversion's for the next ``--overwrite``. Files the earlier conversion copied that this one
-    lacks are removed; other files stay."""
-    if built.parent != dst:
-        built.rename(dst)
-        return
-    marker = dst / INSTALLING
-    names = _copied_before(dst, marker)
-    marker.write_text(json.dumps(names))
-    (dst / "config.json").unlink(missing_ok=True)
-    stale = [*dst.glob("*.safetensors*")] + [dst / name for name in names if not (built / name).exists()]
-    for path in stale:
-        if path.is_file() or path.is_symlink():
-            path.unlink()
-    for path in sorted(built.rglob("*"), key=lambda p: p == built / "config.json"):
-        if path.is_file():
-            target = dst / path.relative_to(built)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(path, target)
-    marker.unlink()
-
-
 def _half_dtype(weights: dict[str, mx.array]) -> mx.Dtype:
     """bfloat16 for a source stored in bfloat16, else float16.
 
@@ -552,109 +454,6 @@ def _check_recipe(recipe: str, rounding: str | None) -> str:
     return rounding or RECIPES[recipe].rounding
 
 
-def _write_folder(
-    dst: Path, src: Path, model: nn.Module, config: dict, tokenizer_json: dict | None, spec: ModelSpec
-) -> None:
-    """Save ``model`` in the mlx-community layout, with ``config`` (its bits per weight and copied files added),
-    the source's tokenizer, licence and notice files (``tokenizer_json`` replacing its tokenizer.json), its
-    model card with a note, and sentence-transformers files for ``spec``; all into a new hidden folder (beside
-    a new ``dst``, inside an existing one, which loading ignores), then moved in (:func:`_install`)."""
-    partial = f".mlx-embed-partial-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    if dst.exists():
-        built = dst / partial
-    else:
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        built = dst.parent / f".{dst.name}{partial}"
-    built.mkdir()  # not tempfile.mkdtemp: its mode 0o700 would become the model folder's
-    try:
-        prefix = ARCHITECTURES[config["model_type"]].SAVE_PREFIX
-        weights = {prefix + k: v for k, v in tree_flatten(model.parameters())}
-        mx.save_safetensors(str(built / "model.safetensors"), weights, metadata={"format": "mlx"})
-        config["mlx_embed"]["bits_per_weight"] = round(checkpoint_stats(built, config).bits_per_weight, 4)
-        for name in COPY_FILES:
-            if name == "tokenizer.json" and tokenizer_json is not None:
-                (built / name).write_text(json.dumps(tokenizer_json, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-            elif (src / name).exists():
-                shutil.copy2(src / name, built / name)
-        for path in src.iterdir():
-            if path.is_file() and re.match(r"(licen[cs]e|notice|copying)", path.name, re.IGNORECASE):
-                shutil.copy2(path, built / path.name)
-        _write_card(src, built, config)
-        config["mlx_embed"]["copied"] = sorted(p.name for p in built.iterdir() if p.name != "model.safetensors")
-        (built / "config.json").write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n")
-        _write_st_files(built, src, spec)
-        _install(built, dst)
-    finally:
-        shutil.rmtree(built, ignore_errors=True)
-
-
-# Hugging Face's own rule for a model card's YAML front matter (huggingface_hub.repocard.REGEX_YAML_BLOCK)
-_FRONT_MATTER = re.compile(r"^(\s*---(?:\r\n|\r|\n))([\S\s]*?)((?:\r\n|\r|\n)---[ \t]*(\r\n|\n|$))")
-
-
-def _write_card(src: Path, dst: Path, config: dict) -> None:
-    """The source's README.md (its model card, with the licence and datasets in its front matter), with a note
-    on top saying what was converted and that only MLX loads these weights, and front matter that says so to
-    the Hub: ``library_name: mlx``, an ``mlx`` tag and, from a Hub id, ``base_model`` (``quantized``)."""
-    card = src / "README.md"
-    if not card.is_file():
-        return
-    text = card.read_text(encoding="utf-8-sig", errors="replace")
-    info = config["mlx_embed"]
-    hub_id = "/" in info["source"] and not Path(info["source"]).is_absolute()
-    source = info["source"] if hub_id else Path(info["source"]).name  # no home paths
-    what = f"quantized (`{info['recipe']}` recipe)" if info["recipe"] else f"stored as {config['dtype']}"
-    note = (
-        f"{CARD_NOTE} from `{source}`: {what}, {info['bits_per_weight']:.2f} bits "
-        "per weight. These are MLX weights: load them with `mlx_embed.load(folder)` (transformers and "
-        "sentence-transformers cannot). The card below is the source's.\n\n"
-    )
-    found = _FRONT_MATTER.match(text)
-    if found:
-        from huggingface_hub import ModelCard
-
-        try:
-            parsed = ModelCard(text, ignore_metadata_errors=True)
-        except Exception:  # noqa: BLE001 - front matter that is not YAML is kept as written
-            parsed = None
-        if parsed is not None:
-            parsed.data.library_name = "mlx"
-            parsed.data.tags = [*(parsed.data.tags or []), *(["mlx"] if "mlx" not in (parsed.data.tags or []) else [])]
-            if hub_id:
-                parsed.data.base_model = source
-                if info["recipe"]:
-                    parsed.data.base_model_relation = "quantized"
-            parsed.text = note + parsed.text.lstrip("\n")
-            (dst / "README.md").write_text(str(parsed), encoding="utf-8")
-            return
-    end = found.end() if found else 0
-    head = text[:end] + ("" if not end or text[:end].endswith("\n") else "\n")
-    (dst / "README.md").write_text(head + ("\n" if end else "") + note + text[end:], encoding="utf-8")
-
-
-def _write_st_files(dst: Path, src: Path, spec: ModelSpec) -> None:
-    """The sentence-transformers files that describe ``spec`` (pooling, normalization, max length,
-    lowercasing, prompts), keeping the other settings of the source's files. Pooling is written as the
-    ``pooling_mode_*`` flags, which sentence-transformers 3 to 6 all read."""
-    modules = [
-        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
-        {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
-    ]
-    if spec.normalize:
-        modules.append({"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"})
-    pooling = {"word_embedding_dimension": spec.dim, **{flag: mode == spec.pooling for mode, flag in _POOLING_FLAGS.items()}}
-    pooling["include_prompt"] = spec.include_prompt
-    sbert = {**read_json(src / "sentence_bert_config.json"), "max_seq_length": spec.max_length, "do_lower_case": spec.lowercase}
-    st_config = read_json(src / "config_sentence_transformers.json")
-    prompts = {**(st_config.get("prompts") or {}), "query": spec.format_query_prompt(), "document": spec.document_prompt}
-    if not spec.default_prompt:
-        st_config["default_prompt_name"] = None
-    st_config["prompts"] = prompts
-    (dst / "1_Pooling").mkdir(exist_ok=True)
-    for name, value in zip(ST_FILES, (modules, sbert, st_config, pooling)):
-        (dst / name).write_text(json.dumps(value, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-
-
 def convert(
     src: str | os.PathLike,
     dst: str | os.PathLike,
@@ -688,7 +487,7 @@ def convert(
     dst = Path(dst).expanduser()
     if dst.resolve() == resolved.path.resolve():
         raise ValueError(f"{dst} is the source folder: converting in place would overwrite its weights; pick another folder")
-    _check_destination(dst, overwrite)
+    saving.check_destination(dst, overwrite)
 
     source_weights = loading.load_weights(resolved.path)
     encoder = text_encoder_for(resolved.path, spec, config)  # a tokenizer load() would refuse stops it here
@@ -720,7 +519,7 @@ def convert(
         "rounding": rounding,
         "source": resolved.name if resolved.source == "folder" else spec.upstream_id or resolved.name,
     }
-    _write_folder(dst, resolved.path, model, out_config, tokenizer_json, spec)
+    saving.save_folder(dst, resolved.path, model, out_config, tokenizer_json, spec)
 
     if not report:
         return None

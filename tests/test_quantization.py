@@ -418,7 +418,7 @@ def test_an_interrupted_conversion_leaves_no_folder_that_mixes_two_models(tiny_b
     """Stopped while writing, the earlier conversion is left whole (it loads, as before); stopped while moving
     the files in, the folder has no config.json and does not load. Before, new weights sat beside the
     earlier model's tokenizer and pooling files and loaded without an error (cosine 0.4-0.7)."""
-    from mlx_embed import conversion
+    from mlx_embed import saving
 
     dst = tmp_path / "out"
     convert(tiny_qwen3_hf, dst, bits=8, report=False)
@@ -427,7 +427,7 @@ def test_an_interrupted_conversion_leaves_no_folder_that_mixes_two_models(tiny_b
     def stop(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(conversion, "_write_st_files", stop)
+    monkeypatch.setattr(saving, "_write_st_files", stop)
     with pytest.raises(KeyboardInterrupt):
         convert(tiny_bert_hf, dst, overwrite=True, report=False)
     np.testing.assert_array_equal(mlx_embed.load(dst).encode(["a b c", "the end"]), before)
@@ -435,7 +435,7 @@ def test_an_interrupted_conversion_leaves_no_folder_that_mixes_two_models(tiny_b
     monkeypatch.undo()
 
     moved = []
-    real_replace = conversion.os.replace
+    real_replace = saving.os.replace
 
     def replace_then_stop(a, b):
         if any(path.name == "model.safetensors" for path in moved):
@@ -443,7 +443,7 @@ def test_an_interrupted_conversion_leaves_no_folder_that_mixes_two_models(tiny_b
         moved.append(Path(b))
         return real_replace(a, b)
 
-    monkeypatch.setattr(conversion.os, "replace", replace_then_stop)
+    monkeypatch.setattr(saving.os, "replace", replace_then_stop)
     with pytest.raises(KeyboardInterrupt):
         convert(tiny_bert_hf, dst, overwrite=True, report=False)
     monkeypatch.undo()
