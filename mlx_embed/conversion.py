@@ -519,7 +519,8 @@ def convert(
         "rounding": rounding,
         "source": resolved.name if resolved.source == "folder" else spec.upstream_id or resolved.name,
     }
-    saving.save_folder(dst, resolved.path, model, out_config, tokenizer_json, spec)
+    hub_id = None if resolved.source == "folder" else out_config["mlx_embed"]["source"]
+    saving.save_folder(dst, resolved.path, model, out_config, tokenizer_json, spec, hub_id)
 
     if not report:
         return None

@@ -608,7 +608,7 @@ def _measure(model: str, points: list[tuple[int, int]] | None, rss_before_import
         # two, which on CPU it overlaps on two streams, each taking half a batch (7-13 % less at 4 x 256).
         with warnings.catch_warnings(), PeakSampler() as point:
             warnings.simplefilter("ignore", mlx_embed.TruncationWarning)
-            for n in (batch, 2 * batch):
+            for n in (batch, 2 * batch) if batch > 1 else (2,):  # two lone texts take a stream each
                 embedder.encode([text] * n, batch_size=batch, max_length=length, max_batch_tokens=batch * length)
         measured.append({"batch": batch, "length": length, "base_bytes": base, "peak_bytes": point.peak,
                          "working_bytes": point.peak - base})

@@ -117,11 +117,13 @@ def _install(built: Path, dst: Path) -> None:
 
 
 def save_folder(
-    dst: Path, src: Path, model: nn.Module, config: dict, tokenizer_json: dict | None, spec: ModelSpec
+    dst: Path, src: Path, model: nn.Module, config: dict, tokenizer_json: dict | None, spec: ModelSpec,
+    hub_id: str | None = None,
 ) -> None:
     """Save ``model`` in the mlx-community layout, with ``config`` (its bits per weight and copied files added),
     the source's tokenizer, licence and notice files (``tokenizer_json`` replacing its tokenizer.json), its
-    model card with a note, and sentence-transformers files for ``spec``; all into a new hidden folder (beside
+    model card with a note (and ``hub_id``, the source's id on the Hub, as its base model), and
+    sentence-transformers files for ``spec``; all into a new hidden folder (beside
     a new ``dst``, inside an existing one, which loading ignores), then moved in (:func:`_install`)."""
     partial = f".mlx-embed-partial-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     if dst.exists():
@@ -143,7 +145,7 @@ def save_folder(
         for path in src.iterdir():
             if path.is_file() and re.match(r"(licen[cs]e|notice|copying)", path.name, re.IGNORECASE):
                 shutil.copy2(path, built / path.name)
-        _write_card(src, built, config)
+        _write_card(src, built, config, hub_id)
         config["mlx_embed"]["copied"] = sorted(p.name for p in built.iterdir() if p.name != "model.safetensors")
         (built / "config.json").write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n")
         _write_st_files(built, src, spec)
@@ -156,44 +158,68 @@ def save_folder(
 _FRONT_MATTER = re.compile(r"^(\s*---(?:\r\n|\r|\n))([\S\s]*?)((?:\r\n|\r|\n)---[ \t]*(\r\n|\n|$))")
 
 
-def _write_card(src: Path, dst: Path, config: dict) -> None:
+def _write_card(src: Path, dst: Path, config: dict, hub_id: str | None) -> None:
     """The source's README.md (its model card, with the licence and datasets in its front matter), with a note
     on top saying what was converted and that only MLX loads these weights, and front matter that says so to
-    the Hub: ``library_name: mlx``, an ``mlx`` tag and, from a Hub id, ``base_model`` (``quantized``)."""
+    the Hub: ``library_name: mlx``, an ``mlx`` tag and, converted from ``hub_id``, ``base_model``."""
     card = src / "README.md"
     if not card.is_file():
         return
     text = card.read_text(encoding="utf-8-sig", errors="replace")
     info = config["mlx_embed"]
-    hub_id = "/" in info["source"] and not Path(info["source"]).is_absolute()
-    source = info["source"] if hub_id else Path(info["source"]).name  # no home paths
     what = f"quantized (`{info['recipe']}` recipe)" if info["recipe"] else f"stored as {config['dtype']}"
     note = (
-        f"{CARD_NOTE} from `{source}`: {what}, {info['bits_per_weight']:.2f} bits "
+        f"{CARD_NOTE} from `{hub_id or Path(info['source']).name}`: {what}, {info['bits_per_weight']:.2f} bits "
         "per weight. These are MLX weights: load them with `mlx_embed.load(folder)` (transformers and "
         "sentence-transformers cannot). The card below is the source's.\n\n"
     )
     found = _FRONT_MATTER.match(text)
-    if found:
-        from huggingface_hub import ModelCard
+    if not found:
+        (dst / "README.md").write_text(note + text, encoding="utf-8")
+        return
+    meta = found.group(2)
+    changes = {"library_name": "mlx", "tags": ["mlx"]}
+    if hub_id:
+        changes |= {"base_model": hub_id, "base_model_relation": "quantized" if info["recipe"] else None}
+    meta = _set_front_matter(meta, changes) or meta  # front matter we cannot edit safely stays as written
+    head = f"---\n{meta.rstrip()}\n---\n"
+    (dst / "README.md").write_text(head + "\n" + note + text[found.end():].lstrip("\r\n"), encoding="utf-8")
 
-        try:
-            parsed = ModelCard(text, ignore_metadata_errors=True)
-        except Exception:  # noqa: BLE001 - front matter that is not YAML is kept as written
-            parsed = None
-        if parsed is not None:
-            parsed.data.library_name = "mlx"
-            parsed.data.tags = [*(parsed.data.tags or []), *(["mlx"] if "mlx" not in (parsed.data.tags or []) else [])]
-            if hub_id:
-                parsed.data.base_model = source
-                if info["recipe"]:
-                    parsed.data.base_model_relation = "quantized"
-            parsed.text = note + parsed.text.lstrip("\n")
-            (dst / "README.md").write_text(str(parsed), encoding="utf-8")
-            return
-    end = found.end() if found else 0
-    head = text[:end] + ("" if not end or text[:end].endswith("\n") else "\n")
-    (dst / "README.md").write_text(head + ("\n" if end else "") + note + text[end:], encoding="utf-8")
+
+def _set_front_matter(meta: str, changes: dict) -> str | None:
+    """``meta`` (a card's YAML front matter) with the top-level keys in ``changes`` set (``tags`` extended,
+    ``None`` removing a key), every other line as written: re-serialising the whole would turn ``no`` into
+    ``false``, ``1.10`` into ``1.1`` and drop comments. None where the YAML does not parse, or where the
+    edit would change anything else."""
+    try:
+        import yaml
+
+        before = yaml.safe_load(meta) or {}
+    except Exception:  # noqa: BLE001 - not YAML (or no PyYAML): the caller keeps the text
+        return None
+    if not isinstance(before, dict):
+        return None
+    after = dict(before)
+    tags = before.get("tags") or []
+    after["tags"] = [*(tags if isinstance(tags, list) else [tags]), *[t for t in changes["tags"] if t not in tags]]
+    after.update({k: v for k, v in changes.items() if k != "tags" and v is not None})
+    for key in [k for k, v in changes.items() if v is None]:
+        after.pop(key, None)
+    lines, kept, skipping = meta.splitlines(), [], False
+    for line in lines:
+        key = re.match(r"([A-Za-z_][\w-]*)\s*:", line)
+        if key:
+            skipping = key.group(1) in changes
+        elif not line.startswith((" ", "\t", "-")):
+            skipping = False
+        if not skipping:
+            kept.append(line)
+    edited = "\n".join([*kept, yaml.safe_dump({k: after[k] for k in changes if k in after}, sort_keys=False,
+                                               allow_unicode=True, width=1 << 16).rstrip()])
+    try:
+        return edited if yaml.safe_load(edited) == after else None
+    except Exception:  # noqa: BLE001
+        return None
 
 
 def _write_st_files(dst: Path, src: Path, spec: ModelSpec) -> None:

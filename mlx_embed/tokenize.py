@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import re
+import threading
 import unicodedata
 import warnings
 from collections.abc import Iterable
@@ -24,6 +25,9 @@ from ._messages import REFETCH, caller_stacklevel
 # WordPiece, a prefix, or a long text with too few tokens for one (8 MB of hex digits or of spaces: 3-4 s and
 # +550 MiB whole), is first squeezed to the same ids (:class:`Squeezer`): 0.2 s.
 LONG_TEXT_CHARS_PER_TOKEN = 64
+
+
+_UNBUILT = object()
 
 
 class AtLeast(int):
@@ -128,6 +132,8 @@ class TextEncoder:
         probe = tokenizer.encode("a")
         after = probe.special_tokens_mask[::-1].index(0) if 0 in probe.special_tokens_mask else 0
         self._template_end = probe.ids[-1] if after else None  # the last special token the template adds after a text
+        self._squeezer: Squeezer | None | object = _UNBUILT
+        self._squeezer_lock = threading.Lock()
 
     def _encode(self, texts: list[str], max_length: int) -> tuple[list[list[int]], list[int]]:
         """Per text, its token ids cut to ``max_length`` and its uncut length. As transformers cuts: the
@@ -204,10 +210,14 @@ class TextEncoder:
             size *= 4
         return None
 
-    @functools.cached_property
+    @property
     def _squeeze(self) -> Squeezer | None:
-        """For a BERT tokenizer, what shortens a long text to the same ids (built on first use: 0.3 s)."""
-        return Squeezer.for_tokenizer(self.tokenizer)
+        """For a BERT tokenizer, what shortens a long text to the same ids (built once, on first use: 0.3 s)."""
+        if self._squeezer is _UNBUILT:
+            with self._squeezer_lock:
+                if self._squeezer is _UNBUILT:
+                    self._squeezer = Squeezer.for_tokenizer(self.tokenizer)
+        return self._squeezer
 
     @functools.cached_property
     def _splits_cjk(self) -> bool:

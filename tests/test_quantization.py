@@ -519,7 +519,7 @@ def test_convert_keeps_the_licence_and_the_model_card_with_a_note(tiny_bert_hf, 
     assert (out / "LICENSE").read_text() == "Apache License 2.0 ..." and (out / "NOTICE.txt").read_text() == "notice"
     card = ModelCard.load(out / "README.md")  # as the Hub reads it
     assert card.data.to_dict() == {"license": "apache-2.0", "base_model": "x/y", "library_name": "mlx", "tags": ["mlx"]}
-    assert card.text.startswith("> Converted by `mlx-embed convert` from `src`: quantized (`uniform` recipe), 4.5")
+    assert card.text.lstrip("\n").startswith("> Converted by `mlx-embed convert` from `src`: quantized (`uniform` recipe), 4.5")
     assert "MLX weights" in card.text and card.text.endswith("\n\n# A model\nUse it with sentence-transformers.\n")
     (src / "README.md").write_text("\ufeff---\nlicense: mit\n---", encoding="utf-8")  # a BOM; no newline at the end
     convert(src, "~/out", bits=8, report=False, overwrite=True)
@@ -586,3 +586,39 @@ def test_a_destination_linking_to_nothing_is_named(tiny_bert_hf, tmp_path):
     (tmp_path / "out").symlink_to(tmp_path / "missing")
     with pytest.raises(FileExistsError, match=r"out links to .*missing, which does not exist"):
         convert(tiny_bert_hf, tmp_path / "out", report=False)
+
+
+def test_the_card_front_matter_changes_only_the_keys_it_sets():
+    """library_name, tags and base_model are set; every other line stays as written, where a YAML round trip
+    would read `no` (Norwegian) as false, 1.10 as 1.1, and drop comments and an unparsed model-index."""
+    import yaml
+
+    from mlx_embed.saving import _set_front_matter
+
+    meta = (
+        "language: [en, no, nb]\n# a comment\nversion: 1.10\nlibrary_name: sentence-transformers\ntags:\n- a\n"
+        "base_model:\n- google/bert\nbase_model_relation: finetune\nmodel-index:\n- name: m\n  results: []\n"
+    )
+    changes = {"library_name": "mlx", "tags": ["mlx"], "base_model": "org/model", "base_model_relation": None}
+    edited = _set_front_matter(meta, changes)
+    for line in ("language: [en, no, nb]", "# a comment", "version: 1.10", "model-index:", "- name: m", "  results: []"):
+        assert line in edited.splitlines()
+    assert yaml.safe_load(edited) == {
+        "language": ["en", False, "nb"], "version": 1.1, "library_name": "mlx", "tags": ["a", "mlx"],
+        "base_model": "org/model", "model-index": [{"name": "m", "results": []}]}
+    assert _set_front_matter("license: [\n", changes) is None  # not YAML: the caller keeps it as written
+    assert _set_front_matter("tags:\n- a\n\n- b\n", {"tags": ["mlx"]}) is None  # a list our line edit would break
+
+
+def test_a_local_folder_is_no_base_model_on_the_card(tiny_bert_hf, tmp_path, monkeypatch):
+    import shutil
+
+    from huggingface_hub import ModelCard
+
+    shutil.copytree(tiny_bert_hf, tmp_path / "models" / "m")
+    (tmp_path / "models" / "m" / "README.md").write_text("---\nlicense: mit\n---\n# m\n")
+    monkeypatch.chdir(tmp_path)
+    convert("models/m", "out", report=False)  # "models/m" reads like a Hub id, but it is a folder here
+    card = ModelCard.load(tmp_path / "out" / "README.md")
+    assert card.data.to_dict() == {"license": "mit", "library_name": "mlx", "tags": ["mlx"]}
+    assert "from `m`" in card.text
