@@ -522,6 +522,9 @@ class _Shifted(nn.Module):
         return self.inner(ids) + self._offset()
 
 
+PROBE_TOKENS = 8192  # padded tokens per backward pass of table_sensitivity's probes
+
+
 def table_sensitivity(
     model: nn.Module,
     path: str,
@@ -572,13 +575,15 @@ def table_sensitivity(
                 ids = np.array(b.input_ids).reshape(-1)[b.real]  # (T,)
                 # the probes run as copies of the batch: (P * B, L), one backward pass
                 if probes is None:  # every axis once: exact, P = D
-                    g = mx.array(np.repeat(np.eye(D, dtype=np.float32), B, axis=0))
+                    g = np.repeat(np.eye(D, dtype=np.float32), B, axis=0)
                 else:
-                    g = mx.array(rng.standard_normal((P * B, D)).astype(np.float32) / np.sqrt(P))
-                stacked_ids, stacked_mask = mx.tile(b.input_ids, (P, 1)), mx.tile(b.attention_mask, (P, 1))
-                types[0] = None if b.token_type_ids is None else mx.tile(b.token_type_ids, (P, 1))
-                v = np.array(grad(mx.zeros((P * B, L, D)), stacked_ids, stacked_mask, g)).reshape(P, B * L, D)
-                v = v[:, b.real].transpose(1, 0, 2).astype(np.float64)  # (T, P, D): sum_p v v^T ~= J^T J
+                    g = rng.standard_normal((P * B, D)).astype(np.float32) / np.sqrt(P)
+                # as many copies per backward pass as PROBE_TOKENS allows: its activations, attention included,
+                # are what a conversion's memory peaks on (8 copies of 32 x 256 tokens: 6 GB for MiniLM)
+                copies = max(1, min(P, PROBE_TOKENS // (B * L)))
+                v = np.concatenate([_probe_pass(grad, b, types, g[p * B : (p + n) * B], n, D)
+                                    for p, n in ((p, min(copies, P - p)) for p in range(0, P, copies))])
+                v = v.reshape(P, B * L, D)[:, b.real].transpose(1, 0, 2).astype(np.float64)  # (T, P, D): sum_p v v^T ~= J^T J
                 for k in range(len(SCRIPTS)):
                     sel = v[scripts[ids] == k].reshape(-1, D)
                     script_h[k] += sel.T @ sel
@@ -593,6 +598,14 @@ def table_sensitivity(
     finally:
         set_module(model, path, table)
     return TableSensitivity(scripts, script_h, script_n, {r: (h, n) for r, (h, n) in rows.items() if n})
+
+
+def _probe_pass(grad: Callable, b: CalibrationBatch, types: list, g: np.ndarray, copies: int, D: int) -> np.ndarray:
+    """One backward pass of ``copies`` probes over the batch: the gradient, (copies * B, L, D)."""
+    B, L = b.input_ids.shape
+    ids, mask = mx.tile(b.input_ids, (copies, 1)), mx.tile(b.attention_mask, (copies, 1))
+    types[0] = None if b.token_type_ids is None else mx.tile(b.token_type_ids, (copies, 1))
+    return np.array(grad(mx.zeros((copies * B, L, D)), ids, mask, mx.array(g)))
 
 
 def gptq_table(

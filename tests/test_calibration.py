@@ -166,14 +166,19 @@ def test_compensation_keeps_w_when_inputs_agree_and_inverts_a_known_distortion()
 TABLE_TEXTS = ["ok", "The bridge reopened after repairs.", "Привет, мир", "数据库", "def f(x): return x"]
 
 
-def test_table_sensitivity_equals_the_jacobians_of_transformers_bert(tiny_bert_hf):
+@pytest.mark.parametrize("probe_tokens", [8192, 100], ids=["one-pass", "passes-of-a-few-copies"])
+def test_table_sensitivity_equals_the_jacobians_of_transformers_bert(tiny_bert_hf, monkeypatch, probe_tokens):
     """Exact mode (every axis once) against torch autograd through transformers' BertModel:
-    sum over token positions of J_t^T J_t, J_t = d normalize(CLS state) / d (table row at t)."""
+    sum over token positions of J_t^T J_t, J_t = d normalize(CLS state) / d (table row at t). The probes
+    run as copies of the batch, all in one backward pass or, past PROBE_TOKENS padded tokens, in several."""
     torch = pytest.importorskip("torch", reason=NEEDS_TORCH)
     transformers = pytest.importorskip("transformers", reason=NEEDS_TRANSFORMERS)
     import mlx_embed
+    from mlx_embed import calibrate
     from mlx_embed.calibrate import SCRIPTS, make_batches, table_sensitivity, token_scripts
     from mlx_embed.pooling import POOLERS
+
+    monkeypatch.setattr(calibrate, "PROBE_TOKENS", probe_tokens)
 
     embedder = mlx_embed.load(tiny_bert_hf)
     tokenizer = embedder.text_encoder.tokenizer
