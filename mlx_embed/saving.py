@@ -4,6 +4,7 @@ so that a stop never leaves a folder that mixes two models."""
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -165,7 +166,7 @@ def _write_card(src: Path, dst: Path, config: dict, hub_id: str | None) -> None:
     card = src / "README.md"
     if not card.is_file():
         return
-    text = card.read_text(encoding="utf-8-sig", errors="replace")
+    text = card.read_bytes().decode("utf-8-sig", errors="replace")  # line endings as written
     info = config["mlx_embed"]
     what = f"quantized (`{info['recipe']}` recipe)" if info["recipe"] else f"stored as {config['dtype']}"
     note = (
@@ -175,51 +176,62 @@ def _write_card(src: Path, dst: Path, config: dict, hub_id: str | None) -> None:
     )
     found = _FRONT_MATTER.match(text)
     if not found:
-        (dst / "README.md").write_text(note + text, encoding="utf-8")
+        (dst / "README.md").write_text(note + text, encoding="utf-8", newline="")
         return
     meta = found.group(2)
     changes = {"library_name": "mlx", "tags": ["mlx"]}
     if hub_id:
         changes |= {"base_model": hub_id, "base_model_relation": "quantized" if info["recipe"] else None}
-    meta = _set_front_matter(meta, changes) or meta  # front matter we cannot edit safely stays as written
+    meta = _set_front_matter(meta, changes) or meta  # front matter that is not YAML stays as written
     head = f"---\n{meta.rstrip()}\n---\n"
-    (dst / "README.md").write_text(head + "\n" + note + text[found.end():].lstrip("\r\n"), encoding="utf-8")
+    (dst / "README.md").write_text(head + "\n" + note + text[found.end():].lstrip("\r\n"), encoding="utf-8", newline="")
 
 
 def _set_front_matter(meta: str, changes: dict) -> str | None:
     """``meta`` (a card's YAML front matter) with the top-level keys in ``changes`` set (``tags`` extended,
-    ``None`` removing a key), every other line as written: re-serialising the whole would turn ``no`` into
-    ``false``, ``1.10`` into ``1.1`` and drop comments. None where the YAML does not parse, or where the
-    edit would change anything else."""
+    ``None`` removing a key). Block-style front matter keeps every other line as written (re-serialising it
+    would turn ``no`` into ``false``, ``1.10`` into ``1.1`` and drop comments): the lines of the keys set go,
+    found from the YAML nodes, and the new values are appended. Other shapes (``{}``, flow style) are
+    re-serialised. None where the YAML does not parse into a mapping."""
     try:
         import yaml
 
         before = yaml.safe_load(meta) or {}
+        node = yaml.compose(meta)
     except Exception:  # noqa: BLE001 - not YAML (or no PyYAML): the caller keeps the text
         return None
     if not isinstance(before, dict):
         return None
     after = dict(before)
     tags = before.get("tags") or []
-    after["tags"] = [*(tags if isinstance(tags, list) else [tags]), *[t for t in changes["tags"] if t not in tags]]
+    tags = tags if isinstance(tags, list) else [tags]
+    after["tags"] = [*tags, *[t for t in changes["tags"] if t not in tags]]
     after.update({k: v for k, v in changes.items() if k != "tags" and v is not None})
     for key in [k for k, v in changes.items() if v is None]:
         after.pop(key, None)
-    lines, kept, skipping = meta.splitlines(), [], False
-    for line in lines:
-        key = re.match(r"([A-Za-z_][\w-]*)\s*:", line)
-        if key:
-            skipping = key.group(1) in changes
-        elif not line.startswith((" ", "\t", "-")):
-            skipping = False
-        if not skipping:
-            kept.append(line)
-    edited = "\n".join([*kept, yaml.safe_dump({k: after[k] for k in changes if k in after}, sort_keys=False,
-                                               allow_unicode=True, width=1 << 16).rstrip()])
-    try:
-        return edited if yaml.safe_load(edited) == after else None
-    except Exception:  # noqa: BLE001
-        return None
+    dump = functools.partial(yaml.safe_dump, sort_keys=False, allow_unicode=True, width=1 << 16)
+    if isinstance(node, yaml.MappingNode) and not node.flow_style:
+        drop: set[int] = set()
+        for key, value in node.value:
+            if isinstance(key, yaml.ScalarNode) and key.value in changes:
+                end = value.end_mark.line - (value.end_mark.column == 0)
+                drop.update(range(key.start_mark.line, max(end, key.start_mark.line) + 1))
+        kept = [line for i, line in enumerate(meta.splitlines()) if i not in drop]
+        edited = "\n".join([*kept, dump({k: after[k] for k in changes if k in after}).rstrip()])
+        try:
+            if _one_of_each_key(edited) and yaml.safe_load(edited) == after:
+                return edited
+        except Exception:  # noqa: BLE001 - e.g. a "..." end marker: the appended keys make a second document
+            pass
+    return dump(after).rstrip()
+
+
+def _one_of_each_key(meta: str) -> bool:
+    """Whether no top-level key of ``meta`` appears twice (PyYAML keeps the last; stricter parsers refuse)."""
+    import yaml
+
+    keys = [k.value for k, _ in yaml.compose(meta).value]
+    return len(keys) == len(set(keys))
 
 
 def _write_st_files(dst: Path, src: Path, spec: ModelSpec) -> None:

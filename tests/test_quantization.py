@@ -524,9 +524,10 @@ def test_convert_keeps_the_licence_and_the_model_card_with_a_note(tiny_bert_hf, 
     (src / "README.md").write_text("\ufeff---\nlicense: mit\n---", encoding="utf-8")  # a BOM; no newline at the end
     convert(src, "~/out", bits=8, report=False, overwrite=True)
     assert ModelCard.load(out / "README.md").data.to_dict() == {"license": "mit", "library_name": "mlx", "tags": ["mlx"]}
-    (src / "README.md").write_text("---\nlicense: [\n---\n# A model\n")  # not YAML: kept as written
+    (src / "README.md").write_bytes(b"---\nlicense: [\n---\n# A model\r\nwith CRLF\r\n")  # not YAML: kept as written
     convert(src, "~/out", bits=8, report=False, overwrite=True)
-    assert (out / "README.md").read_text().startswith("---\nlicense: [\n---\n\n> Converted by")
+    card = (out / "README.md").read_bytes()
+    assert card.startswith(b"---\nlicense: [\n---\n\n> Converted by") and card.endswith(b".\n\n# A model\r\nwith CRLF\r\n")
     for name in ("README.md", "LICENSE", "NOTICE.txt"):
         (src / name).unlink()
     convert(src, "~/out", bits=8, report=False, overwrite=True)
@@ -607,7 +608,11 @@ def test_the_card_front_matter_changes_only_the_keys_it_sets():
         "language": ["en", False, "nb"], "version": 1.1, "library_name": "mlx", "tags": ["a", "mlx"],
         "base_model": "org/model", "model-index": [{"name": "m", "results": []}]}
     assert _set_front_matter("license: [\n", changes) is None  # not YAML: the caller keeps it as written
-    assert _set_front_matter("tags:\n- a\n\n- b\n", {"tags": ["mlx"]}) is None  # a list our line edit would break
+    for meta, tags in (("tags:\n- a\n\n- b\n", ["a", "b", "mlx"]), ('"tags": [a]\n', ["a", "mlx"]), ("? tags\n: [a]\n", ["a", "mlx"]),
+                       ("{}", ["mlx"]), ("tags: mlx-community\n", ["mlx-community", "mlx"]), ("license: mit\n...\n", ["mlx"])):
+        edited = _set_front_matter(meta, {"library_name": "mlx", "tags": ["mlx"]})
+        keys = [k.value for k, _ in yaml.compose(edited).value]
+        assert yaml.safe_load(edited)["tags"] == tags and len(keys) == len(set(keys)), (meta, edited)
 
 
 def test_a_local_folder_is_no_base_model_on_the_card(tiny_bert_hf, tmp_path, monkeypatch):
