@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import io
 import json
 import os
 import sys
@@ -12,6 +11,7 @@ import warnings
 from pathlib import Path
 
 from mlx_embed.registry import POOLINGS
+from mlx_embed.textfile import read_lines
 
 # Subcommands that live with their feature: each module has add_arguments(parser) and run(args) -> int.
 FEATURE_COMMANDS: dict[str, tuple[str, str]] = {
@@ -43,30 +43,6 @@ def _similarity(args) -> int:
     for i, (label, row) in enumerate(zip(labels, sims)):
         print(f"{i:>2d} {label:<{width}}" + "".join(f"{s:7.3f}" for s in row))
     return 0
-
-
-def _read_lines(name: str) -> list[str]:
-    """One text per line, ended by ``\n`` or ``\r\n`` (a lone ``\r`` stays inside its text, so row i is
-    line i as ``wc -l`` and editors count); ``-`` reads stdin. A UTF-8 byte-order mark is not part of the
-    first text."""
-    if name != "-":
-        path = Path(name)
-        if not path.is_file():
-            why = "is a directory" if path.is_dir() else "does not exist"
-            raise FileNotFoundError(f"--input {path} {why}: give a UTF-8 text file with one text per line")
-    try:
-        if name == "-":
-            raw = getattr(sys.stdin, "buffer", None)
-            stream = io.TextIOWrapper(raw, encoding="utf-8-sig", newline="\n") if raw is not None else sys.stdin
-            return [_without_line_end(line) for line in stream]
-        with path.open(encoding="utf-8-sig", newline="\n") as f:
-            return [_without_line_end(line) for line in f]
-    except UnicodeDecodeError as err:
-        raise ValueError(f"--input {name} is not UTF-8 text ({err}): convert it, e.g. `iconv -f latin1 -t utf-8`") from None
-
-
-def _without_line_end(line: str) -> str:
-    return line[:-2] if line.endswith("\r\n") else line.removesuffix("\n")
 
 
 def _warn_blank(texts: list[str]) -> None:
@@ -105,7 +81,7 @@ def _embed(args) -> int:
     if bool(args.texts) == (args.input is not None):
         raise ValueError("give TEXTS or --input FILE" + (", not both" if args.texts else ": there is nothing to embed"))
     output = _npy_path(args.output) if args.output else None
-    texts = _read_lines(args.input) if args.input is not None else args.texts
+    texts = read_lines(args.input, "--input") if args.input is not None else args.texts
     if args.input is not None:
         _warn_blank(texts)
     embedder = mlx_embed.load(args.model, pooling=args.pooling)

@@ -325,12 +325,10 @@ def builtin_workload(repeat: int = DEFAULT_REPEAT) -> list[str]:
 
 
 def read_texts(path: str | os.PathLike) -> list[str]:
-    """Non-empty lines of a UTF-8 file, one text per line."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"--texts {path}: no such file. Give a UTF-8 file with one text per line.")
-    texts = [line.rstrip("\n") for line in path.read_text(encoding="utf-8").splitlines()]
-    texts = [t for t in texts if t.strip()]
+    """The non-empty lines of a UTF-8 file, one text per line (as ``embed --input`` reads them)."""
+    from .textfile import read_lines
+
+    texts = [t for t in read_lines(os.fspath(path), "--texts") if t.strip()]
     if not texts:
         raise ValueError(f"--texts {path} has no non-empty lines: give one text per line")
     return texts
@@ -375,7 +373,8 @@ def _measure(
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        tokens = sum(len(s) for s in embedder.text_encoder.encode(texts, embedder.max_length))
+        prompt = embedder.spec.default_prompt or ""  # what encode() puts before each text
+        tokens = sum(len(s) for s in embedder.text_encoder.encode([prompt + t for t in texts], embedder.max_length))
     query_texts = [texts[i % len(texts)] for i in range(queries)]
 
     with PeakSampler() as encode_sampler:
@@ -491,7 +490,7 @@ def exit_reason(returncode: int) -> str:
     except ValueError:
         return f"killed by signal {-returncode}"
     if name == "SIGKILL":
-        return "killed by SIGKILL, likely out of memory (Linux's OOM killer, macOS's jetsam)"
+        return "killed by SIGKILL: out of memory (Linux's OOM killer, macOS's jetsam), unless a person or a timeout killed it"
     if name == "SIGSEGV":
         return "killed by SIGSEGV, a crash (MLX crashes this way when an allocation fails, e.g. under ulimit -v)"
     return f"killed by {name}"

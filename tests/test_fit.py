@@ -233,7 +233,7 @@ def test_a_killed_measuring_process_is_named(tmp_path, monkeypatch):
     monkeypatch.setenv("PYTHONPATH", str(tmp_path))
     with pytest.raises(profile.ChildFailed) as err:
         profile.run_child("dies_of_sigkill", [])
-    assert err.value.reason == "killed by SIGKILL, likely out of memory (Linux's OOM killer, macOS's jetsam)"
+    assert err.value.reason == "killed by SIGKILL: out of memory (Linux's OOM killer, macOS's jetsam), unless a person or a timeout killed it"
     assert profile.exit_reason(3) == "exit status 3"
 
 
@@ -254,7 +254,7 @@ def test_fit_reports_a_dead_measuring_process_and_goes_on(monkeypatch, capsys, m
     rows = json.loads(capsys.readouterr().out)["models"]
     assert [r["model"] for r in rows] == ["minilm", "bge-small"]
     assert rows[0]["status"] == "estimate"
-    assert rows[0]["measure_error"] == "killed by SIGKILL, likely out of memory (Linux's OOM killer, macOS's jetsam)"
+    assert rows[0]["measure_error"] == "killed by SIGKILL: out of memory (Linux's OOM killer, macOS's jetsam), unless a person or a timeout killed it"
     assert any(n.startswith("measuring failed, so estimated instead") for n in rows[0]["notes"])
     assert rows[0]["verdict"] == "fits"  # 23 M parameters in 6 GiB
     assert cli.main(["fit", "--ram", "8GB", "--model", "minilm"]) == 0

@@ -184,6 +184,44 @@ def test_cli_table_and_json(small_bert, capsys, tmp_path):
     assert _validate(doc, PROFILE_SCHEMA) == [] and doc["models"][0]["throughput"]["texts"] == 2
 
 
+def test_tokens_count_the_default_prompt_encode_adds(small_bert, capsys, tmp_path):
+    """A folder whose sentence-transformers files name a default prompt gets it before every text; the
+    throughput's token count (checked with the tokenizer itself) includes it."""
+    import shutil
+
+    from tokenizers import Tokenizer
+
+    folder = tmp_path / "with-prompt"
+    shutil.copytree(small_bert, folder)
+    prompt = "Represent this technical passage for retrieval: "
+    (folder / "config_sentence_transformers.json").write_text(json.dumps({"prompts": {"doc": prompt}, "default_prompt_name": "doc"}))
+    texts = tmp_path / "t.txt"
+    texts.write_text("hello\nworld wide web\n", encoding="utf-8")
+    assert cli.main(["profile", "--model", str(folder), "--texts", str(texts), "--json"]) == 0
+    tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
+    tokenizer.no_padding()
+    expected = sum(len(tokenizer.encode(prompt + t).ids) for t in ("hello", "world wide web"))
+    assert json.loads(capsys.readouterr().out)["models"][0]["throughput"]["tokens"] == expected
+
+
+def test_texts_files_are_read_line_by_line(tmp_path):
+    """As ``embed --input``: lines end at \\n or \\r\\n only, a byte-order mark is no text, blank lines are
+    dropped; a folder or a file that is not UTF-8 is named."""
+    from mlx_embed.profile import read_texts
+
+    path = tmp_path / "t.txt"
+    path.write_bytes("\ufeffone\r\ntwo\x0cstill two\u2028and two\n\n  \nthree".encode())
+    assert read_texts(path) == ["one", "two\x0cstill two\u2028and two", "three"]
+    path.write_bytes("\ufeff\n".encode())
+    with pytest.raises(ValueError, match="has no non-empty lines"):
+        read_texts(path)
+    with pytest.raises(FileNotFoundError, match="--texts .* is a directory"):
+        read_texts(tmp_path)
+    path.write_bytes("caf\xe9".encode("latin-1"))
+    with pytest.raises(ValueError, match="--texts .*t.txt is not UTF-8 text"):
+        read_texts(path)
+
+
 def test_bad_input_is_named(small_bert, tmp_path, capsys):
     with pytest.raises(ValueError, match="queries must be an int >= 20"):
         profile([str(small_bert)], queries=5)
