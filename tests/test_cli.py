@@ -147,6 +147,8 @@ def broken(tmp_path, minilm_path):
         (["convert", "{minilm}", "{tmp}/garbage"], "exists and is not empty"),
         (["eval", "--model", "{tmp}/nope", "-k", "0"], "-k must be >= 1, got 0"),  # before loading anything
         (["eval", "--model", "{tmp}/nope", "--plot", "{tmp}/nowhere/x.png"], "the folder {tmp}/nowhere does not exist"),
+        (["eval", "--model", "{tmp}/nope", "--plot", "{tmp}/out"], "--plot {tmp}/out: give a file name ending in .png, e.g. out.png"),
+        (["eval", "--model", "{tmp}/nope", "--plot", "{tmp}/dir"], "give a file name ending in .png, e.g. {tmp}/dir/ndcg.png"),
         (["embed", "a", "--task", "Find code"], "--task is for queries: add --kind query"),
         (["convert", "{minilm}", "{tmp}/new", "--bits", "16", "--recipe", "faithful"], "bits=16 stores float weights, so recipe='faithful' would be ignored"),
         (["convert", "{minilm}", "{tmp}/new", "--bits", "16", "--rounding", "nearest"], "so rounding='nearest' would be ignored: drop bits (--bits) to quantize, or drop rounding"),

@@ -83,3 +83,17 @@ def test_eval_cli_json(tiny_bert_hf, capsys):
     assert 0 < expected["nDCG@5"] < 1  # random weights: neither a perfect nor an empty ranking
     for key, value in expected.items():
         assert got[key] == pytest.approx(value, abs=1e-6), key
+
+
+def test_tables_keep_their_columns_with_any_model_name():
+    """A '|' in a name would split a Markdown cell; CJK takes two terminal columns; k past a corpus is said."""
+    from mlx_embed.eval.runner import ModelRow, format_tables
+
+    metrics = {"encode_s": 0.1, "P@50": 0.02, "R@50": 1.0, "MRR@10": 0.9, "nDCG@50": 0.8}
+    rows = [ModelRow(name, 384, 22_600_000, 12.8, 0.1, {"code": metrics}) for name in ("a|b", "模型", "minilm")]
+    markdown = format_tables(rows, 50, markdown=True).splitlines()
+    assert [line.count(" | ") for line in markdown if line.startswith("| ")] == [9] * 4
+    text = format_tables(rows, 50).splitlines()
+    assert "k = 50 is more than its documents" in text[0]
+    starts = {line.index("384") + sum(1 for c in line[: line.index("384")] if ord(c) > 0x2E80) for line in text[2:5]}
+    assert len(starts) == 1 and all(line == line.rstrip() for line in text)

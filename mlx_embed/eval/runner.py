@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+import unicodedata
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -72,16 +73,22 @@ def format_tables(rows: list[ModelRow], k: int, markdown: bool = False) -> str:
         ]
         c = load_corpus(corpus)
         title = f"{corpus} ({c.language}): {len(c.documents)} documents, {len(c.queries)} queries"
+        if k > len(c.documents):
+            title += f"; k = {k} is more than its documents, so R@{k} counts every relevant one"
         if markdown:
             out.append(f"**{title}**\n\n| " + " | ".join(cols) + " |\n|" + "---|" * len(cols))
-            out += ["| " + " | ".join(line) + " |" for line in body]
+            out += ["| " + " | ".join(x.replace("|", "\\|") for x in line) + " |" for line in body]
         else:
-            widths = [max(len(x) for x in col) for col in zip(cols, *body)]
+            widths = [max(_width(x) for x in col) for col in zip(cols, *body)]
             out.append(title)
-            out.append("  ".join(h.ljust(w) for h, w in zip(cols, widths)))
-            out += ["  ".join(x.ljust(w) for x, w in zip(line, widths)) for line in body]
+            out += ["  ".join(x + " " * (w - _width(x)) for x, w in zip(line, widths)).rstrip() for line in [cols, *body]]
         out.append("")
     return "\n".join(out)
+
+
+def _width(text: str) -> int:
+    """Columns ``text`` takes in a terminal: CJK and other wide characters take two."""
+    return sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
 
 
 def plot(rows: list[ModelRow], k: int, path: str) -> None:
@@ -92,18 +99,25 @@ def plot(rows: list[ModelRow], k: int, path: str) -> None:
         import matplotlib.pyplot as plt
     except ImportError as err:
         raise ValueError("--plot needs matplotlib: pip install 'mlx-embed[plot]'") from err
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for corpus in rows[0].results:
-        ax.plot([r.size_mb for r in rows], [r.results[corpus][f"nDCG@{k}"] for r in rows], "o", label=corpus)
-    for r in rows:
-        ax.annotate(r.model, (r.size_mb, float(np.mean([v[f"nDCG@{k}"] for v in r.results.values()]))), fontsize=8)
+    fig, ax = plt.subplots(figsize=(6.5, 5.5))
+    colors = {corpus: f"C{i}" for i, corpus in enumerate(rows[0].results)}
+    markers = "os^Dvp*hX"
+    for i, r in enumerate(rows):
+        marker = markers[i % len(markers)]
+        for corpus, values in r.results.items():
+            ax.plot(r.size_mb, values[f"nDCG@{k}"], marker, color=colors[corpus], markerfacecolor="none", markersize=8)
+        mean = float(np.mean([v[f"nDCG@{k}"] for v in r.results.values()]))
+        name = Path(r.model).name if "/" in r.model and Path(r.model).exists() else r.model
+        ax.plot(r.size_mb, mean, marker, color="black", markersize=9, label=f"{name[:40]} (mean)")
+    for corpus, color in colors.items():
+        ax.plot([], [], "o", color=color, markerfacecolor="none", label=corpus)
     ax.set_xscale("log")
     ax.set_xlabel("weights on disk (MB)")
     ax.set_ylabel(f"nDCG@{k}")
     ax.set_title("retrieval quality vs size (bundled corpora)")
-    ax.legend()
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.15), ncol=2)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=120, format="png")
 
 
 def add_arguments(parser) -> None:
@@ -120,7 +134,10 @@ def run(args) -> int:
     if args.k < 1:
         raise ValueError(f"-k must be >= 1, got {args.k}")
     if args.plot:
-        folder = Path(args.plot).resolve().parent
+        target = Path(args.plot)
+        if target.suffix.lower() != ".png" or target.is_dir():
+            raise ValueError(f"--plot {args.plot}: give a file name ending in .png, e.g. {target.with_suffix('.png').name if not target.is_dir() else target / 'ndcg.png'}")
+        folder = target.resolve().parent
         if not folder.is_dir():
             raise FileNotFoundError(f"--plot {args.plot}: the folder {folder} does not exist")
         try:
