@@ -581,8 +581,7 @@ def table_sensitivity(
                 # as many copies per backward pass as PROBE_TOKENS allows: its activations, attention included,
                 # are what a conversion's memory peaks on (8 copies of 32 x 256 tokens: 6 GB for MiniLM)
                 copies = max(1, min(P, PROBE_TOKENS // (B * L)))
-                v = np.concatenate([_probe_pass(grad, b, types, g[p * B : (p + n) * B], n, D)
-                                    for p, n in ((p, min(copies, P - p)) for p in range(0, P, copies))])
+                v = np.concatenate([_probe_pass(grad, b, types, g[p * B : (p + copies) * B]) for p in range(0, P, copies)])
                 v = v.reshape(P, B * L, D)[:, b.real].transpose(1, 0, 2).astype(np.float64)  # (T, P, D): sum_p v v^T ~= J^T J
                 for k in range(len(SCRIPTS)):
                     sel = v[scripts[ids] == k].reshape(-1, D)
@@ -600,9 +599,11 @@ def table_sensitivity(
     return TableSensitivity(scripts, script_h, script_n, {r: (h, n) for r, (h, n) in rows.items() if n})
 
 
-def _probe_pass(grad: Callable, b: CalibrationBatch, types: list, g: np.ndarray, copies: int, D: int) -> np.ndarray:
-    """One backward pass of ``copies`` probes over the batch: the gradient, (copies * B, L, D)."""
+def _probe_pass(grad: Callable, b: CalibrationBatch, types: list, g: np.ndarray) -> np.ndarray:
+    """One backward pass over copies of the batch, one per probe in ``g`` ((copies * B, D), probe-major):
+    the gradient, (copies * B, L, D)."""
     B, L = b.input_ids.shape
+    copies, D = len(g) // B, g.shape[1]
     ids, mask = mx.tile(b.input_ids, (copies, 1)), mx.tile(b.attention_mask, (copies, 1))
     types[0] = None if b.token_type_ids is None else mx.tile(b.token_type_ids, (copies, 1))
     return np.array(grad(mx.zeros((copies * B, L, D)), ids, mask, mx.array(g)))

@@ -140,7 +140,7 @@ def save_folder(
         config["mlx_embed"]["bits_per_weight"] = round(checkpoint_stats(built, config).bits_per_weight, 4)
         for name in COPY_FILES:
             if name == "tokenizer.json" and tokenizer_json is not None:
-                (built / name).write_text(json.dumps(tokenizer_json, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+                _write_json(built / name, tokenizer_json)
             elif (src / name).exists():
                 shutil.copy2(src / name, built / name)
         for path in src.iterdir():
@@ -148,7 +148,7 @@ def save_folder(
                 shutil.copy2(path, built / path.name)
         _write_card(src, built, config, hub_id)
         config["mlx_embed"]["copied"] = sorted(p.name for p in built.iterdir() if p.name != "model.safetensors")
-        (built / "config.json").write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n")
+        _write_json(built / "config.json", config)
         _write_st_files(built, src, spec)
         _install(built, dst)
     finally:
@@ -254,4 +254,9 @@ def _write_st_files(dst: Path, src: Path, spec: ModelSpec) -> None:
     st_config["prompts"] = prompts
     (dst / "1_Pooling").mkdir(exist_ok=True)
     for name, value in zip(ST_FILES, (modules, sbert, st_config, pooling)):
-        (dst / name).write_text(json.dumps(value, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        _write_json(dst / name, value)
+
+
+def _write_json(path: Path, value: dict | list) -> None:
+    """``value`` as indented UTF-8 JSON (non-ASCII as written, whatever the locale's encoding)."""
+    path.write_text(json.dumps(value, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")

@@ -298,10 +298,11 @@ class Squeezer:
                 spaces.append(c)
             elif len(words) == 1 and len(words[0]) >= 3:
                 letters.append(c)
+        letter = f"[{_char_class(letters)}]"
         self.max_word = max_word
         self.spaces = re.compile(f"[{_char_class(spaces)}]{{2,}}")
-        self.long_word = re.compile(f"[{_char_class(letters)}]{{{max_word + 1},}}")
-        self.letter = re.compile(f"[{_char_class(letters)}]")
+        self.long_word = re.compile(f"{letter}{{{max_word + 1},}}")
+        self.letter = re.compile(letter)
 
     def __call__(self, text: str) -> str:
         return self.long_word.sub("x" * (self.max_word + 1), self.spaces.sub(" ", text))

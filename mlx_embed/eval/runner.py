@@ -135,8 +135,9 @@ def run(args) -> int:
         raise ValueError(f"-k must be >= 1, got {args.k}")
     if args.plot:
         target = Path(args.plot)
-        if target.suffix.lower() != ".png" or target.is_dir():
-            raise ValueError(f"--plot {args.plot}: give a file name ending in .png, e.g. {target.with_suffix('.png').name if not target.is_dir() else target / 'ndcg.png'}")
+        if target.is_dir() or target.suffix.lower() != ".png":
+            example = target / "ndcg.png" if target.is_dir() else target.with_suffix(".png").name
+            raise ValueError(f"--plot {args.plot}: give a file name ending in .png, e.g. {example}")
         folder = target.resolve().parent
         if not folder.is_dir():
             raise FileNotFoundError(f"--plot {args.plot}: the folder {folder} does not exist")
