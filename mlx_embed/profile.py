@@ -25,8 +25,12 @@ JSON (``--json``), keys stable; sizes in bytes, times in seconds unless the key 
         "mlx_bytes": {"active_after_load", "peak_load", "active_after_encode", "peak_encode", "cache_after_encode"},
         "throughput": {"texts", "tokens", "seconds", "warmup_s", "texts_per_s", "tokens_per_s"},
         "latency_ms": {"queries", "p50", "p95", "mean", "max"}
-      }]
+      }],
+      "failed": [{"model", "error"}]
     }
+
+``failed`` is there only when some of several models could not be measured (a bad name, a crash, the OOM
+killer, ``--timeout``): the others are still reported, and the command exits with status 1.
 
 ``PROFILE_SCHEMA`` is the same as a JSON Schema. The ``rss_bytes`` figures are what
 ``machine.memory_metric`` names: RSS on Linux, the physical footprint on macOS, where RSS misses Metal
@@ -169,6 +173,14 @@ PROFILE_SCHEMA: dict = {
             },
         },
         "models": {"type": "array", "minItems": 1, "items": _MODEL},
+        "failed": {
+            "type": "array",
+            "minItems": 1,
+            "items": {
+                "type": "object", "required": ["model", "error"], "additionalProperties": False,
+                "properties": {"model": _STR, "error": _STR},
+            },
+        },
     },
 }
 
@@ -575,22 +587,38 @@ def profile(
     else:
         n_texts, name = len(builtin_workload(repeat)), f"builtin mixed EN/RU/ZH/code sample x{repeat}"
         extra = ["--repeat", str(repeat)]
-    rows, machine, backend = [], None, None
+    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0):
+        raise ValueError(f"timeout must be a number of seconds > 0, got {timeout!r}")
+    rows, failed, errors, machine, backend = [], [], [], None, None
     for model in models:
-        got = run_child(
-            "mlx_embed.profile",
-            ["--model", str(model), "--batch-size", str(batch_size), "--queries", str(queries), *extra],
-            timeout=timeout,
-        )
+        try:
+            got = run_child(
+                "mlx_embed.profile",
+                ["--model", str(model), "--batch-size", str(batch_size), "--queries", str(queries), *extra],
+                timeout=timeout,
+            )
+        except (ChildFailed, ValueError) as err:
+            if len(models) == 1:
+                raise
+            failed.append({"model": str(model), "error": getattr(err, "reason", str(err))})
+            errors.append(err)
+            continue
         machine, backend = got["machine"], got["backend"]
         rows.append(got["model"])
-    return {
+    if not rows:
+        listed = "; ".join(f"{f['model']}: {f['error']}" for f in failed)
+        kind = ValueError if all(isinstance(e, ValueError) for e in errors) else ChildFailed
+        raise kind(f"every model failed: {listed}")
+    report = {
         "schema": SCHEMA_ID,
         "machine": machine,
         "backend": backend,
         "workload": {"name": name, "texts": n_texts, "batch_size": batch_size, "queries": queries},
         "models": rows,
     }
+    if failed:
+        report["failed"] = failed
+    return report
 
 
 def _mb(n: float) -> str:
@@ -623,7 +651,8 @@ def format_report(report: dict) -> str:
         ])
     widths = [max(len(x) for x in col) for col in zip(cols, *body)]
     lines.append("  ".join(h.ljust(w) for h, w in zip(cols, widths)))
-    lines += ["  ".join(x.ljust(w) for x, w in zip(row, widths)) for row in body]
+    lines += ["  ".join(x.ljust(w) for x, w in zip(row, widths)).rstrip() for row in body]
+    lines += [f"failed: {f['model']}: {f['error']}" for f in report.get("failed", [])]
     return "\n".join(lines)
 
 
@@ -634,16 +663,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--repeat", type=int, default=DEFAULT_REPEAT, help="copies of the built-in sample (default 10: 240 texts)")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--queries", type=int, default=MIN_QUERIES, help=f"single queries for latency (>= {MIN_QUERIES})")
+    parser.add_argument("--timeout", type=float, metavar="S",
+                        help="stop measuring a model after S seconds and report it as failed (default: no limit)")
     parser.add_argument("--json", action="store_true", help="print the JSON report (schema in mlx_embed.profile)")
 
 
 def run(args: argparse.Namespace) -> int:
     try:
-        report = profile(args.model, texts=args.texts, repeat=args.repeat, batch_size=args.batch_size, queries=args.queries)
+        report = profile(
+            args.model, texts=args.texts, repeat=args.repeat, batch_size=args.batch_size, queries=args.queries,
+            timeout=args.timeout,
+        )
     except RuntimeError as err:
         print(f"mlx-embed profile: {err}", file=sys.stderr)
         return 1
     print(json.dumps(report, indent=2) if args.json else format_report(report))
+    if "failed" in report:
+        for f in report["failed"]:
+            print(f"mlx-embed profile: {f['model']} failed: {f['error']}", file=sys.stderr)
+        return 1
     return 0
 
 

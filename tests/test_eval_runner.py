@@ -90,10 +90,28 @@ def test_tables_keep_their_columns_with_any_model_name():
     from mlx_embed.eval.runner import ModelRow, format_tables
 
     metrics = {"encode_s": 0.1, "P@50": 0.02, "R@50": 1.0, "MRR@10": 0.9, "nDCG@50": 0.8}
-    rows = [ModelRow(name, 384, 22_600_000, 12.8, 0.1, {"code": metrics}) for name in ("a|b", "模型", "minilm")]
+    rows = [ModelRow(name, 384, 22_600_000, 12.8, 0.1, {"code": metrics}, weights="4-bit") for name in ("a|b", "模型", "minilm")]
     markdown = format_tables(rows, 50, markdown=True).splitlines()
-    assert [line.count(" | ") for line in markdown if line.startswith("| ")] == [9] * 4
+    assert [line.count(" | ") for line in markdown if line.startswith("| ")] == [10] * 4
     text = format_tables(rows, 50).splitlines()
     assert "k = 50 is more than its documents" in text[0]
     starts = {line.index("384") + sum(1 for c in line[: line.index("384")] if ord(c) > 0x2E80) for line in text[2:5]}
     assert len(starts) == 1 and all(line == line.rstrip() for line in text)
+
+
+def test_tables_say_which_weights_were_scored(tiny_bert_hf, tiny_bert_4bit, capsys):
+    """Each row names its weights as the files store them (float32 tensors; a 4-bit quantization block),
+    and the models' sources follow the tables."""
+    import json as json_
+
+    from safetensors import safe_open
+
+    assert main(["eval", "--model", str(tiny_bert_hf), "--model", str(tiny_bert_4bit), "--corpus", "code"]) == 0
+    out = capsys.readouterr().out
+    with safe_open(str(next(tiny_bert_hf.glob("*.safetensors"))), "numpy") as f:
+        assert {f.get_tensor(k).dtype.name for k in f.keys()} == {"float32"}
+    assert json_.loads((tiny_bert_4bit / "config.json").read_text())["quantization"]["bits"] == 4
+    cells = {line.split()[0]: line.split()[1] for line in out.splitlines() if line.startswith(str(tiny_bert_hf.parent))}
+    assert cells == {str(tiny_bert_hf): "fp32", str(tiny_bert_4bit): "4-bit"}
+    tail = out[out.index("loaded from:"):]
+    assert f"{tiny_bert_hf}: folder ({tiny_bert_hf})" in tail and f"{tiny_bert_4bit}: folder ({tiny_bert_4bit})" in tail

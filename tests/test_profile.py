@@ -229,3 +229,27 @@ def test_bad_input_is_named(small_bert, tmp_path, capsys):
         profile([str(small_bert)], texts=tmp_path / "missing.txt")
     assert cli.main(["profile", "--model", "no-such-model"]) == 2
     assert "Unknown model 'no-such-model'" in capsys.readouterr().err
+
+
+def test_a_failed_model_keeps_the_others(small_bert, capsys, tmp_path):
+    """With several models, one that cannot be measured (a bad name; a child stopped by --timeout) is named
+    with its reason after the table of the ones measured, and the exit status says so."""
+    texts = tmp_path / "t.txt"
+    texts.write_text("hello\nworld\n", encoding="utf-8")
+    argv = ["profile", "--model", str(small_bert), "--model", "no-such-model", "--texts", str(texts)]
+    assert cli.main([*argv, "--json"]) == 1
+    captured = capsys.readouterr()
+    doc = json.loads(captured.out)
+    assert _validate(doc, PROFILE_SCHEMA) == []
+    assert [r["path"] for r in doc["models"]] == [str(small_bert)]
+    assert [f["model"] for f in doc["failed"]] == ["no-such-model"]
+    assert "Unknown model 'no-such-model'" in doc["failed"][0]["error"]
+    assert "no-such-model failed: Unknown model" in captured.err
+    assert cli.main(argv) == 1
+    assert "failed: no-such-model: Unknown model" in capsys.readouterr().out
+
+    assert cli.main(["profile", "--model", str(small_bert), "--model", str(small_bert), "--texts", str(texts),
+                     "--timeout", "0.01"]) == 1
+    assert "every model failed" in capsys.readouterr().err
+    assert cli.main(["profile", "--model", str(small_bert), "--timeout", "0"]) == 2
+    assert "timeout must be a number of seconds > 0" in capsys.readouterr().err

@@ -1,8 +1,9 @@
 """``mlx-embed eval``: retrieval quality of one or more models on the bundled corpora.
 
-One table per corpus, a row per model: dim, parameters, size on disk, load and encode time,
-P@k, R@k, MRR@10, nDCG@k (and MAP@k in ``--json``). ``--plot FILE.png`` (plot extra) draws
-nDCG@k against size.
+One table per corpus, a row per model: its weights (``4-bit``, ``fp32``, ...), dim, parameters, size on
+disk, load and encode time, P@k, R@k, MRR@10, nDCG@k (and MAP@k in ``--json``); then where each model was
+loaded from, so an alias says whether its 4-bit checkpoint or a full-precision copy was scored.
+``--plot FILE.png`` (plot extra) draws nDCG@k against size.
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ class ModelRow:
     size_mb: float
     load_s: float
     results: dict[str, dict] = field(default_factory=dict)  # corpus -> {"encode_s": .., metrics..}
+    weights: str = ""  # stats.weight_format: "4-bit", "mixed 4/5/6/8-bit", "fp32", ...
+    source: str = ""  # Embedder.source: where the files came from
 
 
 def evaluate(embedder, corpus: Corpus, ks: tuple[int, ...] = (1, 3, 5, 10)) -> dict[str, float]:
@@ -43,7 +46,7 @@ def evaluate(embedder, corpus: Corpus, ks: tuple[int, ...] = (1, 3, 5, 10)) -> d
 
 def run_models(models: list[str], corpora: list[str], k: int = 5) -> list[ModelRow]:
     import mlx_embed
-    from mlx_embed.stats import checkpoint_stats
+    from mlx_embed.stats import checkpoint_stats, files_float_dtype, weight_format
 
     ks = tuple(sorted({1, 3, k, 10}))
     rows = []
@@ -52,7 +55,11 @@ def run_models(models: list[str], corpora: list[str], k: int = 5) -> list[ModelR
         embedder = mlx_embed.load(name)
         load_s = time.perf_counter() - start
         stats = checkpoint_stats(embedder.path)
-        row = ModelRow(name, embedder.dim, stats.parameters, stats.weights_bytes / 1e6, load_s)
+        weights = weight_format(embedder.config, files_float_dtype(embedder.path))
+        row = ModelRow(
+            name, embedder.dim, stats.parameters, stats.weights_bytes / 1e6, load_s,
+            weights=weights, source=f"{embedder.source} ({embedder.path})",
+        )
         for corpus in corpora:
             row.results[corpus] = evaluate(embedder, load_corpus(corpus), ks)
         rows.append(row)
@@ -60,12 +67,12 @@ def run_models(models: list[str], corpora: list[str], k: int = 5) -> list[ModelR
 
 
 def format_tables(rows: list[ModelRow], k: int, markdown: bool = False) -> str:
-    cols = ["model", "dim", "params", "size MB", "load s", "encode s", f"P@{k}", f"R@{k}", "MRR@10", f"nDCG@{k}"]
+    cols = ["model", "weights", "dim", "params", "size MB", "load s", "encode s", f"P@{k}", f"R@{k}", "MRR@10", f"nDCG@{k}"]
     out = []
     for corpus in rows[0].results:
         body = [
             [
-                r.model, str(r.dim), f"{r.parameters / 1e6:.1f}M", f"{r.size_mb:.1f}", f"{r.load_s:.2f}",
+                r.model, r.weights, str(r.dim), f"{r.parameters / 1e6:.1f}M", f"{r.size_mb:.1f}", f"{r.load_s:.2f}",
                 f"{r.results[corpus]['encode_s']:.2f}",
                 *(f"{r.results[corpus][m]:.3f}" for m in (f"P@{k}", f"R@{k}", "MRR@10", f"nDCG@{k}")),
             ]
@@ -83,6 +90,9 @@ def format_tables(rows: list[ModelRow], k: int, markdown: bool = False) -> str:
             out.append(title)
             out += ["  ".join(x + " " * (w - _width(x)) for x, w in zip(line, widths)).rstrip() for line in [cols, *body]]
         out.append("")
+    sources = [f"{r.model}: {r.source}" for r in rows if r.source]
+    if sources:
+        out += ["loaded from:", *(f"- {line}" if markdown else f"  {line}" for line in sources), ""]
     return "\n".join(out)
 
 
