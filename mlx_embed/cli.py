@@ -6,12 +6,15 @@ import argparse
 import importlib
 import json
 import os
+import re
 import sys
+import unicodedata
 import warnings
 from pathlib import Path
+from typing import Callable
 
 from mlx_embed.registry import POOLINGS
-from mlx_embed.textfile import read_lines
+from mlx_embed.textfile import check_writable, read_lines
 
 # Subcommands that live with their feature: each module has add_arguments(parser) and run(args) -> int.
 FEATURE_COMMANDS: dict[str, tuple[str, str]] = {
@@ -37,12 +40,26 @@ def _similarity(args) -> int:
     print(f"model: {embedder.spec.alias}  dim: {embedder.dim}  source: {embedder.source} ({embedder.path})")
     vectors = embedder.encode(texts, normalize=True)
     sims = vectors @ vectors.T  # cosine, also for models that score by dot product
-    width = max(len(t) for t in texts) if args.full else 32
-    labels = [t if args.full else (t[:29] + "...") if len(t) > 32 else t for t in texts]
-    print(" " * (width + 2) + "".join(f"{i:>7d}" for i in range(len(texts))))
+    labels = [t if args.full else _shortened(t, 32) for t in texts]
+    width = max(terminal_width(label) for label in labels)
+    print(" " * (width + 3) + "".join(f"{i:>7d}" for i in range(len(texts))))
     for i, (label, row) in enumerate(zip(labels, sims)):
-        print(f"{i:>2d} {label:<{width}}" + "".join(f"{s:7.3f}" for s in row))
+        print(f"{i:>2d} {label}{' ' * (width - terminal_width(label))}" + "".join(f"{s:7.3f}" for s in row))
     return 0
+
+
+def terminal_width(text: str) -> int:
+    """Columns ``text`` takes in a terminal: CJK and other wide characters take two."""
+    return sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
+
+
+def _shortened(text: str, columns: int) -> str:
+    """``text`` cut to at most ``columns`` terminal columns, with "..." where it was cut."""
+    if terminal_width(text) <= columns:
+        return text
+    while terminal_width(text) > columns - 3:
+        text = text[:-1]
+    return text + "..."
 
 
 def _warn_blank(texts: list[str]) -> None:
@@ -63,8 +80,7 @@ def _npy_path(name: str) -> Path:
         path = path.with_name(path.name + ".npy")
     if path.is_dir():
         raise ValueError(f"--output {name} is a directory: give a file name, e.g. {Path(name) / 'embeddings.npy'}")
-    if not path.parent.is_dir():
-        raise FileNotFoundError(f"--output {name}: the folder {path.parent} does not exist")
+    check_writable(path, f"--output {name}")
     return path
 
 
@@ -81,7 +97,11 @@ def _embed(args) -> int:
     if bool(args.texts) == (args.input is not None):
         raise ValueError("give TEXTS or --input FILE" + (", not both" if args.texts else ": there is nothing to embed"))
     output = _npy_path(args.output) if args.output else None
+    if args.output == "":
+        raise ValueError("--output is empty: give a file name, e.g. embeddings.npy, or leave --output out for JSON")
     texts = read_lines(args.input, "--input") if args.input is not None else args.texts
+    if args.input is not None and not texts:
+        warnings.warn(f"--input {args.input} has no lines: there is nothing to embed", UserWarning)
     if args.input is not None:
         _warn_blank(texts)
     embedder = mlx_embed.load(args.model, pooling=args.pooling)
@@ -118,7 +138,12 @@ def _convert(args) -> int:
         report=not args.no_report,
     )
     config = json.loads((Path(args.dst).expanduser() / "config.json").read_text())
-    kind = args.recipe if config["mlx_embed"].get("recipe") else f"{args.bits}-bit floats"
+    if not config["mlx_embed"].get("recipe"):
+        kind = f"{args.bits}-bit floats"
+    elif args.recipe == "uniform":
+        kind = f"uniform {args.bits}-bit g{args.group_size}" + (f", {args.rounding} rounding" if args.rounding else "")
+    else:
+        kind = args.recipe + (f", {args.rounding} rounding" if args.rounding else "")
     print(f"wrote {args.dst}: {config['mlx_embed']['bits_per_weight']:.2f} bits per weight ({kind})")
     if report is not None:
         print(report.summary())
@@ -130,7 +155,16 @@ def _fidelity(args) -> int:
     from mlx_embed import loading
     from mlx_embed.fidelity import compare
 
+    from mlx_embed.stats import quantization_config, weight_format
+
     reference = mlx_embed.load(loading.full_precision(args.reference), pooling=args.pooling)  # an alias: its full-precision source
+    if quantization_config(reference.config):
+        warnings.warn(
+            f"the reference {args.reference} is quantized ({weight_format(reference.config)}): the report measures "
+            "the candidate against it, not against full precision. Give the full-precision model first: "
+            "mlx-embed fidelity SOURCE CONVERTED",
+            UserWarning,
+        )
     candidate = mlx_embed.load(args.candidate, pooling=args.pooling)
     report = compare(reference, candidate)
     print(json.dumps(report.to_dict(), indent=2) if args.json else report.summary())
@@ -140,10 +174,11 @@ def _fidelity(args) -> int:
 def _models(args) -> int:
     from mlx_embed.registry import REGISTRY
 
-    print(f"{'alias':<12} {'languages':<13} {'pooling':<11} {'dim':>5} {'max len':>7}  hub id")
+    print(f"{'alias':<12} {'languages':<13} {'pooling':<11} {'dim':>5} {'dims':>9} {'max len':>7}  hub id")
     for spec in REGISTRY.values():
         langs = ",".join(spec.languages)
-        print(f"{spec.alias:<12} {langs:<13} {spec.pooling:<11} {spec.dim:>5} {spec.max_length:>7}  {spec.hub_id}")
+        dims = "{}..{}".format(*spec.matryoshka) if spec.matryoshka else str(spec.dim)
+        print(f"{spec.alias:<12} {langs:<13} {spec.pooling:<11} {spec.dim:>5} {dims:>9} {spec.max_length:>7}  {spec.hub_id}")
     return 0
 
 
@@ -169,11 +204,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default="minilm", help=model_help)
     p.add_argument("--pooling", choices=POOLINGS, help=pooling_help)
     p.add_argument("--kind", choices=["plain", "query", "document"], default="plain", help="plain (default): no prompt (but a folder's default_prompt_name); query / document: the model's query / document prompt")
-    p.add_argument("--batch-size", type=int, default=32, help="texts per batch (default: 32)")
-    p.add_argument("--dim", type=int, help="truncate to this many dimensions (Matryoshka models only)")
+    p.add_argument("--batch-size", type=at_least(1), default=32, help="texts per batch (default: 32)")
+    p.add_argument("--dim", type=at_least(1), help="truncate to this many dimensions (Matryoshka models only)")
     p.add_argument("--task", help="with --kind query: the task instruction of models that take one (Qwen3)")
     p.add_argument("--prompt", help="with --kind plain: a prompt of your own, put before every text")
-    p.add_argument("--max-length", type=int, help="cut texts at this many tokens (default: the model's max length)")
+    p.add_argument("--max-length", type=at_least(2), help="cut texts at this many tokens (default: the model's max length)")
     p.add_argument("--no-truncate", action="store_true", help="fail on a text over the max length instead of cutting it")
     p.set_defaults(func=_embed)
 
@@ -216,6 +251,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def at_least(minimum: float, kind: type = int) -> Callable[[str], float]:
+    """An argparse ``type`` for a number >= ``minimum`` (``kind`` float: > 0 when ``minimum`` is 0)."""
+
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            value = None
+        if value is None or value < minimum or minimum == 0 and not value > 0:
+            bound = "> 0" if minimum == 0 else f">= {minimum}"
+            raise argparse.ArgumentTypeError(f"must be {'an integer' if kind is int else 'a number'} {bound}, got {text!r}")
+        return value
+
+    return parse
+
+
 # The library's advice in its own words -> the same advice in flags
 _LOAD_ADVICE = "or pass a local folder: mlx_embed.load('/path/to/folder')"
 _FLAGS = {
@@ -237,9 +288,36 @@ def _without_api_advice(text: str) -> str:
     return text.replace(" Pass truncate=False to raise instead.", "").replace(_LOAD_ADVICE, "or give the path of a local folder")
 
 
+def _flag_names(subparser: argparse.ArgumentParser) -> Callable[[str], str]:
+    """Rewrites the library's keyword names in a message as ``subparser``'s flags: ``batch_size must be`` ->
+    ``--batch-size must be``, ``max_length=9`` -> ``--max-length=9``, ``overwrite=True`` -> ``--overwrite``;
+    only where the keyword is the subject of a check, so prose keeps its words."""
+    rules = []
+    for action in subparser._actions:
+        flag = next((o for o in action.option_strings if o.startswith("--")), None)
+        if flag is None or action.dest == "help":
+            continue
+        name = re.escape(action.dest)
+        if isinstance(action, argparse._StoreTrueAction):
+            rules.append((re.compile(rf"(?<![\w.-]){name}=True\b"), flag))
+        rules.append((re.compile(rf"(?<![\w.-]){name}(?=(=\S| must | [<>]=? ))"), flag))
+
+    def rewrite(text: str) -> str:
+        for pattern, flag in rules:
+            text = pattern.sub(flag, text)
+        return text
+
+    return rewrite
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    says = _in_flags if args.func is _embed else _without_api_advice  # only embed has the flags the advice names
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    advice = _in_flags if args.func is _embed else _without_api_advice  # only embed has the flags the advice names
+    flags = _flag_names(parser._subparsers._group_actions[0].choices[args.command])
+
+    def says(text: str) -> str:
+        return flags(advice(text))
 
     def show_warning(message, category, filename, lineno, file=None, line=None) -> None:
         print(f"mlx-embed: warning: {says(str(message))}", file=sys.stderr)
@@ -249,6 +327,9 @@ def main(argv: list[str] | None = None) -> int:
         status = args.func(args)
         sys.stdout.flush()  # inside the try: a reader that went away is noticed here, not at exit
         return status
+    except KeyboardInterrupt:
+        print("\nmlx-embed: interrupted", file=sys.stderr)
+        return 130
     except BrokenPipeError:  # the reader went away (`| head`): not an error of ours
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
         return 0

@@ -440,7 +440,7 @@ def _check_options(bits: int, group_size: int, recipe: str, rounding: str | None
         ignored = [(k, v) for k, v in (("recipe", recipe), ("rounding", rounding)) if v not in (None, "uniform")]
         raise ValueError(
             f"bits={bits} stores float weights, so {' and '.join(f'{k}={v!r}' for k, v in ignored)} would be ignored: "
-            f"drop bits (--bits) to quantize, or drop {' and '.join(k for k, _ in ignored)} to store floats"
+            f"give bits <= {max(b for b in BITS if b < 16)} to quantize, or drop {' and '.join(k for k, _ in ignored)} to store floats"
         )
     return None if bits >= 16 else chosen
 

@@ -9,7 +9,7 @@ import warnings
 from collections.abc import ItemsView, Iterator, KeysView, Mapping, Sequence, Set, ValuesView
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypedDict
+from typing import Any, TypedDict
 
 import mlx.core as mx
 import mlx.nn as nn
@@ -108,8 +108,9 @@ def _check_texts(texts: object, single: bool = False) -> list[str]:
     if isinstance(texts, (list, tuple)):
         for i, t in enumerate(texts):
             name = "text" if single else f"texts[{i}]"
-            if isinstance(t, float) and t != t:
-                raise TypeError(f"{name} is NaN (a missing value, as pandas gives): drop or fill missing texts first")
+            if isinstance(t, float) and t != t or t is None or type(t).__name__ == "NAType":
+                what = "NaN" if isinstance(t, float) else "None" if t is None else "pd.NA"
+                raise TypeError(f"{name} is {what} (a missing value, as pandas gives): drop or fill missing texts first")
             if not isinstance(t, str):
                 raise TypeError(f"{name} is {type(t).__name__}, not str: every input must be a string")
             _check_unicode(name, t)
@@ -146,12 +147,16 @@ def _check_tokens(ids: list[list[int]], start: int, single: bool = False) -> Non
         )
 
 
+class _ModelPrompt(str):
+    """A prompt the model's own files give, used as written (a ``{task}`` in it is no template of ours)."""
+
+
 def _check_prompt(prompt: str | None) -> None:
     if prompt is not None and not isinstance(prompt, str):
         raise TypeError(f"prompt must be a str or None, got {type(prompt).__name__}")
     if prompt:
         _check_unicode("prompt", prompt)
-    if prompt and "{task}" in prompt:
+    if prompt and "{task}" in prompt and not isinstance(prompt, _ModelPrompt):
         raise ValueError(
             f"prompt={prompt!r} is a template: its {{task}} would be embedded literally; use "
             "encode_query(texts, task=...) for the model's query instruction, or fill in the task yourself"
@@ -235,7 +240,15 @@ _THEIR_NAMES = {
     "precision": "encode returns float32: quantize the numpy array yourself",
     "device": "MLX picks the device: mx.set_default_device(mx.cpu) before load() for the CPU",
     "task": "a task instruction is for queries: use encode_query(texts, task=...)",
+    "sentences": "pass the texts as the first argument (or texts=...)",
+    "inputs": "pass the texts as the first argument (or texts=...)",
 }
+_NO_TEXTS: Any = object()  # encode(sentences=...) gets our hint, not Python's "missing argument 'texts'"
+
+
+def _texts_given(method: str, texts: object, options: dict) -> None:
+    if texts is _NO_TEXTS and not options.keys() & {"sentences", "inputs"}:
+        raise TypeError(f"{method}() needs the texts to embed: {method}(texts)")
 
 
 def _unknown_options(method: str, options: dict, takes: tuple[str, ...] = ()) -> None:
@@ -341,7 +354,7 @@ class Embedder:
     @tracked  # a daemon thread still encoding at exit stops between batches
     def encode(
         self,
-        texts: str | Sequence[str],
+        texts: str | Sequence[str] = _NO_TEXTS,
         *,
         batch_size: int = 32,
         normalize: bool | None = None,
@@ -365,6 +378,7 @@ class Embedder:
         check_fork()
         note_mlx_use()
         note_thread()  # MLX may abort at exit while this thread's compile cache is freed
+        _texts_given("encode", texts, unknown)
         _unknown_options("encode", unknown, ("prompt",))
         run = self._run_options(batch_size, normalize, prompt, dim, max_length, truncate, show_progress, max_batch_tokens)
         single = isinstance(texts, str)
@@ -372,9 +386,10 @@ class Embedder:
 
         out = np.empty((len(items), run.dim), dtype=np.float32)
         cut: dict[int, int] = {}  # {index: full length} of the texts cut
+        self._check_blank(items, run.max_length, single)
         if not run.truncate and len(items) > ENCODE_CHUNK:  # refuse before computing anything; the ids are not kept
-            for _ in self._chunks(items, run.max_length, cut):
-                pass
+            for start, ids in self._chunks(items, run.max_length, cut):
+                _check_tokens(ids, start, single)
             check_truncation(cut, len(items), run.max_length, run.truncate)
         done = 0
         for start, ids in self._chunks(items, run.max_length, cut):
@@ -556,21 +571,42 @@ class Embedder:
         pooled = POOLERS[self._spec.pooling](hidden, mask)[:, :dim].astype(mx.float32)  # (B, dim)
         return l2_normalize(pooled) if normalize else pooled
 
-    def encode_query(self, texts: str | Sequence[str], *, task: str | None = None, **options: Unpack[EncodeOptions]) -> np.ndarray:
+    def encode_query(
+        self, texts: str | Sequence[str] = _NO_TEXTS, *, task: str | None = None, **options: Unpack[EncodeOptions]
+    ) -> np.ndarray:
         """Embed search queries with the model's query prompt (Qwen3: ``Instruct: {task}\\nQuery:``);
         ``options`` as :meth:`encode`'s."""
+        _texts_given("encode_query", texts, options)
         _no_prompt("encode_query", "query", options)
         _unknown_options("encode_query", options, ("task",))
-        return self.encode(texts, prompt=self._spec.format_query_prompt(task), **options)
+        if isinstance(task, str):
+            _check_unicode("task", task)
+        return self.encode(texts, prompt=_ModelPrompt(self._spec.format_query_prompt(task)), **options)
 
-    def encode_document(self, texts: str | Sequence[str], *, task: None = None, **options: Unpack[EncodeOptions]) -> np.ndarray:
+    def encode_document(
+        self, texts: str | Sequence[str] = _NO_TEXTS, *, task: None = None, **options: Unpack[EncodeOptions]
+    ) -> np.ndarray:
         """Embed passages to search in, with the model's document prompt (none for the known models);
         ``options`` as :meth:`encode`'s."""
+        _texts_given("encode_document", texts, options)
         _no_prompt("encode_document", "document", options)
         _unknown_options("encode_document", options)
         if task is not None:
             raise TypeError("encode_document() takes no task: a task instruction is for queries (encode_query)")
-        return self.encode(texts, prompt=self._spec.document_prompt, **options)
+        return self.encode(texts, prompt=_ModelPrompt(self._spec.document_prompt), **options)
+
+    def _check_blank(self, items: list[str], max_length: int, single: bool) -> None:
+        """Refuse, before any text is embedded, a blank text that gives no ids (a tokenizer that adds no
+        special tokens); only the blank texts are tokenized."""
+        if not hasattr(self, "_empty_ids"):
+            self._empty_ids = self.text_encoder.tokenize([""], sys.maxsize)[0][0]
+        if self._empty_ids:
+            return
+        blank = [i for i, t in enumerate(items) if not t.strip()]
+        if blank:
+            ids, _ = self.text_encoder.tokenize([items[i] for i in blank], max_length)
+            for i, seq in zip(blank, ids):
+                _check_tokens([seq], i, single)
 
     def _check_max_length(self, max_length: int | None) -> int:
         if max_length is None:

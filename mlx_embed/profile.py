@@ -29,8 +29,9 @@ JSON (``--json``), keys stable; sizes in bytes, times in seconds unless the key 
       "failed": [{"model", "error"}]
     }
 
-``failed`` is there only when some of several models could not be measured (a bad name, a crash, the OOM
-killer, ``--timeout``): the others are still reported, and the command exits with status 1.
+``failed`` is there only when some of several models could not be measured (a damaged folder, a crash, the
+OOM killer, ``--timeout``): the others are still reported, and the command exits with status 1. Every name is
+looked up before any model is measured, so a mistyped one fails at once.
 
 ``PROFILE_SCHEMA`` is the same as a JSON Schema. The ``rss_bytes`` figures are what
 ``machine.memory_metric`` names: RSS on Linux, the physical footprint on macOS, where RSS misses Metal
@@ -581,34 +582,35 @@ def profile(
         raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
     if isinstance(repeat, bool) or not isinstance(repeat, int) or repeat < 1:
         raise ValueError(f"repeat must be an int >= 1, got {repeat!r}")
-    if texts is not None:
-        n_texts, name = len(read_texts(texts)), str(texts)
-        extra = ["--texts", str(Path(texts).resolve())]
-    else:
-        n_texts, name = len(builtin_workload(repeat)), f"builtin mixed EN/RU/ZH/code sample x{repeat}"
-        extra = ["--repeat", str(repeat)]
     if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0):
         raise ValueError(f"timeout must be a number of seconds > 0, got {timeout!r}")
-    rows, failed, errors, machine, backend = [], [], [], None, None
-    for model in models:
-        try:
-            got = run_child(
-                "mlx_embed.profile",
-                ["--model", str(model), "--batch-size", str(batch_size), "--queries", str(queries), *extra],
-                timeout=timeout,
-            )
-        except (ChildFailed, ValueError) as err:
-            if len(models) == 1:
-                raise
-            failed.append({"model": str(model), "error": getattr(err, "reason", str(err))})
-            errors.append(err)
-            continue
-        machine, backend = got["machine"], got["backend"]
-        rows.append(got["model"])
+    lines = read_texts(texts) if texts is not None else None
+    _check_names(models)
+    rows, failed, machine, backend = [], [], None, None
+    with tempfile.TemporaryDirectory(prefix="mlx_embed_texts_") as tmp:
+        if lines is not None:  # the children read a copy: a pipe or process substitution can be read only once
+            copy = Path(tmp) / "texts.txt"
+            copy.write_text("".join(line + "\n" for line in lines), encoding="utf-8", newline="")
+            n_texts, name, extra = len(lines), str(texts), ["--texts", str(copy)]
+        else:
+            n_texts, name = len(builtin_workload(repeat)), f"builtin mixed EN/RU/ZH/code sample x{repeat}"
+            extra = ["--repeat", str(repeat)]
+        for model in models:
+            try:
+                got = run_child(
+                    "mlx_embed.profile",
+                    ["--model", str(model), "--batch-size", str(batch_size), "--queries", str(queries), *extra],
+                    timeout=timeout,
+                )
+            except (ChildFailed, ValueError) as err:
+                if len(models) == 1:
+                    raise
+                failed.append({"model": str(model), "error": getattr(err, "reason", str(err))})
+                continue
+            machine, backend = got["machine"], got["backend"]
+            rows.append(got["model"])
     if not rows:
-        listed = "; ".join(f"{f['model']}: {f['error']}" for f in failed)
-        kind = ValueError if all(isinstance(e, ValueError) for e in errors) else ChildFailed
-        raise kind(f"every model failed: {listed}")
+        raise ChildFailed("every model failed: " + "; ".join(f"{f['model']}: {f['error']}" for f in failed))
     report = {
         "schema": SCHEMA_ID,
         "machine": machine,
@@ -619,6 +621,16 @@ def profile(
     if failed:
         report["failed"] = failed
     return report
+
+
+def _check_names(models: list) -> None:
+    """Find every model before measuring any, so a mistyped name fails at once (``ValueError``)."""
+    from .loading import resolve
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the child that loads the model says them
+        for model in models:
+            resolve(model)
 
 
 def _mb(n: float) -> str:
@@ -652,18 +664,19 @@ def format_report(report: dict) -> str:
     widths = [max(len(x) for x in col) for col in zip(cols, *body)]
     lines.append("  ".join(h.ljust(w) for h, w in zip(cols, widths)))
     lines += ["  ".join(x.ljust(w) for x, w in zip(row, widths)).rstrip() for row in body]
-    lines += [f"failed: {f['model']}: {f['error']}" for f in report.get("failed", [])]
     return "\n".join(lines)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from .cli import at_least
+
     parser.add_argument("--model", action="append", required=True, metavar="M",
                         help="alias, Hub id or folder; repeat for several models in one table")
     parser.add_argument("--texts", help="a UTF-8 file with one text per line (default: built-in mixed sample)")
-    parser.add_argument("--repeat", type=int, default=DEFAULT_REPEAT, help="copies of the built-in sample (default 10: 240 texts)")
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--queries", type=int, default=MIN_QUERIES, help=f"single queries for latency (>= {MIN_QUERIES})")
-    parser.add_argument("--timeout", type=float, metavar="S",
+    parser.add_argument("--repeat", type=at_least(1), default=DEFAULT_REPEAT, help="copies of the built-in sample (default 10: 240 texts)")
+    parser.add_argument("--batch-size", type=at_least(1), default=32)
+    parser.add_argument("--queries", type=at_least(MIN_QUERIES), default=MIN_QUERIES, help=f"single queries for latency (>= {MIN_QUERIES})")
+    parser.add_argument("--timeout", type=at_least(0, float), metavar="S",
                         help="stop measuring a model after S seconds and report it as failed (default: no limit)")
     parser.add_argument("--json", action="store_true", help="print the JSON report (schema in mlx_embed.profile)")
 

@@ -49,7 +49,7 @@ class ModelSpec:
             raise TypeError(f"task must be a str or None, got {type(task).__name__}")
         if task is not None and not task.strip():
             raise ValueError("task must not be empty: pass task=None for the model's default task")
-        if "{task}" not in self.query_prompt:
+        if "{task}" not in self.query_prompt or self.default_task is None:  # a folder's own prompt, as written
             if task is not None:
                 raise ValueError(
                     f"{self.alias} takes no task instruction; pass prompt=... to encode() instead"

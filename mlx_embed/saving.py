@@ -48,13 +48,15 @@ def check_destination(dst: Path, overwrite: bool) -> None:
     if dst.is_symlink() and not dst.exists():
         raise FileExistsError(f"{dst} links to {os.readlink(dst)}, which does not exist: create it or pick another folder")
     if not dst.exists():
+        _check_writable(next(p for p in dst.parents if p.exists()), dst)
         return
     if not dst.is_dir():
         raise FileExistsError(f"destination {dst} is a file: give a folder to write the converted model to")
+    _check_writable(dst, dst)
     if not any(dst.iterdir()):
         return
     if not overwrite:
-        raise FileExistsError(f"{dst} exists and is not empty; pass overwrite=True (--overwrite) or pick another folder")
+        raise FileExistsError(f"{dst} exists and is not empty; pass overwrite=True or pick another folder")
     config = dst / "config.json"
     ours = (dst / INSTALLING).exists() or _earlier_conversion(dst) is not None
     foreign = [p.name for p in sorted(dst.glob("*.safetensors*")) if not ours or p.name != "model.safetensors"]
@@ -64,6 +66,20 @@ def check_destination(dst: Path, overwrite: bool) -> None:
             f"{dst} holds {', '.join(foreign)}, which no earlier `mlx-embed convert` wrote: overwriting replaces "
             "only a converted model's files (every *.safetensors in a folder is loaded). Move them or pick another folder"
         )
+
+
+def _check_writable(folder: Path, dst: Path) -> None:
+    """``folder`` (``dst`` or the folder its missing parents will be made in) takes new files; tried, not asked
+    (``os.access`` says yes to root, also where the file system says no)."""
+    try:
+        probe = folder / f".mlx-embed-probe-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        probe.mkdir()
+        probe.rmdir()
+    except OSError as err:
+        raise PermissionError(
+            f"cannot write the converted model to {dst}: {folder} refuses new files "
+            f"({(err.strerror or str(err)).lower()}); pick another folder"
+        ) from None
 
 
 def _earlier_conversion(dst: Path) -> dict | None:

@@ -1,9 +1,12 @@
-"""Text files with one text per line, as ``mlx-embed embed --input`` and ``profile --texts`` read them."""
+"""Files the command line reads and writes: text files with one text per line, as ``mlx-embed embed --input``
+and ``profile --texts`` read them; outputs checked before the work that fills them."""
 
 from __future__ import annotations
 
 import io
+import os
 import sys
+import tempfile
 from pathlib import Path
 
 
@@ -13,7 +16,7 @@ def read_lines(name: str, option: str) -> list[str]:
     not part of the first text. ``option`` names the flag in errors."""
     if name != "-":
         path = Path(name)
-        if not path.is_file():
+        if path.is_dir() or not path.exists():  # anything else is read: a pipe, /dev/stdin, process substitution
             why = "is a directory" if path.is_dir() else "does not exist"
             raise FileNotFoundError(f"{option} {path} {why}: give a UTF-8 text file with one text per line")
     try:
@@ -29,3 +32,21 @@ def read_lines(name: str, option: str) -> list[str]:
 
 def _without_line_end(line: str) -> str:
     return line[:-2] if line.endswith("\r\n") else line.removesuffix("\n")
+
+
+def check_writable(path: Path, what: str) -> None:
+    """Refuse, before any work, a file that could not be written: a missing or read-only folder, a read-only
+    file. Tried rather than asked (``os.access`` says yes to root, also where the file system says no)."""
+    folder = path.parent
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{what}: the folder {folder} does not exist")
+    try:
+        if path.exists():
+            open(path, "ab").close()  # appends nothing: the file is left as it is
+        else:
+            fd, probe = tempfile.mkstemp(dir=folder, prefix=".mlx-embed-probe-")
+            os.close(fd)
+            os.unlink(probe)
+    except OSError as err:
+        where = path if path.exists() else f"the folder {folder}"
+        raise PermissionError(f"{what}: cannot write to {where} ({(err.strerror or str(err)).lower()}): pick another place") from None

@@ -4,6 +4,7 @@ user errors reported as one ``mlx-embed: error: ...`` line with exit status 2.""
 import argparse
 import json
 import os
+import re
 import shutil
 
 import numpy as np
@@ -106,6 +107,65 @@ def test_models_lists_the_registry(capsys):
                    and spec.hub_id in line for line in out.splitlines())
     # the model cards: Qwen3-Embedding is multilingual, the two BERTs English
     assert [line.split()[1] for line in out.splitlines()[1:]] == ["multilingual", "en", "en"]
+    # Qwen3-Embedding's card: "MRL Support ... from 32 to 1024"; the BERTs only their full size
+    assert [line.split()[4] for line in out.splitlines()[1:]] == ["32..1024", "384", "384"]
+
+
+def test_similarity_columns_line_up_with_wide_characters(capsys, tiny_bert_hf):
+    """Each index in the header stands over its column; a CJK label (two terminal columns a character) is
+    padded and shortened by the columns it takes."""
+    import unicodedata
+
+    def columns(text):
+        return sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
+
+    texts = ["東京は日本の首都です。" * 3, "hello", "a much longer English sentence that will be shortened"]
+    rc, out, _ = run(capsys, "similarity", *texts, "--model", tiny_bert_hf, "--pooling", "mean")
+    header, *rows = out.splitlines()[1:]
+    ends = [columns(header[: m.end()]) for m in re.finditer(r"\d+", header)]
+    for row in rows:
+        assert [columns(row[: m.end()]) for m in re.finditer(r"-?\d\.\d{3}", row)] == ends
+        label = row[3:].split("  ")[0]
+        assert columns(label) <= 32
+
+
+def test_interrupt_is_one_line(capsys, monkeypatch):
+    """Ctrl-C (KeyboardInterrupt) ends with one line and the shell's status for it, 128 + SIGINT."""
+    import mlx_embed
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(mlx_embed, "load", interrupted)
+    rc, out, err = run(capsys, "embed", "hello")
+    assert rc == 130 and out == "" and err.strip() == "mlx-embed: interrupted"
+
+
+def test_input_from_a_pipe_and_an_empty_file(capsys, tiny_bert_hf, tmp_path):
+    """Process substitution (a FIFO) is read as a file; /dev/null gives no rows and says so."""
+    import threading
+
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    writer = threading.Thread(target=lambda: fifo.write_text("one\ntwo\n", encoding="utf-8"), daemon=True)
+    writer.start()
+    rc, out, err = run(capsys, "embed", "--input", fifo, "--model", tiny_bert_hf, "--pooling", "mean")
+    if writer.is_alive():  # the FIFO was never opened for reading: unblock the writer
+        fifo.read_text()
+    writer.join()
+    expected = run(capsys, "embed", "one", "two", "--model", tiny_bert_hf, "--pooling", "mean")[1]
+    assert rc == 0 and json.loads(out) == json.loads(expected)
+    rc, out, err = run(capsys, "embed", "--input", os.devnull, "--model", tiny_bert_hf, "--pooling", "mean")
+    assert rc == 0 and json.loads(out) == [] and f"--input {os.devnull} has no lines" in err
+
+
+def test_fidelity_warns_when_the_reference_is_quantized(capsys, monkeypatch, tiny_bert_hf, tiny_bert_4bit):
+    """Arguments swapped: the 4-bit model given as the reference is named, with the order to use."""
+    monkeypatch.setattr(fidelity, "topk_agreement", lambda *a: None)
+    rc, out, err = run(capsys, "fidelity", tiny_bert_4bit, tiny_bert_hf, "--pooling", "mean")
+    assert rc == 0 and f"the reference {tiny_bert_4bit} is quantized (4-bit)" in err
+    rc, out, err = run(capsys, "fidelity", tiny_bert_hf, tiny_bert_4bit, "--pooling", "mean")
+    assert rc == 0 and "is quantized" not in err
 
 
 def test_fidelity_of_a_model_with_itself_is_perfect(capsys, minilm_path, monkeypatch):
@@ -122,6 +182,7 @@ def broken(tmp_path, minilm_path):
     (tmp_path / "dir").mkdir()
     (tmp_path / "latin.txt").write_bytes("café\n".encode("latin-1"))
     (tmp_path / "file").write_text("x")
+    (tmp_path / "readonly").mkdir(mode=0o555)
     (tmp_path / "garbage").mkdir()
     shutil.copy(minilm_path / "config.json", tmp_path / "garbage" / "config.json")
     (tmp_path / "garbage" / "model.safetensors").write_bytes(b"\x00" * 100)
@@ -138,20 +199,25 @@ def broken(tmp_path, minilm_path):
         (["embed", "--input", "{tmp}/latin.txt"], "--input {tmp}/latin.txt is not UTF-8 text"),
         (["embed", "a", "--output", "{tmp}/dir"], "--output {tmp}/dir is a directory: give a file name"),
         (["embed", "a", "--output", "{tmp}/nowhere/x.npy"], "the folder {tmp}/nowhere does not exist"),
-        (["embed", "a", "--dim", "128", "--model", "{minilm}"], "dim=128 is not allowed"),
+        (["embed", "a", "--dim", "128", "--model", "{minilm}"], "--dim=128 is not allowed"),
+        (["embed", "a", "--max-length", "9999", "--model", "{minilm}"], "--max-length=9999 exceeds what model can encode (512 positions); use --max-length <= 512"),
+        (["embed", "a", "--output", "{tmp}/readonly/x.npy"], "--output {tmp}/readonly/x.npy: cannot write to the folder {tmp}/readonly (permission denied)"),
+        (["embed", "a", "--output", ""], "--output is empty"),
+        (["eval", "--model", "{tmp}/nope", "--plot", "{tmp}/readonly/x.png"], "cannot write to the folder {tmp}/readonly"),
+        (["convert", "{minilm}", "{tmp}/readonly/new"], "cannot write the converted model to {tmp}/readonly/new: {tmp}/readonly refuses new files"),
+        (["eval", "--model", "{minilm}", "--model", "{tmp}/nope", "--corpus", "code"], "(no such folder)"),  # before scoring any
         (["similarity", "--model", "{tmp}/garbage", "--pooling", "mean"], "model.safetensors is not a readable safetensors file"),
         (["similarity", "--model", "{tmp}/nope"], "(no such folder)"),
         (["similarity", "--model", "{tmp}/file"], "{tmp}/file is a file, not a model folder"),
         (["fidelity", "{tmp}/dir", "{minilm}"], "{tmp}/dir has no config.json"),
         (["convert", "{minilm}", "{tmp}/file"], "destination {tmp}/file is a file"),
-        (["convert", "{minilm}", "{tmp}/garbage"], "exists and is not empty"),
-        (["eval", "--model", "{tmp}/nope", "-k", "0"], "-k must be >= 1, got 0"),  # before loading anything
+        (["convert", "{minilm}", "{tmp}/garbage"], "exists and is not empty; pass --overwrite or pick another folder"),
         (["eval", "--model", "{tmp}/nope", "--plot", "{tmp}/nowhere/x.png"], "the folder {tmp}/nowhere does not exist"),
         (["eval", "--model", "{tmp}/nope", "--plot", "{tmp}/out"], "--plot {tmp}/out: give a file name ending in .png, e.g. out.png"),
         (["eval", "--model", "{tmp}/nope", "--plot", "{tmp}/dir"], "give a file name ending in .png, e.g. {tmp}/dir/ndcg.png"),
         (["embed", "a", "--task", "Find code"], "--task is for queries: add --kind query"),
-        (["convert", "{minilm}", "{tmp}/new", "--bits", "16", "--recipe", "faithful"], "bits=16 stores float weights, so recipe='faithful' would be ignored"),
-        (["convert", "{minilm}", "{tmp}/new", "--bits", "16", "--rounding", "nearest"], "so rounding='nearest' would be ignored: drop bits (--bits) to quantize, or drop rounding"),
+        (["convert", "{minilm}", "{tmp}/new", "--bits", "16", "--recipe", "faithful"], "--bits=16 stores float weights, so --recipe='faithful' would be ignored: give --bits <= 8 to quantize"),
+        (["convert", "{minilm}", "{tmp}/new", "--bits", "16", "--rounding", "nearest"], "so --rounding='nearest' would be ignored: give --bits <= 8 to quantize, or drop rounding"),
         (["embed", "a", "--model", "org/nosuch"], "or pass a local folder: --model /path/to/folder"),
         (["similarity", "--model", "org/nosuch"], "or give the path of a local folder"),
         (["fidelity", "{minilm}", "{tiny_qwen}"], "vectors of different sizes (384 and 64)"),
@@ -160,6 +226,13 @@ def broken(tmp_path, minilm_path):
 )
 def test_user_errors_are_one_line_without_traceback(capsys, broken, minilm_path, tiny_qwen3_hf, argv, message):
     fill = {"tmp": broken, "minilm": minilm_path, "tiny_qwen": tiny_qwen3_hf}
+    if any("readonly" in a for a in argv) and not os.access(broken / "readonly", os.W_OK):
+        pass
+    elif any("readonly" in a for a in argv):  # root may write anywhere; sysfs refuses even root new files
+        if not os.path.isdir("/sys/kernel"):
+            pytest.skip("running as root without /sys: no folder refuses writing")
+        argv = [a.replace("{tmp}/readonly", "/sys/kernel") for a in argv]
+        message = message.replace("{tmp}/readonly", "/sys/kernel")
     rc, out, err = run(capsys, *[a.format(**fill) for a in argv])
     assert rc == 2 and out == ""
     assert err.startswith("mlx-embed: error: ") and message.format(**fill) in err and "Traceback" not in err
@@ -210,10 +283,10 @@ def test_truncation_is_a_warning_line_with_flags_that_exist(capsys, minilm_path)
     rc, out, err = run(capsys, "similarity", long, "hi", "--model", minilm_path)
     assert rc == 0 and "mlx-embed: warning: 1 of 2 texts were longer" in err and "truncate" not in err.split("truncated")[-1]
     rc, out, err = run(capsys, "embed", long, "--model", minilm_path)
-    assert rc == 0 and "mlx-embed: warning: 1 of 1 texts were longer than max_length=256" in err
+    assert rc == 0 and "mlx-embed: warning: 1 of 1 texts were longer than --max-length=256" in err
     assert "Pass --no-truncate to fail instead" in err and "truncate=False" not in err
     rc, out, err = run(capsys, "embed", long, "--model", minilm_path, "--no-truncate")
-    assert rc == 2 and out == "" and "longer than max_length=256" in err
+    assert rc == 2 and out == "" and "longer than --max-length=256" in err
     assert "Drop --no-truncate to cut them, give a larger --max-length" in err and "truncate=True" not in err
     rc, out, err = run(capsys, "embed", long, "--model", minilm_path, "--max-length", "512")
     assert rc == 0 and err == ""
@@ -244,7 +317,7 @@ def test_embed_prompt_of_your_own(capsys, minilm_path):
     assert rc == 2 and "--kind query uses the model's query prompt" in err
 
 
-@pytest.mark.parametrize("argv,kind", [(["--bits", "16"], "16-bit floats"), (["--bits", "4"], "uniform")])
+@pytest.mark.parametrize("argv,kind", [(["--bits", "16"], "16-bit floats"), (["--bits", "4"], "uniform 4-bit g64")])
 def test_convert_says_what_it_wrote(capsys, tiny_bert_hf, tmp_path, argv, kind):
     """A float conversion said "(uniform)", a recipe it did not apply (its config.json says recipe null)."""
     rc, out, err = run(capsys, "convert", str(tiny_bert_hf), str(tmp_path / "out"), "--no-report", *argv)

@@ -360,6 +360,11 @@ def test_inputs_a_dataframe_user_passes_get_errors_that_name_the_fix(tiny_bert_h
         model.encode(np.array([["a"], ["b"]]))
     with pytest.raises(TypeError, match=r"texts\[1\] is NaN \(a missing value"):
         model.encode(np.array(["a", float("nan")], dtype=object))
+    with pytest.raises(TypeError, match=r"texts\[1\] is None \(a missing value.*drop or fill"):
+        model.encode(["a", None])
+    pd = pytest.importorskip("pandas", reason="pandas: pd.NA")
+    with pytest.raises(TypeError, match=r"texts\[1\] is pd.NA \(a missing value.*drop or fill"):
+        model.encode(pd.Series(["a", pd.NA], dtype="string"))
     with pytest.raises(TypeError, match=r"encode_document\(\) takes no task"):
         model.encode_document("a", task="Find code")
     texts = iter(["a", "b"])
@@ -397,6 +402,13 @@ def test_a_text_with_no_tokens_is_refused_by_index(tiny_bert_hf, tmp_path, monke
         with pytest.raises(ValueError, match=rf"texts\[{index}\] gives no tokens.*drop or fill"):
             model.encode(texts)
     assert np.isfinite(model.encode(["hello", "world"])).all()
+    embedded = []  # after the first chunk of 512 texts too, the refusal comes before any text is embedded
+    forward = model._embed_batches
+    monkeypatch.setattr(model, "_embed_batches", lambda *a, **k: embedded.append(1) or forward(*a, **k))
+    for truncate in (True, False):
+        with pytest.raises(ValueError, match=r"texts\[1100\] gives no tokens"):
+            model.encode(["hello"] * 1100 + [" "], truncate=truncate)
+    assert embedded == []
 
 
 @pytest.mark.parametrize(
@@ -417,10 +429,23 @@ def test_sentence_transformers_keywords_name_ours(minilm, method, kwargs, hint):
         getattr(minilm, method)("a text", **kwargs)
 
 
+@pytest.mark.parametrize("method", ["encode", "encode_query", "encode_document"])
+@pytest.mark.parametrize("name", ["sentences", "inputs"])
+def test_texts_under_sentence_transformers_names_get_a_hint(minilm, method, name):
+    """sentence-transformers' encode takes ``sentences=`` (``inputs=`` in 6.x): Python's own error said
+    "missing 1 required positional argument: 'texts'"."""
+    with pytest.raises(TypeError, match=rf"'{name}' \({name}: pass the texts as the first argument"):
+        getattr(minilm, method)(**{name: ["a text"]})
+    with pytest.raises(TypeError, match=rf"{method}\(\) needs the texts to embed"):
+        getattr(minilm, method)()
+
+
 def test_a_prompt_template_is_refused_not_embedded_literally(tiny_qwen3_hf):
     qwen = mlx_embed.load(tiny_qwen3_hf)
     with pytest.raises(ValueError, match=r"template.*encode_query\(texts, task=...\)"):
         qwen.encode("what is x?", prompt=qwen.spec.query_prompt)
+    with pytest.raises(ValueError, match=r"task is not valid Unicode: surrogates not allowed at character 5"):
+        qwen.encode_query("what is x?", task="Find \ud800 docs")
 
 
 def test_encode_document_takes_task_none_as_no_task(minilm):

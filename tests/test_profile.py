@@ -232,24 +232,48 @@ def test_bad_input_is_named(small_bert, tmp_path, capsys):
 
 
 def test_a_failed_model_keeps_the_others(small_bert, capsys, tmp_path):
-    """With several models, one that cannot be measured (a bad name; a child stopped by --timeout) is named
-    with its reason after the table of the ones measured, and the exit status says so."""
+    """With several models, one that cannot be measured (a damaged folder; a child stopped by --timeout) is
+    named on stderr with its reason and the others are still reported; a mistyped name fails before any
+    model is measured."""
     texts = tmp_path / "t.txt"
     texts.write_text("hello\nworld\n", encoding="utf-8")
-    argv = ["profile", "--model", str(small_bert), "--model", "no-such-model", "--texts", str(texts)]
+    damaged = tmp_path / "damaged"
+    damaged.mkdir()
+    (damaged / "config.json").write_text("{not json")
+    argv = ["profile", "--model", str(small_bert), "--model", str(damaged), "--texts", str(texts)]
     assert cli.main([*argv, "--json"]) == 1
     captured = capsys.readouterr()
     doc = json.loads(captured.out)
     assert _validate(doc, PROFILE_SCHEMA) == []
     assert [r["path"] for r in doc["models"]] == [str(small_bert)]
-    assert [f["model"] for f in doc["failed"]] == ["no-such-model"]
-    assert "Unknown model 'no-such-model'" in doc["failed"][0]["error"]
-    assert "no-such-model failed: Unknown model" in captured.err
+    assert [f["model"] for f in doc["failed"]] == [str(damaged)] and "config.json" in doc["failed"][0]["error"]
+    assert f"{damaged} failed: " in captured.err
     assert cli.main(argv) == 1
-    assert "failed: no-such-model: Unknown model" in capsys.readouterr().out
+    captured = capsys.readouterr()
+    assert str(small_bert) in captured.out and str(damaged) not in captured.out and f"{damaged} failed" in captured.err
 
     assert cli.main(["profile", "--model", str(small_bert), "--model", str(small_bert), "--texts", str(texts),
                      "--timeout", "0.01"]) == 1
     assert "every model failed" in capsys.readouterr().err
-    assert cli.main(["profile", "--model", str(small_bert), "--timeout", "0"]) == 2
-    assert "timeout must be a number of seconds > 0" in capsys.readouterr().err
+    assert cli.main(["profile", "--model", str(small_bert), "--model", "no-such-model", "--timeout", "0.01"]) == 2
+    assert "Unknown model 'no-such-model'" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        cli.main(["profile", "--model", str(small_bert), "--timeout", "0"])
+    assert "argument --timeout: must be a number > 0" in capsys.readouterr().err
+
+
+def test_texts_may_come_from_a_pipe(small_bert, capsys, tmp_path):
+    """A FIFO (a shell's process substitution) can be read once; the children still get every text."""
+    import os
+    import threading
+
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    writer = threading.Thread(target=lambda: fifo.write_text("one\ntwo\nthree\n", encoding="utf-8"), daemon=True)
+    writer.start()
+    rc = cli.main(["profile", "--model", str(small_bert), "--texts", str(fifo), "--json"])
+    if writer.is_alive():  # the FIFO was never opened for reading: unblock the writer
+        fifo.read_text()
+    writer.join()
+    assert rc == 0
+    assert json.loads(capsys.readouterr().out)["models"][0]["throughput"]["texts"] == 3

@@ -401,3 +401,15 @@ def test_a_max_length_the_default_prompt_fills_names_that_prompt_and_prompt_empt
     with pytest.raises(ValueError, match=r"the model's default prompt already take 4 tokens.*pass prompt='' to leave"):
         model.encode(["apple", "pear"], max_length=4)
     np.testing.assert_allclose(model.encode(["apple", "pear"], max_length=4, prompt=""), model.encode(["apple", "pear"], prompt=""), atol=1e-6)
+
+
+@pytest.mark.parametrize("prompt", ["Instruct: {task}\nQuery: ", "Task {task}; reply in {json}: "])
+def test_a_saved_prompt_with_braces_is_used_as_written(minilm_path, tmp_path, prompt):
+    """A non-Qwen folder's query prompt holding ``{task}`` is text, as sentence-transformers embeds it: it was
+    filled with "None" (cosine 0.71 to sentence-transformers), or failed with a KeyError on other braces."""
+    folder = _copy(minilm_path, tmp_path / "some-model")
+    _edit(folder / "config_sentence_transformers.json", prompts={"query": prompt, "document": ""})
+    model = mlx_embed.load(folder)
+    _assert_same(model.encode_query(TEXTS), _reference(folder, method="encode_query"))
+    with pytest.raises(ValueError, match="takes no task"):
+        model.encode_query(TEXTS, task="Find code")

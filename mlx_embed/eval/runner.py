@@ -131,9 +131,11 @@ def plot(rows: list[ModelRow], k: int, path: str) -> None:
 
 
 def add_arguments(parser) -> None:
+    from mlx_embed.cli import at_least
+
     parser.add_argument("--model", action="append", required=True, help="alias, Hub id or folder; repeatable")
     parser.add_argument("--corpus", action="append", choices=list_corpora(), help="default: all")
-    parser.add_argument("-k", type=int, default=5, help="cut-off of P@k, R@k and nDCG@k (MRR is @10); default 5")
+    parser.add_argument("-k", type=at_least(1), default=5, help="cut-off of P@k, R@k and nDCG@k (MRR is @10); default 5")
     out = parser.add_mutually_exclusive_group()
     out.add_argument("--json", action="store_true", help="print every metric at k = 1, 3, 10 and -k as JSON")
     out.add_argument("--markdown", action="store_true", help="print the tables as Markdown")
@@ -141,6 +143,11 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
+    import warnings
+
+    from mlx_embed.textfile import check_writable
+    from mlx_embed.loading import resolve
+
     if args.k < 1:
         raise ValueError(f"-k must be >= 1, got {args.k}")
     if args.plot:
@@ -148,13 +155,15 @@ def run(args) -> int:
         if target.is_dir() or target.suffix.lower() != ".png":
             example = target / "ndcg.png" if target.is_dir() else target.with_suffix(".png").name
             raise ValueError(f"--plot {args.plot}: give a file name ending in .png, e.g. {example}")
-        folder = target.resolve().parent
-        if not folder.is_dir():
-            raise FileNotFoundError(f"--plot {args.plot}: the folder {folder} does not exist")
+        check_writable(target.resolve(), f"--plot {args.plot}")
         try:
             import matplotlib  # noqa: F401
         except ImportError as err:
             raise ValueError("--plot needs matplotlib: pip install 'mlx-embed[plot]'") from err
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # said again when the model loads
+        for name in args.model:  # a mistyped name fails before any model is scored
+            resolve(name)
     rows = run_models(args.model, args.corpus or list_corpora(), args.k)
     if args.json:
         json.dump([asdict(r) for r in rows], sys.stdout, indent=2)
