@@ -7,6 +7,7 @@ import importlib.util
 import json
 import os
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
@@ -24,12 +25,24 @@ import mlx_embed  # noqa: E402, F401
 
 @pytest.fixture(autouse=True, scope="module")
 def _release_mlx_buffers():
-    """Give MLX's buffer cache back after each module: an 8 GB Mac runs the suite beside torch."""
+    """Give memory back after each module: an 8 GB Mac runs the suite beside torch. MLX's buffer cache, the
+    objects only the cycle collector frees (sentence-transformers' models), and on Linux the heap glibc
+    keeps after a conversion's peak (measured: 1.3 GB resident after the quantization module, 0.5 GB trimmed)."""
     yield
+    import gc
+
     import mlx_embed  # noqa: F401  (before mlx.core: it may load OpenBLAS first)
     import mlx.core as mx
 
+    gc.collect()
     mx.clear_cache()
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        try:
+            ctypes.CDLL("libc.so.6").malloc_trim(0)
+        except (OSError, AttributeError):  # not glibc (musl)
+            pass
 
 
 @pytest.fixture

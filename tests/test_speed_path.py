@@ -611,7 +611,7 @@ def test_exit_parks_only_daemon_encodes(tmp_path, tiny_bert_hf):
                           env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=120)
     lines = proc.stdout.split("\n")
     child = next(line for line in lines if line.startswith("child exited in"))
-    assert float(child.split()[3]) < 3, proc.stdout
+    assert float(child.split()[3]) < 8, proc.stdout  # waiting for the parent's encode took the whole 10 s
     assert "flushed" in lines, (proc.returncode, proc.stdout, proc.stderr[-1000:])
 
 
@@ -649,3 +649,14 @@ def test_cpu_activations_need_no_compiler_where_the_fused_kernels_are_off(monkey
     np.testing.assert_allclose(np.array(activations.gelu(mx.array(x))), expected_gelu, atol=1e-5)
     expected_silu = x / (1 + np.exp(-x.astype(np.float64))) * 2.0
     np.testing.assert_allclose(np.array(activations.silu_mul(mx.array(x), mx.full(x.shape, 2.0))), expected_silu, atol=1e-5)
+
+
+def test_encode_gives_mlx_buffer_cache_back(minilm_path):
+    """Long runs keep memory flat: each batch's buffers go back to the system rather than into MLX's cache
+    (22 MB of cache after these 240 texts when it was never cleared; under 1 MiB with)."""
+    import mlx.core as mx
+
+    model = mlx_embed.load(minilm_path)
+    mx.clear_cache()
+    model.encode([f"text number {i} " * (1 + i % 20) for i in range(240)], batch_size=4)
+    assert mx.get_cache_memory() < 2**20

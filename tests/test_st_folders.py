@@ -36,10 +36,16 @@ def _edit(path, **changes):
 
 
 def _reference(folder, texts=TEXTS, method="encode"):
+    import gc
+
     st = pytest.importorskip("sentence_transformers", reason=NEEDS_SENTENCE_TRANSFORMERS)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return getattr(st.SentenceTransformer(str(folder), device="cpu"), method)(texts)
+        model = st.SentenceTransformer(str(folder), device="cpu")
+        vectors = getattr(model, method)(texts)
+    del model
+    gc.collect()  # a SentenceTransformer is freed only by the cycle collector: 60 MB per test otherwise
+    return vectors
 
 
 def _assert_same(ours, reference):
@@ -340,8 +346,10 @@ def test_do_lower_case_also_applies_to_a_vocab_txt_tokenizer(minilm_path, tmp_pa
     _assert_same(mlx_embed.load(folder).encode(texts), _reference(folder, texts))
 
 
-def test_fidelity_names_settings_that_differ(capsys, minilm_path, tmp_path):
-    from mlx_embed import cli
+def test_fidelity_names_settings_that_differ(capsys, minilm_path, tmp_path, monkeypatch):
+    from mlx_embed import cli, fidelity
+
+    monkeypatch.setattr(fidelity, "topk_agreement", lambda *a: None)  # the bundled corpora take a minute on CPU
 
     _convert(minilm_path, tmp_path / "out")
     (tmp_path / "out" / "1_Pooling" / "config.json").write_text(json.dumps({"pooling_mode": "cls"}))
@@ -354,8 +362,9 @@ def test_fidelity_against_an_alias_compares_with_its_full_precision_source(capsy
     compared DST with itself-like 4-bit weights instead of the full-precision model it was converted from."""
     import huggingface_hub.constants as c
 
-    from mlx_embed import cli
+    from mlx_embed import cli, fidelity
 
+    monkeypatch.setattr(fidelity, "topk_agreement", lambda *a: None)  # the bundled corpora take a minute on CPU
     repo = tmp_path / "models--mlx-community--all-MiniLM-L6-v2-4bit"
     shutil.copytree(minilm_4bit, repo / "snapshots" / ("0" * 40))
     (repo / "refs").mkdir()
