@@ -8,6 +8,7 @@ import importlib.util
 import os
 import re
 import warnings
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -161,6 +162,15 @@ def resolve(model: str | os.PathLike, revision: str | None = None, local_files_o
         _warn_packaged(repo_id, PACKAGED[spec.alias][1], got, offline)
         return Resolved(packaged, f"package:{PACKAGED[spec.alias][1]}", spec, repo_id)
     raise _not_found(name, repo_id, spec, revision, offline, got)
+
+
+def resolve_all(models: Iterable[str | os.PathLike]) -> None:
+    """Find every model before any is loaded, so a mistyped name fails at once (``ValueError``) rather than
+    after the models before it were measured or scored. Quiet: what resolving warns is said again at load."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for model in models:
+            resolve(model)
 
 
 def _warn_packaged(repo_id: str, package: str, got: Exception, offline: bool) -> None:

@@ -585,7 +585,9 @@ def profile(
     if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0):
         raise ValueError(f"timeout must be a number of seconds > 0, got {timeout!r}")
     lines = read_texts(texts) if texts is not None else None
-    _check_names(models)
+    from .loading import resolve_all
+
+    resolve_all(models)
     rows, failed, machine, backend = [], [], None, None
     with tempfile.TemporaryDirectory(prefix="mlx_embed_texts_") as tmp:
         if lines is not None:  # the children read a copy: a pipe or process substitution can be read only once
@@ -621,16 +623,6 @@ def profile(
     if failed:
         report["failed"] = failed
     return report
-
-
-def _check_names(models: list) -> None:
-    """Find every model before measuring any, so a mistyped name fails at once (``ValueError``)."""
-    from .loading import resolve
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the child that loads the model says them
-        for model in models:
-            resolve(model)
 
 
 def _mb(n: float) -> str:

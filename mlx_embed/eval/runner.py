@@ -11,11 +11,12 @@ from __future__ import annotations
 import json
 import sys
 import time
-import unicodedata
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
+
+from mlx_embed.cli import terminal_width
 
 from .corpora import Corpus, list_corpora, load_corpus
 from .metrics import cosine_scores, evaluate_run, rank
@@ -86,19 +87,14 @@ def format_tables(rows: list[ModelRow], k: int, markdown: bool = False) -> str:
             out.append(f"**{title}**\n\n| " + " | ".join(cols) + " |\n|" + "---|" * len(cols))
             out += ["| " + " | ".join(x.replace("|", "\\|") for x in line) + " |" for line in body]
         else:
-            widths = [max(_width(x) for x in col) for col in zip(cols, *body)]
+            widths = [max(terminal_width(x) for x in col) for col in zip(cols, *body)]
             out.append(title)
-            out += ["  ".join(x + " " * (w - _width(x)) for x, w in zip(line, widths)).rstrip() for line in [cols, *body]]
+            out += ["  ".join(x + " " * (w - terminal_width(x)) for x, w in zip(line, widths)).rstrip() for line in [cols, *body]]
         out.append("")
     sources = [f"{r.model}: {r.source}" for r in rows if r.source]
     if sources:
         out += ["loaded from:", *(f"- {line}" if markdown else f"  {line}" for line in sources), ""]
     return "\n".join(out)
-
-
-def _width(text: str) -> int:
-    """Columns ``text`` takes in a terminal: CJK and other wide characters take two."""
-    return sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
 
 
 def plot(rows: list[ModelRow], k: int, path: str) -> None:
@@ -143,10 +139,8 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    import warnings
-
+    from mlx_embed.loading import resolve_all
     from mlx_embed.textfile import check_writable
-    from mlx_embed.loading import resolve
 
     if args.k < 1:
         raise ValueError(f"-k must be >= 1, got {args.k}")
@@ -160,10 +154,7 @@ def run(args) -> int:
             import matplotlib  # noqa: F401
         except ImportError as err:
             raise ValueError("--plot needs matplotlib: pip install 'mlx-embed[plot]'") from err
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # said again when the model loads
-        for name in args.model:  # a mistyped name fails before any model is scored
-            resolve(name)
+    resolve_all(args.model)
     rows = run_models(args.model, args.corpus or list_corpora(), args.k)
     if args.json:
         json.dump([asdict(r) for r in rows], sys.stdout, indent=2)
