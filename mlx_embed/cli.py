@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import math
 import os
 import re
 import sys
@@ -259,9 +260,9 @@ def at_least(minimum: float, kind: type = int) -> Callable[[str], float]:
             value = kind(text)
         except ValueError:
             value = None
-        if value is None or value < minimum or minimum == 0 and not value > 0:
+        if value is None or not math.isfinite(value) or value < minimum or minimum == 0 and not value > 0:
             bound = "> 0" if minimum == 0 else f">= {minimum}"
-            raise argparse.ArgumentTypeError(f"must be {'an integer' if kind is int else 'a number'} {bound}, got {text!r}")
+            raise argparse.ArgumentTypeError(f"must be {'an integer' if kind is int else 'a finite number'} {bound}, got {text!r}")
         return value
 
     return parse
@@ -274,6 +275,7 @@ _FLAGS = {
     "Pass truncate=True to cut them, a larger max_length,": "Drop --no-truncate to cut them, give a larger --max-length,",
     "pass prompt=... to encode() instead": "use --kind plain --prompt '...' instead",
     _LOAD_ADVICE: "or pass a local folder: --model /path/to/folder",
+    "pass task=None for the model's default task": "leave --task out for the model's default task",
 }
 
 
@@ -288,10 +290,17 @@ def _without_api_advice(text: str) -> str:
     return text.replace(" Pass truncate=False to raise instead.", "").replace(_LOAD_ADVICE, "or give the path of a local folder")
 
 
+# Where a message names a keyword as a check's subject or as advice: its start, or after one of these words.
+# Nowhere else: a path ("runs/dim=256"), a repr of the user's prompt or a Python example keeps its text.
+_SUBJECT = "(?:^|(?<=use )|(?<=Use )|(?<=pass )|(?<=give )|(?<=than )|(?<=so ))"
+_ECHOED = re.compile(r"""=('(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*")""")  # a repr after "=": the user's value
+
+
 def _flag_names(subparser: argparse.ArgumentParser) -> Callable[[str], str]:
     """Rewrites the library's keyword names in a message as ``subparser``'s flags: ``batch_size must be`` ->
-    ``--batch-size must be``, ``max_length=9`` -> ``--max-length=9``, ``overwrite=True`` -> ``--overwrite``;
-    only where the keyword is the subject of a check, so prose keeps its words."""
+    ``--batch-size must be``, ``use max_length <= 9`` -> ``use --max-length <= 9``, ``pass overwrite=True`` ->
+    ``pass --overwrite``; only where the keyword is the subject of a check or of advice (:data:`_SUBJECT`),
+    and not ``=None`` / ``=...``, which are Python's."""
     rules = []
     for action in subparser._actions:
         flag = next((o for o in action.option_strings if o.startswith("--")), None)
@@ -299,13 +308,20 @@ def _flag_names(subparser: argparse.ArgumentParser) -> Callable[[str], str]:
             continue
         name = re.escape(action.dest)
         if isinstance(action, argparse._StoreTrueAction):
-            rules.append((re.compile(rf"(?<![\w.-]){name}=True\b"), flag))
-        rules.append((re.compile(rf"(?<![\w.-]){name}(?=(=\S| must | [<>]=? ))"), flag))
+            rules.append((re.compile(rf"{_SUBJECT}{name}=True\b"), flag))
+        rules.append((re.compile(rf"{_SUBJECT}{name}(?=(=(?!None\b|\.\.\.)\S| must | [<>]=? ))"), flag))
 
     def rewrite(text: str) -> str:
+        quoted = []  # a value the message echoes (prompt='...') is the user's text: kept as it is
+
+        def hide(m: re.Match) -> str:
+            quoted.append(m.group(1))
+            return f"=\0{len(quoted) - 1}\0"
+
+        text = _ECHOED.sub(hide, text)
         for pattern, flag in rules:
             text = pattern.sub(flag, text)
-        return text
+        return re.sub("\0(\\d+)\0", lambda m: quoted[int(m.group(1))], text)
 
     return rewrite
 

@@ -418,7 +418,7 @@ class Embedder:
             max_batch_tokens = CPU_BATCH_TOKENS if mx.default_device() == mx.cpu else GPU_BATCH_TOKENS
         own_prompt = prompt is not None
         if prompt is None:
-            prompt = self._spec.default_prompt or None
+            prompt = _ModelPrompt(self._spec.default_prompt) if self._spec.default_prompt else None
         _check_prompt(prompt)
         run = _Run(
             dim=self._spec.check_dim(dim),

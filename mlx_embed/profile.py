@@ -74,6 +74,7 @@ from .procmem import process_memory
 SCHEMA_ID = "mlx_embed.profile/1"
 DEFAULT_REPEAT = 10  # the built-in sample (24 texts) repeated: 240 texts
 MIN_QUERIES = 20
+MAX_TIMEOUT_S = 1e6  # 11 days; subprocess cannot wait for inf or 1e10 s
 SAMPLE_INTERVAL_S = 0.005
 
 
@@ -582,8 +583,9 @@ def profile(
         raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
     if isinstance(repeat, bool) or not isinstance(repeat, int) or repeat < 1:
         raise ValueError(f"repeat must be an int >= 1, got {repeat!r}")
-    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0):
-        raise ValueError(f"timeout must be a number of seconds > 0, got {timeout!r}")
+    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float))
+                                or not 0 < timeout <= MAX_TIMEOUT_S):
+        raise ValueError(f"timeout must be a number of seconds > 0 and <= {MAX_TIMEOUT_S:g}, got {timeout!r}")
     lines = read_texts(texts) if texts is not None else None
     from .loading import resolve_all
 
@@ -592,7 +594,7 @@ def profile(
     with tempfile.TemporaryDirectory(prefix="mlx_embed_texts_") as tmp:
         if lines is not None:  # the children read a copy: a pipe or process substitution can be read only once
             copy = Path(tmp) / "texts.txt"
-            copy.write_text("".join(line + "\n" for line in lines), encoding="utf-8", newline="")
+            copy.write_text("".join(line + "\r\n" for line in lines), encoding="utf-8", newline="")  # a text's own final \r stays
             n_texts, name, extra = len(lines), str(texts), ["--texts", str(copy)]
         else:
             n_texts, name = len(builtin_workload(repeat)), f"builtin mixed EN/RU/ZH/code sample x{repeat}"

@@ -40,6 +40,8 @@ def check_writable(path: Path, what: str) -> None:
     folder = path.parent
     if not folder.is_dir():
         raise FileNotFoundError(f"{what}: the folder {folder} does not exist")
+    if path.exists() and not path.is_file():  # a FIFO or a device: the probe would consume its reader
+        raise ValueError(f"{what} is not a regular file: give a file name (JSON on stdout: leave the option out)")
     try:
         if path.exists():
             open(path, "ab").close()  # appends nothing: the file is left as it is

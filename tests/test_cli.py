@@ -178,15 +178,19 @@ def test_fidelity_of_a_model_with_itself_is_perfect(capsys, minilm_path, monkeyp
 
 @pytest.fixture
 def broken(tmp_path, minilm_path):
-    """Paths for the error cases: a folder, a Latin-1 file, a model folder with garbage weights."""
+    """Paths for the error cases: a folder, a Latin-1 file, a model folder with garbage weights, a read-only
+    folder, a FIFO with a reader (so that writing to it fails the test rather than hanging it)."""
     (tmp_path / "dir").mkdir()
     (tmp_path / "latin.txt").write_bytes("café\n".encode("latin-1"))
     (tmp_path / "file").write_text("x")
     (tmp_path / "readonly").mkdir(mode=0o555)
+    os.mkfifo(tmp_path / "fifo.npy")
+    reader = os.open(tmp_path / "fifo.npy", os.O_RDONLY | os.O_NONBLOCK)
     (tmp_path / "garbage").mkdir()
     shutil.copy(minilm_path / "config.json", tmp_path / "garbage" / "config.json")
     (tmp_path / "garbage" / "model.safetensors").write_bytes(b"\x00" * 100)
-    return tmp_path
+    yield tmp_path
+    os.close(reader)
 
 
 @pytest.mark.parametrize(
@@ -203,6 +207,11 @@ def broken(tmp_path, minilm_path):
         (["embed", "a", "--max-length", "9999", "--model", "{minilm}"], "--max-length=9999 exceeds what model can encode (512 positions); use --max-length <= 512"),
         (["embed", "a", "--output", "{tmp}/readonly/x.npy"], "--output {tmp}/readonly/x.npy: cannot write to the folder {tmp}/readonly (permission denied)"),
         (["embed", "a", "--output", ""], "--output is empty"),
+        (["embed", "a", "--output", "{tmp}/fifo.npy"], "--output {tmp}/fifo.npy is not a regular file"),
+        (["embed", "a", "--model", "{tmp}/dim=3"], "Unknown model '{tmp}/dim=3' (no such folder)"),  # a path keeps its text
+        (["embed", "a", "--output", "{tmp}/nowhere/dim=3.npy"], "--output {tmp}/nowhere/dim=3.npy: the folder"),
+        (["embed", "a", "--prompt", "use max_length=9 {{task}}"], "--prompt='use max_length=9 {{task}}' is a template"),  # echoed as given
+        (["embed", "a", "--kind", "query", "--task", " ", "--model", "{tiny_qwen}"], "--task must not be empty: leave --task out for the model's default task"),
         (["eval", "--model", "{tmp}/nope", "--plot", "{tmp}/readonly/x.png"], "cannot write to the folder {tmp}/readonly"),
         (["convert", "{minilm}", "{tmp}/readonly/new"], "cannot write the converted model to {tmp}/readonly/new: {tmp}/readonly refuses new files"),
         (["eval", "--model", "{minilm}", "--model", "{tmp}/nope", "--corpus", "code"], "(no such folder)"),  # before scoring any
@@ -322,3 +331,13 @@ def test_convert_says_what_it_wrote(capsys, tiny_bert_hf, tmp_path, argv, kind):
     """A float conversion said "(uniform)", a recipe it did not apply (its config.json says recipe null)."""
     rc, out, err = run(capsys, "convert", str(tiny_bert_hf), str(tmp_path / "out"), "--no-report", *argv)
     assert rc == 0 and f"bits per weight ({kind})" in out
+
+
+def test_eval_finds_every_model_before_scoring_any(capsys, monkeypatch, minilm_path, tmp_path):
+    """A mistyped second --model failed only after the first was loaded and scored (minutes for Qwen3)."""
+    import mlx_embed
+
+    loaded = []
+    monkeypatch.setattr(mlx_embed, "load", lambda *a, **k: loaded.append(a) or pytest.fail("loaded a model"))
+    rc, out, err = run(capsys, "eval", "--model", minilm_path, "--model", tmp_path / "nope", "--corpus", "code")
+    assert rc == 2 and out == "" and "(no such folder)" in err and loaded == []

@@ -259,7 +259,32 @@ def test_a_failed_model_keeps_the_others(small_bert, capsys, tmp_path):
     assert "Unknown model 'no-such-model'" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         cli.main(["profile", "--model", str(small_bert), "--timeout", "0"])
-    assert "argument --timeout: must be a number > 0" in capsys.readouterr().err
+    assert "argument --timeout: must be a finite number > 0" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        cli.main(["profile", "--model", str(small_bert), "--timeout", "inf"])
+    assert "argument --timeout: must be a finite number > 0, got 'inf'" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="timeout must be a number of seconds > 0 and <= 1e"):
+        profile([str(small_bert)], timeout=1e10)
+
+
+def test_children_read_the_texts_the_parent_read(small_bert, tmp_path, monkeypatch):
+    """The children get a copy of --texts (a pipe can be read once): every text as read_texts gives it,
+    also one that ends in a lone \r (it was dropped as half of a \r\n)."""
+    from mlx_embed import profile as profile_module
+    from mlx_embed.profile import read_texts
+
+    path = tmp_path / "t.txt"
+    path.write_bytes("\ufeffa\rb\r\r\nline two\u2028x\n\n  \nend\r".encode())
+    seen = []
+
+    def child(module, args, timeout=None):
+        seen.append(read_texts(args[args.index("--texts") + 1]))
+        raise profile_module.ChildFailed("stopped by the test")
+
+    monkeypatch.setattr(profile_module, "run_child", child)
+    with pytest.raises(profile_module.ChildFailed):
+        profile([str(small_bert)], texts=path)
+    assert seen == [read_texts(path)] and seen[0][-1] == "end\r"
 
 
 def test_texts_may_come_from_a_pipe(small_bert, capsys, tmp_path):

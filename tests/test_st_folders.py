@@ -422,3 +422,5 @@ def test_a_saved_prompt_with_braces_is_used_as_written(minilm_path, tmp_path, pr
     _assert_same(model.encode_query(TEXTS), _reference(folder, method="encode_query"))
     with pytest.raises(ValueError, match="takes no task"):
         model.encode_query(TEXTS, task="Find code")
+    _edit(folder / "config_sentence_transformers.json", default_prompt_name="query")  # encode() adds it too
+    _assert_same(mlx_embed.load(folder).encode(TEXTS), _reference(folder))
