@@ -58,9 +58,12 @@ def _shortened(text: str, columns: int) -> str:
     """``text`` cut to at most ``columns`` terminal columns, with "..." where it was cut."""
     if terminal_width(text) <= columns:
         return text
-    while terminal_width(text) > columns - 3:
-        text = text[:-1]
-    return text + "..."
+    used = 0
+    for end, c in enumerate(text):
+        used += terminal_width(c)
+        if used > columns - 3:
+            return text[:end] + "..."
+    return text
 
 
 def _warn_blank(texts: list[str]) -> None:
@@ -97,9 +100,9 @@ def _embed(args) -> int:
         raise ValueError(f"--kind {args.kind} uses the model's {args.kind} prompt: drop --prompt, or use --kind plain")
     if bool(args.texts) == (args.input is not None):
         raise ValueError("give TEXTS or --input FILE" + (", not both" if args.texts else ": there is nothing to embed"))
-    output = _npy_path(args.output) if args.output else None
     if args.output == "":
         raise ValueError("--output is empty: give a file name, e.g. embeddings.npy, or leave --output out for JSON")
+    output = _npy_path(args.output) if args.output else None
     texts = read_lines(args.input, "--input") if args.input is not None else args.texts
     if args.input is not None and not texts:
         warnings.warn(f"--input {args.input} has no lines: there is nothing to embed", UserWarning)
@@ -155,7 +158,6 @@ def _fidelity(args) -> int:
     import mlx_embed
     from mlx_embed import loading
     from mlx_embed.fidelity import compare
-
     from mlx_embed.stats import quantization_config, weight_format
 
     reference = mlx_embed.load(loading.full_precision(args.reference), pooling=args.pooling)  # an alias: its full-precision source

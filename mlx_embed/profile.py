@@ -575,6 +575,8 @@ def profile(
 
     ``texts``: a file with one text per line (default: the built-in EN/RU/ZH/code sample, ``repeat`` times).
     """
+    from .loading import resolve_all  # imports MLX, which the parent needs only to find the models
+
     if not models:
         raise ValueError("give at least one model (--model NAME_OR_FOLDER)")
     if isinstance(queries, bool) or not isinstance(queries, int) or queries < MIN_QUERIES:
@@ -587,8 +589,6 @@ def profile(
                                 or not 0 < timeout <= MAX_TIMEOUT_S):
         raise ValueError(f"timeout must be a number of seconds > 0 and <= {MAX_TIMEOUT_S:g}, got {timeout!r}")
     lines = read_texts(texts) if texts is not None else None
-    from .loading import resolve_all
-
     resolve_all(models)
     rows, failed, machine, backend = [], [], None, None
     with tempfile.TemporaryDirectory(prefix="mlx_embed_texts_") as tmp:
