@@ -22,8 +22,8 @@ from ._messages import REFETCH, caller_stacklevel
 # give their length as "at least". Tokenizing whole, MiniLM took 1.5 s and +210 MiB of RSS for a text of
 # 1 M characters, 36 s and 1.8 GB for 10 MB; from a prefix 0.1 s. Shorter texts are tokenized whole, so
 # their ids and lengths are exact; at 64 characters a token, nearly all of them fit max_length. For BERT's
-# WordPiece, a prefix, or a long text with too few tokens for one (8 MB of hex digits or of spaces: 3-4 s and
-# +550 MiB whole), is first squeezed to the same ids (:class:`Squeezer`): 0.2 s.
+# WordPiece, a prefix, or a long text with too few tokens for one (8-10 MB of hex digits, spaces, emoji or
+# accented letters: 3-10 s and +0.5-1 GB whole), is first squeezed to the same ids (:class:`Squeezer`): 0.2-0.8 s.
 LONG_TEXT_CHARS_PER_TOKEN = 64
 
 
@@ -283,29 +283,55 @@ class Squeezer:
     """Shortens a text without changing its WordPiece ids under a BERT tokenizer: each run of whitespace
     becomes one space, each word of over ``max_word`` letters (one [UNK], whatever they are) ``max_word + 1``
     x's. What counts as whitespace and as a letter is asked of the tokenizer's own normalizer and pre-tokenizer,
-    one BMP character at a time between two letters: whitespace splits them and leaves nothing, a letter keeps
-    them one word and adds at least one character. Anything else (punctuation, characters the normalizer
-    deletes or decomposes into punctuation, CJK it splits, everything outside the BMP) ends a run."""
+    one character at a time between two letters: whitespace splits them and leaves nothing, a letter keeps
+    them one word and adds at least one character, a silent character (an accent that ``strip_accents``
+    drops, a format character) keeps them one word and adds none, so it may sit in a long word but does not
+    count. Anything else (punctuation, characters the normalizer decomposes into punctuation, CJK it splits)
+    ends a run. The BMP is asked up front; a character past it when a text first holds it."""
 
     def __init__(self, tokenizer: Tokenizer, max_word: int):
-        spaces, letters = [], []
-        normalize = tokenizer.normalizer.normalize_str if tokenizer.normalizer is not None else str
-        for c in range(0x10000):
-            if 0xD800 <= c <= 0xDFFF:
-                continue
-            words = [w for w, _ in tokenizer.pre_tokenizer.pre_tokenize_str(normalize(f"a{chr(c)}b"))]
-            if words == ["a", "b"]:
-                spaces.append(c)
-            elif len(words) == 1 and len(words[0]) >= 3:
-                letters.append(c)
-        letter = f"[{_char_class(letters)}]"
+        self._normalize = tokenizer.normalizer.normalize_str if tokenizer.normalizer is not None else str
+        self._pre_tokenize = tokenizer.pre_tokenizer.pre_tokenize_str
         self.max_word = max_word
-        self.spaces = re.compile(f"[{_char_class(spaces)}]{{2,}}")
-        self.long_word = re.compile(f"{letter}{{{max_word + 1},}}")
-        self.letter = re.compile(letter)
+        self._kinds: dict[int, str] = {}  # code point -> "space", "letter", "silent" or "other"
+        self._lock = threading.Lock()
+        self._classify(c for c in range(0x10000) if not 0xD800 <= c <= 0xDFFF)
+        self._compile()
+
+    def _classify(self, chars: Iterable[int]) -> None:
+        for c in chars:
+            words = [w for w, _ in self._pre_tokenize(self._normalize(f"a{chr(c)}b"))]
+            if words == ["a", "b"]:
+                self._kinds[c] = "space"
+            elif words == ["ab"]:
+                self._kinds[c] = "silent"
+            elif len(words) == 1 and len(words[0]) >= 3:
+                self._kinds[c] = "letter"
+            else:
+                self._kinds[c] = "other"
+
+    def _compile(self) -> None:
+        chars = {kind: _char_class(sorted(c for c, k in self._kinds.items() if k == kind)) for kind in ("space", "letter", "silent")}
+        self.letter = re.compile(f"[{chars['letter']}]")
+        silent = f"[{chars['silent']}]*" if chars["silent"] else ""
+        # (whitespace runs, a run's first max_word + 1 letters, runs of letters and silent characters long enough
+        # to be a long word): replaced together when a new character is classified
+        self._patterns = (
+            re.compile(f"[{chars['space']}]{{2,}}"),
+            re.compile(f"(?:{silent}[{chars['letter']}]){{{self.max_word + 1}}}"),  # disjoint classes: no backtracking
+            re.compile(f"[{chars['letter']}{chars['silent']}]{{{self.max_word + 1},}}"),
+        )
 
     def __call__(self, text: str) -> str:
-        return self.long_word.sub("x" * (self.max_word + 1), self.spaces.sub(" ", text))
+        if not text.isascii():
+            new = [ord(c) for c in set(text) if ord(c) > 0xFFFF and ord(c) not in self._kinds]
+            if new:
+                with self._lock:
+                    self._classify(c for c in new if c not in self._kinds)
+                    self._compile()
+        spaces, long_word, run = self._patterns
+        word = "x" * (self.max_word + 1)
+        return run.sub(lambda m: word if long_word.match(m.group(0)) else m.group(0), spaces.sub(" ", text))
 
     @classmethod
     def for_tokenizer(cls, tokenizer: Tokenizer) -> Squeezer | None:
@@ -320,12 +346,13 @@ class Squeezer:
                 and all(p is None or isinstance(p, normalizers.BertNormalizer | normalizers.Lowercase) for p in parts)):
             return None
         squeezer = cls(tokenizer, tokenizer.model.max_input_chars_per_word)
-        if not squeezer.letter.fullmatch("x") or squeezer.spaces.fullmatch("  ") is None:
+        spaces, _, run = squeezer._patterns
+        if not squeezer.letter.fullmatch("x") or spaces.fullmatch("  ") is None:
             return None
         for token in tokenizer.get_added_tokens_decoder().values():
             text = token.content
             if (not text or any(c.isspace() for c in text) or squeezer.letter.match(text[0])
-                    or squeezer.letter.match(text[-1]) or squeezer.long_word.search(text)):
+                    or squeezer.letter.match(text[-1]) or run.search(text)):
                 return None
         return squeezer
 

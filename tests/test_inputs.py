@@ -581,7 +581,9 @@ def _random_bert_text(rng) -> str:
     """Segments that stress BERT's word splitting: long runs of letters (with marks, symbols, characters
     the normalizer deletes or expands), whitespace runs of every kind, punctuation, CJK, special tokens."""
     letters = ["abcdef0123456789", "éèêàç", "e\u0301a\u0308", "жзийклмн", "αβγδ", "°™", "İß", "x\u00ady", "\U0001f600",
-               "x\x0cy", "x\x1cy", "⹃", "ا", "x\ufffdy", "x\u166dy", "x\u1fefy", "\u2260\u226e", "ǅﬁẞ", "\u200d\ufe0f"]
+               "x\x0cy", "x\x1cy", "⹃", "ا", "x\ufffdy", "x\u166dy", "x\u1fefy", "\u2260\u226e", "ǅﬁẞ", "\u200d\ufe0f",
+               "e\u0301\u0301\u0308", "\U0001d400\U0001d41a\U0001f680", "x\U000e0041\U000e0020", "a\U00020000\U0002a700",
+               "\U0001f1fa\U0001f1f8\U0001f3fd"]
     spaces = [" ", "\t", "\n", "\r\n", "\u3000", "\xa0", "\u2028", " \x0b ", " \x0c", "\x85"]
     marks = [".", ",", "«", "—", "[SEP]", "[CLS]", "中文", "は", "한"]
     parts = []
@@ -642,12 +644,14 @@ def test_no_squeezing_where_an_added_token_or_the_normalizer_could_see_a_differe
 
 
 def test_a_long_text_with_few_tokens_is_squeezed_before_it_is_tokenized(minilm, monkeypatch):
-    """A text that starts with a long run of hex digits or of spaces has no prefix with enough tokens; it
-    used to be tokenized whole (8 MB: 3-4 s and +550 MiB). The tokenizer now sees it squeezed."""
+    """A text that starts with a long run of hex digits, of spaces, of emoji (past the BMP) or of letters with
+    accents that strip_accents drops has no prefix with enough tokens; it used to be tokenized whole (8-10 MB:
+    3-10 s and +0.5-1 GB). The tokenizer now sees it squeezed."""
     seen = []
     encode_batch = minilm.text_encoder.tokenizer.encode_batch
     monkeypatch.setattr(minilm.text_encoder, "tokenizer", _Spy(minilm.text_encoder.tokenizer, seen))
-    texts = ["0123456789abcdef" * 20_000 + " and then words", " \n" * 100_000 + "hello world", "x" * 99 + " " * 300_000]
+    texts = ["0123456789abcdef" * 20_000 + " and then words", " \n" * 100_000 + "hello world", "x" * 99 + " " * 300_000,
+             "\U0001f600" * 300_000 + " smile", "e\u0301\u0301" * 100_000 + " zalgo", "a\u0301" * 60 + " " + "b" * 99]
     ids, cut = minilm.text_encoder.tokenize(texts, 256)
     assert max(seen) <= 16 * 256  # the first prefix as it is, then squeezed ones, never the 300,000 characters
     assert ids == [e.ids for e in encode_batch(texts)] and cut == {}
