@@ -287,49 +287,68 @@ class Squeezer:
     them one word and adds at least one character, a silent character (an accent that ``strip_accents``
     drops, a format character) keeps them one word and adds none, so it may sit in a long word but does not
     count. Anything else (punctuation, characters the normalizer decomposes into punctuation, CJK it splits)
-    ends a run. The BMP is asked up front; a character past it when a text first holds it."""
+    ends a run. The BMP is asked up front; a character past it when a text first holds it, up to
+    ``MAX_ASTRAL`` of them (one not asked ends a run: the ids stay exact, the text is squeezed less)."""
+
+    MAX_ASTRAL = 4096
 
     def __init__(self, tokenizer: Tokenizer, max_word: int):
         self._normalize = tokenizer.normalizer.normalize_str if tokenizer.normalizer is not None else str
         self._pre_tokenize = tokenizer.pre_tokenizer.pre_tokenize_str
         self.max_word = max_word
-        self._kinds: dict[int, str] = {}  # code point -> "space", "letter", "silent" or "other"
         self._lock = threading.Lock()
-        self._classify(c for c in range(0x10000) if not 0xD800 <= c <= 0xDFFF)
+        self._bmp = self._classes(self._kinds(c for c in range(0x10000) if not 0xD800 <= c <= 0xDFFF))
+        self._astral: dict[int, str] = {}  # code point past the BMP -> its kind, as asked
         self._compile()
 
-    def _classify(self, chars: Iterable[int]) -> None:
+    def _kinds(self, chars: Iterable[int]) -> dict[int, str]:
+        """``"space"``, ``"letter"``, ``"silent"`` or ``"other"`` per code point, asked of the tokenizer."""
+        kinds = {}
         for c in chars:
             words = [w for w, _ in self._pre_tokenize(self._normalize(f"a{chr(c)}b"))]
             if words == ["a", "b"]:
-                self._kinds[c] = "space"
+                kinds[c] = "space"
             elif words == ["ab"]:
-                self._kinds[c] = "silent"
+                kinds[c] = "silent"
             elif len(words) == 1 and len(words[0]) >= 3:
-                self._kinds[c] = "letter"
+                kinds[c] = "letter"
             else:
-                self._kinds[c] = "other"
+                kinds[c] = "other"
+        return kinds
+
+    @staticmethod
+    def _classes(kinds: dict[int, str]) -> dict[str, str]:
+        return {kind: _char_class(sorted(c for c, k in kinds.items() if k == kind)) for kind in ("space", "letter", "silent")}
 
     def _compile(self) -> None:
-        chars = {kind: _char_class(sorted(c for c, k in self._kinds.items() if k == kind)) for kind in ("space", "letter", "silent")}
-        self.letter = re.compile(f"[{chars['letter']}]")
+        astral = self._classes(self._astral)
+        chars = {kind: self._bmp[kind] + astral[kind] for kind in self._bmp}
         silent = f"[{chars['silent']}]*" if chars["silent"] else ""
         # (whitespace runs, a run's first max_word + 1 letters, runs of letters and silent characters long enough
-        # to be a long word): replaced together when a new character is classified
+        # to be a long word, one character of such a run): replaced together when a new character is asked
         self._patterns = (
             re.compile(f"[{chars['space']}]{{2,}}"),
             re.compile(f"(?:{silent}[{chars['letter']}]){{{self.max_word + 1}}}"),  # disjoint classes: no backtracking
             re.compile(f"[{chars['letter']}{chars['silent']}]{{{self.max_word + 1},}}"),
+            re.compile(f"[{chars['letter']}{chars['silent']}]"),
         )
+
+    def _ask(self, text: str, limit: int | None) -> None:
+        """Classify the characters of ``text`` past the BMP not asked yet (at most ``limit`` more in all)."""
+        new = [ord(c) for c in set(text) if ord(c) > 0xFFFF and ord(c) not in self._astral]
+        if new and (limit is None or len(self._astral) < limit):
+            with self._lock:
+                todo = [c for c in new if c not in self._astral]
+                if limit is not None:
+                    todo = todo[: max(limit - len(self._astral), 0)]
+                if todo:
+                    self._astral.update(self._kinds(todo))
+                    self._compile()
 
     def __call__(self, text: str) -> str:
         if not text.isascii():
-            new = [ord(c) for c in set(text) if ord(c) > 0xFFFF and ord(c) not in self._kinds]
-            if new:
-                with self._lock:
-                    self._classify(c for c in new if c not in self._kinds)
-                    self._compile()
-        spaces, long_word, run = self._patterns
+            self._ask(text, self.MAX_ASTRAL)
+        spaces, long_word, run, _ = self._patterns
         word = "x" * (self.max_word + 1)
         return run.sub(lambda m: word if long_word.match(m.group(0)) else m.group(0), spaces.sub(" ", text))
 
@@ -337,8 +356,9 @@ class Squeezer:
     def for_tokenizer(cls, tokenizer: Tokenizer) -> Squeezer | None:
         """A squeezer where one is exact: WordPiece after BERT's pre-tokenizer and a normalizer that works one
         character at a time (BERT's, lowercasing), and no added token that a squeezed run could hold or
-        form (each starts and ends with a non-letter, holds no whitespace nor a run of over ``max_word``
-        letters); else None."""
+        form (each starts and ends with a character that is neither a letter nor silent, holds no whitespace
+        nor a run of over ``max_word`` letters); else None. The added tokens' characters past the BMP are
+        asked now, whatever ``MAX_ASTRAL`` leaves."""
         normalizer = tokenizer.normalizer
         parts = list(normalizer) if isinstance(normalizer, normalizers.Sequence) else [normalizer]
         if not (isinstance(tokenizer.model, models.WordPiece)
@@ -346,13 +366,14 @@ class Squeezer:
                 and all(p is None or isinstance(p, normalizers.BertNormalizer | normalizers.Lowercase) for p in parts)):
             return None
         squeezer = cls(tokenizer, tokenizer.model.max_input_chars_per_word)
-        spaces, _, run = squeezer._patterns
-        if not squeezer.letter.fullmatch("x") or spaces.fullmatch("  ") is None:
+        added = [token.content for token in tokenizer.get_added_tokens_decoder().values()]
+        squeezer._ask("".join(added), None)
+        spaces, _, run, in_run = squeezer._patterns
+        if in_run.fullmatch("x") is None or spaces.fullmatch("  ") is None:
             return None
-        for token in tokenizer.get_added_tokens_decoder().values():
-            text = token.content
-            if (not text or any(c.isspace() for c in text) or squeezer.letter.match(text[0])
-                    or squeezer.letter.match(text[-1]) or run.search(text)):
+        for text in added:
+            if (not text or any(c.isspace() for c in text) or in_run.match(text[0]) or in_run.match(text[-1])
+                    or run.search(text)):
                 return None
         return squeezer
 

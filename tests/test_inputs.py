@@ -635,6 +635,10 @@ def test_no_squeezing_where_an_added_token_or_the_normalizer_could_see_a_differe
         tk = tokenizer()
         tk.add_tokens([AddedToken(token)])
         assert tokenize.Squeezer.for_tokenizer(tk) is None, token
+    for token in ("\U0001f917", "<x>\U0001d400", "\u200b", "<x>\u200d", "\u2060<x>"):  # an emoji, a silent character
+        tk = tokenizer()
+        tk.add_special_tokens([token])
+        assert tokenize.Squeezer.for_tokenizer(tk) is None, token
     tk = tokenizer()
     tk.add_special_tokens(["<|sep|>"])
     assert tokenize.Squeezer.for_tokenizer(tk) is not None
@@ -655,6 +659,21 @@ def test_a_long_text_with_few_tokens_is_squeezed_before_it_is_tokenized(minilm, 
     ids, cut = minilm.text_encoder.tokenize(texts, 256)
     assert max(seen) <= 16 * 256  # the first prefix as it is, then squeezed ones, never the 300,000 characters
     assert ids == [e.ids for e in encode_batch(texts)] and cut == {}
+
+
+def test_past_its_budget_of_astral_characters_the_squeezer_stays_exact(minilm, monkeypatch):
+    """A character past the BMP that the squeezer has not asked the tokenizer about ends a run: the words
+    around it are squeezed only as far as they are known to be letters, and the ids stay the tokenizer's."""
+    from tokenizers import Tokenizer
+
+    tk = Tokenizer.from_str(minilm.text_encoder.tokenizer.to_str())
+    monkeypatch.setattr(tokenize.Squeezer, "MAX_ASTRAL", 3)
+    squeeze = tokenize.Squeezer.for_tokenizer(tk)
+    emoji = [chr(0x1F600 + i) for i in range(8)]
+    texts = ["a" * 60 + "".join(emoji) * 20 + "b" * 120, "".join(emoji) * 30 + " end", "\U0001d400" * 150 + " x"]
+    squeezed = [squeeze(t) for t in texts]
+    assert len(squeeze._astral) == 3
+    assert [e.ids for e in tk.encode_batch(squeezed, add_special_tokens=False)] == [e.ids for e in tk.encode_batch(texts, add_special_tokens=False)]
 
 
 class _Spy:
