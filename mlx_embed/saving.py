@@ -20,6 +20,7 @@ from . import loading
 from .models import ARCHITECTURES
 from .registry import ModelSpec
 from .stats import checkpoint_stats
+from .textfile import try_writing_in
 from .tokenize import read_json
 
 COPY_FILES = (
@@ -69,12 +70,9 @@ def check_destination(dst: Path, overwrite: bool) -> None:
 
 
 def _check_writable(folder: Path, dst: Path) -> None:
-    """``folder`` (``dst`` or the folder its missing parents will be made in) takes new files; tried, not asked
-    (``os.access`` says yes to root, also where the file system says no)."""
+    """``folder`` (``dst`` or the folder its missing parents will be made in) takes new files."""
     try:
-        probe = folder / f".mlx-embed-probe-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-        probe.mkdir()
-        probe.rmdir()
+        try_writing_in(folder)
     except OSError as err:
         raise PermissionError(
             f"cannot write the converted model to {dst}: {folder} refuses new files "

@@ -34,9 +34,17 @@ def _without_line_end(line: str) -> str:
     return line[:-2] if line.endswith("\r\n") else line.removesuffix("\n")
 
 
+def try_writing_in(folder: Path) -> None:
+    """Create and remove a file in ``folder``; ``OSError`` where it takes none. Tried rather than asked:
+    ``os.access`` says yes to root, also where the file system says no."""
+    fd, probe = tempfile.mkstemp(dir=folder, prefix=".mlx-embed-probe-")
+    os.close(fd)
+    os.unlink(probe)
+
+
 def check_writable(path: Path, what: str) -> None:
     """Refuse, before any work, a file that could not be written: a missing or read-only folder, a read-only
-    file. Tried rather than asked (``os.access`` says yes to root, also where the file system says no)."""
+    file, a FIFO or device."""
     folder = path.parent
     if not folder.is_dir():
         raise FileNotFoundError(f"{what}: the folder {folder} does not exist")
@@ -46,9 +54,7 @@ def check_writable(path: Path, what: str) -> None:
         if path.exists():
             open(path, "ab").close()  # appends nothing: the file is left as it is
         else:
-            fd, probe = tempfile.mkstemp(dir=folder, prefix=".mlx-embed-probe-")
-            os.close(fd)
-            os.unlink(probe)
+            try_writing_in(folder)
     except OSError as err:
         where = path if path.exists() else f"the folder {folder}"
         raise PermissionError(f"{what}: cannot write to {where} ({(err.strerror or str(err)).lower()}): pick another place") from None
