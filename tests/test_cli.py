@@ -16,7 +16,7 @@ from mlx_embed.conversion import RECIPES
 from mlx_embed.registry import REGISTRY
 from mlx_embed.samples import SAMPLE_TEXTS
 
-from .reference import NEEDS_SENTENCE_TRANSFORMERS
+from .reference import NEEDS_SCIPY, NEEDS_SENTENCE_TRANSFORMERS, reference_embed, torch_model
 
 TEXTS = ["A man is eating food.", "Someone is having a meal.", "Кошка спит на подоконнике.", "git rebase -i HEAD~3"]
 
@@ -168,12 +168,27 @@ def test_fidelity_warns_when_the_reference_is_quantized(capsys, monkeypatch, tin
     assert rc == 0 and "is quantized" not in err
 
 
-def test_fidelity_of_a_model_with_itself_is_perfect(capsys, minilm_path, monkeypatch):
+def test_fidelity_figures_equal_an_independent_computation(capsys, minilm_path, minilm_4bit, monkeypatch):
+    """`fidelity SRC 4BIT --json` against the same figures computed here from sentence-transformers (fp32) and
+    transformers on numpy-dequantized 4-bit weights, tokenized by sentence-transformers' tokenizer."""
+    st = pytest.importorskip("sentence_transformers", reason=NEEDS_SENTENCE_TRANSFORMERS)
+    stats = pytest.importorskip("scipy.stats", reason=NEEDS_SCIPY)
     monkeypatch.setattr(fidelity, "topk_agreement", lambda *a: None)  # the bundled corpora take long on CPU
-    rc, out, _ = run(capsys, "fidelity", minilm_path, minilm_path, "--json")
+    rc, out, _ = run(capsys, "fidelity", minilm_path, minilm_4bit, "--json")
     report = json.loads(out)
-    assert rc == 0 and report["n_texts"] == len(SAMPLE_TEXTS)
-    assert report["cosine_min"] > 0.99999 and report["spearman"] > 0.99999
+    source = st.SentenceTransformer(str(minilm_path), device="cpu")
+    ref = source.encode(SAMPLE_TEXTS, normalize_embeddings=True)
+    batch = source.tokenizer(SAMPLE_TEXTS, padding=True, truncation=True, max_length=256, return_tensors="np")
+    cand = reference_embed(torch_model(minilm_4bit), batch["input_ids"], batch["attention_mask"], "mean")
+    cos = (ref * cand).sum(1)
+    iu = np.triu_indices(len(SAMPLE_TEXTS), 1)
+    spearman = stats.spearmanr((ref @ ref.T)[iu], (cand @ cand.T)[iu]).statistic
+    assert rc == 0 and report["n_texts"] == len(SAMPLE_TEXTS) and 0.8 < cos.min() < 0.99
+    assert report["cosine_min"] == pytest.approx(cos.min(), abs=1e-4)
+    assert report["cosine_mean"] == pytest.approx(cos.mean(), abs=1e-5)
+    assert report["cosine_p5"] == pytest.approx(np.percentile(cos, 5), abs=1e-4)
+    assert report["spearman"] == pytest.approx(spearman, abs=1e-3)
+    assert report["worst_text"] == SAMPLE_TEXTS[int(np.argmin(cos))]
 
 
 @pytest.fixture

@@ -10,9 +10,7 @@ import pytest
 from mlx_embed import REGISTRY
 from mlx_embed.fidelity import compare, per_text_cosine, spearman
 
-from .reference import INSTALL
-
-NEEDS_SCIPY = f"needs scipy: {INSTALL}"
+from .reference import NEEDS_SCIPY
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])

@@ -137,7 +137,11 @@ def test_half_precision_computes_in_that_dtype_on_the_fused_path_too(tiny_qwen3_
             stock_dtypes = [h.dtype for h in model.model.layerwise(ids, mask)]
             stock = model.encode(TEXTS)
         assert fused == stock_dtypes == [getattr(mx, dtype)] * len(fused)
-        assert cosines(fast, stock).min() >= 0.999
+        reference = reference_embed(torch_model(folder), batch.input_ids, batch.attention_mask, model.spec.pooling,
+                                    batch.token_type_ids)  # transformers in float32
+        # measured: float16 and bfloat16 rounding cost MiniLM cosine 2e-6 and 1.7e-4, the tiny Qwen3 1e-6 and 4e-5
+        floor = {"float16": 0.9999, "bfloat16": 0.999}[dtype]
+        assert cosines(fast, reference).min() >= floor and cosines(stock, reference).min() >= floor
 
 
 @pytest.mark.parametrize(
