@@ -12,7 +12,7 @@ from mlx_embed import ModelNotFoundError, loading, registry
 from mlx_embed.stats import checkpoint_stats
 
 from .conftest import TEXTS
-from .reference import NEEDS_SENTENCE_TRANSFORMERS, NEEDS_TRANSFORMERS
+from .reference import NEEDS_SENTENCE_TRANSFORMERS, NEEDS_TRANSFORMERS, reference_embed, torch_model
 
 
 def test_unknown_alias_lists_the_aliases():
@@ -398,6 +398,11 @@ def test_the_layout_mlx_embeddings_publishes_loads_as_the_registry_model(minilm_
     published, ours = mlx_embed.load(folder), mlx_embed.load(minilm_4bit)
     assert (published.spec.alias, published.spec.pooling, published.spec.normalize) == ("minilm", "mean", True)
     np.testing.assert_array_equal(published.encode(TEXTS), ours.encode(TEXTS))
+    # and both equal transformers' BertModel on this folder's numpy-dequantized weights, mean-pooled
+    pytest.importorskip("transformers", reason=NEEDS_TRANSFORMERS)
+    batch = published.text_encoder.pad(published.text_encoder.encode(TEXTS, 256), "right")
+    expected = reference_embed(torch_model(folder), batch.input_ids, batch.attention_mask, "mean")
+    assert np.abs(published.encode(TEXTS) - expected).max() <= 1e-4
 
 
 def test_a_folder_without_pooling_files_names_both_fixes(tiny_bert_hf, tmp_path):
