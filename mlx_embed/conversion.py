@@ -9,6 +9,7 @@ written by :mod:`mlx_embed.saving`.
 from __future__ import annotations
 
 import json
+import numbers
 import os
 import re
 from collections.abc import Callable
@@ -428,13 +429,18 @@ def _half_dtype(weights: dict[str, mx.array]) -> mx.Dtype:
     return mx.bfloat16 if mx.bfloat16 in floating else mx.float16
 
 
-def _check_options(bits: int, group_size: int, recipe: str, rounding: str | None) -> str | None:
-    """The rounding ``convert`` uses (the recipe's unless given; None for float weights), once the options
-    are checked."""
-    if bits not in BITS:
-        raise ValueError(f"bits={bits!r} is not supported; choose one of {BITS}")
-    if group_size not in GROUP_SIZES:
-        raise ValueError(f"group_size={group_size!r} is not supported; choose one of {GROUP_SIZES}")
+def _choice(name: str, value, choices: tuple[int, ...]) -> int:
+    """``value`` as a plain int (a numpy integer from a sweep is one), when it is one of ``choices``."""
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool) and int(value) in choices:
+        return int(value)
+    kind = "" if isinstance(value, numbers.Integral) and not isinstance(value, bool) else f" ({type(value).__name__}; give an int)"
+    raise ValueError(f"{name}={value!r} is not supported{kind}; choose one of {choices}")
+
+
+def _check_options(bits: int, group_size: int, recipe: str, rounding: str | None) -> tuple[int, int, str | None]:
+    """(bits, group_size, the rounding ``convert`` uses: the recipe's unless given, None for float weights),
+    once the options are checked."""
+    bits, group_size = _choice("bits", bits, BITS), _choice("group_size", group_size, GROUP_SIZES)
     chosen = _check_recipe(recipe, rounding)
     if bits >= 16 and (recipe != "uniform" or rounding is not None):
         ignored = [(k, v) for k, v in (("recipe", recipe), ("rounding", rounding)) if v not in (None, "uniform")]
@@ -442,7 +448,7 @@ def _check_options(bits: int, group_size: int, recipe: str, rounding: str | None
             f"bits={bits} stores float weights, so {' and '.join(f'{k}={v!r}' for k, v in ignored)} would be ignored: "
             f"give bits <= {max(b for b in BITS if b < 16)} to quantize, or drop {' and '.join(k for k, _ in ignored)} to store floats"
         )
-    return None if bits >= 16 else chosen
+    return bits, group_size, None if bits >= 16 else chosen
 
 
 def _check_recipe(recipe: str, rounding: str | None) -> str:
@@ -478,7 +484,7 @@ def convert(
     16-bit values (weights at ``bits=16``; else scales, biases, norms and float tables) are
     bfloat16 when the source stores bfloat16, else float16 (as mlx-community's BERT files).
     """
-    rounding = _check_options(bits, group_size, recipe, rounding)
+    bits, group_size, rounding = _check_options(bits, group_size, recipe, rounding)
     resolved = loading.resolve(loading.full_precision(src))
     config = loading.read_config(resolved.path)
     if loading.quantization_config(config):

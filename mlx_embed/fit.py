@@ -356,7 +356,7 @@ def _dims(config: dict) -> dict:
         "layers": config["num_hidden_layers"],
         "H": H,
         "Hkv": config.get("num_key_value_heads", H),
-        "Dh": config.get("head_dim") or D // H,
+        "Dh": config.get("head_dim", 128 if arch == "qwen3" else None) or D // H,  # Qwen3Config's default: 128
         "V": config["vocab_size"],
         "P": config.get("max_position_embeddings", 512),
         "T": config.get("type_vocab_size", 2),
@@ -700,7 +700,7 @@ def _locate(name: str) -> tuple[loading.Resolved | None, dict, str]:
         resolved = None
     if resolved is not None and (resolved.path / "config.json").exists():
         config = loading.read_config(resolved.path)
-        if list(resolved.path.glob("*.safetensors")):
+        if not loading.missing_weight_files(resolved.path):
             return resolved, config, "weights"
         return None, config, f"its config.json ({resolved.path})"
     spec = registry.find(name)

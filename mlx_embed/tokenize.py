@@ -77,12 +77,20 @@ def load_tokenizer(folder: Path, lowercase: bool = False) -> Tokenizer:
         from tokenizers.implementations import BertWordPieceTokenizer
 
         config = read_json(folder / "tokenizer_config.json")
-        tok = BertWordPieceTokenizer(
-            str(folder / "vocab.txt"),
-            lowercase=config.get("do_lower_case", True),
-            strip_accents=config.get("strip_accents"),  # None: as lowercase, as in transformers' BertTokenizer
-            handle_chinese_chars=config.get("tokenize_chinese_chars", True),
-        )._tokenizer
+        options = {"do_lower_case": True, "strip_accents": None, "tokenize_chinese_chars": True}
+        for key, default in options.items():  # strip_accents None: as lowercase, as in transformers' BertTokenizer
+            options[key] = config.get(key, default)
+            if not isinstance(options[key], bool) and not (key == "strip_accents" and options[key] is None):
+                raise ValueError(f"{folder / 'tokenizer_config.json'}: {key} is {options[key]!r}, not true or false: {REFETCH}")
+        try:
+            tok = BertWordPieceTokenizer(
+                str(folder / "vocab.txt"),
+                lowercase=options["do_lower_case"],
+                strip_accents=options["strip_accents"],
+                handle_chinese_chars=options["tokenize_chinese_chars"],
+            )._tokenizer
+        except Exception as err:  # noqa: BLE001 - a bare Exception for a bad file, TypeError for missing [SEP]/[CLS]
+            raise ValueError(f"{folder / 'vocab.txt'} is not a usable WordPiece vocabulary ({err}): {REFETCH}") from None
     else:
         raise FileNotFoundError(
             f"No tokenizer.json (or vocab.txt) in {folder}. Copy the tokenizer files of the source model there."

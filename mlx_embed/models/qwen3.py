@@ -25,7 +25,7 @@ class ModelArgs:
     num_key_value_heads: int
     vocab_size: int
     rms_norm_eps: float = 1e-6
-    head_dim: int | None = None
+    head_dim: int | None = 128  # transformers' Qwen3Config default, whatever hidden_size / num_attention_heads is
     rope_theta: float = 10_000.0  # transformers' Qwen3Config default (Qwen3-Embedding's config says 1e6)
     max_position_embeddings: int = 32768
     tie_word_embeddings: bool = True
@@ -48,7 +48,7 @@ class ModelArgs:
         if params.get("attention_bias"):
             raise ValueError("Qwen3 with attention_bias: true is not supported (Qwen3's projections have no bias)")
         args = cls(**{k: v for k, v in params.items() if k in inspect.signature(cls).parameters})
-        if args.head_dim is None:
+        if args.head_dim is None:  # "head_dim": null, where transformers' attention falls back to this
             args.head_dim = args.hidden_size // args.num_attention_heads
         if args.num_attention_heads % args.num_key_value_heads:
             raise ValueError(
