@@ -139,6 +139,8 @@ def resolve(model: str | os.PathLike, revision: str | None = None, local_files_o
         raise TypeError(f"model must be an alias, a Hub id or a folder path, got {type(model).__name__}")
     _check_optional("revision", revision, str)
     _check_optional("local_files_only", local_files_only, bool)
+    if revision is not None and not revision.strip():
+        raise ValueError(f"revision={revision!r} names no version: give a branch, tag or commit, or drop revision")
     name = os.path.expanduser(os.fspath(model))
     if os.path.isdir(name):
         if revision is not None:
@@ -156,6 +158,14 @@ def resolve(model: str | os.PathLike, revision: str | None = None, local_files_o
             f"Unknown model {name!r}{hint}. Known aliases: {', '.join(registry.REGISTRY)}; "
             "or pass a Hugging Face Hub id ('org/name') or a local folder."
         )
+    if spec is None:
+        from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+        try:
+            validate_repo_id(name)
+        except HFValidationError as err:
+            hint = f"; for a version, pass revision={name.split('@', 1)[1]!r}" if "@" in name else ""
+            raise ValueError(f"{name!r} is neither a local folder nor a valid Hugging Face Hub id ({err}){hint}") from None
     repo_id = name
     if spec is not None:  # the registry's spelling; the HF cache is keyed by the id as downloaded
         repo_id = next((i for i in (spec.hub_id, spec.upstream_id) if i.lower() == name.lower()), spec.hub_id)

@@ -748,3 +748,17 @@ def test_a_folder_left_by_a_stopped_conversion_says_to_rerun_it(tiny_bert_hf, tm
     (folder / loading.INSTALLING).write_text("[]")
     with pytest.raises(ModelNotFoundError, match=r"has no config.json: an `mlx-embed convert` into it stopped .*--overwrite"):
         mlx_embed.load(folder)
+
+
+@pytest.mark.parametrize(
+    "name,kwargs,match",
+    [
+        ("org/name@main", {}, r"'org/name@main' is neither a local folder nor a valid Hugging Face Hub id .*pass revision='main'"),
+        ("org/na me", {}, r"'org/na me' is neither a local folder nor a valid Hugging Face Hub id"),
+        ("minilm", {"revision": ""}, r"revision='' names no version"),
+    ],
+)
+def test_ids_and_revisions_the_hub_cannot_take_are_refused(name, kwargs, match):
+    """They were looked up and then said to be missing, with the fix `hf download org/name@main`."""
+    with pytest.raises(ValueError, match=match):
+        mlx_embed.load(name, local_files_only=True, **kwargs)
