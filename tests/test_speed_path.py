@@ -72,6 +72,19 @@ def test_silu_mul_matches_float64():
     assert np.all(np.abs(got - exact) <= 1e-6 * np.maximum(1.0, np.abs(exact)))
 
 
+@needs_fast
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_silu_mul_in_half_precision_is_finite_where_the_result_is(dtype):
+    """In float16, gate * up overflowed before the sigmoid factor: silu(-300) * 300 came out NaN (the stock
+    ops give -0.0), which encode reports as an overflow."""
+    g = np.array([-300.0, -60.0, -20.0, -1.0, 0.0, 1.0, 20.0, 200.0], np.float32)
+    u = np.full_like(g, 300.0)
+    exact = g.astype(np.float64) / (1 + np.exp(-g.astype(np.float64))) * u
+    half = getattr(mx, dtype)
+    got = np.array(kernels.silu_mul(mx.array(g, dtype=half), mx.array(u, dtype=half)).astype(mx.float32))
+    assert np.all(np.abs(got - exact) <= 1e-2 * np.maximum(1.0, np.abs(exact)))  # half precision's own rounding
+
+
 def _attention64(q, k, v, scale, keep):
     """Softmax attention in float64 numpy; ``keep`` (B, 1, L|1, S) boolean; GQA by repeating K/V heads."""
     G = q.shape[1] // k.shape[1]

@@ -171,7 +171,9 @@ def _neg_abs(x: mx.array) -> mx.array:
 
 @mx.compile
 def _silu_mul(g: mx.array, u: mx.array, e: mx.array) -> mx.array:
-    return g * u * mx.where(g < 0, e, 1.0) / (1 + e)  # sigmoid(g) = [1 or e] / (1 + e), e = exp(-|g|)
+    # sigmoid(g) = [1 or e] / (1 + e), e = exp(-|g|); float32 (e's) before `* u`: in float16 g * u can
+    # overflow to inf where silu(g) * u is about 0, and inf * 0 is NaN
+    return g * mx.where(g < 0, e, 1.0) / (1 + e) * u
 
 
 def silu_mul(gate: mx.array, up: mx.array) -> mx.array:
