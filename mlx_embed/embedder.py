@@ -16,7 +16,7 @@ import mlx.nn as nn
 import numpy as np
 
 from . import _blas
-from ._messages import caller_stacklevel
+from ._messages import REFETCH, caller_stacklevel
 from ._threads import check_fork, note_mlx_use, note_thread, park_if_exiting, tracked
 from .models import kernels
 from .pooling import POOLERS, l2_normalize
@@ -282,7 +282,14 @@ def _dtype_name(dtype: mx.Dtype) -> str:
 
 
 def _check_finite(vectors: np.ndarray, indices: np.ndarray, model: nn.Module) -> None:
-    """Raise instead of handing back inf / NaN vectors, which would poison a vector index."""
+    """Raise instead of handing back inf / NaN vectors, which would poison a vector index, or all-zero ones,
+    which no trained model gives (weights of zeros: a file zeroed on disk)."""
+    zero = ~vectors.any(axis=1)
+    if zero.any():
+        raise FloatingPointError(
+            f"the model gave all-zero embeddings for {int(zero.sum())} text(s) of one batch, e.g. text "
+            f"{int(indices[zero][0])}: its weights are zeros or broken; {REFETCH}"
+        )
     bad = ~np.isfinite(vectors).all(axis=1)
     if not bad.any():
         return

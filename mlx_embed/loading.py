@@ -16,7 +16,7 @@ import mlx.nn as nn
 from mlx.utils import tree_flatten, tree_unflatten
 
 from . import registry
-from ._messages import REFETCH, caller_stacklevel
+from ._messages import REFETCH, caller_stacklevel, damaged_file_fix
 from .models import ARCHITECTURES
 from .registry import POOLINGS, ModelSpec
 from .stats import WEIGHT_INDEX, quantization_config, weight_files
@@ -111,7 +111,24 @@ def _from_cache(repo_id: str, typed: str, revision: str | None) -> tuple[tuple[P
         other = _from_hub(typed, revision, offline=True)
         if not isinstance(other, Exception) or isinstance(other, IncompleteSnapshot) and not isinstance(got, IncompleteSnapshot):
             return other, typed
+    cached = _cached_spelling(repo_id) if isinstance(got, Exception) else None
+    if cached is not None and cached not in (repo_id, typed):  # the Hub takes ids in any case
+        other = _from_hub(cached, revision, offline=True)
+        if not isinstance(other, Exception):
+            return other, cached
     return got, repo_id
+
+
+def _cached_spelling(repo_id: str) -> str | None:
+    """``repo_id`` as spelt by a download in the HF cache, where that differs only in case."""
+    import huggingface_hub.constants as hf
+
+    want = ("models--" + repo_id.replace("/", "--")).lower()
+    try:
+        names = os.listdir(hf.HF_HUB_CACHE)
+    except OSError:
+        return None
+    return next((n.removeprefix("models--").replace("--", "/", 1) for n in sorted(names) if n.lower() == want), None)
 
 
 _CACHE_SNAPSHOT = re.compile(r"models--([^/]+)--([^/]+)/snapshots")
@@ -521,9 +538,10 @@ def load_weights(path: Path) -> dict[str, mx.array]:
         try:
             loaded = mx.load(str(f))
         except (RuntimeError, ValueError) as err:
-            raise ValueError(
-                f"{f} is not a readable safetensors file ({err}); it may be truncated or corrupt: {REFETCH}"
-            ) from None
+            fix = damaged_file_fix(f)
+            if "F64" in str(err):  # MLX has no float64
+                fix = "it holds float64 tensors, which MLX does not load: save the model in float32 (`model.float()` before `save_pretrained`)"
+            raise ValueError(f"{f} is not a readable safetensors file ({err}); {fix}") from None
         twice = sorted(loaded.keys() & weights.keys())
         if twice:
             raise ValueError(

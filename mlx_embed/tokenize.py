@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from tokenizers import Tokenizer, models, normalizers, pre_tokenizers
 
-from ._messages import REFETCH, caller_stacklevel
+from ._messages import REFETCH, caller_stacklevel, damaged_file_fix
 
 # Texts longer than this many characters per token of max_length (16,384 for max_length 256) are
 # tokenized from a prefix when the prefix already holds more than twice max_length tokens; warnings then
@@ -70,9 +70,7 @@ def load_tokenizer(folder: Path, lowercase: bool = False) -> Tokenizer:
         try:
             tok = Tokenizer.from_file(str(path))
         except Exception as err:  # noqa: BLE001 - tokenizers raises a bare Exception for a bad file
-            raise ValueError(
-                f"{path} is not a valid tokenizer file ({err}): {REFETCH}"
-            ) from None
+            raise ValueError(f"{path} is not a valid tokenizer file ({err}); {damaged_file_fix(path)}") from None
     elif (folder / "vocab.txt").exists():
         from tokenizers.implementations import BertWordPieceTokenizer
 

@@ -281,6 +281,22 @@ def test_inf_or_nan_embeddings_raise_with_the_cause_instead_of_being_returned(ti
         embedder.encode(texts, batch_size=8)
 
 
+def test_weights_of_zeros_raise_instead_of_returning_zero_vectors(tiny_bert_hf, tmp_path):
+    """A weights file zeroed on disk loaded, and every text embedded to the zero vector: cosine 0 to
+    everything in an index, without a word."""
+    import shutil
+
+    from safetensors.numpy import load_file, save_file
+
+    folder = tmp_path / "zeros"
+    shutil.copytree(tiny_bert_hf, folder)
+    tensors = load_file(str(folder / "model.safetensors"))
+    save_file({k: np.zeros_like(v) for k, v in tensors.items()}, str(folder / "model.safetensors"))
+    with pytest.raises(FloatingPointError, match=r"all-zero embeddings for 2 text\(s\).*weights are zeros or broken"):
+        mlx_embed.load(folder).encode(["one", "two"])
+    assert (mlx_embed.load(tiny_bert_hf).encode(["one", "two"]) != 0).any(axis=1).all()
+
+
 def test_a_long_text_without_whitespace_is_tokenized_from_a_prefix(minilm, monkeypatch):
     """A long CJK text has no whitespace to cut at; only a prefix is tokenized, and the kept tokens are
     those of a short text holding exactly them."""

@@ -340,15 +340,40 @@ def test_invalid_tokenizer_json_names_the_file(tmp_path):
         load_tokenizer(tmp_path)
 
 
-@pytest.mark.parametrize("damage", ["truncate", "garbage"])
-def test_damaged_safetensors_names_the_file_and_fix(tiny_bert_hf, tmp_path, damage):
+LFS_POINTER = "version https://git-lfs.github.com/spec/v1\noid sha256:{}\nsize 90868376\n".format("0" * 64)
+
+
+@pytest.mark.parametrize(
+    "damage,fix",
+    [
+        ("truncate", "it may be truncated or corrupt: re-download or re-convert"),
+        ("garbage", "it may be truncated or corrupt: re-download or re-convert"),
+        ("lfs", r"it is a Git LFS pointer, not the file .*`git lfs pull`"),
+        ("float64", r"it holds float64 tensors, which MLX does not load: save the model in float32"),
+    ],
+)
+def test_damaged_safetensors_names_the_file_and_fix(tiny_bert_hf, tmp_path, damage, fix):
+    from safetensors.numpy import load_file, save_file
+
     folder = tmp_path / "m"
     shutil.copytree(tiny_bert_hf, folder)
     weights = folder / "model.safetensors"
     data = weights.read_bytes()
-    weights.write_bytes(data[: len(data) // 2] if damage == "truncate" else b"\x00garbage" * 100)
-    with pytest.raises(ValueError, match=r"model.safetensors is not a readable safetensors file.*re-download or re-convert"):
+    if damage == "float64":
+        save_file({k: v.astype(np.float64) for k, v in load_file(str(weights)).items()}, str(weights))
+    else:
+        weights.write_bytes({"truncate": data[: len(data) // 2], "garbage": b"\x00garbage" * 100,
+                             "lfs": LFS_POINTER.encode()}[damage])
+    with pytest.raises(ValueError, match=r"model.safetensors is not a readable safetensors file.*; " + fix):
         mlx_embed.load(folder)
+
+
+def test_a_tokenizer_json_left_as_a_git_lfs_pointer_says_so(tmp_path):
+    from mlx_embed.tokenize import load_tokenizer
+
+    (tmp_path / "tokenizer.json").write_text(LFS_POINTER)
+    with pytest.raises(ValueError, match=r"tokenizer.json is not a valid tokenizer file .*Git LFS pointer.*`git lfs pull`"):
+        load_tokenizer(tmp_path)
 
 
 def test_folder_named_like_a_registry_model_holding_another_uses_its_own_files(tiny_qwen3_hf, tmp_path):
@@ -445,6 +470,10 @@ def test_a_hub_id_in_another_case_finds_the_cached_model(tiny_bert_hf, tmp_path,
     monkeypatch.setattr(huggingface_hub, "snapshot_download", spy)
     got = resolve("Sentence-Transformers/ALL-MiniLM-L6-v2", local_files_only=False)  # online: both spellings cached first
     assert got.source == "hf-cache" and downloads == []
+    # a model outside the registry, downloaded as Org/Tiny-Bert and asked for in another case
+    _fake_cache(cache, "Org/Tiny-Bert", tiny_bert_hf)
+    got = resolve("org/tiny-bert", local_files_only=True)
+    assert (got.source, got.path.parent.parent.name) == ("hf-cache", "models--Org--Tiny-Bert")
 
 
 def test_an_interrupted_download_in_the_cache_is_not_taken_for_the_model(tiny_bert_hf, tmp_path, monkeypatch):
