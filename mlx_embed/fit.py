@@ -206,9 +206,19 @@ class MemoryModel:
         return batch * (ys[i - 1] + (ys[i] - ys[i - 1]) * (length - xs[i - 1]) / (xs[i] - xs[i - 1]))
 
     def need(self, batch: int, length: int) -> int:
-        """Bytes needed to embed a batch; where that point was measured, never less than the measurement."""
+        """Bytes needed to embed a batch: the fitted formula, but never less than a peak measured at a batch
+        and length no larger. The formula runs a few MiB under some measurements; a floor at the measured
+        point alone would let a longer input need less than a shorter, measured one."""
         modelled = max(self.load_peak, self.footprint + self.runtime_overhead + self.working(batch, length))
-        return int(max(modelled, self.measured_peaks.get(f"{batch}x{length}", 0)))
+        floor = max((peak for point, peak in self.measured_peaks.items()
+                     if _within(point, batch, length)), default=0)
+        return int(max(modelled, floor))
+
+
+def _within(point: str, batch: int, length: int) -> bool:
+    """Whether the measured point ``"BxL"`` is no larger than ``batch`` x ``length`` in either."""
+    b, _, n = point.partition("x")
+    return int(b) <= batch and int(n) <= length
 
 
 @dataclass(frozen=True)
@@ -252,10 +262,15 @@ def max_batch(model: MemoryModel, length: int, available: int, cap: int = MAX_BA
     if model.need(1, length) > available:
         return 0
     per_text = model.working(1, length)
-    if per_text <= 0:
-        return cap
     room = available - model.footprint - model.runtime_overhead
-    return int(min(cap, room // per_text))
+    lo, hi = 1, cap if per_text <= 0 else max(1, int(min(cap, room // per_text)))
+    while lo < hi:  # the formula's bound, lowered where a measured peak says less fits
+        mid = (lo + hi + 1) // 2
+        if model.need(mid, length) <= available:
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
 
 
 def max_length(model: MemoryModel, batch: int, available: int) -> int:

@@ -77,11 +77,12 @@ def missing_weight_files(path: Path) -> list[str]:
 
 def _snapshot_gaps(snapshot: Path) -> list[str]:
     """What a cached snapshot lacks that a download puts there: weights, config.json, a tokenizer, the blob
-    behind any of its links (a download stopped part way, or a cache pruned by hand)."""
+    behind a link to a file loading reads (a download stopped part way, or a cache pruned by hand)."""
     gaps = missing_weight_files(snapshot)
     gaps += [] if (snapshot / "config.json").is_file() else ["config.json"]
     gaps += [] if any((snapshot / f).is_file() for f in ("tokenizer.json", "vocab.txt", "tokenizer.model")) else ["tokenizer.json"]
-    return gaps + sorted(p.name for p in snapshot.rglob("*") if p.is_symlink() and not p.exists() and p.name not in gaps)
+    read = [p for pattern in ALLOW_PATTERNS for p in snapshot.glob(pattern)]  # what loading may read, no more
+    return gaps + sorted({p.name for p in read if p.is_symlink() and not p.exists() and p.name not in gaps})
 
 
 def _from_hub(repo_id: str, revision: str | None, offline: bool) -> tuple[Path, str] | Exception:
@@ -182,7 +183,7 @@ def resolve(model: str | os.PathLike, revision: str | None = None, local_files_o
             validate_repo_id(name)
         except HFValidationError as err:
             hint = f"; for a version, pass revision={name.split('@', 1)[1]!r}" if "@" in name else ""
-            raise ValueError(f"{name!r} is neither a local folder nor a valid Hugging Face Hub id ({err}){hint}") from None
+            raise ModelNotFoundError(f"{name!r} is neither a local folder nor a valid Hugging Face Hub id ({err}){hint}") from None
     repo_id = name
     if spec is not None:  # the registry's spelling; the HF cache is keyed by the id as downloaded
         repo_id = next((i for i in (spec.hub_id, spec.upstream_id) if i.lower() == name.lower()), spec.hub_id)
@@ -515,7 +516,15 @@ def spec_for(resolved: Resolved, config: dict, pooling: str | None = None) -> Mo
     return replace(built, **_own_changes(info, config, arch, chosen, positions))
 
 
-def load_weights(path: Path) -> dict[str, mx.array]:
+class Weights(dict):
+    """A checkpoint's tensors by name, with the file each came from (``origin``: name -> file name)."""
+
+    def __init__(self):
+        super().__init__()
+        self.origin: dict[str, str] = {}
+
+
+def load_weights(path: Path) -> Weights:
     files, missing = weight_files(path), missing_weight_files(path)
     if files and missing:
         listed = f", listed in its {WEIGHT_INDEX}" if (path / WEIGHT_INDEX).exists() else " (a link to nothing)"
@@ -532,8 +541,8 @@ def load_weights(path: Path) -> dict[str, mx.array]:
             else "download the model again (`hf download <hub id>`), or pass the folder that holds its weights"
         )
         raise ModelNotFoundError(f"No *.safetensors weights in {path} (found: {found}): {fix}")
-    weights: dict[str, mx.array] = {}
-    source: dict[str, str] = {}
+    weights = Weights()
+    source = weights.origin
     for f in files:
         try:
             loaded = mx.load(str(f))
@@ -557,6 +566,7 @@ def build_model(config: dict, weights: dict[str, mx.array]) -> nn.Module:
     """The encoder for ``config`` with ``weights`` loaded; quantized where the checkpoint has ``.scales``."""
     module = ARCHITECTURES[config["model_type"]]
     model = module.Model(module.ModelArgs.from_dict(config))
+    origin = getattr(weights, "origin", {})
     weights = model.sanitize(weights)
     quant = quantization_config(config)
     if quant is None and any(k.endswith(".scales") for k in weights):
@@ -594,10 +604,16 @@ def build_model(config: dict, weights: dict[str, mx.array]) -> nn.Module:
 
         parts = [f"the weights lack {len(missing)} of its tensors ({some(missing)})"] if missing else []
         parts += [f"{'they' if missing else 'the weights'} hold {len(extra)} it has no place for ({some(extra)})"] if extra else []
+        holders = sorted({f for key, f in origin.items() for x in extra if key.endswith(x)})
+        if missing:
+            fix = f"The config.json and the weights are of different models: {REFETCH}"
+        elif len(set(origin.values())) > 1:
+            fix = f"They are in {', '.join(holders)}: remove a file that is not part of this model (an adapter?)"
+        else:
+            fix = f"Weights of another architecture or a head mlx_embed does not know: {REFETCH}"
         raise ValueError(
             f"The checkpoint does not match a {config['model_type']} model built from its config.json "
-            f"({config.get('num_hidden_layers')} layers): {'; '.join(parts)}. The config.json and the weights "
-            f"are of different models: {REFETCH}"
+            f"({config.get('num_hidden_layers')} layers): {'; '.join(parts)}. {fix}"
         )
     try:
         model.load_weights(list(weights.items()), strict=True)

@@ -4,6 +4,7 @@ so that a stop never leaves a folder that mixes two models."""
 
 from __future__ import annotations
 
+import fcntl
 import functools
 import glob
 import json
@@ -50,6 +51,7 @@ def check_destination(dst: Path, overwrite: bool) -> None:
     that no earlier conversion wrote: replacing those would lose someone's model."""
     if dst.is_symlink() and not dst.exists():
         raise FileExistsError(f"{dst} links to {os.readlink(dst)}, which does not exist: create it or pick another folder")
+    _remove_stale_partials(dst)
     if not dst.exists():
         _check_writable(next(p for p in dst.parents if p.exists()), dst)
         return
@@ -67,7 +69,7 @@ def check_destination(dst: Path, overwrite: bool) -> None:
     if foreign:
         raise FileExistsError(
             f"{dst} holds {', '.join(foreign)}, which no earlier `mlx-embed convert` wrote: overwriting replaces "
-            "only a converted model's files (every *.safetensors in a folder is loaded). Move them or pick another folder"
+            "only a converted model's files (a folder's *.safetensors files are what loads). Move them or pick another folder"
         )
 
 
@@ -138,21 +140,35 @@ PARTIAL = ".mlx-embed-partial-"  # + host-pid-random: a conversion's folder befo
 
 def _remove_stale_partials(dst: Path) -> None:
     """Remove what conversions into ``dst`` killed on this machine (SIGKILL, out of memory) left: their
-    hidden folders, a whole model each. A folder whose process still runs, or of another machine sharing
-    the disk, stays."""
+    hidden folders, a whole model each. A folder whose conversion still runs (its process is alive here, or
+    it holds the folder's lock: a process in another PID namespace, a container with this host name), or of
+    another machine sharing the disk, stays."""
     host = socket.gethostname()
     candidates = [*dst.glob(PARTIAL + "*")] if dst.is_dir() else []
     candidates += dst.parent.glob(f".{glob.escape(dst.name)}{PARTIAL}*")
     for folder in candidates:
-        owner, _, rest = folder.name.rpartition(PARTIAL)[2].rpartition("-")[0].rpartition("-")
-        if owner != host or not rest.isdigit() or not folder.is_dir() or folder.is_symlink():
+        owner, _, pid = folder.name.rpartition(PARTIAL)[2].rpartition("-")[0].rpartition("-")
+        if owner != host or not pid.isdigit() or not folder.is_dir() or folder.is_symlink():
             continue
         try:
-            os.kill(int(rest), 0)
+            os.kill(int(pid), 0)
+            continue  # alive (or another user's: PermissionError)
         except ProcessLookupError:
-            shutil.rmtree(folder, ignore_errors=True)
-        except OSError:  # another user's process: still running
             pass
+        except OSError:
+            continue
+        try:
+            fd = os.open(folder, os.O_RDONLY)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # released by the kernel when its holder dies
+        except OSError:
+            continue
+        else:
+            shutil.rmtree(folder, ignore_errors=True)
+        finally:
+            os.close(fd)
 
 
 def save_folder(
@@ -164,7 +180,6 @@ def save_folder(
     model card with a note (and ``hub_id``, the source's id on the Hub, as its base model), and
     sentence-transformers files for ``spec``; all into a new hidden folder (beside
     a new ``dst``, inside an existing one, which loading ignores), then moved in (:func:`_install`)."""
-    _remove_stale_partials(dst)
     partial = f"{PARTIAL}{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     if dst.exists():
         built = dst / partial
@@ -172,6 +187,8 @@ def save_folder(
         dst.parent.mkdir(parents=True, exist_ok=True)
         built = dst.parent / f".{dst.name}{partial}"
     built.mkdir()  # not tempfile.mkdtemp: its mode 0o700 would become the model folder's
+    lock = os.open(built, os.O_RDONLY)
+    fcntl.flock(lock, fcntl.LOCK_EX)  # see _remove_stale_partials
     try:
         prefix = ARCHITECTURES[config["model_type"]].SAVE_PREFIX
         weights = {prefix + k: v for k, v in tree_flatten(model.parameters())}
@@ -192,6 +209,7 @@ def save_folder(
         _install(built, dst)
     finally:
         shutil.rmtree(built, ignore_errors=True)
+        os.close(lock)
 
 
 # Hugging Face's own rule for a model card's YAML front matter (huggingface_hub.repocard.REGEX_YAML_BLOCK)

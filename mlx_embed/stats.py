@@ -50,12 +50,13 @@ WEIGHT_INDEX = "model.safetensors.index.json"
 def weight_files(folder: Path) -> list[Path]:
     """The files holding ``folder``'s tensors: the shards its ``model.safetensors.index.json`` lists, present
     or not (other ``*.safetensors`` beside them, such as another revision's shards, are not the model's), else
-    every ``*.safetensors`` in it."""
+    every ``*.safetensors`` in it but hidden ones."""
     from .tokenize import read_json
 
     index = read_json(folder / WEIGHT_INDEX)
-    if not isinstance(index.get("weight_map"), dict):
-        return sorted(folder.glob("*.safetensors"))  # pathlib: [ ] in the folder's own name are no pattern
+    if not isinstance(index.get("weight_map"), dict):  # pathlib: [ ] in the folder's own name are no pattern;
+        # hidden files are not weights (macOS writes ._model.safetensors beside the file on exFAT and SMB)
+        return sorted(f for f in folder.glob("*.safetensors") if not f.name.startswith("."))
     names = set(index["weight_map"].values())
     bad = [n for n in names if not isinstance(n, str) or not n or Path(n).name != n]
     if bad:

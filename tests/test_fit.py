@@ -92,6 +92,23 @@ def test_measured_peak_is_a_floor():
     m.measured_peaks = {"8x256": 2 * GIB}
     assert m.need(8, 256) == 2 * GIB
     assert m.need(4, 256) == 1 * GIB + 4 * 256 * 1024
+    # and for any batch and length past it: more input never needs less (2 GiB > 1 GiB + 9 x 300 KiB)
+    assert m.need(9, 300) == m.need(8, 257) == 2 * GIB and m.need(8, 255) < 2 * GIB
+
+
+def test_limits_and_verdict_agree_where_the_formula_runs_under_a_measurement():
+    """Measured 172 MiB at 1 x 128 where the formula gives 170 (MiniLM on CPU): with 171 MiB, fit said
+    "does not fit: one 128-token text needs 172 MiB" and "max length at batch 1 = 141" in one row; and
+    with a budget under the 4 x 256 measurement it advised batch_size <= 4, the batch that did not fit."""
+    m = model(150 * MIB, token=160 * 1024, max_len=256)  # 1 x 128: 150 + 20 = 170 MiB
+    m.measured_peaks = {"1x128": 172 * MIB}
+    got = fit.assess(m, Budget(ram=171 * MIB, reserve=0), max_batch_tokens=1024)
+    assert got["verdict"] == "does not fit" and got["max_length_at_batch_1"] < 128
+    m = model(150 * MIB, token=100 * 1024, max_len=256)  # 4 x 256 by the formula: 150 + 100 = 250 MiB
+    m.measured_peaks = {"4x256": 290 * MIB}
+    got = fit.assess(m, Budget(ram=280 * MIB, reserve=0), max_batch_tokens=1024)
+    assert got["verdict"] == "only with smaller inputs" and got["max_batch_at_max_length"] == 3
+    assert got["advice"] == "at 256 tokens use batch_size <= 3 (or max_batch_tokens <= 768)"
 
 
 def test_verdict_tight_below_ten_percent():

