@@ -23,7 +23,8 @@ JSON (``--json``), keys stable; sizes in bytes, times in seconds unless the key 
                       "peak_encode", "after_encode"},
         "swap_bytes": {"total", "used_before", "used_after", "delta"},
         "mlx_bytes": {"active_after_load", "peak_load", "active_after_encode", "peak_encode", "cache_after_encode"},
-        "throughput": {"texts", "tokens", "seconds", "warmup_s", "texts_per_s", "tokens_per_s"},
+        "throughput": {"texts", "tokens", "seconds", "warmup_s", "texts_per_s", "tokens_per_s",
+                       "max_batch_tokens", "batches", "largest_batch"},
         "latency_ms": {"queries", "p50", "p95", "mean", "max"}
       }],
       "failed": [{"model", "error"}]
@@ -135,10 +136,12 @@ _MODEL = {
         "mlx_bytes": _int_fields("active_after_load", "peak_load", "active_after_encode", "peak_encode", "cache_after_encode"),
         "throughput": {
             "type": "object",
-            "required": ["texts", "tokens", "seconds", "warmup_s", "texts_per_s", "tokens_per_s"],
+            "required": ["texts", "tokens", "seconds", "warmup_s", "texts_per_s", "tokens_per_s", "max_batch_tokens",
+                         "batches", "largest_batch"],
             "additionalProperties": False,
             "properties": {
                 "texts": {"type": "integer", "minimum": 1}, "tokens": {"type": "integer", "minimum": 1},
+                **{n: {"type": "integer", "minimum": 1} for n in ("max_batch_tokens", "batches", "largest_batch")},
                 **{n: {"type": "number", "minimum": 0} for n in ("seconds", "warmup_s", "texts_per_s", "tokens_per_s")},
             },
         },
@@ -367,6 +370,7 @@ def _measure(
     import mlx.core as mx
 
     import mlx_embed
+    from mlx_embed.embedder import CPU_BATCH_TOKENS, GPU_BATCH_TOKENS, batches
     from mlx_embed.stats import checkpoint_stats
 
     swap_total = int(psutil.swap_memory().total)
@@ -388,7 +392,11 @@ def _measure(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         prompt = embedder.spec.default_prompt or ""  # what encode() puts before each text
-        tokens = sum(len(s) for s in embedder.text_encoder.encode([prompt + t for t in texts], embedder.max_length))
+        lengths = [len(s) for s in embedder.text_encoder.encode([prompt + t for t in texts], embedder.max_length)]
+    tokens = sum(lengths)
+    # encode's own batches: on CPU its cap on padded tokens usually binds before batch_size does
+    cap = CPU_BATCH_TOKENS if mx.default_device() == mx.cpu else GPU_BATCH_TOKENS
+    batch_texts = [len(b) for b in batches(lengths, batch_size, cap)]
     query_texts = [texts[i % len(texts)] for i in range(queries)]
 
     with PeakSampler() as encode_sampler:
@@ -459,6 +467,9 @@ def _measure(
             "warmup_s": warmup_s,
             "texts_per_s": len(texts) / encode_s,
             "tokens_per_s": tokens / encode_s,
+            "max_batch_tokens": cap,
+            "batches": len(batch_texts),
+            "largest_batch": max(batch_texts),
         },
         "latency_ms": {
             "queries": len(latencies),
@@ -627,6 +638,9 @@ def profile(
     return report
 
 
+MIN_TIMED_S = 1.0  # a shorter timed pass gets a note that its throughput is noise
+
+
 def _mb(n: float) -> str:
     return f"{n / 2**20:.1f}"
 
@@ -638,11 +652,20 @@ def format_report(report: dict) -> str:
         f"machine: {m['chip']}, {m['ram_bytes'] / 2**30:.1f} GiB RAM, {m['cpu_count']} CPUs, {m['os']}",
         f"backend: {b['name']} ({b['device_name']}), MLX {b['mlx_version']}, BLAS {b['blas']}",
         f"workload: {w['name']}: {w['texts']} texts, batch {w['batch_size']}; latency over {w['queries']} single queries",
-        "",
     ]
+    caps = sorted({r["throughput"]["max_batch_tokens"] for r in report["models"]})
+    if caps:  # on CPU this cap, not batch_size, usually decides how many texts run at once
+        lines.append(f"encode also caps a batch at {'/'.join(map(str, caps))} padded tokens (max_batch_tokens): "
+                     "see 'batches (most texts)'")
+    short = [r["model"] for r in report["models"] if r["throughput"]["seconds"] < MIN_TIMED_S]
+    if short:
+        lines.append(f"note: the timed pass took under {MIN_TIMED_S:g} s for {', '.join(short)}: texts/s and tokens/s "
+                     "are noisy there; give more texts (--repeat, --texts)")
+    lines.append("")
     cols = [
         "model", "params", "bits/w", "weights MiB", "import s", "load s cold/warm", "RSS before/after load MiB",
-        "load Δ MiB", "peak encode MiB", "swap Δ MiB", "MLX active/peak/cache MiB", "texts/s", "tokens/s", "p50/p95 ms",
+        "load Δ MiB", "peak encode MiB", "swap Δ MiB", "MLX active/peak/cache MiB", "batches (most texts)", "texts/s",
+        "tokens/s", "p50/p95 ms",
     ]
     body = []
     for r in report["models"]:
@@ -653,7 +676,8 @@ def format_report(report: dict) -> str:
             f"{_mb(rs['before_load'])}/{_mb(rs['after_load'])}", _mb(rs["load_delta"]), _mb(rs["peak_encode"]),
             _mb(r["swap_bytes"]["delta"]),
             f"{_mb(mx_['active_after_encode'])}/{_mb(mx_['peak_encode'])}/{_mb(mx_['cache_after_encode'])}",
-            f"{t['texts_per_s']:.1f}", f"{t['tokens_per_s']:.0f}", f"{lat['p50']:.1f}/{lat['p95']:.1f}",
+            f"{t['batches']} ({t['largest_batch']})", f"{t['texts_per_s']:.1f}", f"{t['tokens_per_s']:.0f}",
+            f"{lat['p50']:.1f}/{lat['p95']:.1f}",
         ])
     widths = [max(len(x) for x in col) for col in zip(cols, *body)]
     lines.append("  ".join(h.ljust(w) for h, w in zip(cols, widths)))
