@@ -257,34 +257,30 @@ def default_point(max_length: int, max_batch_tokens: int) -> tuple[int, int]:
     return max(1, min(ENCODE_BATCH_SIZE, max_batch_tokens // max_length)), max_length
 
 
+def _largest(hi: int, fits) -> int:
+    """The largest n in [1, hi] with ``fits(n)``, given ``fits(1)`` and that ``fits`` holds up to some n only."""
+    lo = 1
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        lo, hi = (mid, hi) if fits(mid) else (lo, mid - 1)
+    return lo
+
+
 def max_batch(model: MemoryModel, length: int, available: int, cap: int = MAX_BATCH_REPORTED) -> int:
     """The largest batch of ``length``-token texts within ``available`` bytes (0: not even one)."""
     if model.need(1, length) > available:
         return 0
     per_text = model.working(1, length)
     room = available - model.footprint - model.runtime_overhead
-    lo, hi = 1, cap if per_text <= 0 else max(1, int(min(cap, room // per_text)))
-    while lo < hi:  # the formula's bound, lowered where a measured peak says less fits
-        mid = (lo + hi + 1) // 2
-        if model.need(mid, length) <= available:
-            lo = mid
-        else:
-            hi = mid - 1
-    return lo
+    bound = cap if per_text <= 0 else max(1, int(min(cap, room // per_text)))  # the formula's; a measured peak may lower it
+    return _largest(bound, lambda n: model.need(n, length) <= available)
 
 
 def max_length(model: MemoryModel, batch: int, available: int) -> int:
     """The longest input (<= the model's max length) a batch of ``batch`` texts can have within ``available``."""
     if model.need(batch, 1) > available:
         return 0
-    lo, hi = 1, model.max_length
-    while lo < hi:
-        mid = (lo + hi + 1) // 2
-        if model.need(batch, mid) <= available:
-            lo = mid
-        else:
-            hi = mid - 1
-    return lo
+    return _largest(model.max_length, lambda n: model.need(batch, n) <= available)
 
 
 def assess(model: MemoryModel, budget: Budget, max_batch_tokens: int | None = None) -> dict:
