@@ -163,3 +163,25 @@ def test_topk_agreement_hand_computed(monkeypatch):
         for i, n in enumerate(names):
             model.plain[n] = (np.eye(5)[i] * (3 if i % 2 else 1)).tolist()
     assert fidelity.topk_agreement(ref, cand, k=2) == pytest.approx(0.75)
+
+
+def test_every_setting_that_changes_the_vectors_is_reported():
+    """Each setting in which two models can embed differently, changed alone, is named (dropping one from
+    the list hid, e.g., a conversion that lost lowercasing)."""
+    import dataclasses
+
+    from mlx_embed.fidelity import spec_differences
+
+    base = REGISTRY["minilm"]
+    changes = {"pooling": "cls", "normalize": False, "max_length": 128, "lowercase": True, "include_prompt": False,
+               "document_prompt": "passage: ", "default_prompt": "query: ", "end_token": "[SEP]",
+               "padding_side": "left", "query_prompt": "query: "}
+
+    class Model:
+        def __init__(self, spec):
+            self.spec = spec
+
+    for name, value in changes.items():
+        assert getattr(base, name) != value
+        got = spec_differences(Model(base), Model(dataclasses.replace(base, **{name: value})))
+        assert got == (f"{name}: {getattr(base, name)!r} vs {value!r}",), name

@@ -197,6 +197,8 @@ def test_registry_specs():
     )
     assert qwen.format_query_prompt("Find code") == "Instruct: Find code\nQuery:"
     assert qwen.document_prompt == "" and qwen.pooling == "last_token" and qwen.max_length == 8192
+    # Qwen3-Embedding's model card: the EOS token <|endoftext|> ends each input, and the last one is pooled
+    assert (qwen.end_token, qwen.padding_side, qwen.dim) == ("<|endoftext|>", "left", 1024)
     assert registry.get("bge-small").pooling == "cls" and registry.get("minilm").max_length == 256
     bge = registry.get("bge-small")  # BAAI/bge-small-en-v1.5 model card: the instruction for short queries
     assert bge.format_query_prompt() == "Represent this sentence for searching relevant passages: "

@@ -112,6 +112,15 @@ def test_do_lower_case_lowers_the_texts_as_sentence_transformers_does(minilm_pat
     _assert_same(model.encode(texts), _reference(folder, texts))
 
 
+def test_documents_take_the_document_prompt_before_passage_or_corpus(minilm_path, tmp_path):
+    """sentence-transformers 6 takes "document" over "passage" and "corpus" (without "document", 6.2 adds an
+    empty one and never reaches the others, which mlx_embed uses: see the README)."""
+    folder = _copy(minilm_path, tmp_path / "some-model")
+    _edit(folder / "config_sentence_transformers.json",
+          prompts={"query": "q: ", "passage": "passage: ", "corpus": "corpus: ", "document": "doc: "})
+    _assert_same(mlx_embed.load(folder).encode_document(TEXTS), _reference(folder, method="encode_document"))
+
+
 @pytest.mark.parametrize("mode", ["mean", "cls"])
 def test_pooling_without_the_prompt_leaves_its_tokens_out(minilm_path, tmp_path, mode):
     """``include_prompt: false``: pooling skips [CLS] and the prompt (mean: cosine 0.77 when it did not;
@@ -322,6 +331,49 @@ def test_overwriting_a_conversion_leaves_none_of_its_settings(minilm_path, tmp_p
     _convert(second, tmp_path / "out", overwrite=True)
     _, b = _same_settings(second, tmp_path / "out")
     assert (b.spec.pooling, b.spec.normalize, b.spec.include_prompt) == ("mean", True, True)
+
+
+def test_a_converted_folder_embeds_as_sentence_transformers_embeds_its_source(minilm_path, tmp_path):
+    """The settings written for the converted folder, checked against sentence-transformers on the SOURCE:
+    no Normalize module (raw vectors, norm ~6), do_lower_case over a cased tokenizer, a max length of its
+    own. Converted at 32 bits, the weights are exact, so the vectors must agree to float32 rounding."""
+    src = _copy(minilm_path, tmp_path / "some-model")
+    (src / "modules.json").write_text(json.dumps([m for m in json.loads((src / "modules.json").read_text())
+                                                  if not m["type"].endswith("Normalize")]))
+    tokenizer = json.loads((src / "tokenizer.json").read_text())
+    tokenizer["normalizer"].update(lowercase=False, strip_accents=False)  # a cased tokenizer
+    (src / "tokenizer.json").write_text(json.dumps(tokenizer))
+    _edit(src / "tokenizer_config.json", do_lower_case=False)
+    _edit(src / "sentence_bert_config.json", do_lower_case=True, max_seq_length=12)
+    from mlx_embed.conversion import convert
+
+    convert(src, tmp_path / "out", bits=32, report=False)
+    texts = TEXTS + ["Hello WORLD, ΟΔΟΣ"]
+    reference = _reference(src, texts)
+    assert np.linalg.norm(reference, axis=1).min() > 2  # not normalized, and cut at 12 tokens (the long text)
+    _assert_same(mlx_embed.load(tmp_path / "out").encode(texts), reference)
+
+
+def test_a_converted_registry_named_folder_keeps_the_registry_length(minilm_path, tmp_path):
+    """A folder named all-MiniLM-L6-v2 without sentence_bert_config.json loads at the registry's 256 tokens;
+    its conversion, named otherwise, fell back to the 512 positions. 256 is the max_seq_length of the
+    upstream sentence-transformers/all-MiniLM-L6-v2 (its own sentence_bert_config.json)."""
+    upstream = json.loads((minilm_path / "sentence_bert_config.json").read_text())["max_seq_length"]
+    src = _copy(minilm_path, tmp_path / "all-MiniLM-L6-v2", skip={"sentence_bert_config.json"})
+    _convert(src, tmp_path / "out")
+    assert mlx_embed.load(src).max_length == mlx_embed.load(tmp_path / "out").max_length == upstream == 256
+
+
+def test_a_float32_conversion_is_labelled_float32(minilm_path, tmp_path):
+    """--bits 32 wrote torch_dtype float16, so fit counted its weights at half their size on disk."""
+    from mlx_embed import fit
+    from mlx_embed.conversion import convert
+
+    convert(minilm_path, tmp_path / "out", bits=32, report=False)
+    config = json.loads((tmp_path / "out" / "config.json").read_text())
+    disk = (tmp_path / "out" / "model.safetensors").stat().st_size
+    assert config["torch_dtype"] == "float32"
+    assert fit.weight_bytes(config, "cpu")["disk"] == pytest.approx(disk, rel=0.01)
 
 
 def test_convert_refuses_a_tokenizer_load_would_refuse_before_writing(minilm_path, tiny_qwen3_hf, tmp_path):
