@@ -596,7 +596,8 @@ def build_model(config: dict, weights: dict[str, mx.array]) -> nn.Module:
                 f"config.json's quantization block {_settings(quant)} cannot be built by MLX {mx.__version__} "
                 f"({err}): {REFETCH}"
             ) from None
-    expected = {k for k, _ in tree_flatten(model.parameters())}
+    params = dict(tree_flatten(model.parameters()))
+    expected = set(params)
     missing, extra = sorted(expected - weights.keys()), sorted(weights.keys() - expected)
     if missing or extra:  # named in short: a config of 12 layers for weights of 6 would list 100 keys
         def some(keys: list[str]) -> str:
@@ -614,6 +615,13 @@ def build_model(config: dict, weights: dict[str, mx.array]) -> nn.Module:
         raise ValueError(
             f"The checkpoint does not match a {config['model_type']} model built from its config.json "
             f"({config.get('num_hidden_layers')} layers): {'; '.join(parts)}. {fix}"
+        )
+    wrong = sorted(k for k, v in weights.items()  # load_weights checks shapes, not kinds: int32 would load
+                   if mx.issubdtype(params[k].dtype, mx.floating) != mx.issubdtype(v.dtype, mx.floating))
+    if wrong:
+        raise ValueError(
+            f"The checkpoint's {wrong[0]!r} holds {str(weights[wrong[0]].dtype).rsplit('.', 1)[-1]} values where "
+            f"{str(params[wrong[0]].dtype).rsplit('.', 1)[-1]} belongs ({len(wrong)} such tensors): the file is not these weights; {REFETCH}"
         )
     try:
         model.load_weights(list(weights.items()), strict=True)

@@ -810,3 +810,18 @@ def test_ids_and_revisions_the_hub_cannot_take_are_refused(name, kwargs, match):
     that is no folder stays a ModelNotFoundError (a FileNotFoundError); an empty revision is a ValueError."""
     with pytest.raises(ValueError if "revision" in kwargs else ModelNotFoundError, match=match):
         mlx_embed.load(name, local_files_only=True, **kwargs)
+
+
+def test_integer_values_where_float_weights_belong_are_refused(tiny_bert_hf, tiny_bert_4bit, tmp_path):
+    """MLX's load_weights checks shapes only: an int32 tensor in a float weight's place loaded silently."""
+    from safetensors.numpy import load_file, save_file
+
+    folder = tmp_path / "ints"
+    shutil.copytree(tiny_bert_hf, folder)
+    tensors = load_file(str(folder / "model.safetensors"))
+    key = "encoder.layer.0.attention.self.query.weight"
+    tensors[key] = (tensors[key] * 100).astype(np.int32)
+    save_file(tensors, str(folder / "model.safetensors"))
+    with pytest.raises(ValueError, match=rf"'{key}' holds int32 values where float32 belongs \(1 such tensors\)"):
+        mlx_embed.load(folder)
+    mlx_embed.load(tiny_bert_4bit).encode("packed uint32 weights of a quantized checkpoint still load")
