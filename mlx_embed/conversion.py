@@ -431,9 +431,10 @@ def _half_dtype(weights: dict[str, mx.array]) -> mx.Dtype:
 
 def _choice(name: str, value, choices: tuple[int, ...]) -> int:
     """``value`` as a plain int (a numpy integer from a sweep is one), when it is one of ``choices``."""
-    if isinstance(value, numbers.Integral) and not isinstance(value, bool) and int(value) in choices:
+    integral = isinstance(value, numbers.Integral) and not isinstance(value, bool)
+    if integral and int(value) in choices:
         return int(value)
-    kind = "" if isinstance(value, numbers.Integral) and not isinstance(value, bool) else f" ({type(value).__name__}; give an int)"
+    kind = "" if integral else f" ({type(value).__name__}; give an int)"
     raise ValueError(f"{name}={value!r} is not supported{kind}; choose one of {choices}")
 
 

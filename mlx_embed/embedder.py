@@ -40,6 +40,11 @@ CACHE_HIGH_WATER = 0
 CPU_BATCH_TOKENS = 1024
 GPU_BATCH_TOKENS = 16384
 
+
+def default_batch_tokens() -> int:
+    """``encode``'s cap on padded tokens per batch on the device MLX computes on now."""
+    return CPU_BATCH_TOKENS if mx.default_device() == mx.cpu else GPU_BATCH_TOKENS
+
 # Texts tokenized at a time by one encode() call: the token ids of a whole corpus would grow with it.
 # MiniLM, one call over 2,048 documents of 1-12 corpus texts (1.2 M characters): chunks of 4,096 /
 # 1,024 / 512 / 256 texts took 90 / 82 / 84 / 84 s with peak RSS 351 / 313 / 285 / 271 MiB.
@@ -422,7 +427,7 @@ class Embedder:
     ) -> _Run:
         """``encode``'s arguments checked, with the model's defaults filled in."""
         if max_batch_tokens is None:
-            max_batch_tokens = CPU_BATCH_TOKENS if mx.default_device() == mx.cpu else GPU_BATCH_TOKENS
+            max_batch_tokens = default_batch_tokens()
         own_prompt = prompt is not None
         if prompt is None:
             prompt = _ModelPrompt(self._spec.default_prompt) if self._spec.default_prompt else None

@@ -71,7 +71,10 @@ class IncompleteSnapshot(Exception):
 def missing_weight_files(path: Path) -> list[str]:
     """Weight files ``path`` lacks: every shard its ``model.safetensors.index.json`` lists that is not there
     (a dangling link too), or any ``*.safetensors`` at all."""
-    files = weight_files(path)
+    return _absent(weight_files(path))
+
+
+def _absent(files: list[Path]) -> list[str]:
     return [f.name for f in files if not f.is_file()] if files else ["*.safetensors"]
 
 
@@ -525,7 +528,8 @@ class Weights(dict):
 
 
 def load_weights(path: Path) -> Weights:
-    files, missing = weight_files(path), missing_weight_files(path)
+    files = weight_files(path)
+    missing = _absent(files)
     if files and missing:
         listed = f", listed in its {WEIGHT_INDEX}" if (path / WEIGHT_INDEX).exists() else " (a link to nothing)"
         raise ModelNotFoundError(
@@ -605,10 +609,10 @@ def build_model(config: dict, weights: dict[str, mx.array]) -> nn.Module:
 
         parts = [f"the weights lack {len(missing)} of its tensors ({some(missing)})"] if missing else []
         parts += [f"{'they' if missing else 'the weights'} hold {len(extra)} it has no place for ({some(extra)})"] if extra else []
-        holders = sorted({f for key, f in origin.items() for x in extra if key.endswith(x)})
         if missing:
             fix = f"The config.json and the weights are of different models: {REFETCH}"
         elif len(set(origin.values())) > 1:
+            holders = sorted({f for key, f in origin.items() for x in extra if key.endswith(x)})
             fix = f"They are in {', '.join(holders)}: remove a file that is not part of this model (an adapter?)"
         else:
             fix = f"Weights of another architecture or a head mlx_embed does not know: {REFETCH}"

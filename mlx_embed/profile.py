@@ -370,7 +370,7 @@ def _measure(
     import mlx.core as mx
 
     import mlx_embed
-    from mlx_embed.embedder import CPU_BATCH_TOKENS, GPU_BATCH_TOKENS, batches
+    from mlx_embed.embedder import batches, default_batch_tokens
     from mlx_embed.stats import checkpoint_stats
 
     swap_total = int(psutil.swap_memory().total)
@@ -395,7 +395,7 @@ def _measure(
         lengths = [len(s) for s in embedder.text_encoder.encode([prompt + t for t in texts], embedder.max_length)]
     tokens = sum(lengths)
     # encode's own batches: on CPU its cap on padded tokens usually binds before batch_size does
-    cap = CPU_BATCH_TOKENS if mx.default_device() == mx.cpu else GPU_BATCH_TOKENS
+    cap = default_batch_tokens()
     batch_texts = [len(b) for b in batches(lengths, batch_size, cap)]
     query_texts = [texts[i % len(texts)] for i in range(queries)]
 

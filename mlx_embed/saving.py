@@ -36,7 +36,6 @@ COPY_FILES = (
     "added_tokens.json",
 )
 CARD_NOTE = "> Converted by `mlx-embed convert`"  # starts the note on a converted folder's README.md
-INSTALLING = loading.INSTALLING  # in a folder while its earlier conversion's files are being replaced
 # sentence-transformers files the converted folder gets from the spec the source loads with (so a
 # registry model's settings, or a pooling folder at another path, survive the new folder's name)
 ST_FILES = ("modules.json", "sentence_bert_config.json", "config_sentence_transformers.json", "1_Pooling/config.json")
@@ -63,7 +62,7 @@ def check_destination(dst: Path, overwrite: bool) -> None:
     if not overwrite:
         raise FileExistsError(f"{dst} exists and is not empty; pass overwrite=True or pick another folder")
     config = dst / "config.json"
-    ours = (dst / INSTALLING).exists() or _earlier_conversion(dst) is not None
+    ours = (dst / loading.INSTALLING).exists() or _earlier_conversion(dst) is not None
     foreign = [p.name for p in sorted(dst.glob("*.safetensors*")) if not ours or p.name != "model.safetensors"]
     foreign = (["config.json"] if config.exists() and not ours else []) + foreign
     if foreign:
@@ -119,7 +118,7 @@ def _install(built: Path, dst: Path) -> None:
     if built.parent != dst:
         built.rename(dst)
         return
-    marker = dst / INSTALLING
+    marker = dst / loading.INSTALLING
     names = _copied_before(dst, marker)
     marker.write_text(json.dumps(names))
     (dst / "config.json").unlink(missing_ok=True)
