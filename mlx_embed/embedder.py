@@ -143,13 +143,22 @@ def _check_unicode(name: str, text: str) -> None:
             ) from None
 
 
-def _check_tokens(ids: list[list[int]], start: int, single: bool = False) -> None:
-    empty = next((i for i, seq in enumerate(ids) if not seq), None)
-    if empty is not None:
+def _check_tokens(ids: list[list[int]], start: int, single: bool = False, skip: int = 0) -> None:
+    """Refuse a text with nothing to pool: no ids at all, or (``skip``: pooling leaves the prompt's tokens
+    out) none after the prompt's."""
+    empty = next((i for i, seq in enumerate(ids) if len(seq) <= skip), None)
+    if empty is None:
+        return
+    name = "text" if single else f"texts[{start + empty}]"
+    if not ids[empty]:
         raise ValueError(
-            f"{'text' if single else f'texts[{start + empty}]'} gives no tokens: this tokenizer adds no special tokens, so an empty or "
+            f"{name} gives no tokens: this tokenizer adds no special tokens, so an empty or "
             "blank text has nothing to embed; drop or fill such texts first"
         )
+    raise ValueError(
+        f"{name} gives no tokens after the prompt's {skip}, and this model's pooling leaves the prompt's "
+        "tokens out (include_prompt: false), so it has nothing to embed; drop or fill such texts first"
+    )
 
 
 class _ModelPrompt(str):
@@ -401,11 +410,11 @@ class Embedder:
         self._check_blank(items, run.max_length, single)
         if not run.truncate and len(items) > ENCODE_CHUNK:  # refuse before computing anything; the ids are not kept
             for start, ids in self._chunks(items, run.max_length, cut):
-                _check_tokens(ids, start, single)
+                _check_tokens(ids, start, single, run.skip)
             check_truncation(cut, len(items), run.max_length, run.truncate)
         done = 0
         for start, ids in self._chunks(items, run.max_length, cut):
-            _check_tokens(ids, start, single)
+            _check_tokens(ids, start, single, run.skip)
             if not run.truncate:
                 check_truncation(cut, len(items), run.max_length, run.truncate)
             for idx, vectors in self._embed_batches(ids, run.batch_size, run.max_batch_tokens, run.dim, run.normalize, run.skip):

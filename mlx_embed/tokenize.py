@@ -252,7 +252,7 @@ class TextEncoder:
 
 # The CJK ideographs BERT's normalizer splits one by one (handle_chinese_chars): each is a word of its own.
 _CJK = ((0x4E00, 0x9FFF), (0x3400, 0x4DBF), (0x20000, 0x2A6DF), (0x2A700, 0x2B73F), (0x2B740, 0x2B81F),
-        (0x2B820, 0x2CEAF), (0xF900, 0xFAFF), (0x2F800, 0x2FA1F))
+        (0x2B920, 0x2CEAF), (0xF900, 0xFAFF), (0x2F800, 0x2FA1F))
 
 
 def _char_class(chars: Iterable[int], extra: Iterable[tuple[int, int]] = ()) -> str:

@@ -116,7 +116,8 @@ def _perturb_norms(model, torch) -> None:
 
 @pytest.fixture(scope="session")
 def tiny_bert_hf(tmp_path_factory, minilm_path) -> Path:
-    """A bge-shaped (CLS pooling, query prefix) random BERT with the MiniLM WordPiece tokenizer."""
+    """A bge-shaped (CLS pooling, query prefix) random BERT with the MiniLM WordPiece tokenizer; its
+    layer_norm_eps is not the default, so a model that ignores the config's eps differs from transformers."""
     torch = pytest.importorskip("torch", reason=NEEDS_TORCH)
     transformers = pytest.importorskip("transformers", reason=NEEDS_TRANSFORMERS)
     torch.manual_seed(0)
@@ -127,6 +128,7 @@ def tiny_bert_hf(tmp_path_factory, minilm_path) -> Path:
         num_attention_heads=4,
         intermediate_size=128,
         max_position_embeddings=128,
+        layer_norm_eps=1e-3,
     )
     model = transformers.BertModel(config).eval()
     _perturb_norms(model, torch)
@@ -165,7 +167,8 @@ def train_qwen_like_tokenizer(append_eos: bool):
 
 @pytest.fixture(scope="session")
 def tiny_qwen3_hf(tmp_path_factory) -> Path:
-    """A random Qwen3 with head_dim != hidden/heads, GQA and perturbed RMSNorms, saved by Qwen3Model."""
+    """A random Qwen3 with head_dim != hidden/heads, GQA, perturbed RMSNorms and a non-default rms_norm_eps,
+    saved by Qwen3Model."""
     torch = pytest.importorskip("torch", reason=NEEDS_TORCH)
     transformers = pytest.importorskip("transformers", reason=NEEDS_TRANSFORMERS)
     tok = train_qwen_like_tokenizer(append_eos=True)
@@ -179,7 +182,7 @@ def tiny_qwen3_hf(tmp_path_factory) -> Path:
         head_dim=32,
         intermediate_size=128,
         max_position_embeddings=512,
-        rms_norm_eps=1e-6,
+        rms_norm_eps=1e-4,
         tie_word_embeddings=True,
         rope_theta=1_000_000.0,
     )

@@ -560,11 +560,12 @@ def test_a_long_run_of_letters_is_never_cut_inside_for_a_prefix(minilm, monkeypa
 
 
 def test_every_character_taken_for_a_word_break_ends_a_word_for_the_bert_tokenizer(minilm):
-    """Checked against the tokenizer itself over the BMP: the break set keeps no character that the normalizer
-    deletes (a form feed) or that ``tokenizers``' older Unicode tables do not call punctuation (U+2E43)."""
+    """Checked against the tokenizer itself over the BMP and the CJK extension planes: the break set keeps no
+    character that the normalizer deletes (a form feed), that ``tokenizers``' older Unicode tables do not call
+    punctuation (U+2E43), or that its CJK table leaves out (U+2B820-2B91F, which Google's BERT splits)."""
     breaks = tokenize._word_break(cjk=True)
-    chars = [chr(c) for c in range(0x10000) if not 0xD800 <= c <= 0xDFFF and breaks.fullmatch(chr(c))]
-    assert len(chars) > 20_000
+    chars = [chr(c) for c in range(0x30000) if not 0xD800 <= c <= 0xDFFF and breaks.fullmatch(chr(c))]
+    assert len(chars) > 20_000 and breaks.fullmatch("\U0002B920") and breaks.fullmatch("\U0002B81F")
     tk = minilm.text_encoder.tokenizer
     joined = [c for c, e in zip(chars, tk.encode_batch([f"abc{c}def" for c in chars], add_special_tokens=False))
               if e.tokens[0] != "abc" or e.tokens[-1] != "def"]

@@ -151,7 +151,13 @@ def test_a_prompt_without_an_end_token_is_counted_whole(tmp_path):
     _write_st_files(folder, "mean", 64, 512, {"query": "Instruct: find it\nQuery:", "document": ""})
     _edit(folder / "1_Pooling" / "config.json", include_prompt=False)
     texts = ["the weather is nice today", "a second text"]
-    _assert_same(mlx_embed.load(folder).encode_query(texts), _reference(folder, texts, method="encode_query"))
+    model = mlx_embed.load(folder)
+    _assert_same(model.encode_query(texts), _reference(folder, texts, method="encode_query"))
+    # "" leaves pooling no token: sentence-transformers gives it a zero vector, which we refuse by name (it
+    # was blamed on the weights as a zero embedding)
+    assert not _reference(folder, ["", "x"], method="encode_query")[0].any()
+    with pytest.raises(ValueError, match=r"texts\[0\] gives no tokens after the prompt's \d+, .*include_prompt: false"):
+        model.encode_query(["", "x"])
 
 
 @pytest.mark.parametrize(
