@@ -119,7 +119,8 @@ def test_similarity_columns_line_up_with_wide_characters(capsys, tiny_bert_hf):
     def columns(text):
         return sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
 
-    texts = ["東京は日本の首都です。" * 3, "hello", "a much longer English sentence that will be shortened"]
+    texts = ["東京は日本の首都です。" * 3, "hello", "a much longer English sentence that will be shortened",
+             "ＡＢＣ１２３" * 4]  # fullwidth forms (east_asian_width "F") take two columns too
     rc, out, _ = run(capsys, "similarity", *texts, "--model", tiny_bert_hf, "--pooling", "mean")
     header, *rows = out.splitlines()[1:]
     ends = [columns(header[: m.end()]) for m in re.finditer(r"\d+", header)]
@@ -300,6 +301,39 @@ def test_input_file_byte_order_mark_and_stdin(capsys, tiny_qwen3_hf, tmp_path, m
     monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(b"\xef\xbb\xbfhow do I reset my password?\r\nsecond line\r\n")))
     rc, out, _ = run(capsys, "embed", "--input", "-", "--model", tiny_qwen3_hf)
     assert rc == 0 and np.abs(np.array(json.loads(out)) - expected).max() < 1e-6
+
+
+def test_stdin_keeps_a_lone_carriage_return_inside_its_line(capsys, monkeypatch):
+    """Row i is line i as ``wc -l`` counts (newlines only): a lone \\r is text, on stdin as in a file."""
+    import io
+
+    from mlx_embed.textfile import read_lines
+
+    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(b"third\rstill third\r\nnext\n")))
+    assert read_lines("-", "--input") == ["third\rstill third", "next"]
+
+
+@pytest.mark.parametrize("minimum,kind,given,ok", [(1, int, "1", True), (2, int, "2", True), (2, int, "1", False),
+                                                   (0, float, "0", False), (0, float, "0.5", True), (1, int, "1.0", False)])
+def test_number_flags_take_their_bound(minimum, kind, given, ok):
+    """``--batch-size 1`` and ``--max-length 2`` are the ">= N" of their help text."""
+    from mlx_embed.cli import at_least
+
+    if ok:
+        assert at_least(minimum, kind)(given) == kind(given)
+    else:
+        with pytest.raises(argparse.ArgumentTypeError):
+            at_least(minimum, kind)(given)
+
+
+def test_embed_passes_its_batch_size_on(capsys, monkeypatch, tiny_bert_hf):
+    """--batch-size is the memory control: it reaches encode (the vectors alone would not show it)."""
+    from mlx_embed.embedder import Embedder
+
+    seen, encode = [], Embedder.encode
+    monkeypatch.setattr(Embedder, "encode", lambda self, texts, **kw: seen.append(kw["batch_size"]) or encode(self, texts, **kw))
+    rc, _, _ = run(capsys, "embed", "a", "b", "c", "--model", tiny_bert_hf, "--pooling", "mean", "--batch-size", "1")
+    assert rc == 0 and seen == [1]
 
 
 def test_truncation_is_a_warning_line_with_flags_that_exist(capsys, minilm_path):

@@ -51,3 +51,19 @@ def test_mean_pooling_of_float16_hidden_sums_in_float32():
     expected = (h.astype(np.float64) * mask[..., None]).sum(1) / mask.sum(1, keepdims=True)
     got = np.array(mean(mx.array(h), mx.array(mask))).astype(np.float64)
     assert np.abs(got - expected).max() < 1e-5
+
+
+@pytest.mark.parametrize("pooling", ["mean", "cls"])
+def test_a_prompt_left_out_of_pooling_is_counted_from_the_first_real_token(pooling):
+    """``include_prompt: false`` with left padding: the ``skip`` positions after the padding go, not the
+    padding's (hand-computed: row 0 is padded by 2, its prompt takes positions 2-3)."""
+    from types import SimpleNamespace
+
+    from mlx_embed.embedder import Embedder
+
+    h = np.arange(2 * 6 * 3, dtype=np.float32).reshape(2, 6, 3)  # (B=2, L=6, D=3)
+    mask = np.array([[0, 0, 1, 1, 1, 1], [1, 1, 1, 1, 1, 1]], dtype=np.int32)
+    fake = SimpleNamespace(_spec=SimpleNamespace(pooling=pooling))
+    got = np.array(Embedder._pool(fake, mx.array(h), mx.array(mask), 3, False, skip=2))
+    expected = np.stack([h[0, 4:].mean(0), h[1, 2:].mean(0)]) if pooling == "mean" else h[[0, 1], [4, 2]]
+    np.testing.assert_allclose(got, expected, rtol=1e-6)

@@ -56,3 +56,21 @@ def test_peak_memory_is_the_kernels_high_water_mark():
     if procmem.METRIC == "rss":
         maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * (1 if sys.platform == "darwin" else 1024)
         assert abs(peak - maxrss) <= 0.02 * maxrss
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/status (Linux only)")
+def test_peak_without_proc_is_in_bytes(monkeypatch):
+    """Where /proc cannot be read the peak comes from getrusage, in KiB on Linux: the same figure in bytes."""
+    import builtins
+
+    with open("/proc/self/status") as f:
+        vmhwm = next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmHWM:"))
+    real_open = builtins.open
+
+    def no_proc(file, *args, **kwargs):
+        if str(file).startswith("/proc/"):
+            raise PermissionError(file)
+        return real_open(file, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", no_proc)
+    assert abs(procmem.peak_memory() - vmhwm) <= 0.02 * vmhwm

@@ -33,6 +33,19 @@ def test_vocab_txt_fallback_matches_tokenizer_json(minilm_path, tmp_path):
     assert a == b
 
 
+def test_a_bare_vocab_txt_is_read_as_bert_reads_it(minilm_path, tmp_path):
+    """vocab.txt without tokenizer_config.json: BERT's defaults (lowercase, CJK split), as ``tokenizers``'
+    own BertWordPieceTokenizer builds them."""
+    import shutil
+
+    from tokenizers import BertWordPieceTokenizer
+
+    shutil.copy(minilm_path / "vocab.txt", tmp_path / "vocab.txt")
+    texts = ["Hello World", "PARIS is in FRANCE", "Café NAÏVE 東京"]
+    reference = BertWordPieceTokenizer(str(tmp_path / "vocab.txt"))
+    assert TextEncoder(load_tokenizer(tmp_path)).encode(texts, 256) == [e.ids for e in reference.encode_batch(texts)]
+
+
 def test_end_token_appended_only_when_missing():
     """A tokenizer.json without the end token in its template gets the ids of one with it (Qwen's current
     files), also for a text that ends in a literal <|endoftext|>: the template appends one more."""
