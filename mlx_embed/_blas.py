@@ -41,6 +41,15 @@ def interpose() -> str | None:
         reason = "disabled by MLX_EMBED_OPENBLAS=0"
     elif "mlx.core" in sys.modules:
         reason = "mlx.core was imported before mlx_embed"
+        found = next((p for p in (c.format(arch=platform.machine()) for c in CANDIDATES) if os.path.exists(p)), None)
+        mx = sys.modules["mlx.core"]
+        if found and mx.default_device() == mx.cpu:
+            warnings.warn(
+                f"mlx_embed: mlx.core was imported before mlx_embed, so MLX's CPU matmuls use its bundled reference "
+                f"BLAS, not {found} (encoding several times slower): import mlx_embed before mlx and mlx_lm, or set "
+                "MLX_EMBED_OPENBLAS=0 to keep the bundled BLAS without this warning",
+                stacklevel=3,
+            )
     else:
         arch = platform.machine()
         chosen = setting != "1"
