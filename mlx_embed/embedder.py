@@ -295,6 +295,14 @@ def _dtype_name(dtype: mx.Dtype) -> str:
     return str(dtype).removeprefix("mlx.core.")
 
 
+def _non_finite_parameter(model: nn.Module) -> str | None:
+    """The name of a floating parameter holding inf or NaN, if any."""
+    from mlx.utils import tree_flatten
+
+    return next((k for k, v in tree_flatten(model.parameters())
+                 if mx.issubdtype(v.dtype, mx.floating) and not mx.isfinite(v).all().item()), None)
+
+
 def _check_finite(vectors: np.ndarray, indices: np.ndarray, model: nn.Module) -> None:
     """Raise instead of handing back inf / NaN vectors, which would poison a vector index, or all-zero ones,
     which no trained model gives (weights of zeros: a file zeroed on disk)."""
@@ -308,7 +316,10 @@ def _check_finite(vectors: np.ndarray, indices: np.ndarray, model: nn.Module) ->
     if not bad.any():
         return
     dtype = _compute_dtype(model)
-    if dtype == mx.float16:
+    broken = _non_finite_parameter(model)
+    if broken is not None:
+        fix = f"the model's weights hold inf / NaN (e.g. {broken!r}); {REFETCH}"
+    elif dtype == mx.float16:
         fix = "float16 activations overflowed (largest finite value 65504); load with dtype='float32' or 'bfloat16'"
     else:
         fix = f"the model computes in {_dtype_name(dtype)} and should not overflow: check the checkpoint's weights for inf / NaN"
