@@ -12,6 +12,7 @@ import json
 import numbers
 import os
 import re
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +22,7 @@ import mlx.core as mx
 import mlx.nn as nn
 import numpy as np
 
-from . import loading, saving
+from . import loading, registry, saving
 from .api import DTYPES, text_encoder_for
 from .models import ARCHITECTURES
 from .pooling import POOLERS
@@ -495,6 +496,12 @@ def convert(
     if dst.resolve() == resolved.path.resolve():
         raise ValueError(f"{dst} is the source folder: converting in place would overwrite its weights; pick another folder")
     saving.check_destination(dst, overwrite)
+    if not dst.is_absolute() and registry.find(os.fspath(dst)) is not None:
+        warnings.warn(
+            f"{dst} is also the name of a registry model: load({os.fspath(dst)!r}) run in {Path.cwd()} will load this "
+            f"folder, not the registry's (a folder comes first); pick another name, e.g. {dst.name}-{bits}bit",
+            UserWarning, stacklevel=2,
+        )
 
     source_weights = loading.load_weights(resolved.path)
     encoder = text_encoder_for(resolved.path, spec, config)  # a tokenizer load() would refuse stops it here

@@ -286,7 +286,12 @@ def read_config(path: Path) -> dict:
                 f"{path} has no config.json: an `mlx-embed convert` into it stopped while moving its files in; "
                 "run that conversion again with --overwrite"
             )
-        raise ModelNotFoundError(f"{path} has no config.json: it is not a Hugging Face / MLX model folder")
+        hidden = None if path.is_absolute() else registry.find(os.fspath(path))
+        raise ModelNotFoundError(
+            f"{path} has no config.json: it is not a Hugging Face / MLX model folder"
+            + (f"; as a folder here ({Path.cwd()}) it takes the place of the registry model {os.fspath(path)!r}: "
+               "rename the folder or run from another directory" if hidden else "")
+        )
     config = read_json(config_file)
     try:
         quantization_config(config)

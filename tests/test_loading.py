@@ -848,3 +848,19 @@ def test_loading_again_and_again_keeps_memory_flat(tiny_bert_hf):
         mlx_embed.load(tiny_bert_hf, pooling="mean")
     grown = settled() - before
     assert grown < 4 * 2**20, f"{grown / 2**20:.1f} MiB over 250 loads"
+
+
+def test_a_folder_named_like_an_alias_says_it_hides_the_alias(tmp_path, monkeypatch, tiny_bert_hf):
+    """A path comes first, as in sentence-transformers: an empty ./minilm made load("minilm") fail saying only
+    that ./minilm is no model folder, and converting into ./minilm shadowed the alias without a word."""
+    from mlx_embed.conversion import convert
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "minilm").mkdir()
+    with pytest.raises(ModelNotFoundError, match=r"minilm has no config.json.*takes the place of the registry model 'minilm'"):
+        mlx_embed.load("minilm")
+    with pytest.raises(ModelNotFoundError, match=r"config.json: it is not a Hugging Face / MLX model folder$"):
+        mlx_embed.load(tmp_path / "minilm")  # an absolute path hides nothing
+    with pytest.warns(UserWarning, match=r"bge-small is also the name of a registry model: load\('bge-small'\)"):
+        convert(tiny_bert_hf, "bge-small", bits=4, group_size=32, report=False, rounding="mse")
+    assert mlx_embed.load("bge-small").source == "folder"
