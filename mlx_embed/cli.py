@@ -278,6 +278,7 @@ _FLAGS = {
     "pass prompt=... to encode() instead": "use --kind plain --prompt '...' instead",
     _LOAD_ADVICE: "or pass a local folder: --model /path/to/folder",
     "pass task=None for the model's default task": "leave --task out for the model's default task",
+    "use encode_query(texts, task=...) for the model's query instruction": "use --kind query --task '...' for the model's query instruction",
 }
 
 

@@ -223,11 +223,14 @@ def _warn_packaged(repo_id: str, package: str, got: Exception, offline: bool) ->
             stacklevel=caller_stacklevel(),
         )
     elif not offline:
+        if _offline(None):  # local_files_only=False, but huggingface_hub does not go online under HF_HUB_OFFLINE
+            why, fix = "HF_HUB_OFFLINE is set", "Unset HF_HUB_OFFLINE to download it, or pass local_files_only=True to use the package"
+        else:
+            why = f"the Hub could not be reached ({type(got).__name__})"
+            fix = "Set HF_HUB_OFFLINE=1 or pass local_files_only=True to use the package without trying the Hub"
         warnings.warn(
-            f"{repo_id} is not in the Hugging Face cache and the Hub could not be reached "
-            f"({type(got).__name__}); using the full-precision copy from {package}, whose vectors "
-            "differ from the 4-bit checkpoint's (cosine 0.87-0.98): keep one source per index. Set "
-            "HF_HUB_OFFLINE=1 or pass local_files_only=True to use the package without trying the Hub",
+            f"{repo_id} is not in the Hugging Face cache and {why}; using the full-precision copy from {package}, "
+            "whose vectors differ from the 4-bit checkpoint's (cosine 0.87-0.98): keep one source per index. " + fix,
             UserWarning,
             stacklevel=caller_stacklevel(),
         )

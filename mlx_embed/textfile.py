@@ -27,7 +27,9 @@ def read_lines(name: str, option: str) -> list[str]:
         with path.open(encoding="utf-8-sig", newline="\n") as f:
             return [_without_line_end(line) for line in f]
     except UnicodeDecodeError as err:
-        raise ValueError(f"{option} {name} is not UTF-8 text ({err}): convert it, e.g. `iconv -f latin1 -t utf-8`") from None
+        utf16 = err.object[:2] in (b"\xff\xfe", b"\xfe\xff")  # the byte-order mark Windows' "Unicode" starts with
+        source = "utf-16" if utf16 else "latin1"
+        raise ValueError(f"{option} {name} is not UTF-8 text ({err}): convert it, e.g. `iconv -f {source} -t utf-8`") from None
 
 
 def _without_line_end(line: str) -> str:

