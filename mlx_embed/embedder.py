@@ -378,6 +378,12 @@ class Embedder:
         """What the model computes in (its floating parameters' dtype; packed weights stay packed)."""
         return _compute_dtype(self.model)
 
+    def __reduce__(self):
+        raise TypeError(
+            "an Embedder cannot be pickled or copied (its MLX arrays and streams belong to this process): "
+            "load the model in each worker process, e.g. mlx_embed.load(...) in the pool's initializer"
+        )
+
     def __repr__(self) -> str:
         return (f"Embedder({self._spec.alias!r}, dim={self.dim}, pooling={self._spec.pooling!r}, "
                 f"weights={weight_format(self.config)!r}, dtype={_dtype_name(self.dtype)!r}, "

@@ -710,3 +710,14 @@ class _Spy:
 
     def __getattr__(self, name):
         return getattr(self._tokenizer, name)
+
+
+def test_an_embedder_is_not_pickled_but_says_to_load_in_each_worker(tiny_bert_hf):
+    """multiprocessing (spawn), pickle and deepcopy failed with "cannot pickle '_thread.lock' object"."""
+    import copy
+    import pickle
+
+    embedder = mlx_embed.load(tiny_bert_hf, pooling="mean")
+    for attempt in (pickle.dumps, copy.deepcopy, copy.copy):
+        with pytest.raises(TypeError, match=r"cannot be pickled or copied .*load the model in each worker process"):
+            attempt(embedder)
