@@ -23,6 +23,7 @@ import mlx.nn as nn
 import numpy as np
 
 from . import loading, registry, saving
+from ._messages import caller_stacklevel
 from .api import DTYPES, text_encoder_for
 from .models import ARCHITECTURES
 from .pooling import POOLERS
@@ -379,6 +380,7 @@ def quantize_model(
     n_layers = model.args.num_hidden_layers
     overrides: dict[str, dict | bool] = {}
     chosen: dict[str, dict] = {}
+    unfit: dict[str, tuple[int, int]] = {}  # {path: (input size, group size)} left in float by their size
     for path, module in model.named_modules():
         if not isinstance(module, (nn.Linear, nn.Embedding)):
             continue
@@ -391,10 +393,19 @@ def quantize_model(
         if isinstance(choice, dict):
             params.update(choice)
         if not _quantizable(module, params["group_size"]):
+            unfit[path] = (module.weight.shape[-1], params["group_size"])
             continue
         if params != {"bits": bits, "group_size": group_size}:
             overrides[path] = params
         chosen[path] = params
+    if unfit:
+        (first, (size, gs)), more = next(iter(unfit.items())), len(unfit) - 1
+        warnings.warn(
+            f"{len(unfit)} layer(s) stay in float, not {bits}-bit: their input size is no multiple of the group size "
+            f"({first}: {size} for group size {gs}{f', and {more} more' if more else ''}); a group size that divides "
+            "the model's widths (32, 64) quantizes them",
+            UserWarning, stacklevel=caller_stacklevel(),
+        )
 
     if rounding == "nearest":
         nn.quantize(model, group_size=group_size, bits=bits, class_predicate=lambda path, m: chosen.get(path, False))

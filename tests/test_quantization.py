@@ -687,3 +687,17 @@ def test_bits_and_group_size_take_numpy_ints_and_refuse_floats(tiny_bert_hf, tmp
         with pytest.raises(ValueError, match=r"=.* is not supported \((float|bool); give an int\); choose one of"):
             convert(tiny_bert_hf, tmp_path / "f", report=False, **kwargs)
     assert not (tmp_path / "f").exists()
+
+
+def test_layers_a_group_size_does_not_divide_are_named(tiny_bert_hf, tmp_path):
+    """Group size 128 over this model's 64-wide layers left 13 of 14 in float and still said "uniform 4-bit
+    g128"; now a warning names them. A group size that divides every width warns of nothing."""
+    import warnings
+
+    from mlx_embed.conversion import convert
+
+    with pytest.warns(UserWarning, match=r"13 layer\(s\) stay in float, not 4-bit: .*: 64 for group size 128, and 12 more"):
+        convert(tiny_bert_hf, tmp_path / "g128", bits=4, group_size=128, report=False, rounding="mse")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        convert(tiny_bert_hf, tmp_path / "g64", bits=4, group_size=64, report=False, rounding="mse")
