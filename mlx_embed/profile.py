@@ -370,7 +370,7 @@ def _measure(
     import mlx.core as mx
 
     import mlx_embed
-    from mlx_embed.embedder import batches, default_batch_tokens
+    from mlx_embed.embedder import batches, default_batch_tokens, padded_length
     from mlx_embed.stats import checkpoint_stats
 
     swap_total = int(psutil.swap_memory().total)
@@ -396,7 +396,7 @@ def _measure(
     tokens = sum(lengths)
     # encode's own batches: on CPU its cap on padded tokens usually binds before batch_size does
     cap = default_batch_tokens()
-    batch_texts = [len(b) for b in batches(lengths, batch_size, cap)]
+    batch_texts = [len(b) for b in batches(lengths, batch_size, cap, padded_length)]
     query_texts = [texts[i % len(texts)] for i in range(queries)]
 
     with PeakSampler() as encode_sampler:

@@ -230,13 +230,16 @@ class TextEncoder:
         """Whether the normalizer makes each CJK ideograph a word (BERT's ``handle_chinese_chars``)."""
         return self.tokenizer.normalizer is not None and " " in self.tokenizer.normalizer.normalize_str("a\u4e00")
 
-    def pad(self, seqs: list[list[int]], side: str = "right") -> Batch:
-        B, L = len(seqs), max(len(s) for s in seqs)
+    def pad(self, seqs: list[list[int]], side: str = "right", length: int | None = None) -> Batch:
+        """``seqs`` padded on ``side`` to the longest, then on the right up to ``length`` columns if given:
+        those extra columns move no real token, so positions stay as ``side`` sets them."""
+        B, longest = len(seqs), max(len(s) for s in seqs)
+        L = max(longest, length or 0)
         input_ids = np.full((B, L), self.pad_id, dtype=np.int32)
         mask = np.zeros((B, L), dtype=np.int32)
         types = None if self.types is None else np.zeros((B, L), dtype=np.int32)
         for row, seq in enumerate(seqs):
-            span = slice(0, len(seq)) if side == "right" else slice(L - len(seq), L)
+            span = slice(0, len(seq)) if side == "right" else slice(longest - len(seq), longest)
             input_ids[row, span] = seq
             mask[row, span] = 1
             if types is not None:

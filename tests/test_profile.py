@@ -185,14 +185,15 @@ def test_cli_table_and_json(small_bert, capsys, tmp_path):
 
 
 def test_the_batches_encode_ran_are_reported(small_bert, capsys, tmp_path):
-    """On CPU encode caps a batch at 1,024 padded tokens: 25 texts of 100 tokens ([CLS], 98 x "a", [SEP]) at
-    --batch-size 32 run as 10 + 10 + 5, which the report says beside the batch size asked for."""
+    """On CPU encode caps a batch at 1,024 padded tokens: 25 texts of 104 tokens ([CLS], 102 x "a", [SEP]; a
+    length the fused path pads no further) at --batch-size 32 run as 9 + 9 + 7, which the report
+    says beside the batch size asked for."""
     texts = tmp_path / "t.txt"
-    texts.write_text("\n".join(["a " * 98] * 25) + "\n", encoding="utf-8")
+    texts.write_text("\n".join(["a " * 102] * 25) + "\n", encoding="utf-8")
     assert cli.main(["profile", "--model", str(small_bert), "--texts", str(texts), "--batch-size", "32", "--json"]) == 0
     doc = json.loads(capsys.readouterr().out)
     t = doc["models"][0]["throughput"]
-    assert (t["tokens"], t["max_batch_tokens"], t["batches"], t["largest_batch"]) == (2500, 1024, 3, 10)
+    assert (t["tokens"], t["max_batch_tokens"], t["batches"], t["largest_batch"]) == (2600, 1024, 3, 9)
     from mlx_embed.profile import format_report
 
     for seconds, noted in ((0.4, True), (2.0, False)):  # a pass shorter than a second is noise, and is said so
@@ -201,7 +202,7 @@ def test_the_batches_encode_ran_are_reported(small_bert, capsys, tmp_path):
     assert cli.main(["profile", "--model", str(small_bert), "--texts", str(texts), "--batch-size", "32"]) == 0
     table = capsys.readouterr().out
     assert "encode also caps a batch at 1024 padded tokens" in table and "batches (most texts)" in table
-    assert " 3 (10) " in table
+    assert " 3 (9) " in table
 
 
 def test_tokens_count_the_default_prompt_encode_adds(small_bert, capsys, tmp_path):

@@ -178,18 +178,31 @@ def test_batches_hand_worked(lengths, batch_size, max_batch_tokens, expected):
     assert got == expected
 
 
-def test_batches_cover_every_text_once_within_both_caps():
+def test_padded_lengths_hand_worked(monkeypatch):
+    """Exact up to 32 tokens, then 16 steps per octave; exact where the fused kernels are off."""
+    monkeypatch.setattr(embedder.kernels, "enabled", lambda: True)
+    got = {n: embedder.padded_length(n) for n in (0, 1, 16, 32, 33, 34, 35, 64, 65, 255, 256, 257, 8000, 8192)}
+    assert got == {0: 0, 1: 1, 16: 16, 32: 32, 33: 34, 34: 34, 35: 36, 64: 64, 65: 68, 255: 256, 256: 256, 257: 272,
+                   8000: 8192, 8192: 8192}
+    assert len({embedder.padded_length(n) for n in range(1, 8193)}) == 32 + 16 * 8
+    monkeypatch.setattr(embedder.kernels, "enabled", lambda: False)
+    assert embedder.padded_length(33) == 33
+
+
+@pytest.mark.parametrize("multiple", [1, 8])
+def test_batches_cover_every_text_once_within_both_caps(multiple):
+    """Also with lengths rounded up (here to a multiple of 8) as the batches will be padded."""
     rng = np.random.default_rng(0)
     for _ in range(200):
         lengths = rng.integers(0, 300, size=int(rng.integers(1, 60))).tolist()
         batch_size, cap = int(rng.integers(1, 40)), int(rng.integers(1, 2000))
-        got = [list(map(int, b)) for b in embedder.batches(lengths, batch_size, cap)]
+        got = [list(map(int, b)) for b in embedder.batches(lengths, batch_size, cap, lambda n: -(-n // multiple) * multiple)]
         flat = [i for b in got for i in b]
         assert sorted(flat) == list(range(len(lengths)))  # every index exactly once
         assert [lengths[i] for i in flat] == sorted(lengths, reverse=True)  # longest first
         for b in got:
             assert 1 <= len(b) <= batch_size
-            padded = len(b) * max(max(lengths[i] for i in b), 1)
+            padded = len(b) * max(-(-max(lengths[i] for i in b) // multiple) * multiple, 1)
             assert padded <= cap or len(b) == 1, (b, [lengths[i] for i in b], cap)
 
 
@@ -384,14 +397,21 @@ def test_encoding_in_worker_threads_then_exiting_does_not_abort(gelu_bert):
 
 @pytest.mark.parametrize("streams", [0, 2])
 def test_cpu_batches_stay_within_the_default_token_budget(minilm_path, monkeypatch, streams, cpu_device):
-    """On CPU a batch holds at most CPU_BATCH_TOKENS padded tokens, shared by the worker streams
-    (each gets 1/streams of them), whatever batch_size asks for."""
+    """On CPU a batch holds at most CPU_BATCH_TOKENS padded tokens (as padded: the fused path rounds long
+    lengths up), shared by the worker streams (each gets 1/streams of them), whatever batch_size
+    asks for."""
     monkeypatch.setattr(embedder, "CPU_STREAMS", streams)
     monkeypatch.setattr(embedder, "_stream_threads", 0)
     model = mlx_embed.load(minilm_path)
     shapes = []
     pad = model.text_encoder.pad
-    monkeypatch.setattr(model.text_encoder, "pad", lambda seqs, side="right": shapes.append((len(seqs), max(map(len, seqs)))) or pad(seqs, side))
+
+    def padded(*args):
+        batch = pad(*args)
+        shapes.append(batch.input_ids.shape)
+        return batch
+
+    monkeypatch.setattr(model.text_encoder, "pad", padded)
     model.encode(["word " * 100] * 40, batch_size=64)  # 102 tokens each
     budget = embedder.CPU_BATCH_TOKENS // max(streams, 1)
     assert all(rows * length <= budget for rows, length in shapes), (shapes, budget)

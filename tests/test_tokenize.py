@@ -86,6 +86,17 @@ def test_padding_sides(side, minilm_path):
 
 
 @pytest.mark.parametrize("side", ["left", "right"])
+def test_padding_to_a_longer_length_adds_columns_on_the_right(side, minilm_path):
+    """Rounded-up lengths (the fused CPU path's) move no real token: left padding stays where it was."""
+    enc = TextEncoder(load_tokenizer(minilm_path))
+    batch = enc.pad([[1, 2, 3], [4]], side, length=4)
+    rows = [[1, 2, 3, 0], [4, 0, 0, 0]] if side == "right" else [[1, 2, 3, 0], [0, 0, 4, 0]]
+    np.testing.assert_array_equal(batch.input_ids, rows)
+    np.testing.assert_array_equal(batch.attention_mask, np.array(rows) != 0)
+    assert enc.pad([[1, 2, 3], [4]], side, length=2).input_ids.shape == (2, 3)  # never cuts a text
+
+
+@pytest.mark.parametrize("side", ["left", "right"])
 def test_token_types_follow_the_tokenizers_single_text_template(side, minilm_path):
     """A converted BERT marks [SEP] with a type of its own; pad() lays the template's types over
     each padded row, as the tokenizer itself does (padding gets type 0)."""
