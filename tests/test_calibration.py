@@ -10,7 +10,15 @@ import mlx.core as mx
 import numpy as np
 import pytest
 
-from mlx_embed.calibrate import Quantized, _compensated, _inverse_factor, gptq_matrix
+from mlx_embed.calibrate import (
+    CalibrationBatch,
+    Quantized,
+    _compensated,
+    _inverse_factor,
+    _second_moments,
+    _token_weights,
+    gptq_matrix,
+)
 from mlx_embed.calibration_texts import CALIBRATION_TEXTS
 from mlx_embed.eval.corpora import list_corpora, load_corpus
 from mlx_embed.samples import SAMPLE_TEXTS
@@ -66,6 +74,33 @@ def test_inverse_factor_is_the_upper_cholesky_factor_of_the_damped_inverse():
     expected = np.linalg.inv(damped)
     assert np.abs(np.tril(U, -1)).max() == 0 and (np.diag(U) > 0).all()
     assert np.abs(U.T @ U - expected).max() <= 1e-4 * np.abs(expected).max()
+
+
+def test_each_text_weighs_the_same_whatever_its_length():
+    """A text's real tokens weigh 1 / its length each (padding is dropped), not 1 each."""
+    mask = np.array([[1, 1, 1, 0], [1, 0, 0, 0]])
+    b = CalibrationBatch(mx.zeros((2, 4), dtype=mx.int32), mx.array(mask), mask.reshape(-1) != 0)
+    # text 1: 3 real tokens -> 1/3 each; text 2: 1 real token -> 1
+    assert np.allclose(_token_weights(b), [1 / 3, 1 / 3, 1 / 3, 1.0], rtol=0, atol=1e-12)
+
+
+def test_second_moments_are_the_weighted_sums_numpy_computes():
+    """``H = X^T diag(w) X`` and ``C = Xf^T diag(w) X`` over the batches, a column of ones appended
+    (each token's weight enters once, not squared)."""
+    rng = np.random.default_rng(0)
+    xs = [rng.standard_normal((n, 6)).astype(np.float32) for n in (5, 3)]
+    xf = [x + 0.1 * rng.standard_normal(x.shape).astype(np.float32) for x in xs]
+    ws = [rng.uniform(0.1, 1.0, n) for n in (5, 3)]
+    H, C = _second_moments([mx.array(x) for x in xs], [mx.array(x) for x in xf], ws)
+
+    def ones(x: np.ndarray) -> np.ndarray:
+        return np.concatenate([x.astype(np.float64), np.ones((len(x), 1))], axis=1)
+
+    H_ref = sum(ones(x).T @ np.diag(w) @ ones(x) for x, w in zip(xs, ws))
+    C_ref = sum(ones(f).T @ np.diag(w) @ ones(x) for x, f, w in zip(xs, xf, ws))
+    assert H.shape == C.shape == (7, 7)
+    assert np.abs(H - H_ref).max() <= 1e-5 * np.abs(H_ref).max()
+    assert np.abs(C - C_ref).max() <= 1e-5 * np.abs(C_ref).max()
 
 
 def _check_layout(q: Quantized, bits: int, group_size: int, shape: tuple[int, int]) -> None:

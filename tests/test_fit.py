@@ -111,6 +111,24 @@ def test_limits_and_verdict_agree_where_the_formula_runs_under_a_measurement():
     assert got["advice"] == "at 256 tokens use batch_size <= 3 (or max_batch_tokens <= 768)"
 
 
+def test_attention_term_scales_with_the_batch():
+    """``need`` drops the batch from the L^2 term (each text attends over its own L x L pairs)."""
+    m = model(1 * GIB, token=1000, pair=8)
+    # need(B, L) = footprint + B*L*token + B*L^2*pair (the module docstring):
+    # 1 GiB + 4*256*1000 + 4*256*256*8 = 1,073,741,824 + 1,024,000 + 2,097,152
+    assert m.need(4, 256) == 1_073_741_824 + 1_024_000 + 2_097_152
+
+
+def test_tight_means_under_ten_percent_of_the_budget_spare():
+    """The 10% is of the budget, not of the need: 9.5% of the budget spare is "tight" (yet 10.5% of
+    the need), 15% is "fits"."""
+    budget = Budget(ram=1000 * MIB, reserve=0)
+    got = assess(model(int(0.905 * 1000 * MIB)), budget)
+    assert got["headroom_fraction"] == pytest.approx(0.095, abs=1e-6) and got["verdict"] == "tight"
+    got = assess(model(int(0.85 * 1000 * MIB)), budget)
+    assert got["headroom_fraction"] == pytest.approx(0.15, abs=1e-6) and got["verdict"] == "fits"
+
+
 def test_verdict_tight_below_ten_percent():
     m = model(3 * GIB, overhead=int(0.2 * GIB))  # needs 3.2 of 3.5 GiB: 8.6% left
     got = assess(m, BUDGET_8GB)
@@ -124,6 +142,17 @@ def test_does_not_fit():
     # A load peak above the budget is fatal even when the loaded model would fit.
     got = assess(model(1 * GIB, load_peak=int(3.6 * GIB)), BUDGET_8GB)
     assert got["verdict"] == "does not fit"
+
+
+def test_a_measured_load_peak_above_the_budget_is_fatal():
+    """A measured model takes its load peak from ``rss_peak_load``, not from the RSS after load: 1 GiB
+    after load, 7 GiB at the peak, on a 6 GiB budget does not fit (the module docstring)."""
+    got = {"max_length": 512, "rss_after_load": 1 * GIB, "rss_peak_load": 7 * GIB,
+           "rss_after_warmup": 1 * GIB, "weights_bytes": 0, "resident_weight_bytes": 0, "parameters": 0,
+           "points": [{"batch": b, "length": n, "working_bytes": b * n * 1000, "peak_bytes": GIB + b * n * 1000}
+                      for b, n in [(1, 128), (4, 256)]]}
+    m = fit.measured_model("m", got, "cpu")
+    assert fit.assess(m, Budget(ram=6 * GIB, reserve=0), max_batch_tokens=1024)["verdict"] == "does not fit"
 
 
 def test_attention_term_limits_length():
@@ -153,6 +182,14 @@ def test_parameter_counts_match_published_figures():
     assert fit.parameter_count(fit.REGISTRY_CONFIGS["bge-small"]) == pytest.approx(33.36e6, rel=1e-3)
     # mlx-community/Qwen3-Embedding-0.6B-4bit-DWQ: about 335 MB of weights (595.8 M parameters x 4.5 bits).
     assert fit.weight_bytes(fit.REGISTRY_CONFIGS["qwen3-0.6b"], "metal")["disk"] == pytest.approx(335e6, rel=0.01)
+
+
+def test_fp32_resident_weights_leave_out_the_pooler(minilm_path):
+    """The estimate counts BERT's pooler, which ``load`` never keeps, as resident (147,840 x 4 bytes
+    over: inside the 1% tolerance of the real-files test)."""
+    config = json.loads((minilm_path / "config.json").read_text())
+    # all-MiniLM-L6-v2 without its pooler: 22,565,376 parameters (tests/test_stats.py), float32 on CPU
+    assert fit.weight_bytes(config, "cpu")["resident"] == 4 * 22_565_376
 
 
 def test_weight_bytes_match_real_files(minilm_path, minilm_4bit):

@@ -119,6 +119,29 @@ def test_hf_cache_snapshot_is_used_and_recognised(minilm_4bit, tmp_path, monkeyp
     embedder = mlx_embed.load("minilm", local_files_only=True)
     assert embedder.source == "hf-cache" and embedder.spec.alias == "minilm"
     assert embedder.path.resolve() == snap.resolve()
+    # another revision is not main's snapshot: huggingface_hub's snapshot_download raises for it too
+    with pytest.raises(ModelNotFoundError, match="revision 'v2'"):
+        mlx_embed.load("minilm", revision="v2", local_files_only=True)
+    assert mlx_embed.load("minilm", revision="0" * 40, local_files_only=True).source == "hf-cache"
+
+
+@pytest.mark.parametrize("how", ["alias", "registry-named folder"])
+def test_pooling_given_to_load_wins_over_the_models_own(minilm_path, tmp_path, how):
+    """``pooling=`` overrides the registry's and the folder's files (one slip would keep theirs): CLS pooling
+    is transformers' first hidden state, normalized as the model's Normalize module does."""
+    transformers = pytest.importorskip("transformers", reason=NEEDS_TRANSFORMERS)
+    import torch
+
+    name = "minilm"
+    if how != "alias":
+        name = tmp_path / "all-MiniLM-L6-v2"
+        shutil.copytree(minilm_path, name)
+    embedder = mlx_embed.load(name, pooling="cls")
+    assert embedder.spec.pooling == "cls"
+    tok = transformers.AutoTokenizer.from_pretrained(str(minilm_path))
+    with torch.no_grad():
+        first = transformers.AutoModel.from_pretrained(str(minilm_path))(**tok(TEXTS, padding=True, return_tensors="pt")).last_hidden_state[:, 0].numpy()
+    np.testing.assert_allclose(embedder.encode(TEXTS), first / np.linalg.norm(first, axis=1, keepdims=True), atol=2e-5)
 
 
 def test_folder_without_pooling_info_asks_for_pooling(tiny_bert_hf, tmp_path):

@@ -194,6 +194,8 @@ def test_the_batches_encode_ran_are_reported(small_bert, capsys, tmp_path):
     doc = json.loads(capsys.readouterr().out)
     t = doc["models"][0]["throughput"]
     assert (t["tokens"], t["max_batch_tokens"], t["batches"], t["largest_batch"]) == (2600, 1024, 3, 9)
+    # The rates are the timed pass's texts and tokens over its seconds (not its 3 batches, nor the warm-up too).
+    assert t["texts_per_s"] == pytest.approx(25 / t["seconds"]) and t["tokens_per_s"] == pytest.approx(2600 / t["seconds"])
     from mlx_embed.profile import format_report
 
     for seconds, noted in ((0.4, True), (2.0, False)):  # a pass shorter than a second is noise, and is said so

@@ -5,6 +5,7 @@ MSE rounding against a numpy unpacking of what was stored."""
 from __future__ import annotations
 
 import json
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -114,6 +115,36 @@ def test_per_layer_recipe_keys_count_from_either_end():
     qwen3 = [choose(f"layers.{i}.mlp.up_proj", None, 28)["bits"] for i in (0, 1, 26, 27)]
     assert qwen3 == [4, 5, 6, 8]
     assert choose("embeddings.word_embeddings", None, 6) is None
+
+
+def test_a_last_layer_key_names_the_last_layer():
+    from mlx_embed.conversion import _by_role
+
+    choose = _by_role({"mlp_in": (4, 64), "mlp_in@last": (8, 64)})
+    assert [choose(f"encoder.layer.{i}.intermediate.dense", None, 6)["bits"] for i in (0, 4, 5)] == [4, 4, 8]
+
+
+def test_a_conversion_keeps_the_tokenizer_files_and_prompts_and_counts_its_bits(tiny_bert_hf, tmp_path):
+    """Every tokenizer file of the source arrives unchanged (other loaders read special_tokens_map.json), the
+    prompts too (sentence-transformers' encode_document reads "document"), and the bits per weight written in
+    config.json are the file's own at group size 32 (they were computed before config.json was written)."""
+    from mlx_embed.conversion import convert
+    from mlx_embed.saving import COPY_FILES
+
+    src = tmp_path / "src"
+    shutil.copytree(tiny_bert_hf, src)
+    settings = json.loads((src / "config_sentence_transformers.json").read_text())
+    settings["prompts"]["document"] = "passage: "
+    (src / "config_sentence_transformers.json").write_text(json.dumps(settings))
+    convert(src, tmp_path / "out", bits=4, group_size=32, report=False, rounding="mse")
+    out = tmp_path / "out"
+    names = [n for n in COPY_FILES if (src / n).exists()]
+    assert "special_tokens_map.json" in names and len(names) >= 4
+    assert all((out / n).read_bytes() == (src / n).read_bytes() for n in names)
+    assert json.loads((out / "config_sentence_transformers.json").read_text())["prompts"] == settings["prompts"]
+    assert mlx_embed.load(out).spec.document_prompt == "passage: "
+    written = json.loads((out / "config.json").read_text())["mlx_embed"]["bits_per_weight"]
+    assert written == pytest.approx(_stored_bits_per_weight(out, src), abs=1e-3)
 
 
 def test_recipe_roles_cover_bert_and_qwen3_names():

@@ -371,16 +371,23 @@ def test_a_converted_registry_named_folder_keeps_the_registry_length(minilm_path
     assert mlx_embed.load(src).max_length == mlx_embed.load(tmp_path / "out").max_length == upstream == 256
 
 
-def test_a_float32_conversion_is_labelled_float32(minilm_path, tmp_path):
-    """--bits 32 wrote torch_dtype float16, so fit counted its weights at half their size on disk."""
+@pytest.mark.parametrize("bits,dtype", [(32, "float32"), (16, "float16")])
+def test_a_float_conversion_is_labelled_with_its_files_dtype(minilm_path, tmp_path, bits, dtype):
+    """--bits 32 wrote torch_dtype float16, so fit counted its weights at half their size on disk; the label
+    is checked against the dtypes in the file's own safetensors header."""
+    import struct
+
     from mlx_embed import fit
     from mlx_embed.conversion import convert
 
-    convert(minilm_path, tmp_path / "out", bits=32, report=False)
+    convert(minilm_path, tmp_path / "out", bits=bits, report=False)
     config = json.loads((tmp_path / "out" / "config.json").read_text())
-    disk = (tmp_path / "out" / "model.safetensors").stat().st_size
-    assert config["torch_dtype"] == "float32"
-    assert fit.weight_bytes(config, "cpu")["disk"] == pytest.approx(disk, rel=0.01)
+    weights = tmp_path / "out" / "model.safetensors"
+    with open(weights, "rb") as f:
+        header = json.loads(f.read(struct.unpack("<Q", f.read(8))[0]))
+    assert {v["dtype"] for k, v in header.items() if k != "__metadata__"} == {{"float32": "F32", "float16": "F16"}[dtype]}
+    assert config["torch_dtype"] == dtype
+    assert fit.weight_bytes(config, "cpu")["disk"] == pytest.approx(weights.stat().st_size, rel=0.01)
 
 
 def test_convert_refuses_a_tokenizer_load_would_refuse_before_writing(minilm_path, tiny_qwen3_hf, tmp_path):

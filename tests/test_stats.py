@@ -1,7 +1,11 @@
 """Checkpoint statistics against hand-computed counts."""
 
+import json
+
+import pytest
+
 import mlx_embed
-from mlx_embed.stats import checkpoint_stats
+from mlx_embed.stats import checkpoint_stats, files_float_dtype
 
 
 def test_minilm_fp32_parameter_count(minilm_path):
@@ -24,3 +28,29 @@ def test_4bit_group64_costs_4_5_bits_on_quantized_matrices(minilm_4bit):
     float_params = 6 * (4 * 384 + 1536 + 384 + 4 * 384) + 2 * 384
     expected = (4.5 * (stats.parameters - float_params) + 16 * float_params) / stats.parameters
     assert abs(stats.bits_per_weight - expected) < 1e-9
+
+
+@pytest.mark.filterwarnings("ignore:.*stay in float")  # the recipe's 128-groups do not divide 64-wide inputs
+def test_per_module_group_sizes_count_unpacked(tiny_qwen3_hf, tmp_path):
+    """A module quantized at its own group size (here the recipe's 5-bit group-64 down_proj in a group-32
+    file) is counted with that group size, not the file's default: the count is the float source's."""
+    from safetensors.numpy import load_file
+
+    from mlx_embed.conversion import convert
+
+    convert(tiny_qwen3_hf, tmp_path / "q", recipe="compact", rounding="mse", group_size=32, report=False)
+    quant = json.loads((tmp_path / "q" / "config.json").read_text())["quantization"]
+    assert quant["group_size"] == 32 and quant["model.layers.1.mlp.down_proj"]["group_size"] == 64
+    source = sum(v.size for f in tiny_qwen3_hf.glob("*.safetensors") for v in load_file(str(f)).values())
+    assert checkpoint_stats(tmp_path / "q").parameters == source
+
+
+def test_files_float_dtype_weighs_values_not_tensors(tmp_path):
+    """The dominant float type is the one holding most values: one float16 (1000, 64) table (64,000
+    values) outweighs five float32 (64,) norms (320 values), though they are more tensors."""
+    import numpy as np
+    from safetensors.numpy import save_file
+
+    tensors = {"table": np.zeros((1000, 64), np.float16), **{f"norm{i}": np.ones(64, np.float32) for i in range(5)}}
+    save_file(tensors, str(tmp_path / "model.safetensors"))
+    assert files_float_dtype(tmp_path) == "F16"
