@@ -511,7 +511,7 @@ def convert(
         warnings.warn(
             f"{dst} is also the name of a registry model: load({os.fspath(dst)!r}) run in {Path.cwd()} will load this "
             f"folder, not the registry's (a folder comes first); pick another name, e.g. {dst.name}-{bits}bit",
-            UserWarning, stacklevel=2,
+            UserWarning, stacklevel=caller_stacklevel(),
         )
 
     source_weights = loading.load_weights(resolved.path)
