@@ -303,3 +303,37 @@ def test_table_rows_keep_the_clipping_with_the_smaller_weighted_error():
     ours = row_errors(q.dequantize())
     assert np.allclose(ours, np.minimum(weighted, plain), rtol=1e-6)
     assert (weighted < plain).sum() > 20 and (plain < weighted).sum() > 20  # both clippings win rows
+
+
+def _query_codes_after_gptq(tiny_bert_hf) -> tuple[np.ndarray, np.ndarray]:
+    import mlx_embed
+    from mlx_embed.calibrate import gptq, make_batches
+    from mlx_embed.conversion import module_role
+
+    embedder = mlx_embed.load(tiny_bert_hf)
+    model = embedder.model
+    batches = make_batches(embedder.text_encoder, SAMPLE_TEXTS[:12], 64, "right", batch_size=4)
+    query = model.encoder.layer[0].attention.self.query
+    w = np.array(query.weight).astype(np.float64)  # (O, I), before gptq rounds it
+    I = w.shape[1]
+    H = np.zeros((I + 1, I + 1))
+    for b in batches:
+        types = b.token_type_ids if b.token_type_ids is not None else mx.zeros_like(b.input_ids)
+        x = np.array(model.embeddings(b.input_ids, types)).reshape(-1, I)[b.real].astype(np.float64)  # layer 0's input
+        n = np.array(b.attention_mask).sum(axis=1)
+        xa = np.concatenate([x, np.ones((len(x), 1))], axis=1)
+        H += xa.T @ (np.repeat(1.0 / n, n)[:, None] * xa)  # right padding: each row's real tokens, in order
+    Hx = H[:I, :I]
+    order = np.argsort(-np.diag(Hx), kind="stable")
+    expected = gptq_matrix(w, _inverse_factor(Hx[order][:, order], 0.01), 4, 32, np.diag(Hx), order)
+    path = "encoder.layer.0.attention.self.query"
+    got = gptq(model, {path: {"bits": 4, "group_size": 32}}, batches, module_role, act_order=True)[path]
+    return got.codes, expected.codes
+
+
+def test_gptq_on_a_model_rounds_in_act_order_under_its_inputs_hessian(tiny_bert_hf):
+    """gptq() on a model with act-order rounds layer 0's query as gptq_matrix does under the Hessian numpy
+    builds from that Linear's inputs (each text weighing 1, its tokens 1/len), columns by decreasing diagonal
+    (Frantar et al.) with H permuted to match; ascending order or an unpermuted H round many codes otherwise."""
+    got, expected = _query_codes_after_gptq(tiny_bert_hf)
+    assert (got == expected).mean() > 0.99, (got == expected).mean()
