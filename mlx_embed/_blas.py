@@ -29,6 +29,11 @@ loaded: str | None = None
 reason: str = "not tried"
 
 
+def _candidates() -> list[str]:
+    """The system OpenBLAS paths tried, for this machine's architecture."""
+    return [p.format(arch=platform.machine()) for p in CANDIDATES]
+
+
 def interpose() -> str | None:
     """Load OpenBLAS globally if possible; return its path. Safe to call more than once."""
     global loaded, reason
@@ -41,7 +46,7 @@ def interpose() -> str | None:
         reason = "disabled by MLX_EMBED_OPENBLAS=0"
     elif "mlx.core" in sys.modules:
         reason = "mlx.core was imported before mlx_embed"
-        found = next((p for p in (c.format(arch=platform.machine()) for c in CANDIDATES) if os.path.exists(p)), None)
+        found = next((p for p in _candidates() if os.path.exists(p)), None)
         mx = sys.modules["mlx.core"]
         if found and mx.default_device() == mx.cpu:
             warnings.warn(
@@ -51,10 +56,9 @@ def interpose() -> str | None:
                 stacklevel=3,
             )
     else:
-        arch = platform.machine()
         chosen = setting != "1"
         failures = []
-        for path in [setting] if chosen else [p.format(arch=arch) for p in CANDIDATES]:
+        for path in [setting] if chosen else _candidates():
             if not os.path.exists(path):
                 failures += [f"MLX_EMBED_OPENBLAS={path} does not exist"] if chosen else []
                 continue

@@ -22,7 +22,7 @@ import mlx.core as mx
 import mlx.nn as nn
 import numpy as np
 
-from . import loading, registry, saving
+from . import loading, saving
 from ._messages import caller_stacklevel
 from .api import DTYPES, text_encoder_for
 from .models import ARCHITECTURES
@@ -507,7 +507,7 @@ def convert(
     if dst.resolve() == resolved.path.resolve():
         raise ValueError(f"{dst} is the source folder: converting in place would overwrite its weights; pick another folder")
     saving.check_destination(dst, overwrite)
-    if not dst.is_absolute() and registry.find(os.fspath(dst)) is not None:
+    if loading.hides_a_registry_name(dst):
         warnings.warn(
             f"{dst} is also the name of a registry model: load({os.fspath(dst)!r}) run in {Path.cwd()} will load this "
             f"folder, not the registry's (a folder comes first); pick another name, e.g. {dst.name}-{bits}bit",

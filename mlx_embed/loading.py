@@ -269,6 +269,12 @@ def full_precision(src: str | os.PathLike) -> str | os.PathLike:
     return spec.upstream_id if spec is not None and spec.upstream_id and name != spec.upstream_id else src
 
 
+def hides_a_registry_name(path: Path) -> bool:
+    """Whether ``path`` is relative and also a registry name: as a folder in the working directory it is
+    loaded in that name's place (a folder comes first)."""
+    return not path.is_absolute() and registry.find(os.fspath(path)) is not None
+
+
 _EXPECTED = {"int": "a positive integer below 2**31", "float": "a number", "bool": "true or false", "str": "a string"}
 
 
@@ -289,11 +295,10 @@ def read_config(path: Path) -> dict:
                 f"{path} has no config.json: an `mlx-embed convert` into it stopped while moving its files in; "
                 "run that conversion again with --overwrite"
             )
-        hidden = None if path.is_absolute() else registry.find(os.fspath(path))
         raise ModelNotFoundError(
             f"{path} has no config.json: it is not a Hugging Face / MLX model folder"
             + (f"; as a folder here ({Path.cwd()}) it takes the place of the registry model {os.fspath(path)!r}: "
-               "rename the folder or run from another directory" if hidden else "")
+               "rename the folder or run from another directory" if hides_a_registry_name(path) else "")
         )
     config = read_json(config_file)
     try:
