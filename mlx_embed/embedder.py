@@ -257,6 +257,18 @@ _THEIR_NAMES = {
     "sentences": "pass the texts as the first argument (or texts=...)",
     "inputs": "pass the texts as the first argument (or texts=...)",
 }
+# sentence-transformers' model attributes (and read-only ones of ours): setting one here would change nothing
+_THEIR_ATTRIBUTES = {
+    "max_seq_length": "pass encode(..., max_length=N); model.max_length is the default",
+    "max_length": "it is the model's default; encode(..., max_length=N) sets the limit per call",
+    "dim": "it is the model's full size; encode(..., dim=N) truncates per call (Matryoshka)",
+    "truncate_dim": "use encode(..., dim=N)",
+    "get_sentence_embedding_dimension": "use model.dim",
+    "get_max_seq_length": "use model.max_length",
+    "similarity": "for L2-normalized vectors (the registry models' default) a @ b.T is their cosine similarity",
+    "tokenizer": "model.text_encoder.tokenizer is the `tokenizers` Tokenizer",
+    "device": "MLX picks the device: mx.default_device(); mx.set_default_device(mx.cpu) before load() for the CPU",
+}
 _NO_TEXTS: Any = object()  # encode(sentences=...) gets our hint, not Python's "missing argument 'texts'"
 
 
@@ -391,6 +403,16 @@ class Embedder:
     def dtype(self) -> mx.Dtype:
         """What the model computes in (its floating parameters' dtype; packed weights stay packed)."""
         return _compute_dtype(self.model)
+
+    def __getattr__(self, name: str):  # only for names that normal lookup misses
+        if name in _THEIR_ATTRIBUTES:
+            raise AttributeError(f"Embedder has no {name!r} (a sentence-transformers name): {_THEIR_ATTRIBUTES[name]}")
+        raise AttributeError(f"'Embedder' object has no attribute {name!r}")
+
+    def __setattr__(self, name: str, value) -> None:
+        if name in _THEIR_ATTRIBUTES:
+            raise AttributeError(f"Embedder.{name} cannot be set: {_THEIR_ATTRIBUTES[name]}")
+        object.__setattr__(self, name, value)
 
     def __reduce__(self):
         raise TypeError(

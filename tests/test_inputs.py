@@ -721,3 +721,23 @@ def test_an_embedder_is_not_pickled_but_says_to_load_in_each_worker(tiny_bert_hf
     for attempt in (pickle.dumps, copy.deepcopy, copy.copy):
         with pytest.raises(TypeError, match=r"cannot be pickled or copied .*load the model in each worker process"):
             attempt(embedder)
+
+
+def test_sentence_transformers_attributes_name_ours_and_setting_one_is_refused(tiny_bert_hf):
+    """``model.max_seq_length = 128`` silently set an attribute that encode never reads."""
+    embedder = mlx_embed.load(tiny_bert_hf, pooling="mean")
+    text = " ".join(["word"] * 40)
+    full = len(embedder.text_encoder.encode([text], 1 << 30)[0])
+    with pytest.raises(AttributeError, match=r"max_seq_length cannot be set: pass encode\(\.\.\., max_length=N\)"):
+        embedder.max_seq_length = 8
+    with pytest.raises(AttributeError, match=r"max_length cannot be set: .*encode\(\.\.\., max_length=N\)"):
+        embedder.max_length = 8
+    with pytest.raises(AttributeError, match=r"'similarity' \(a sentence-transformers name\).*a @ b\.T"):
+        embedder.similarity
+    with pytest.raises(AttributeError, match=r"get_sentence_embedding_dimension.*model\.dim"):
+        embedder.get_sentence_embedding_dimension()
+    assert not hasattr(embedder, "no_such_attribute")
+    embedder.user_tag = "kept"  # other attributes stay settable
+    assert embedder.user_tag == "kept"
+    with pytest.warns(mlx_embed.TruncationWarning, match=rf"1 of 1 texts .*{full}"):
+        embedder.encode(text, max_length=8)  # the per-call limit the messages point to works
