@@ -732,3 +732,30 @@ def test_layers_a_group_size_does_not_divide_are_named(tiny_bert_hf, tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         convert(tiny_bert_hf, tmp_path / "g64", bits=4, group_size=64, report=False, rounding="mse")
+
+
+def test_an_override_of_the_group_size_alone_is_written_and_loads_back(tiny_bert_hf, tmp_path, monkeypatch):
+    """A module at the default bits but another group size (``compact``'s 4-bit g128 token table on a real
+    model) needs its own entry in config.json: the file's scales have its group size, not the default's."""
+    from safetensors.numpy import load_file
+
+    from mlx_embed.conversion import Recipe, _by_role
+
+    monkeypatch.setitem(RECIPES, "group-only", Recipe(_by_role({"mlp_out": (4, 32), "attention_value": (8, 64)})))
+    dst = tmp_path / "out"
+    convert(tiny_bert_hf, dst, bits=4, group_size=64, recipe="group-only", report=False)
+    quant = json.loads((dst / "config.json").read_text())["quantization"]
+    stored = load_file(str(dst / "model.safetensors"))
+    assert quant["encoder.layer.0.output.dense"] == {"bits": 4, "group_size": 32}
+    assert quant["encoder.layer.0.attention.self.value"] == {"bits": 8, "group_size": 64}
+    source = load_file(str(tiny_bert_hf / "model.safetensors"))
+    model = mlx_embed.load(dst, dequantize=False, dtype="float32").model
+    groups = {}
+    for path, m in model.named_modules():
+        if isinstance(m, (nn.QuantizedLinear, nn.QuantizedEmbedding)):
+            in_features = source[f"{path}.weight"].shape[1]
+            assert stored[f"{path}.weight"].shape[1] * 32 // m.bits == in_features
+            groups[path] = (in_features // stored[f"{path}.scales"].shape[1], m.group_size)
+    mlp_out = {p for p in groups if module_role(p) == "mlp_out"}
+    assert len(mlp_out) == 2 and all(groups[p] == (32, 32) for p in mlp_out)
+    assert all(g == (64, 64) for p, g in groups.items() if p not in mlp_out)
