@@ -430,11 +430,18 @@ def test_convert_refuses_its_source_folder_and_weights_it_did_not_write(tiny_ber
     assert sorted(p.name for p in dst.glob("*.safetensors")) == ["model.safetensors"]
     assert (dst / "notes.txt").read_text() == "mine"
     assert json.loads((dst / "config.json").read_text())["quantization"]["bits"] == 4
-    assert not list(tmp_path.glob(".dst.partial-*"))
+    assert not _partials(dst)
     mlx_embed.load(dst).encode("still loads")
     fresh = tmp_path / "fresh"
     convert(src, fresh, bits=8, report=False)
     assert fresh.stat().st_mode & 0o777 == dst.stat().st_mode & 0o777 == 0o777 & ~_umask()  # as mkdir makes it
+
+
+def _partials(dst: Path) -> list[Path]:
+    """The folders a conversion writes before moving them in, beside a new ``dst`` or inside an existing one."""
+    from mlx_embed.saving import PARTIAL
+
+    return [*dst.parent.glob(f".{dst.name}{PARTIAL}*"), *dst.glob(f"{PARTIAL}*")]
 
 
 def _umask() -> int:
@@ -462,7 +469,7 @@ def test_an_interrupted_conversion_leaves_no_folder_that_mixes_two_models(tiny_b
     with pytest.raises(KeyboardInterrupt):
         convert(tiny_bert_hf, dst, overwrite=True, report=False)
     np.testing.assert_array_equal(mlx_embed.load(dst).encode(["a b c", "the end"]), before)
-    assert not list(tmp_path.glob(".out.partial-*"))
+    assert not _partials(dst)
     monkeypatch.undo()
 
     moved = []
