@@ -558,13 +558,7 @@ class Embedder:
         OpenBLAS gets ``cores // streams`` threads meanwhile. If a fused CPU kernel fails to build (a
         broken ``g++``), the remaining batches are recomputed with the stock MLX ops and a warning.
         """
-        lengths = [len(s) for s in ids]
-        order = list(batches(lengths, batch_size, max_batch_tokens, padded_length))
-        # One batch (a query) runs inline: dispatching it stage by stage costs more than it gains.
-        streams = _worker_streams() if len(order) > 1 and hasattr(self.model, "layerwise") else []
-        if streams:  # the streams share the batch: together they hold one batch's texts and tokens
-            n = len(streams)
-            order = list(batches(lengths, -(-batch_size // n), max(1, max_batch_tokens // n), padded_length))
+        order, streams = self._plan([len(s) for s in ids], batch_size, max_batch_tokens)
         finished: set[int] = set()
         try:
             if not streams:
@@ -583,6 +577,18 @@ class Embedder:
                 stacklevel=caller_stacklevel(),
             )
             yield from self._inline(order, ids, dim, normalize, skip, finished)
+
+    def _plan(self, lengths: Sequence[int], batch_size: int, max_batch_tokens: int) -> tuple[list[np.ndarray], list]:
+        """The batches ``encode`` runs over texts of ``lengths`` tokens, and the worker streams that run them
+        (none: one after the other on the calling thread). The streams share the batch: each of ``n`` takes
+        ``1 / n`` of ``batch_size`` and ``max_batch_tokens``, so together they hold one batch's texts and tokens."""
+        order = list(batches(lengths, batch_size, max_batch_tokens, padded_length))
+        # One batch (a query) runs inline: dispatching it stage by stage costs more than it gains.
+        streams = _worker_streams() if len(order) > 1 and hasattr(self.model, "layerwise") else []
+        if streams:
+            n = len(streams)
+            order = list(batches(lengths, -(-batch_size // n), max(1, max_batch_tokens // n), padded_length))
+        return order, streams
 
     def _inline(
         self, order: list[np.ndarray], ids: list[list[int]], dim: int, normalize: bool, skip: int, finished: set[int]

@@ -24,7 +24,7 @@ JSON (``--json``), keys stable; sizes in bytes, times in seconds unless the key 
         "swap_bytes": {"total", "used_before", "used_after", "delta"},
         "mlx_bytes": {"active_after_load", "peak_load", "active_after_encode", "peak_encode", "cache_after_encode"},
         "throughput": {"texts", "tokens", "seconds", "warmup_s", "texts_per_s", "tokens_per_s",
-                       "max_batch_tokens", "batches", "largest_batch"},
+                       "max_batch_tokens", "batches", "largest_batch", "streams"},
         "latency_ms": {"queries", "p50", "p95", "mean", "max"}
       }],
       "failed": [{"model", "error"}]
@@ -137,11 +137,11 @@ _MODEL = {
         "throughput": {
             "type": "object",
             "required": ["texts", "tokens", "seconds", "warmup_s", "texts_per_s", "tokens_per_s", "max_batch_tokens",
-                         "batches", "largest_batch"],
+                         "batches", "largest_batch", "streams"],
             "additionalProperties": False,
             "properties": {
                 "texts": {"type": "integer", "minimum": 1}, "tokens": {"type": "integer", "minimum": 1},
-                **{n: {"type": "integer", "minimum": 1} for n in ("max_batch_tokens", "batches", "largest_batch")},
+                **{n: {"type": "integer", "minimum": 1} for n in ("max_batch_tokens", "batches", "largest_batch", "streams")},
                 **{n: {"type": "number", "minimum": 0} for n in ("seconds", "warmup_s", "texts_per_s", "tokens_per_s")},
             },
         },
@@ -370,7 +370,7 @@ def _measure(
     import mlx.core as mx
 
     import mlx_embed
-    from mlx_embed.embedder import batches, default_batch_tokens, padded_length
+    from mlx_embed.embedder import ENCODE_CHUNK, default_batch_tokens
     from mlx_embed.stats import checkpoint_stats
 
     swap_total = int(psutil.swap_memory().total)
@@ -396,7 +396,9 @@ def _measure(
     tokens = sum(lengths)
     # encode's own batches: on CPU its cap on padded tokens usually binds before batch_size does
     cap = default_batch_tokens()
-    batch_texts = [len(b) for b in batches(lengths, batch_size, cap, padded_length)]
+    plans = [embedder._plan(lengths[i : i + ENCODE_CHUNK], batch_size, cap) for i in range(0, len(lengths), ENCODE_CHUNK)]
+    batch_texts = [len(b) for plan, _ in plans for b in plan]
+    streams = max(len(s) for _, s in plans)
     query_texts = [texts[i % len(texts)] for i in range(queries)]
 
     with PeakSampler() as encode_sampler:
@@ -470,6 +472,7 @@ def _measure(
             "max_batch_tokens": cap,
             "batches": len(batch_texts),
             "largest_batch": max(batch_texts),
+            "streams": max(1, streams),
         },
         "latency_ms": {
             "queries": len(latencies),
@@ -654,8 +657,10 @@ def format_report(report: dict) -> str:
         f"workload: {w['name']}: {w['texts']} texts, batch {w['batch_size']}; latency over {w['queries']} single queries",
     ]
     caps = sorted({r["throughput"]["max_batch_tokens"] for r in report["models"]})
+    streams = max((r["throughput"]["streams"] for r in report["models"]), default=1)
     if caps:  # on CPU this cap, not batch_size, usually decides how many texts run at once
-        lines.append(f"encode also caps a batch at {'/'.join(map(str, caps))} padded tokens (max_batch_tokens): "
+        shared = f", shared by {streams} batches that run at once on CPU streams" if streams > 1 else ""
+        lines.append(f"encode also caps a batch at {'/'.join(map(str, caps))} padded tokens (max_batch_tokens){shared}: "
                      "see 'batches (most texts)'")
     short = [r["model"] for r in report["models"] if r["throughput"]["seconds"] < MIN_TIMED_S]
     if short:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+import mlx_embed
 from mlx_embed import cli
 from mlx_embed.profile import MIN_QUERIES, PROFILE_SCHEMA, profile
 
@@ -184,17 +185,21 @@ def test_cli_table_and_json(small_bert, capsys, tmp_path):
     assert _validate(doc, PROFILE_SCHEMA) == [] and doc["models"][0]["throughput"]["texts"] == 2
 
 
-def test_the_batches_encode_ran_are_reported(small_bert, capsys, tmp_path):
+@pytest.mark.parametrize("streams,batches,largest", [("0", 3, 9), ("2", 7, 4), ("3", 9, 3)])
+def test_the_batches_encode_ran_are_reported(small_bert, capsys, tmp_path, monkeypatch, streams, batches, largest):
     """On CPU encode caps a batch at 1,024 padded tokens: 25 texts of 104 tokens ([CLS], 102 x "a", [SEP]; a
-    length the fused path pads no further) at --batch-size 32 run as 9 + 9 + 7, which the report
-    says beside the batch size asked for."""
+    length the fused path pads no further) at --batch-size 32 run inline as 9 + 9 + 7; with n worker streams
+    each batch takes 1/n of the cap and of the batch size (2: 512 // 104 = 4 texts, six batches and one of 1;
+    3: 341 // 104 = 3). The report said 9 + 9 + 7 while encode ran 4-text batches on two streams."""
+    monkeypatch.setenv("MLX_EMBED_CPU_STREAMS", streams)  # read when the measuring process imports mlx_embed
     texts = tmp_path / "t.txt"
     texts.write_text("\n".join(["a " * 102] * 25) + "\n", encoding="utf-8")
     assert cli.main(["profile", "--model", str(small_bert), "--texts", str(texts), "--batch-size", "32", "--json"]) == 0
     doc = json.loads(capsys.readouterr().out)
     t = doc["models"][0]["throughput"]
-    assert (t["tokens"], t["max_batch_tokens"], t["batches"], t["largest_batch"]) == (2600, 1024, 3, 9)
-    # The rates are the timed pass's texts and tokens over its seconds (not its 3 batches, nor the warm-up too).
+    assert (t["tokens"], t["max_batch_tokens"], t["batches"], t["largest_batch"]) == (2600, 1024, batches, largest)
+    assert t["streams"] == max(1, int(streams))
+    # The rates are the timed pass's texts and tokens over its seconds (not its batches, nor the warm-up too).
     assert t["texts_per_s"] == pytest.approx(25 / t["seconds"]) and t["tokens_per_s"] == pytest.approx(2600 / t["seconds"])
     from mlx_embed.profile import format_report
 
@@ -204,7 +209,23 @@ def test_the_batches_encode_ran_are_reported(small_bert, capsys, tmp_path):
     assert cli.main(["profile", "--model", str(small_bert), "--texts", str(texts), "--batch-size", "32"]) == 0
     table = capsys.readouterr().out
     assert "encode also caps a batch at 1024 padded tokens" in table and "batches (most texts)" in table
-    assert " 3 (9) " in table
+    assert f" {batches} ({largest}) " in table
+    assert ("shared by 2 batches that run at once" in table) == (streams == "2")
+
+
+def test_encode_runs_the_batches_its_streams_share(small_bert, monkeypatch):
+    """What encode itself runs, seen by the padding step: the hand counts of the test above."""
+    from mlx_embed import embedder as module
+
+    model = mlx_embed.load(small_bert)
+    for streams, expected in ((0, [9, 9, 7]), (2, [4] * 6 + [1])):
+        monkeypatch.setattr(module, "CPU_STREAMS", streams)
+        sizes = []
+        real_pad = module.Embedder._pad
+        monkeypatch.setattr(module.Embedder, "_pad", lambda self, seqs: sizes.append(len(seqs)) or real_pad(self, seqs))
+        model.encode(["a " * 102] * 25, batch_size=32)
+        monkeypatch.undo()
+        assert sorted(sizes, reverse=True) == expected
 
 
 def test_tokens_count_the_default_prompt_encode_adds(small_bert, capsys, tmp_path):
