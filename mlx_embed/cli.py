@@ -177,11 +177,12 @@ def _fidelity(args) -> int:
 def _models(args) -> int:
     from mlx_embed.registry import REGISTRY
 
-    print(f"{'alias':<12} {'languages':<13} {'pooling':<11} {'dim':>5} {'dims':>9} {'max len':>7}  hub id")
+    print(f"{'alias':<12} {'languages':<13} {'pooling':<11} {'dim':>5} {'dims':>9} {'max len':>7} {'params':>7}  hub id")
     for spec in REGISTRY.values():
         langs = ",".join(spec.languages)
         dims = "{}..{}".format(*spec.matryoshka) if spec.matryoshka else str(spec.dim)
-        print(f"{spec.alias:<12} {langs:<13} {spec.pooling:<11} {spec.dim:>5} {dims:>9} {spec.max_length:>7}  {spec.hub_id}")
+        params = f"{spec.parameters / 1e6:.1f}M"
+        print(f"{spec.alias:<12} {langs:<13} {spec.pooling:<11} {spec.dim:>5} {dims:>9} {spec.max_length:>7} {params:>7}  {spec.hub_id}")
     return 0
 
 

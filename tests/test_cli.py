@@ -109,6 +109,8 @@ def test_models_lists_the_registry(capsys):
     assert [line.split()[1] for line in out.splitlines()[1:]] == ["multilingual", "en", "en"]
     # Qwen3-Embedding's card: "MRL Support ... from 32 to 1024"; the BERTs only their full size
     assert [line.split()[4] for line in out.splitlines()[1:]] == ["32..1024", "384", "384"]
+    # the model cards' sizes: "Number of Parameters: 0.6B", all-MiniLM-L6-v2 22.7M, bge-small-en-v1.5 33.4M
+    assert [line.split()[6] for line in out.splitlines()[1:]] == ["595.8M", "22.7M", "33.4M"]
 
 
 def test_similarity_columns_line_up_with_wide_characters(capsys, tiny_bert_hf):
