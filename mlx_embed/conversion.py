@@ -214,7 +214,7 @@ def mse_quantize(
     never above ``mx.quantize``'s. No data is needed.
     """
     rows, cols = w.shape
-    step = max(1, (1 << 22) // cols)
+    step = max(1, (1 << 22) // cols)  # rows at a time: 4 M weights, a few float32 copies of 16 MiB each
     packed, all_scales, all_biases = [], [], []
     for r0 in range(0, rows, step):
         chunk = w[r0 : r0 + step].astype(mx.float32)
@@ -223,7 +223,7 @@ def mse_quantize(
         best_s, best_b = _stored(s, dtype), _stored(b, dtype)
         best_err = mx.square(_codes(g, best_s, best_b, bits) * best_s[..., None] + best_b[..., None] - g).sum(-1)
         lo, hi = g.min(-1), g.max(-1)  # (R, G)
-        mean_w = g.mean(-1)
+        mean_w = g.mean(-1)  # (R, G)
         for shrink in shrinks:
             half = (hi - lo) * (shrink / 2)
             s, b = 2 * half / (2**bits - 1), (hi + lo) / 2 - half

@@ -461,10 +461,8 @@ class Embedder:
         out = np.empty((len(items), run.dim), dtype=np.float32)
         cut: dict[int, int] = {}  # {index: full length} of the texts cut
         self._check_blank(items, run.max_length, single)
-        if not run.truncate and len(items) > ENCODE_CHUNK:  # refuse before computing anything; the ids are not kept
-            for start, ids in self._chunks(items, run.max_length, cut):
-                _check_tokens(ids, start, single, run.skip)
-            check_truncation(cut, len(items), run.max_length, run.truncate)
+        if not run.truncate and len(items) > ENCODE_CHUNK:
+            self._refuse_early(items, run, single)
         done = 0
         for start, ids in self._chunks(items, run.max_length, cut):
             _check_tokens(ids, start, single, run.skip)
@@ -483,6 +481,14 @@ class Embedder:
             print(file=sys.stderr)
         check_truncation(cut, len(items), run.max_length, run.truncate)
         return out[0] if single else out
+
+    def _refuse_early(self, items: list[str], run: _Run, single: bool) -> None:
+        """Tokenize every chunk once before any is embedded (the ids are not kept), so that with
+        ``truncate=False`` an over-long or empty text late in a long list fails before anything is computed."""
+        cut: dict[int, int] = {}
+        for start, ids in self._chunks(items, run.max_length, cut):
+            _check_tokens(ids, start, single, run.skip)
+        check_truncation(cut, len(items), run.max_length, run.truncate)
 
     def _run_options(
         self, batch_size, normalize, prompt, dim, max_length, truncate, show_progress, max_batch_tokens

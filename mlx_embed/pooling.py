@@ -20,18 +20,18 @@ def mean(hidden: mx.array, mask: mx.array) -> mx.array:
 def cls(hidden: mx.array, mask: mx.array) -> mx.array:
     """Hidden state of the first real token ([CLS] for BERT)."""
     first = mx.argmax(mask, axis=1)  # (B,)
-    return mx.take_along_axis(hidden, first[:, None, None], axis=1)[:, 0]
+    return mx.take_along_axis(hidden, first[:, None, None], axis=1)[:, 0]  # (B, D)
 
 
 def last_token(hidden: mx.array, mask: mx.array) -> mx.array:
     """Hidden state of the last real token (Qwen3-Embedding's end-of-text)."""
     L = mask.shape[1]
     last = L - 1 - mx.argmax(mask[:, ::-1], axis=1)  # (B,)
-    return mx.take_along_axis(hidden, last[:, None, None], axis=1)[:, 0]
+    return mx.take_along_axis(hidden, last[:, None, None], axis=1)[:, 0]  # (B, D)
 
 
 def l2_normalize(x: mx.array, eps: float = 1e-12) -> mx.array:
-    norm = mx.sqrt((x * x).sum(axis=-1, keepdims=True))
+    norm = mx.sqrt((x * x).sum(axis=-1, keepdims=True))  # (..., 1)
     return x / mx.maximum(norm, eps)
 
 

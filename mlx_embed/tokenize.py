@@ -200,7 +200,7 @@ class TextEncoder:
         boundary in its second half: tokenizers split words locally, so a cut that far past the kept tokens
         cannot change them. A cut inside a word could for WordPiece, which makes a word over 100 characters
         one [UNK] and a piece of it many tokens; a long run without a boundary is cut anywhere for the others."""
-        size = 16 * max_length
+        size = 16 * max_length  # characters: at ~4 a token (English prose) ~4 * max_length tokens, twice what is needed
         wordpiece = isinstance(self.tokenizer.model, models.WordPiece)
         while size < len(text):
             end = _word_boundary(text, size // 2, size, self._splits_cjk)
@@ -213,7 +213,7 @@ class TextEncoder:
                 (seq,), (length,) = self._encode([head], max_length)
                 if length > 2 * max_length:
                     return seq, AtLeast(length)
-            size *= 4
+            size *= 4  # too few tokens (long words, whitespace runs): a longer prefix
         return None
 
     @property

@@ -33,8 +33,7 @@ class ModelArgs:
     @classmethod
     def from_dict(cls, params: dict) -> "ModelArgs":
         params = dict(params)
-        # transformers >= 5 moved rope_theta into rope_parameters.
-        rope = params.get("rope_parameters") or params.get("rope_scaling") or {}  # transformers 5 reads either
+        rope = params.get("rope_parameters") or params.get("rope_scaling") or {}  # transformers >= 5 keeps rope_theta here
         if "rope_theta" not in params and "rope_theta" in rope:
             params["rope_theta"] = rope["rope_theta"]
         scaling = params.get("rope_scaling") or {}
@@ -156,7 +155,8 @@ class Model(nn.Module):
         """Map checkpoint keys to this module's names.
 
         mlx-lm saves ``Qwen3ForCausalLM``-shaped checkpoints (``model.`` prefix, maybe ``lm_head``);
-        ``Qwen3Model.save_pretrained`` saves without the prefix. The LM head is never used here.
+        ``Qwen3Model.save_pretrained`` saves without the prefix. The LM head is never used here, and
+        older transformers checkpoints store the rotary ``inv_freq`` buffer, which this model computes.
         """
         out = {}
         for key, value in weights.items():
