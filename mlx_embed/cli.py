@@ -9,13 +9,12 @@ import math
 import os
 import re
 import sys
-import unicodedata
 import warnings
 from pathlib import Path
 from typing import Callable
 
 from mlx_embed.registry import POOLINGS
-from mlx_embed.textfile import check_writable, read_lines
+from mlx_embed.textfile import check_writable, read_lines, terminal_width
 
 # Subcommands that live with their feature: each module has add_arguments(parser) and run(args) -> int.
 FEATURE_COMMANDS: dict[str, tuple[str, str]] = {
@@ -47,11 +46,6 @@ def _similarity(args) -> int:
     for i, (label, row) in enumerate(zip(labels, sims)):
         print(f"{i:>2d} {label}{' ' * (width - terminal_width(label))}" + "".join(f"{s:7.3f}" for s in row))
     return 0
-
-
-def terminal_width(text: str) -> int:
-    """Columns ``text`` takes in a terminal: CJK and other wide characters take two."""
-    return sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
 
 
 def _shortened(text: str, columns: int) -> str:

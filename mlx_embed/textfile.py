@@ -1,5 +1,5 @@
 """Files the command line reads and writes: text files with one text per line, as ``mlx-embed embed --input``
-and ``profile --texts`` read them; outputs checked before the work that fills them."""
+and ``profile --texts`` read them; outputs checked before the work that fills them; text as a terminal shows it."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import io
 import os
 import sys
 import tempfile
+import unicodedata
 from pathlib import Path
 
 
@@ -60,3 +61,8 @@ def check_writable(path: Path, what: str) -> None:
     except OSError as err:
         where = path if path.exists() else f"the folder {folder}"
         raise PermissionError(f"{what}: cannot write to {where} ({(err.strerror or str(err)).lower()}): pick another place") from None
+
+
+def terminal_width(text: str) -> int:
+    """Columns ``text`` takes in a terminal: CJK and other wide characters take two."""
+    return sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mlx_embed.cli import terminal_width
+from mlx_embed.textfile import terminal_width
 
 from .corpora import Corpus, list_corpora, load_corpus
 from .metrics import cosine_scores, evaluate_run, rank
