@@ -32,6 +32,7 @@ sys.path.insert(0, str(ROOT))
 import mlx_embed  # noqa: E402  (before mlx.core: it may interpose OpenBLAS)
 import mlx.core as mx  # noqa: E402
 from mlx_embed import embedder as embedder_module  # noqa: E402
+from mlx_embed.cli import at_least  # noqa: E402
 from mlx_embed.profile import PeakSampler, rss  # noqa: E402
 
 MIB = 1024**2
@@ -54,10 +55,10 @@ def make_texts(n: int, seed: int = 0) -> list[str]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="minilm")
-    parser.add_argument("--texts", type=int, default=100_000)
-    parser.add_argument("--chunk", type=int, default=1000, help="texts per encode() call")
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--report-every", type=int, default=5000, help="print a line every this many texts")
+    parser.add_argument("--texts", type=at_least(1), default=100_000)
+    parser.add_argument("--chunk", type=at_least(1), default=1000, help="texts per encode() call")
+    parser.add_argument("--batch-size", type=at_least(1), default=32)
+    parser.add_argument("--report-every", type=at_least(1), default=5000, help="print a line every this many texts")
     parser.add_argument("--high-water", type=float, help="MB; overrides embedder.CACHE_HIGH_WATER (0: every batch, -1: never)")
     parser.add_argument("--cache-limit", type=float, help="MB; mx.set_cache_limit before the run")
     args = parser.parse_args()
@@ -121,4 +122,7 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except (ValueError, TypeError, OSError) as err:  # a model that does not load: the library's message says why
+        sys.exit(f"rss_soak: error: {err}")
