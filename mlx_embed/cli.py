@@ -243,7 +243,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     for name, (module, help_text) in FEATURE_COMMANDS.items():
         feature = importlib.import_module(module)
-        p = sub.add_parser(name, help=help_text)
+        p = sub.add_parser(name, help=help_text, description=help_text)
         feature.add_arguments(p)
         p.set_defaults(func=feature.run)
     return parser

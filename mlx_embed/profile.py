@@ -539,7 +539,7 @@ def run_child(module: str, args: list[str], timeout: float | None = None) -> dic
                 capture_output=True, text=True, env=env, timeout=timeout,
             )
         except subprocess.TimeoutExpired:
-            raise ChildFailed(f"stopped after {timeout:g} s without finishing (hung, or swapping)") from None
+            raise ChildFailed(f"stopped after {timeout:g} s without finishing (hung, swapping, or slower than that)") from None
         if proc.returncode != 0 or not out.exists():
             lines = (proc.stderr or proc.stdout).strip().splitlines()
             reason = exit_reason(proc.returncode) if proc.returncode != 0 else "exited without writing its result"
@@ -623,7 +623,7 @@ def profile(
             except (ChildFailed, ValueError) as err:
                 if len(models) == 1:
                     raise
-                failed.append({"model": str(model), "error": getattr(err, "reason", str(err))})
+                failed.append({"model": str(model), "error": getattr(err, "reason", str(err)) + _timeout_hint(err)})
                 continue
             machine, backend = got["machine"], got["backend"]
             rows.append(got["model"])
@@ -704,6 +704,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print the JSON report (schema in mlx_embed.profile)")
 
 
+def _timeout_hint(err: Exception) -> str:
+    return "; pass a larger --timeout" if getattr(err, "reason", "").startswith("stopped after") else ""
+
+
 def run(args: argparse.Namespace) -> int:
     try:
         report = profile(
@@ -711,7 +715,7 @@ def run(args: argparse.Namespace) -> int:
             timeout=args.timeout,
         )
     except RuntimeError as err:
-        print(f"mlx-embed profile: {err}", file=sys.stderr)
+        print(f"mlx-embed profile: {err}{_timeout_hint(err)}", file=sys.stderr)
         return 1
     print(json.dumps(report, indent=2) if args.json else format_report(report))
     if "failed" in report:
