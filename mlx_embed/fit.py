@@ -18,7 +18,8 @@ that law put a one-layer Qwen3-0.6B at 14.1 GiB for 8192 tokens; measured: 1.7 G
 * Weights present ("measured"): a fresh process loads the model, and RSS is recorded after load and
   at its peak (Linux VmHWM plus 5 ms sampling) while embedding a few batch x length points;
   ``token_bytes`` and ``pair_bytes`` are fitted to the peaks up to 512 tokens, and for a longer model
-  batch 1 is also measured at 1024, 2048, ... tokens and its max length (``long_working``). If that
+  one text is also measured at 1024, 2048, ... tokens and its max length (``long_working``), and two texts
+  there on two CPU streams (``stream_working``: what ``encode`` runs at those lengths). If that
   process dies (out of memory, a crash) or runs past ``MEASURE_TIMEOUT``, the model is estimated instead and the row says why
   (``measure_error``).
 * Weights absent ("estimate"): from ``config.json`` or the registry figures below: resident weight
@@ -51,7 +52,9 @@ JSON (``--json``), keys stable, sizes in bytes::
                  "default_batch", "default_length",
                  "need_bytes", "headroom_bytes", "headroom_fraction",
                  "max_batch_at_max_length", "max_length_at_batch_1",
-                 "points": [{"batch", "length", "measured_bytes", "estimated_bytes"}],
+                 "stream_working": {"L": bytes},
+                 "points": [{"batch", "length", "streams": bool (a text on each of two CPU streams),
+                             "measured_bytes", "estimated_bytes"}],
                  "estimate": {the same fields, from the estimator}   (measured models only)}]}
 """
 
@@ -190,20 +193,21 @@ class MemoryModel:
     # One text's working set measured at lengths past the fitted range ("L" -> bytes). On CPU attention
     # runs in blocks of at most ATTENTION_BLOCK_ELEMENTS scores, so it stops growing as L^2 there.
     long_working: dict[str, int] = field(default_factory=dict)
+    # Two texts at those lengths, one on each of two CPU streams, as encode runs them there ("L" -> bytes): the
+    # streams' peaks seldom coincide (Qwen3-0.6B's dims, one layer, 2,048 tokens: MLX peak +5 % over one text,
+    # where one batch of two is +71 %).
+    stream_working: dict[str, int] = field(default_factory=dict)
 
     def working(self, batch: int, length: int) -> float:
         """Bytes of activations for ``batch`` texts of ``length`` tokens: ``B*L*token_bytes +
-        B*L^2*pair_bytes``, or past ``PROBE_LENGTH`` ``B`` times the one-text working set interpolated
-        from there through the ``long_working`` points (extended along the last segment beyond them)."""
+        B*L^2*pair_bytes``; past ``PROBE_LENGTH``, where encode runs them a text a stream, ``B / 2`` times the
+        two-stream working set or else ``B`` times the one-text one, interpolated from there through the
+        measured points (extended along the last segment beyond them)."""
         if not self.long_working or length <= PROBE_LENGTH:
             return batch * length * self.token_bytes + batch * length * length * self.pair_bytes
-        xs = [PROBE_LENGTH] + sorted(int(n) for n in self.long_working)
-        ys = [self.working(1, PROBE_LENGTH)] + [float(self.long_working[str(n)]) for n in xs[1:]]
-        if length >= xs[-1]:
-            slope = (ys[-1] - ys[-2]) / (xs[-1] - xs[-2]) if len(xs) > 1 else ys[-1] / xs[-1]
-            return batch * (ys[-1] + max(slope, 0.0) * (length - xs[-1]))
-        i = next(k for k, x in enumerate(xs) if x >= length)
-        return batch * (ys[i - 1] + (ys[i] - ys[i - 1]) * (length - xs[i - 1]) / (xs[i] - xs[i - 1]))
+        if batch >= 2 and self.stream_working:
+            return batch / 2 * _along(self.stream_working, self.working(2, PROBE_LENGTH), length)
+        return batch * _along(self.long_working, self.working(1, PROBE_LENGTH), length)
 
     def need(self, batch: int, length: int) -> int:
         """Bytes needed to embed a batch: the fitted formula, but never less than a peak measured at a batch
@@ -213,6 +217,18 @@ class MemoryModel:
         floor = max((peak for point, peak in self.measured_peaks.items()
                      if _within(point, batch, length)), default=0)
         return int(max(modelled, floor))
+
+
+def _along(points: dict[str, int], start: float, length: int) -> float:
+    """``points`` ("L" -> bytes past ``PROBE_LENGTH``, where the value is ``start``) at ``length``: linear
+    between them, along the last segment beyond them."""
+    xs = [PROBE_LENGTH] + sorted(int(n) for n in points)
+    ys = [start] + [float(points[str(n)]) for n in xs[1:]]
+    if length >= xs[-1]:
+        slope = (ys[-1] - ys[-2]) / (xs[-1] - xs[-2]) if len(xs) > 1 else ys[-1] / xs[-1]
+        return ys[-1] + max(slope, 0.0) * (length - xs[-1])
+    i = next(k for k, x in enumerate(xs) if x >= length)
+    return ys[i - 1] + (ys[i] - ys[i - 1]) * (length - xs[i - 1]) / (xs[i] - xs[i - 1])
 
 
 def _within(point: str, batch: int, length: int) -> bool:
@@ -251,10 +267,36 @@ def encode_batch_tokens(backend: str) -> int:
     return embedder.CPU_BATCH_TOKENS if backend == "cpu" else embedder.GPU_BATCH_TOKENS
 
 
-def default_point(max_length: int, max_batch_tokens: int) -> tuple[int, int]:
-    """The largest batch ``encode`` forms by default at ``max_length``: 32 texts, at most ``max_batch_tokens``
-    padded tokens (a single longer text is a batch of its own)."""
-    return max(1, min(ENCODE_BATCH_SIZE, max_batch_tokens // max_length)), max_length
+@dataclass(frozen=True)
+class Batching:
+    """How ``encode`` batches many texts (``Embedder._plan``): a batch of texts whose longest has ``L`` tokens
+    takes ``padded(L)`` columns, at most ``batch_size`` texts and ``max_batch_tokens`` columns in all (a longer
+    text alone); on CPU ``streams`` worker streams each run a batch of ``1 / streams`` of both at once."""
+
+    max_batch_tokens: int
+    streams: int = 0
+    padded: Callable[[int], int] = int
+    batch_size: int = ENCODE_BATCH_SIZE
+
+    def at_once(self, length: int, batch_size: int | None = None) -> int:
+        """Texts of ``length`` tokens that ``encode`` embeds at once, given many of them."""
+        n = max(1, self.streams)
+        per_stream = (self.max_batch_tokens // n) // self.padded(length)
+        return n * max(1, min(-(-(batch_size or self.batch_size) // n), per_stream))
+
+
+def encode_batching(backend: str) -> Batching:
+    """``encode``'s batching on ``backend``: on CPU its worker streams and, on the fused Linux path, its padding."""
+    from . import embedder
+
+    if backend == "cpu":
+        return Batching(embedder.CPU_BATCH_TOKENS, max(0, embedder.CPU_STREAMS), embedder.padded_length)
+    return Batching(embedder.GPU_BATCH_TOKENS)
+
+
+def default_point(max_length: int, batching: Batching) -> tuple[int, int]:
+    """``(texts at once, length)`` when ``encode`` embeds many texts of ``max_length`` tokens with its defaults."""
+    return batching.at_once(max_length), max_length
 
 
 def _largest(hi: int, fits) -> int:
@@ -276,21 +318,35 @@ def max_batch(model: MemoryModel, length: int, available: int, cap: int = MAX_BA
     return _largest(bound, lambda n: model.need(n, length) <= available)
 
 
-def max_length(model: MemoryModel, batch: int, available: int) -> int:
-    """The longest input (<= the model's max length) a batch of ``batch`` texts can have within ``available``."""
-    if model.need(batch, 1) > available:
+def max_length(model: MemoryModel, batch: int, available: int, padded: Callable[[int], int] = int) -> int:
+    """The longest input (<= the model's max length) a batch of ``batch`` texts can have within ``available``,
+    each length taking ``padded(length)`` columns."""
+    if model.need(batch, padded(1)) > available:
         return 0
-    return _largest(model.max_length, lambda n: model.need(batch, n) <= available)
+    return _largest(model.max_length, lambda n: model.need(batch, padded(n)) <= available)
 
 
-def assess(model: MemoryModel, budget: Budget, max_batch_tokens: int | None = None) -> dict:
+def _at_defaults(model: MemoryModel, batching: Batching, length: int) -> tuple[int, int, int]:
+    """``(need, texts at once, length)`` for ``encode`` with its defaults over texts of up to ``length`` tokens:
+    the most any length needs (a shorter text may be batched with more others)."""
+    need, n = max((model.need(batching.at_once(n), batching.padded(n)), n) for n in range(1, length + 1))
+    return need, batching.at_once(n), n
+
+
+def max_length_at_defaults(model: MemoryModel, batching: Batching, available: int) -> int:
+    """The largest ``max_length`` for which ``encode``'s default batches of texts up to that long fit ``available``."""
+    for n in range(1, model.max_length + 1):
+        if model.need(batching.at_once(n), batching.padded(n)) > available:
+            return n - 1
+    return model.max_length
+
+
+def assess(model: MemoryModel, budget: Budget, batching: Batching | None = None) -> dict:
     """Verdict, headroom and limits of ``model`` within ``budget``; the verdict is for ``encode``'s default
-    batches (``max_batch_tokens``: default, ``encode``'s own on the model's backend)."""
+    batches (``batching``: default, ``encode``'s own on the model's backend)."""
     available = budget.available
-    if max_batch_tokens is None:
-        max_batch_tokens = encode_batch_tokens(model.backend)
-    batch, length = default_point(model.max_length, max_batch_tokens)
-    need = model.need(batch, length)
+    batching = batching or encode_batching(model.backend)
+    need, batch, length = _at_defaults(model, batching, model.max_length)
     headroom = available - need
     short = model.need(1, min(SHORT_TEXT, model.max_length))
     if short > available:
@@ -301,18 +357,27 @@ def assess(model: MemoryModel, budget: Budget, max_batch_tokens: int | None = No
         verdict = "fits"
     else:
         verdict = "tight"
-    most = max_batch(model, model.max_length, available)
-    longest = max_length(model, 1, available)
+    columns = batching.padded(model.max_length)
+    most = max_batch(model, columns, available)
+    longest = max_length(model, 1, available, batching.padded)
+    streams = max(1, batching.streams)
     if verdict == "fits":
-        advice = f"encode's defaults (batch {batch}, up to {length} tokens) fit"
+        advice = f"encode's defaults ({batch} texts at once, up to {length} tokens) fit"
     elif verdict == "does not fit":
         advice = f"one {min(SHORT_TEXT, model.max_length)}-token text needs {format_size(short)} of {format_size(available)}"
     elif verdict == "tight":
         advice = f"encode's defaults fit with {100 * headroom / available:.0f}% of the budget to spare"
-    elif most >= 1:
-        advice = f"at {length} tokens use batch_size <= {most} (or max_batch_tokens <= {most * length})"
+    elif most >= streams:
+        per_stream = most // streams  # encode splits batch_size and max_batch_tokens over its streams
+        advice = (f"at {model.max_length} tokens use batch_size <= {per_stream * streams} "
+                  f"(or max_batch_tokens <= {per_stream * streams * columns})")
     else:
-        advice = f"not even one {length}-token text fits: pass max_length <= {longest} to encode"
+        shorter = max_length_at_defaults(model, batching, available)
+        if most >= 1:
+            advice = (f"at {model.max_length} tokens only {most} text(s) at once fit, and encode runs {streams} batches at "
+                      f"once on CPU: set MLX_EMBED_CPU_STREAMS={most}, or pass max_length <= {shorter} to encode")
+        else:
+            advice = f"not even one {model.max_length}-token text fits: pass max_length <= {shorter} to encode"
     return {
         "verdict": verdict,
         "advice": advice,
@@ -445,11 +510,12 @@ def this_backend() -> str:
     return backend_name()
 
 
-def probe_activations(config: dict, backend: str, max_length: int = PROBE_LENGTH) -> tuple[float, float, str, dict[str, int]]:
-    """``(token_bytes, pair_bytes, how, long_working)``: MLX's peak memory of a one-layer random model with
-    ``config``'s dims, on this machine, at batch 1 x 128 / 256 / 512 and 4 x 128, fitted to
-    ``B*L*t + B*L^2*p``; for the CPU backend and ``max_length`` > 512 also batch 1 at 1024, 2048, ...
-    up to ``max_length`` (``long_working``, "L" -> bytes), where blocked attention breaks the L^2 law.
+def probe_activations(config: dict, backend: str, max_length: int = PROBE_LENGTH) -> tuple[float, float, str, dict[str, int], dict[str, int]]:
+    """``(token_bytes, pair_bytes, how, long_working, stream_working)``: MLX's peak memory of a one-layer random
+    model with ``config``'s dims, on this machine, at batch 1 x 128 / 256 / 512 and 4 x 128, fitted to
+    ``B*L*t + B*L^2*p``; for the CPU backend and ``max_length`` > 512 also one text at 1024, 2048, ...
+    up to ``max_length`` (``long_working``, "L" -> bytes), where blocked attention breaks the L^2 law, and two
+    texts there on two streams, dispatched a layer at a time as ``encode`` runs them (``stream_working``).
 
     Run on the backend asked for when it is this machine's; a Metal estimate made on a CPU machine
     halves the CPU figures (float16 activations of the 4-bit layouts) and keeps only the attention
@@ -473,7 +539,7 @@ def long_lengths(max_length: int) -> tuple[int, ...]:
 @lru_cache(maxsize=None)
 def _probe(
     shape: str, quantized: bool, backend: str, lengths: tuple[int, ...] = (128, 256, PROBE_LENGTH), long_lengths: tuple[int, ...] = ()
-) -> tuple[float, float, str, dict[str, int]]:
+) -> tuple[float, float, str, dict[str, int], dict[str, int]]:
     import mlx.core as mx
     import numpy as np
 
@@ -488,6 +554,7 @@ def _probe(
     stream = mx.cpu if (backend == "cpu" and here != "cpu") else mx.default_device()
     points = []
     long_working: dict[str, int] = {}
+    stream_working: dict[str, int] = {}
     with mx.stream(stream):
         model = module.Model(module.ModelArgs.from_dict(small))
         if stream == mx.cpu:
@@ -511,6 +578,9 @@ def _probe(
             else:
                 points.append({"batch": batch, "length": length, "working_bytes": working})
             del hidden, pooled
+        streams = [mx.new_stream(mx.cpu) for _ in range(2)] if long_lengths else []  # never freed: made once
+        for length in long_lengths:
+            stream_working[str(length)] = _two_streams(model, length, streams)
         del model
         mx.clear_cache()
     token, pair = fit_working_set(points)
@@ -523,8 +593,41 @@ def _probe(
             pair /= 2 if quantized else 1
         how += ", scaled for Metal (unverified: no Mac here)"
     if long_working:
-        how += f"; measured at batch 1 x {', '.join(long_working)} past the fit"
-    return token, pair, how, long_working
+        how += f"; measured at batch 1 x {', '.join(long_working)} past the fit, and two texts there on two streams"
+    return token, pair, how, long_working, stream_working
+
+
+def _two_streams(model, length: int, streams: list) -> int:
+    """MLX's peak memory (bytes over what was allocated before) of two ``length``-token texts run on two CPU
+    streams, a layer at a time in turn (``Embedder._interleaved``)."""
+    import mlx.core as mx
+    import numpy as np
+
+    ids = mx.array(np.full((1, length), 5, dtype=np.int32))
+    mask = mx.ones((1, length), dtype=mx.int32)
+    mx.eval(ids, mask)
+    mx.clear_cache()
+    before = mx.get_active_memory()
+    mx.reset_peak_memory()
+    layers = []
+    for s in streams:
+        with mx.stream(s):
+            layers.append(model.layerwise(ids, mask, None))
+    last: list = [None, None]
+    while any(g is not None for g in layers):
+        for j, s in enumerate(streams):
+            if layers[j] is None:
+                continue
+            with mx.stream(s):
+                hidden = next(layers[j], None)
+                if hidden is None:
+                    layers[j] = None
+                    last[j] = last[j].mean(axis=1)
+                else:
+                    last[j] = hidden
+                mx.async_eval(last[j])
+    mx.eval(*last)
+    return int(mx.get_peak_memory() - before)
 
 
 def estimate(
@@ -548,8 +651,11 @@ def estimate(
         base += RUNTIME["hub_import"]
     # Freed load transients stay in the process (MLX's buffer cache, the C heap): RSS keeps the load peak.
     footprint = base + weights["load_peak"]
-    token, pair, how, long_working = probe_activations(config, backend, max_length)
+    token, pair, how, long_working, stream_working = probe_activations(config, backend, max_length)
     notes = [f"activations: {how}"]
+    if backend == "cpu" and weights["resident"] > weights["disk"]:
+        notes.append(f"weights held: {format_size(weights['resident'])}: on CPU mlx_embed dequantizes the Linear "
+                     "weights to float32 at load (CPU quantized matmuls are ~70x slower)")
     if backend == "metal":
         notes.append("runtime constants measured on Linux CPU; Metal adds its own (unmeasured here)")
     return MemoryModel(
@@ -563,6 +669,7 @@ def estimate(
         token_bytes=token,
         pair_bytes=pair,
         long_working=long_working,
+        stream_working=stream_working,
         weights_bytes=weights["disk"],
         resident_weight_bytes=weights["resident"],
         parameters=parameter_count(config),
@@ -573,13 +680,15 @@ def estimate(
 # ---------------------------------------------------------------- measurement (child process)
 
 
-def _points_for(max_len: int, points: list[tuple[int, int]] | None, max_batch_tokens: int) -> list[tuple[int, int]]:
-    """The batch x length points to measure: ``points`` (default: batch 1 and ``encode``'s default batch at
-    128 tokens and at ``max_len``) and, for a model longer than ``PROBE_LENGTH``, batch 1 at 256 and 512
+def _points_for(max_len: int, points: list[tuple[int, int]] | None, batching: Batching) -> list[tuple[int, int]]:
+    """The batch x length points to measure: ``points`` (default: one text and ``encode``'s default texts at once
+    at 128 tokens and at ``max_len``) and, for a model longer than ``PROBE_LENGTH``, one text at 256 and 512
     tokens (the L^2 law's lengths) and at each of :func:`long_lengths` (where it no longer holds)."""
     if points is None:
         short = min(SHORT_TEXT, max_len)
-        points = [(1, short), default_point(short, max_batch_tokens), (1, max_len), default_point(max_len, max_batch_tokens)]
+        points = [(1, short), default_point(short, batching), (1, max_len)]
+        if max_len <= PROBE_LENGTH or batching.streams < 2:  # else encode runs a text a stream there: _measure's stream points
+            points.append(default_point(max_len, batching))
     points = list(points)
     if max_len > PROBE_LENGTH:
         points += [(1, PROBE_LENGTH // 2), (1, PROBE_LENGTH)] + [(1, n) for n in long_lengths(max_len)]
@@ -593,6 +702,8 @@ def _measure(model: str, points: list[tuple[int, int]] | None, rss_before_import
     import mlx.core as mx
 
     import mlx_embed
+    from mlx_embed import embedder as embedder_module
+    from mlx_embed.embedder import padded_length
     from mlx_embed.profile import PeakSampler, resident_bytes, rss
     from mlx_embed.samples import SAMPLE_TEXTS
     from mlx_embed.stats import checkpoint_stats
@@ -611,18 +722,31 @@ def _measure(model: str, points: list[tuple[int, int]] | None, rss_before_import
     while len(embedder.text_encoder.encode([text], 1 << 30)[0]) <= limit:
         text = text + " " + text
     measured = []
-    for batch, length in _points_for(limit, points, encode_batch_tokens(this_backend())):
+    for batch, length in _points_for(limit, points, encode_batching(this_backend())):
         mx.clear_cache()
         gc.collect()
         base = rss()
+        columns = min(padded_length(length), embedder.position_limit)  # what encode pads a batch of them to
         # Texts cut to exactly `length` tokens, through encode() itself: one batch, which it runs whole, and
-        # two, which on CPU it overlaps on two streams, each taking half a batch (7-13 % less at 4 x 256).
+        # two, which on CPU it overlaps on its streams, each taking half a batch (7-13 % less at 4 x 256).
+        # One text runs alone (inline): a batch of one is what a query is.
         with warnings.catch_warnings(), PeakSampler() as point:
             warnings.simplefilter("ignore", mlx_embed.TruncationWarning)
-            for n in (batch, 2 * batch) if batch > 1 else (2,):  # two lone texts take a stream each
-                embedder.encode([text] * n, batch_size=batch, max_length=length, max_batch_tokens=batch * length)
-        measured.append({"batch": batch, "length": length, "base_bytes": base, "peak_bytes": point.peak,
+            for n in (batch, 2 * batch) if batch > 1 else (1,):
+                embedder.encode([text] * n, batch_size=batch, max_length=length, max_batch_tokens=batch * columns)
+        measured.append({"batch": batch, "length": columns, "base_bytes": base, "peak_bytes": point.peak,
                          "working_bytes": point.peak - base})
+    streamed = []
+    if embedder_module.CPU_STREAMS >= 2 and mx.default_device() == mx.cpu:
+        for length in long_lengths(limit):  # two lone texts past 512 tokens: encode runs one on each of two streams
+            mx.clear_cache()
+            gc.collect()
+            base = rss()
+            with warnings.catch_warnings(), PeakSampler() as point:
+                warnings.simplefilter("ignore", mlx_embed.TruncationWarning)
+                embedder.encode([text] * 2, batch_size=1, max_length=length)
+            streamed.append({"batch": 2, "length": min(padded_length(length), embedder.position_limit), "base_bytes": base,
+                             "peak_bytes": point.peak, "working_bytes": point.peak - base})
     stats = checkpoint_stats(embedder.path)
     return {
         "model": model,
@@ -641,6 +765,7 @@ def _measure(model: str, points: list[tuple[int, int]] | None, rss_before_import
         "rss_peak_load": max(sampler.peak, after_load),
         "rss_after_warmup": after_warmup,
         "points": measured,
+        "stream_points": streamed,
     }
 
 
@@ -680,6 +805,8 @@ def measured_model(name: str, got: dict, backend: str) -> MemoryModel:
     token, pair = fit_working_set(law)
     long_working = {str(p["length"]): max(0, int(p["working_bytes"])) for p in got["points"]
                     if p["batch"] == 1 and p["length"] > PROBE_LENGTH}
+    streamed = got.get("stream_points", [])
+    stream_working = {str(p["length"]): max(0, int(p["working_bytes"])) for p in streamed}
     return MemoryModel(
         name=name,
         status="measured",
@@ -691,10 +818,11 @@ def measured_model(name: str, got: dict, backend: str) -> MemoryModel:
         token_bytes=token,
         pair_bytes=pair,
         long_working=long_working,
+        stream_working=stream_working,
         weights_bytes=got["weights_bytes"],
         resident_weight_bytes=got["resident_weight_bytes"],
         parameters=got["parameters"],
-        measured_peaks={f"{p['batch']}x{p['length']}": p["peak_bytes"] for p in got["points"]},
+        measured_peaks={f"{p['batch']}x{p['length']}": p["peak_bytes"] for p in got["points"] + streamed},
     )
 
 
@@ -809,15 +937,16 @@ def report(
             row["weight_format"] = weight_format(got["config"], files_float_dtype(Path(got["path"])))
             row["bits_per_weight"] = got["bits_per_weight"]
             row["points"] = [
-                {"batch": p["batch"], "length": p["length"], "measured_bytes": p["peak_bytes"],
+                {"batch": p["batch"], "length": p["length"], "streams": streams, "measured_bytes": p["peak_bytes"],
                  "estimated_bytes": est.need(p["batch"], p["length"])}
-                for p in got["points"]
+                for streams, group in ((False, got["points"]), (True, got.get("stream_points", []))) for p in group
             ]
             row["estimate"] = {k: v for k, v in {**asdict(est), **assess(est, budget)}.items() if k != "name"}
         else:
             path = resolved.path if resolved is not None else (Path(name) if os.path.isdir(name) else None)
             where = resolved or (loading.resolve(name) if path is not None else None)
             longest = _max_length_of(name, config, where)
+            _dims(config)  # an architecture it cannot estimate fails before the probes are announced
             say(_probing(name, longest, backend))
             model = estimate(name, config, backend, max_length=longest, import_rss=import_rss, by_name=not os.path.isdir(name))
             if resolved is None and origin.startswith("registry") and backend != here:
@@ -910,7 +1039,7 @@ def format_report(rep: dict) -> str:
         lines.append(f"{r['model']}: weights: {r['weight_format']}, from {r['source']}")
         if r["points"]:
             pts = ", ".join(
-                f"{p['batch']}x{p['length']}: {format_size(p['measured_bytes'])} (estimate {100 * (p['estimated_bytes'] / p['measured_bytes'] - 1):+.0f}%)"
+                f"{p['batch']}x{p['length']}{' on two streams' if p['streams'] else ''}: {format_size(p['measured_bytes'])} (estimate {100 * (p['estimated_bytes'] / p['measured_bytes'] - 1):+.0f}%)"
                 for p in r["points"]
             )
             lines.append(f"{r['model']}: measured peak RSS {pts}")
@@ -920,14 +1049,15 @@ def format_report(rep: dict) -> str:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--ram", help="RAM budget, e.g. 8GB (default: this machine's RAM; required with a --backend "
-                        "other than this machine's)")
+    parser.add_argument("--ram", help="RAM budget, e.g. 8GB (GB, MB: GiB, MiB, as RAM is sold; default: this machine's "
+                        "RAM; required with a --backend other than this machine's)")
     parser.add_argument("--alongside", default="0", help="memory held by other things, e.g. 2.5GB for a 4B VLM")
     parser.add_argument("--reserve", default=None, help=f"kept for the OS (default {format_size(DEFAULT_RESERVE)})")
     parser.add_argument("--model", action="append", metavar="M", help="alias, Hub id or folder (default: all registry models)")
     parser.add_argument("--backend", choices=["cpu", "metal"], help="the backend to answer for (default: this machine's)")
     parser.add_argument("--points", help="batch x length points to measure, e.g. 1x128,32x256 (models longer than 512 "
-                        "tokens are also measured at batch 1 x 256, 512, 1024, 2048, ... tokens)")
+                        "tokens are also measured at batch 1 x 256, 512, 1024, 2048, ... tokens; a length encode pads "
+                        "is measured and labelled padded)")
     parser.add_argument("--estimate-only", action="store_true", help="estimate present models too, do not measure (the "
                         "one-layer activation probes still run: about 2 minutes for Qwen3's 8,192 tokens on 2 CPU cores)")
     parser.add_argument("--json", action="store_true", help="print the JSON report")

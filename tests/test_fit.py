@@ -24,7 +24,7 @@ BUDGET_8GB = Budget(ram=8 * GIB, reserve=2 * GIB, alongside=int(2.5 * GIB))  # 3
 
 
 def assess(m: MemoryModel, budget: Budget) -> dict:
-    return fit.assess(m, budget, max_batch_tokens=16384)  # batches of up to 32 x 512 tokens
+    return fit.assess(m, budget, fit.Batching(16384))  # batches of up to 32 x 512 tokens, no streams, no padding
 
 
 def test_parse_size():
@@ -68,7 +68,10 @@ def test_verdict_smaller_inputs_when_not_one_long_text_fits():
     assert (got["default_batch"], got["default_length"]) == (2, 8192)
     assert got["headroom_bytes"] < 0
     assert got["verdict"] == "only with smaller inputs"
-    assert got["advice"] == "not even one 8192-token text fits: pass max_length <= 1619 to encode"
+    # encode's defaults with max_length n: up to 512 tokens 32 texts at once, 32 x n^2 KiB <= 2560 MiB -> n <= 286
+    # (286^2 = 81,796 <= 81,920 < 287^2); one text alone goes to 1619 (a query), which is not what encode batches
+    assert got["advice"] == "not even one 8192-token text fits: pass max_length <= 286 to encode"
+    assert got["max_length_at_batch_1"] == 1619
 
 
 def test_verdict_fits_with_headroom():
@@ -81,10 +84,42 @@ def test_verdict_fits_with_headroom():
 
 
 def test_default_point_follows_encode_batch_cap():
-    assert fit.default_point(256, 2048) == (8, 256)  # at most 2,048 padded tokens per batch
-    assert fit.default_point(8192, 16384) == (2, 8192)
-    assert fit.default_point(8192, 2048) == (1, 8192)  # one longer text is a batch of its own
-    assert fit.default_point(128, 16384) == (32, 128)  # at most 32 texts
+    assert fit.default_point(256, fit.Batching(2048)) == (8, 256)  # at most 2,048 padded tokens per batch
+    assert fit.default_point(8192, fit.Batching(16384)) == (2, 8192)
+    assert fit.default_point(8192, fit.Batching(2048)) == (1, 8192)  # one longer text is a batch of its own
+    assert fit.default_point(128, fit.Batching(16384)) == (32, 128)  # at most 32 texts
+
+
+def test_texts_at_once_on_cpu_streams_with_padding():
+    """Two streams each run a batch of half the batch size and half the 1,024-column cap at once, of
+    lengths padded to 16 steps an octave: 256 -> 2 x (512 // 256) = 4; 104 (stays) -> 2 x (512 // 104) = 8;
+    300 -> 304 columns, 2 x 1; one 8,192-token text a stream: 2; 16 -> 2 x min(32 / 2, 512 // 16) = 32."""
+    from mlx_embed.embedder import padded_length
+
+    cpu = fit.Batching(1024, streams=2, padded=lambda n: padded_length(n) if n > 32 else n)
+    assert [cpu.at_once(n) for n in (256, 104, 300, 8192, 16)] == [4, 8, 2, 2, 32]
+    assert cpu.padded(300) in (300, 304)  # 304 where the fused CPU kernels run (Linux with g++)
+    assert fit.Batching(1024, streams=2, padded=lambda n: 304 if n == 300 else n).at_once(300) == 2
+    assert cpu.at_once(256, batch_size=3) == 4  # batch_size 3: ceil(3 / 2) = 2 a stream
+
+
+def test_advice_counts_the_streams_and_every_length_up_to_the_one_advised():
+    """1 GiB + 3 MiB a token, 3,584 MiB: at 512 tokens encode runs two texts at once (one a stream) needing
+    1024 + 2 x 512 x 3 = 4096 MiB, while one text alone fits (2560 // 1536 = 1). The advice must not be
+    "batch_size <= 1" (two streams still run two) nor a max_length that some shorter length breaks:
+    27-token texts come 32 at once (2 x min(16, 512 // 27)), 32 x 27 x 3 = 2592 MiB > 2560; 26: 2496."""
+    m = model(1 * GIB, token=3 * MIB)
+    got = fit.assess(m, BUDGET_8GB, fit.Batching(1024, streams=2))
+    assert got["verdict"] == "only with smaller inputs" and got["need_bytes"] == 4096 * MIB
+    assert (got["default_batch"], got["default_length"]) == (2, 512) and got["max_batch_at_max_length"] == 1
+    assert got["advice"] == ("at 512 tokens only 1 text(s) at once fit, and encode runs 2 batches at once on CPU: "
+                             "set MLX_EMBED_CPU_STREAMS=1, or pass max_length <= 26 to encode")
+    assert got["max_length_at_batch_1"] == 512  # one text alone (a query): 1024 + 1536 MiB
+    # Where each stream's share fits, the advice is a batch size the streams split evenly. 1.5 GiB + 1 MiB a
+    # token: (3584 - 1536) // 512 = 4 texts of 512 tokens at once; over 3 streams 1 each, so 3 in all.
+    got = fit.assess(model(int(1.5 * GIB), token=1 * MIB), BUDGET_8GB, fit.Batching(16384, streams=3))
+    assert got["max_batch_at_max_length"] == 4
+    assert got["advice"] == "at 512 tokens use batch_size <= 3 (or max_batch_tokens <= 1536)"  # 3 streams x 1
 
 
 def test_measured_peak_is_a_floor():
@@ -102,11 +137,11 @@ def test_limits_and_verdict_agree_where_the_formula_runs_under_a_measurement():
     with a budget under the 4 x 256 measurement it advised batch_size <= 4, the batch that did not fit."""
     m = model(150 * MIB, token=160 * 1024, max_len=256)  # 1 x 128: 150 + 20 = 170 MiB
     m.measured_peaks = {"1x128": 172 * MIB}
-    got = fit.assess(m, Budget(ram=171 * MIB, reserve=0), max_batch_tokens=1024)
+    got = fit.assess(m, Budget(ram=171 * MIB, reserve=0), fit.Batching(1024))
     assert got["verdict"] == "does not fit" and got["max_length_at_batch_1"] < 128
     m = model(150 * MIB, token=100 * 1024, max_len=256)  # 4 x 256 by the formula: 150 + 100 = 250 MiB
     m.measured_peaks = {"4x256": 290 * MIB}
-    got = fit.assess(m, Budget(ram=280 * MIB, reserve=0), max_batch_tokens=1024)
+    got = fit.assess(m, Budget(ram=280 * MIB, reserve=0), fit.Batching(1024))
     assert got["verdict"] == "only with smaller inputs" and got["max_batch_at_max_length"] == 3
     assert got["advice"] == "at 256 tokens use batch_size <= 3 (or max_batch_tokens <= 768)"
 
@@ -152,7 +187,7 @@ def test_a_measured_load_peak_above_the_budget_is_fatal():
            "points": [{"batch": b, "length": n, "working_bytes": b * n * 1000, "peak_bytes": GIB + b * n * 1000}
                       for b, n in [(1, 128), (4, 256)]]}
     m = fit.measured_model("m", got, "cpu")
-    assert fit.assess(m, Budget(ram=6 * GIB, reserve=0), max_batch_tokens=1024)["verdict"] == "does not fit"
+    assert fit.assess(m, Budget(ram=6 * GIB, reserve=0), fit.Batching(1024))["verdict"] == "does not fit"
 
 
 def test_attention_term_limits_length():
@@ -296,7 +331,7 @@ def test_a_hung_measuring_process_is_stopped(tmp_path, monkeypatch):
     monkeypatch.setenv("PYTHONPATH", str(tmp_path))
     with pytest.raises(profile.ChildFailed) as err:
         profile.run_child("hangs", [], timeout=3)
-    assert err.value.reason == "stopped after 3 s without finishing (hung, or swapping)"
+    assert err.value.reason == "stopped after 3 s without finishing (hung, swapping, or slower than that)"
 
 
 def test_fit_reports_a_dead_measuring_process_and_goes_on(monkeypatch, capsys, minilm_path):
@@ -338,6 +373,10 @@ def test_measured_long_model_predicts_unmeasured_long_lengths(tiny_qwen3_long):
     row = rep["models"][0]
     assert row["status"] == "measured" and row["max_length"] == 4096
     assert sorted(row["long_working"], key=int) == ["1024", "2048", "4096"]
+    # two texts there, one on each CPU stream, as encode runs them; the default point is one of them
+    assert sorted(row["stream_working"], key=int) == ["1024", "2048", "4096"]
+    assert [(p["batch"], p["length"]) for p in row["points"] if p["streams"]] == [(2, 1024), (2, 2048), (2, 4096)]
+    assert (row["default_batch"], row["default_length"]) == (2, 4096)
     m = MemoryModel(**{f.name: row["model"] if f.name == "name" else row[f.name] for f in dataclasses.fields(MemoryModel)})
     direct = profile.run_child("mlx_embed.fit", ["--model", str(tiny_qwen3_long), "--points", "1x768,1x1536"])["model"]
     peaks = {p["length"]: p["peak_bytes"] for p in direct["points"] if p["batch"] == 1}
@@ -358,6 +397,11 @@ def test_long_inputs_follow_the_measured_points_not_the_square_law():
     # 2560 MiB for activations; one 8192-token text needs 3e6 + 6144 * 1e6 / 1024 = 9e6 bytes
     assert max_length(m, 1, BUDGET_8GB.available) == 8192
     assert max_batch(m, 8192, BUDGET_8GB.available) == 2560 * MIB // 9_000_000
+    # Two texts a stream past 512 tokens follow their own measurements, from two texts' law at 512
+    m.stream_working = {"1024": 2_500_000, "2048": 3_200_000}
+    assert m.working(2, 768) == pytest.approx(1_024_000 + (2_500_000 - 1_024_000) * 256 / 512)
+    assert m.working(2, 2048) == pytest.approx(3_200_000) and m.working(4, 1536) == pytest.approx(2 * 2_850_000)
+    assert m.working(1, 2048) == pytest.approx(3_000_000)  # one text: its own points
 
 
 def test_fits_copy_of_encodes_defaults_is_current():
@@ -383,3 +427,24 @@ def test_estimated_max_length_is_encodes(tmp_path, minilm_4bit):
     assert expected == 256  # the registry's, not the file's 128
     row = fit.report([str(snapshot)], ram=8 * GIB, measure=False)["models"][0]
     assert row["status"] == "estimate" and row["max_length"] == expected
+
+
+def test_a_measured_point_is_the_batch_encode_runs_at_its_padded_length(tmp_path, tiny_qwen3_hf, monkeypatch):
+    """``--points 8x300``: encode pads 300 tokens to 304 columns on the fused CPU path; with a cap of 8 x 300
+    columns it split the 8 texts (7 + 1 inline, 3 + 3 + 2 on the streams) while the row said 8x300. The point
+    now runs 8 texts at once, inline and as 4 + 4 on two streams, and is labelled with the columns run."""
+    from mlx_embed import embedder as module
+    from mlx_embed.embedder import padded_length
+
+    folder = tmp_path / "qwen3-512"
+    shutil.copytree(tiny_qwen3_hf, folder)
+    settings = json.loads((folder / "sentence_bert_config.json").read_text())
+    (folder / "sentence_bert_config.json").write_text(json.dumps(dict(settings, max_seq_length=512)))
+    monkeypatch.setattr(module, "CPU_STREAMS", 2)
+    sizes = []
+    real_pad = module.Embedder._pad
+    monkeypatch.setattr(module.Embedder, "_pad", lambda self, seqs: sizes.append((len(seqs), max(map(len, seqs)))) or real_pad(self, seqs))
+    got = fit._measure(str(folder), [(8, 300)], 0)
+    columns = padded_length(300)
+    assert [(p["batch"], p["length"]) for p in got["points"]] == [(8, columns)]
+    assert sizes[-5:] == [(8, 300)] + [(4, 300)] * 4  # 8 texts in one batch, then 16 as 4 + 4 at a time
