@@ -31,9 +31,10 @@ that law put a one-layer Qwen3-0.6B at 14.1 GiB for 8192 tokens; measured: 1.7 G
 The budget is ``ram - reserve - alongside``: ``ram`` defaults to this machine's RAM and must be given
 for another backend (``--backend metal`` on Linux), ``reserve`` is what the OS keeps for itself
 (``DEFAULT_RESERVE``, 2 GiB: an assumption, not a measurement), ``alongside`` memory held by other things
-(e.g. a 4B VLM next to the embedder). Verdict at the default ``encode`` operating point (batch 32, the
-model's max length, at most ``max_batch_tokens`` padded tokens per batch: ``encode``'s default for the
-backend, e.g. 1,024 on CPU and 16,384 on Metal): "fits" with at least 10% of the budget to spare, "tight"
+(e.g. a 4B VLM next to the embedder). Verdict at ``encode``'s default batches (:class:`Batching`: batch 32,
+at most ``max_batch_tokens`` padded tokens per batch, 1,024 on CPU and 16,384 on Metal, lengths padded as
+``encode`` pads them, and on CPU its streams each running a batch of 1/n of both at once), the most any length
+up to the model's max length needs: "fits" with at least 10% of the budget to spare, "tight"
 when it fits with less, "only with smaller inputs" when it does not fit but smaller batches or shorter
 texts do (``advice`` says which), "does not fit" when even one 128-token text does not. Sizes: ``GB``
 means GiB (2^30 bytes), as RAM is sold; the table prints GiB / MiB.
