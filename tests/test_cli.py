@@ -317,6 +317,19 @@ def test_stdin_keeps_a_lone_carriage_return_inside_its_line(capsys, monkeypatch)
 
     monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(b"third\rstill third\r\nnext\n")))
     assert read_lines("-", "--input") == ["third\rstill third", "next"]
+    # only one line end goes: a \r before it, or a last line's own final \r, stays text
+    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(b"a\r\r\nb\r")))
+    assert read_lines("-", "--input") == ["a\r", "b\r"]
+
+
+def test_an_output_that_exists_is_left_as_it_is_when_the_run_fails(capsys, tmp_path):
+    """The output is checked for writing before any work, without emptying it: a run that then fails (an
+    unknown model) leaves the earlier results in place."""
+    out = tmp_path / "vectors.npy"
+    out.write_text("earlier results")
+    rc, _, err = run(capsys, "embed", "hello", "--output", out, "--model", "no-such-model")
+    assert rc == 2 and "Unknown model 'no-such-model'" in err
+    assert out.read_text() == "earlier results"
 
 
 @pytest.mark.parametrize("minimum,kind,given,ok", [(1, int, "1", True), (2, int, "2", True), (2, int, "1", False),

@@ -448,3 +448,38 @@ def test_a_measured_point_is_the_batch_encode_runs_at_its_padded_length(tmp_path
     columns = padded_length(300)
     assert [(p["batch"], p["length"]) for p in got["points"]] == [(8, columns)]
     assert sizes[-5:] == [(8, 300)] + [(4, 300)] * 4  # 8 texts in one batch, then 16 as 4 + 4 at a time
+
+
+def test_measured_law_is_fitted_through_the_512_token_point():
+    """The L^2 law of a measured model is fitted to every point up to 512 tokens, each error relative to its
+    peak (numpy's weighted least squares here); a 512-token point that runs over the shorter ones' line counts."""
+    import numpy as np
+
+    pts = [(1, 128, 200_000), (1, 256, 400_000), (4, 128, 800_000), (1, 512, 1_300_000)]
+    got = {"max_length": 512, "rss_after_load": GIB, "rss_peak_load": GIB, "rss_after_warmup": GIB, "weights_bytes": 0,
+           "resident_weight_bytes": 0, "parameters": 0,
+           "points": [{"batch": b, "length": n, "working_bytes": w, "peak_bytes": GIB + w} for b, n, w in pts]}
+    m = fit.measured_model("m", got, "cpu")
+    x = np.array([[b * n, b * n * n] for b, n, _ in pts], dtype=np.float64)
+    w = 1 / np.array([GIB + v for *_, v in pts], dtype=np.float64)
+    expected, *_ = np.linalg.lstsq(x * w[:, None], np.array([v for *_, v in pts]) * w, rcond=None)
+    assert (expected > 0).all() and (m.token_bytes, m.pair_bytes) == pytest.approx(tuple(expected), rel=1e-6)
+
+
+def test_a_longer_input_never_needs_less_past_the_last_measured_length():
+    """Past the last long point the one-text working set follows the last segment, but not downwards: a
+    measurement that fell (3 MB at 1,024 tokens, 2 MB at 2,048) holds 2 MB beyond it."""
+    m = model(1 * GIB, token=1000, max_len=8192)
+    m.long_working = {"1024": 3_000_000, "2048": 2_000_000}
+    assert m.working(1, 4096) == pytest.approx(2_000_000) and m.working(1, 1536) == pytest.approx(2_500_000)
+
+
+def test_layers_a_group_size_does_not_divide_are_counted_in_float():
+    """BERT, hidden 96, intermediate 128, 4-bit g64: only the MLP output (128 inputs) is quantized, 12,288 x 4 / 8
+    + 2 x 192 x 2 = 6,912 bytes; everything else is fp16 (the mlx-community layout's float dtype), by hand:
+    tables (10 + 8 + 2) x 96, LayerNorm 192, Linears 4 x 96^2 + 128 x 96, biases and norms 608 + 384, pooler
+    96^2 + 96: 61,568 values, 123,136 bytes."""
+    config = {"model_type": "bert", "hidden_size": 96, "num_hidden_layers": 1, "num_attention_heads": 4,
+              "intermediate_size": 128, "vocab_size": 10, "max_position_embeddings": 8, "type_vocab_size": 2,
+              "quantization": {"bits": 4, "group_size": 64}}
+    assert fit.weight_bytes(config, "metal")["disk"] == 6_912 + 123_136

@@ -490,3 +490,17 @@ def test_a_saved_prompt_with_braces_is_used_as_written(minilm_path, tmp_path, pr
         model.encode_query(TEXTS, task="Find code")
     _edit(folder / "config_sentence_transformers.json", default_prompt_name="query")  # encode() adds it too
     _assert_same(mlx_embed.load(folder).encode(TEXTS), _reference(folder))
+
+
+def test_a_conversion_described_by_the_registry_drops_the_sources_default_prompt(minilm_path, tmp_path):
+    """A Hugging Face cache snapshot of a registry model is described by the registry (no default prompt); its
+    conversion must not keep the source's ``default_prompt_name``, which sentence-transformers would prepend
+    to every text of the converted folder while mlx_embed does not."""
+    from mlx_embed.conversion import convert
+
+    src = _copy(minilm_path, tmp_path / "models--sentence-transformers--all-MiniLM-L6-v2" / "snapshots" / "0123abc")
+    _edit(src / "config_sentence_transformers.json", prompts={"query": "query: ", "document": ""}, default_prompt_name="query")
+    assert mlx_embed.load(src).spec.alias == "minilm" and mlx_embed.load(src).spec.default_prompt == ""
+    convert(src, tmp_path / "out", bits=8, report=False)
+    written = json.loads((tmp_path / "out" / "config_sentence_transformers.json").read_text())
+    assert written["default_prompt_name"] is None and written["prompts"]["query"] == ""

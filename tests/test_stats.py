@@ -54,3 +54,14 @@ def test_files_float_dtype_weighs_values_not_tensors(tmp_path):
     tensors = {"table": np.zeros((1000, 64), np.float16), **{f"norm{i}": np.ones(64, np.float32) for i in range(5)}}
     save_file(tensors, str(tmp_path / "model.safetensors"))
     assert files_float_dtype(tmp_path) == "F16"
+
+
+@pytest.mark.parametrize("dtype,bits", [("bfloat16", 16), ("float16", 16), ("float32", 32)])
+def test_float_checkpoints_cost_their_dtype_bits_per_weight(tmp_path, dtype, bits):
+    """A float checkpoint's bits per weight is its dtype's width: bfloat16 is 2 bytes a value like float16."""
+    import mlx.core as mx
+
+    mx.save_safetensors(str(tmp_path / "model.safetensors"), {"w": mx.zeros((3, 5), dtype=getattr(mx, dtype)),
+                                                                "b": mx.zeros((5,), dtype=getattr(mx, dtype))})
+    stats = checkpoint_stats(tmp_path, {})
+    assert (stats.parameters, stats.bits_per_weight) == (20, bits)
