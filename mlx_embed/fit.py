@@ -12,7 +12,8 @@ The memory a process needs to embed a batch of ``B`` texts of ``L`` tokens is mo
 working set per token in a batch (hidden states, MLP intermediates) and ``pair_bytes`` the working set
 per (query, key) pair (attention scores where attention is not fused, masks): attention grows with L^2.
 On CPU, attention runs in blocks of bounded size, so past 512 tokens an estimate uses one text's working
-set measured at 1024, 2048, ... tokens (``long_working``) instead of the L^2 law (fitted up to 512 tokens,
+set, and two texts' on two streams, measured at 1024, 2048, ... tokens (``long_working``,
+``stream_working``) instead of the L^2 law (fitted up to 512 tokens,
 that law put a one-layer Qwen3-0.6B at 14.1 GiB for 8192 tokens; measured: 1.7 GiB).
 
 * Weights present ("measured"): a fresh process loads the model, and RSS is recorded after load and
@@ -195,7 +196,7 @@ class MemoryModel:
     # runs in blocks of at most ATTENTION_BLOCK_ELEMENTS scores, so it stops growing as L^2 there.
     long_working: dict[str, int] = field(default_factory=dict)
     # Two texts at those lengths, one on each of two CPU streams, as encode runs them there ("L" -> bytes): the
-    # streams' peaks seldom coincide (Qwen3-0.6B's dims, one layer, 2,048 tokens: MLX peak +5 % over one text,
+    # streams' peaks seldom coincide (Qwen3-0.6B's dims, one layer, 2,048 tokens: MLX peak +5-6 % over one text,
     # where one batch of two is +71 %).
     stream_working: dict[str, int] = field(default_factory=dict)
 
@@ -1057,8 +1058,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", action="append", metavar="M", help="alias, Hub id or folder (default: all registry models)")
     parser.add_argument("--backend", choices=["cpu", "metal"], help="the backend to answer for (default: this machine's)")
     parser.add_argument("--points", help="batch x length points to measure, e.g. 1x128,32x256 (models longer than 512 "
-                        "tokens are also measured at batch 1 x 256, 512, 1024, 2048, ... tokens; a length encode pads "
-                        "is measured and labelled padded)")
+                        "tokens are also measured at one text of 256, 512, 1024, 2048, ... tokens and two on the CPU streams; "
+                        "a length encode pads is measured and labelled padded, one past the max length cut to it)")
     parser.add_argument("--estimate-only", action="store_true", help="estimate present models too, do not measure (the "
                         "one-layer activation probes still run: about 2 minutes for Qwen3's 8,192 tokens on 2 CPU cores)")
     parser.add_argument("--json", action="store_true", help="print the JSON report")
