@@ -196,8 +196,8 @@ class MemoryModel:
     # runs in blocks of at most ATTENTION_BLOCK_ELEMENTS scores, so it stops growing as L^2 there.
     long_working: dict[str, int] = field(default_factory=dict)
     # Two texts at those lengths, one on each of two CPU streams, as encode runs them there ("L" -> bytes): the
-    # streams' peaks seldom coincide (Qwen3-0.6B's dims, one layer, 2,048 tokens: MLX peak +5-6 % over one text,
-    # where one batch of two is +71 %).
+    # streams' peaks only partly coincide (Qwen3-0.6B's dims, one layer: MLX peak +60 % over one text at 1,024
+    # tokens, +5-6 % at 2,048, where one batch of two is +71 %).
     stream_working: dict[str, int] = field(default_factory=dict)
 
     def working(self, batch: int, length: int) -> float:
