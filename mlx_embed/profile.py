@@ -329,7 +329,7 @@ def backend_info() -> dict:
     if sys.platform == "darwin":  # MLX's macOS builds run CPU matmuls on Accelerate, Metal or not
         blas = "Accelerate"
     elif _blas.loaded:
-        blas = f"OpenBLAS ({_blas.loaded})"
+        blas = f"OpenBLAS ({_blas.loaded}, {_blas.core or 'kernels unknown'})"
     else:
         blas = f"bundled ({_blas.reason})"
     return {"name": name, "device_name": device_name, "mlx_version": mx.__version__, "blas": blas}

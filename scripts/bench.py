@@ -197,7 +197,8 @@ def child(spec_file: str) -> None:
         from mlx_embed import _blas
         from mlx_embed.models import kernels
 
-        result["notes"] = f"OpenBLAS: {_blas.loaded or _blas.reason}; fused CPU kernels: {kernels.reason()}"
+        blas = f"{_blas.loaded} ({_blas.core} kernels)" if _blas.loaded else _blas.reason
+        result["notes"] = f"OpenBLAS: {blas}; fused CPU kernels: {kernels.reason()}"
     print(MARK + json.dumps(result), flush=True)
 
 

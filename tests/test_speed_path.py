@@ -713,3 +713,38 @@ def test_encode_gives_mlx_buffer_cache_back(minilm_path):
     mx.clear_cache()
     model.encode([f"text number {i} " * (1 + i % 20) for i in range(240)], batch_size=4)
     assert mx.get_cache_memory() < 2**20
+
+
+def test_openblas_kernels_follow_the_cpus_feature_flags():
+    """The core type OpenBLAS is told from /proc/cpuinfo flags: all five AVX-512 sets of its SkylakeX kernels
+    (with bf16: Cooperlake), else AVX2 and FMA (Haswell), else none (OpenBLAS detects)."""
+    avx512 = {"avx512f", "avx512bw", "avx512cd", "avx512dq", "avx512vl", "avx2", "fma"}
+    assert _blas.core_for(avx512 | {"avx512_bf16"}) == "Cooperlake"
+    assert _blas.core_for(avx512) == "SkylakeX"
+    assert _blas.core_for(avx512 - {"avx512vl"}) == "Haswell"
+    assert _blas.core_for({"avx2", "sse4_2"}) is None and _blas.core_for(set()) is None
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="OpenBLAS is interposed on Linux only")
+@pytest.mark.parametrize("given", [None, "Haswell"])
+def test_openblas_is_loaded_with_the_cpus_kernels_and_the_environment_is_restored(given):
+    """Debian 12's OpenBLAS 0.3.21 took this 2-core Xeon (model 207) for a Prescott: SSE3 kernels, MLX's matmuls
+    at 52 GFLOP/s instead of 235-291, MiniLM encoding 3x slower. A core type the user sets is kept; either way the
+    environment after import is as it was."""
+    if _blas.loaded is None:
+        pytest.skip(f"OpenBLAS not loaded: {_blas.reason}")
+    code = ("import os, mlx_embed; from mlx_embed import _blas; "
+            "print(_blas.core, os.environ.get('OPENBLAS_CORETYPE'), _blas.core_for(_blas._cpu_flags()), "
+            "'avx2' in _blas._cpu_flags())")
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_CORETYPE"} | ({"OPENBLAS_CORETYPE": given} if given else {})
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert out.returncode == 0, out.stderr
+    core, after, expected, avx2 = out.stdout.split()
+    assert after == str(given)
+    if given:
+        assert core == given
+        return
+    if avx2 == "True":  # no SSE-era kernels on an AVX2 CPU
+        assert core not in ("Prescott", "Katmai", "Coppermine", "Northwood", "Banias", "Core2", "Penryn", "Dunnington", "Nehalem", "Atom")
+    if expected != "None":
+        assert core == expected
