@@ -27,11 +27,13 @@ sample are compared with sentence-transformers' (cosine), so a fast wrong engine
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
 import math
 import os
 import platform
 import random
+import shutil
 import statistics
 import subprocess
 import sys
@@ -326,6 +328,8 @@ def main() -> int:
     max_length = json.loads((src / "sentence_bert_config.json").read_text()).get("max_seq_length", 256)
     work = Path(args.work_dir or tempfile.mkdtemp(prefix="mlx_embed_bench_"))
     work.mkdir(parents=True, exist_ok=True)
+    if not args.work_dir:  # this run's converted folder and samples (16 MB) go with it
+        atexit.register(shutil.rmtree, work, ignore_errors=True)
 
     texts, queries = make_corpus(args.texts), make_queries(args.queries)
     lengths = token_lengths(src, texts, max_length)
