@@ -645,9 +645,13 @@ class Embedder:
                 return
 
     def _pad(self, seqs: list[list[int]]) -> Batch:
-        """A batch as the model takes it: :func:`padded_length` columns, within the position table."""
-        length = min(padded_length(max(map(len, seqs))), self.position_limit)
-        return self.text_encoder.pad(seqs, self._spec.padding_side, length)
+        """A batch as the model takes it: :meth:`_columns` of its longest text."""
+        return self.text_encoder.pad(seqs, self._spec.padding_side, self._columns(max(map(len, seqs))))
+
+    def _columns(self, longest: int) -> int:
+        """The columns of a batch whose longest text has ``longest`` tokens: :func:`padded_length`, within the
+        position table."""
+        return min(padded_length(longest), self.position_limit)
 
     def _embed_batch(self, seqs: list[list[int]], dim: int, normalize: bool, skip: int = 0) -> np.ndarray:
         """The vectors ``(B, dim)`` of one batch, computed on the calling thread."""

@@ -262,13 +262,6 @@ class Budget:
         return self
 
 
-def encode_batch_tokens(backend: str) -> int:
-    """``encode``'s default cap on padded tokens per batch on ``backend``."""
-    from . import embedder
-
-    return embedder.CPU_BATCH_TOKENS if backend == "cpu" else embedder.GPU_BATCH_TOKENS
-
-
 @dataclass(frozen=True)
 class Batching:
     """How ``encode`` batches many texts (``Embedder._plan``): a batch of texts whose longest has ``L`` tokens
@@ -328,17 +321,22 @@ def max_length(model: MemoryModel, batch: int, available: int, padded: Callable[
     return _largest(model.max_length, lambda n: model.need(batch, padded(n)) <= available)
 
 
+def _default_need(model: MemoryModel, batching: Batching, length: int) -> int:
+    """Bytes ``encode``'s default batches of ``length``-token texts need."""
+    return model.need(batching.at_once(length), batching.padded(length))
+
+
 def _at_defaults(model: MemoryModel, batching: Batching, length: int) -> tuple[int, int, int]:
     """``(need, texts at once, length)`` for ``encode`` with its defaults over texts of up to ``length`` tokens:
     the most any length needs (a shorter text may be batched with more others)."""
-    need, n = max((model.need(batching.at_once(n), batching.padded(n)), n) for n in range(1, length + 1))
+    need, n = max((_default_need(model, batching, n), n) for n in range(1, length + 1))
     return need, batching.at_once(n), n
 
 
 def max_length_at_defaults(model: MemoryModel, batching: Batching, available: int) -> int:
     """The largest ``max_length`` for which ``encode``'s default batches of texts up to that long fit ``available``."""
     for n in range(1, model.max_length + 1):
-        if model.need(batching.at_once(n), batching.padded(n)) > available:
+        if _default_need(model, batching, n) > available:
             return n - 1
     return model.max_length
 
@@ -705,7 +703,6 @@ def _measure(model: str, points: list[tuple[int, int]] | None, rss_before_import
 
     import mlx_embed
     from mlx_embed import embedder as embedder_module
-    from mlx_embed.embedder import padded_length
     from mlx_embed.profile import PeakSampler, resident_bytes, rss
     from mlx_embed.samples import SAMPLE_TEXTS
     from mlx_embed.stats import checkpoint_stats
@@ -723,32 +720,28 @@ def _measure(model: str, points: list[tuple[int, int]] | None, rss_before_import
     text = " ".join(SAMPLE_TEXTS)
     while len(embedder.text_encoder.encode([text], 1 << 30)[0]) <= limit:
         text = text + " " + text
-    measured = []
-    for batch, length in _points_for(limit, points, encode_batching(this_backend())):
+    def peak(batch: int, length: int, runs: tuple[int, ...], batch_size: int, max_batch_tokens: int | None) -> dict:
+        """Peak RSS over ``encode`` calls of ``runs`` texts cut to exactly ``length`` tokens, labelled
+        ``batch`` x the columns encode pads them to."""
         mx.clear_cache()
         gc.collect()
         base = rss()
-        columns = min(padded_length(length), embedder.position_limit)  # what encode pads a batch of them to
-        # Texts cut to exactly `length` tokens, through encode() itself: one batch, which it runs whole, and
-        # two, which on CPU it overlaps on its streams, each taking half a batch (7-13 % less at 4 x 256).
-        # One text runs alone (inline): a batch of one is what a query is.
         with warnings.catch_warnings(), PeakSampler() as point:
             warnings.simplefilter("ignore", mlx_embed.TruncationWarning)
-            for n in (batch, 2 * batch) if batch > 1 else (1,):
-                embedder.encode([text] * n, batch_size=batch, max_length=length, max_batch_tokens=batch * columns)
-        measured.append({"batch": batch, "length": columns, "base_bytes": base, "peak_bytes": point.peak,
-                         "working_bytes": point.peak - base})
+            for n in runs:
+                embedder.encode([text] * n, batch_size=batch_size, max_length=length, max_batch_tokens=max_batch_tokens)
+        return {"batch": batch, "length": embedder._columns(length), "base_bytes": base, "peak_bytes": point.peak,
+                "working_bytes": point.peak - base}
+
+    # Through encode() itself: one batch, which it runs whole, and two, which on CPU it overlaps on its streams,
+    # each taking half a batch (7-13 % less at 4 x 256). One text runs alone (inline): a batch of one is what a
+    # query is.
+    measured = [peak(batch, length, (batch, 2 * batch) if batch > 1 else (1,), batch, batch * embedder._columns(length))
+                for batch, length in _points_for(limit, points, encode_batching(this_backend()))]
     streamed = []
     if embedder_module.CPU_STREAMS >= 2 and mx.default_device() == mx.cpu:
-        for length in long_lengths(limit):  # two lone texts past 512 tokens: encode runs one on each of two streams
-            mx.clear_cache()
-            gc.collect()
-            base = rss()
-            with warnings.catch_warnings(), PeakSampler() as point:
-                warnings.simplefilter("ignore", mlx_embed.TruncationWarning)
-                embedder.encode([text] * 2, batch_size=1, max_length=length)
-            streamed.append({"batch": 2, "length": min(padded_length(length), embedder.position_limit), "base_bytes": base,
-                             "peak_bytes": point.peak, "working_bytes": point.peak - base})
+        # two lone texts past 512 tokens: encode runs one on each of two streams
+        streamed = [peak(2, length, (2,), 1, None) for length in long_lengths(limit)]
     stats = checkpoint_stats(embedder.path)
     return {
         "model": model,

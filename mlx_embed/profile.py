@@ -501,12 +501,14 @@ importlib.import_module(sys.argv[2])._child_main(sys.argv[3:], import_s=_t1 - _t
 
 
 class ChildFailed(RuntimeError):
-    """The measuring child process died or failed; ``reason`` says how, in one line."""
+    """The measuring child process died or failed; ``reason`` says how, in one line; ``timed_out``: it was
+    stopped for running past its time."""
 
-    def __init__(self, reason: str, tail: str = ""):
+    def __init__(self, reason: str, tail: str = "", timed_out: bool = False):
         super().__init__(f"measuring in a child process failed: {reason}" + (f"\n{tail}" if tail else ""))
         self.reason = reason
         self.tail = tail
+        self.timed_out = timed_out
 
 
 def exit_reason(returncode: int) -> str:
@@ -539,7 +541,8 @@ def run_child(module: str, args: list[str], timeout: float | None = None) -> dic
                 capture_output=True, text=True, env=env, timeout=timeout,
             )
         except subprocess.TimeoutExpired:
-            raise ChildFailed(f"stopped after {timeout:g} s without finishing (hung, swapping, or slower than that)") from None
+            raise ChildFailed(f"stopped after {timeout:g} s without finishing (hung, swapping, or slower than that)",
+                              timed_out=True) from None
         if proc.returncode != 0 or not out.exists():
             lines = (proc.stderr or proc.stdout).strip().splitlines()
             reason = exit_reason(proc.returncode) if proc.returncode != 0 else "exited without writing its result"
@@ -705,7 +708,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _timeout_hint(err: Exception) -> str:
-    return "; pass a larger --timeout" if getattr(err, "reason", "").startswith("stopped after") else ""
+    return "; pass a larger --timeout" if getattr(err, "timed_out", False) else ""
 
 
 def run(args: argparse.Namespace) -> int:
