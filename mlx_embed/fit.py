@@ -905,9 +905,9 @@ def report(
     budget = Budget(ram if ram is not None else int(psutil.virtual_memory().total), reserve, alongside).check()
     models = list(models) if models else list(registry.REGISTRY)
     import_rss = _import_rss() if backend == here else None
+    located = [(name, *_locate(name)) for name in models]  # a name it cannot answer for fails before minutes of probes
     rows = []
-    for name in models:
-        resolved, config, origin = _locate(name)
+    for name, resolved, config, origin in located:
         spec = registry.find(name)
         if backend != here and spec is not None and spec.alias in REGISTRY_CONFIGS and not os.path.isdir(name):
             # On another backend an alias means what a machine of that kind would download: the registry's layout.

@@ -298,6 +298,13 @@ def test_absent_registry_models_are_estimates(capsys, tmp_path, monkeypatch):
     assert fit.weight_bytes(fit.REGISTRY_CONFIGS["qwen3-0.6b"], "cpu")["resident"] > 4 * 440_401_920
 
 
+def test_a_model_it_cannot_answer_for_fails_before_any_other_is_probed():
+    told = []
+    with pytest.raises(ValueError, match="no weights and no config.json"):
+        fit.report(["minilm", "nobody/absent-model"], ram=8 * GIB, measure=False, progress=told.append)
+    assert told == []
+
+
 def test_weight_format():
     assert fit.weight_format({"quantization": {"group_size": 64, "bits": 4}}) == "4-bit"
     mixed = {"group_size": 64, "bits": 4, "encoder.layer.0.attention.self.query": {"group_size": 64, "bits": 8}}
