@@ -244,9 +244,11 @@ else:
 
 # sentence-transformers' names for what encode does otherwise
 _THEIR_NAMES = {
-    "normalize_embeddings": "use normalize=",
+    "normalize_embeddings": "use normalize=True for True; for False (which still runs the model's own Normalize "
+    "module) leave normalize out: None follows the model's files, normalize=False skips that module too",
     "show_progress_bar": "use show_progress=",
-    "truncate_dim": "use dim=",
+    "truncate_dim": "use dim= on a model trained for it (Matryoshka); it truncates before normalizing, "
+    "sentence-transformers after the model's Normalize module (same cosines)",
     "prompt_name": "encode_query() / encode_document() use the model's prompts; encode(texts, prompt=...) your own",
     "convert_to_numpy": "encode always returns a numpy array",
     "convert_to_tensor": "encode returns a numpy array: mx.array(result) makes an MLX array",
@@ -277,13 +279,22 @@ def _texts_given(method: str, texts: object, options: dict) -> None:
         raise TypeError(f"{method}() needs the texts to embed: {method}(texts)")
 
 
+def _their_hint(name: str, value: object) -> str:
+    if name == "normalize_embeddings" and isinstance(value, bool):
+        return "use normalize=True" if value else (
+            "leave normalize out: its default (None) follows the model's own Normalize module, as "
+            "sentence-transformers does with normalize_embeddings=False; normalize=False skips that module"
+        )
+    return _THEIR_NAMES[name]
+
+
 def _unknown_options(method: str, options: dict, takes: tuple[str, ...] = ()) -> None:
     """TypeError for keywords ``method`` does not take (its own ``takes`` and :class:`EncodeOptions`),
     naming sentence-transformers' equivalents."""
     known = (*takes, *EncodeOptions.__annotations__)
     unknown = [k for k in options if k not in known]
     if unknown:
-        hints = [f"{k}: {_THEIR_NAMES[k]}" for k in unknown if k in _THEIR_NAMES]
+        hints = [f"{k}: {_their_hint(k, options[k])}" for k in unknown if k in _THEIR_NAMES]
         if len(hints) < len(unknown):
             hints.append(f"it takes {', '.join(known)}")
         raise TypeError(f"{method}() got unexpected keyword argument(s) {', '.join(map(repr, unknown))} ({'; '.join(hints)})")

@@ -64,7 +64,8 @@ class ModelSpec:
 
     def allowed_dims(self) -> str:
         if self.matryoshka is None:
-            return f"{self.dim} only (the model was not trained for truncated embeddings)"
+            return (f"{self.dim} only (the model was not trained for truncated embeddings; to truncate anyway, "
+                    "slice the returned vectors and re-normalize them yourself)")
         lo, hi = self.matryoshka
         return f"any integer from {lo} to {hi}"
 

@@ -435,14 +435,15 @@ def test_a_text_with_no_tokens_is_refused_by_index(tiny_bert_hf, tmp_path, monke
 @pytest.mark.parametrize(
     "method,kwargs,hint",
     [
-        ("encode", {"normalize_embeddings": False}, "use normalize="),
+        ("encode", {"normalize_embeddings": False}, "leave normalize out: its default"),
+        ("encode", {"normalize_embeddings": True}, "use normalize=True"),
         ("encode", {"show_progress_bar": True}, "use show_progress="),
         ("encode", {"convert_to_tensor": True}, r"mx.array\(result\)"),
         ("encode", {"task": "x"}, r"encode_query\(texts, task=...\)"),
         ("encode_query", {"truncate_dim": 64}, "use dim="),
         ("encode_document", {"prompt_name": "query"}, "encode_query"),
         ("encode", {"batchsize": 8}, "it takes prompt, batch_size"),
-        ("encode_document", {"normalize_embeddings": True, "batchsize": 3}, "use normalize=; it takes batch_size"),
+        ("encode_document", {"normalize_embeddings": True, "batchsize": 3}, "use normalize=True; it takes batch_size"),
     ],
 )
 def test_sentence_transformers_keywords_name_ours(minilm, method, kwargs, hint):
