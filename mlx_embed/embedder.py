@@ -471,8 +471,7 @@ class Embedder:
 
         out = np.empty((len(items), run.dim), dtype=np.float32)
         cut: dict[int, int] = {}  # {index: full length} of the texts cut
-        self._check_blank(items, run.max_length, single)
-        if not run.truncate and len(items) > ENCODE_CHUNK:
+        if len(items) > ENCODE_CHUNK and (not run.truncate or not self._adds_tokens()):
             self._refuse_early(items, run, single)
         done = 0
         for start, ids in self._chunks(items, run.max_length, cut):
@@ -494,12 +493,20 @@ class Embedder:
         return out[0] if single else out
 
     def _refuse_early(self, items: list[str], run: _Run, single: bool) -> None:
-        """Tokenize every chunk once before any is embedded (the ids are not kept), so that with
-        ``truncate=False`` an over-long or empty text late in a long list fails before anything is computed."""
+        """Tokenize every chunk once before any is embedded (the ids are not kept), so that a text late in a
+        long list that gives no tokens, or with ``truncate=False`` is too long, fails before anything is computed."""
         cut: dict[int, int] = {}
         for start, ids in self._chunks(items, run.max_length, cut):
             _check_tokens(ids, start, single, run.skip)
-        check_truncation(cut, len(items), run.max_length, run.truncate)
+        if not run.truncate:
+            check_truncation(cut, len(items), run.max_length, run.truncate)
+
+    def _adds_tokens(self) -> bool:
+        """Whether the tokenizer adds special tokens to every text, so that no text gives zero tokens. A bare
+        one turns "", whitespace, or characters its normalizer deletes (a zero-width space) into none."""
+        if not hasattr(self, "_empty_ids"):
+            self._empty_ids = self.text_encoder.tokenize([""], sys.maxsize)[0][0]
+        return bool(self._empty_ids)
 
     def _run_options(
         self, batch_size, normalize, prompt, dim, max_length, truncate, show_progress, max_batch_tokens
@@ -700,19 +707,6 @@ class Embedder:
         if task is not None:
             raise TypeError("encode_document() takes no task: a task instruction is for queries (encode_query)")
         return self.encode(texts, prompt=_ModelPrompt(self._spec.document_prompt), **options)
-
-    def _check_blank(self, items: list[str], max_length: int, single: bool) -> None:
-        """Refuse, before any text is embedded, a blank text that gives no ids (a tokenizer that adds no
-        special tokens); only the blank texts are tokenized."""
-        if not hasattr(self, "_empty_ids"):
-            self._empty_ids = self.text_encoder.tokenize([""], sys.maxsize)[0][0]
-        if self._empty_ids:
-            return
-        blank = [i for i, t in enumerate(items) if not t.strip()]
-        if blank:
-            ids, _ = self.text_encoder.tokenize([items[i] for i in blank], max_length)
-            for i, seq in zip(blank, ids):
-                _check_tokens([seq], i, single)
 
     def _check_max_length(self, max_length: int | None) -> int:
         if max_length is None:

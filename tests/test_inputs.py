@@ -427,8 +427,9 @@ def test_a_text_with_no_tokens_is_refused_by_index(tiny_bert_hf, tmp_path, monke
     forward = model._embed_batches
     monkeypatch.setattr(model, "_embed_batches", lambda *a, **k: embedded.append(1) or forward(*a, **k))
     for truncate in (True, False):
-        with pytest.raises(ValueError, match=r"texts\[1100\] gives no tokens"):
-            model.encode(["hello"] * 1100 + [" "], truncate=truncate)
+        for empty in (" ", "\u200b"):  # a zero-width space is no blank to str.strip(), and no token either
+            with pytest.raises(ValueError, match=r"texts\[1100\] gives no tokens"):
+                model.encode(["hello"] * 1100 + [empty], truncate=truncate)
     assert embedded == []
 
 
@@ -737,6 +738,14 @@ def test_sentence_transformers_attributes_name_ours_and_setting_one_is_refused(t
         embedder.similarity
     with pytest.raises(AttributeError, match=r"get_sentence_embedding_dimension.*model\.dim"):
         embedder.get_sentence_embedding_dimension()
+    with pytest.raises(AttributeError, match=r"'device' \(a sentence-transformers name\).*mx\.set_default_device"):
+        embedder.device
+    with pytest.raises(AttributeError, match=r"device cannot be set: MLX picks the device"):
+        embedder.device = "cuda"
+    with pytest.raises(AttributeError, match=r"dim cannot be set: .*encode\(\.\.\., dim=N\)"):
+        embedder.dim = 32
+    with pytest.raises(AttributeError, match=r"'tokenizer' \(a sentence-transformers name\).*text_encoder\.tokenizer"):
+        embedder.tokenizer
     assert not hasattr(embedder, "no_such_attribute")
     embedder.user_tag = "kept"  # other attributes stay settable
     assert embedder.user_tag == "kept"

@@ -210,7 +210,19 @@ def test_the_batches_encode_ran_are_reported(small_bert, capsys, tmp_path, monke
     table = capsys.readouterr().out
     assert "encode also caps a batch at 1024 padded tokens" in table and "batches (most texts)" in table
     assert f" {batches} ({largest}) " in table
-    assert ("shared by 2 batches that run at once" in table) == (streams == "2")
+    assert ("shared by" in table) == (int(streams) > 1)
+    assert (f"shared by {streams} batches that run at once" in table) == (int(streams) > 1)
+
+
+def test_the_batches_are_planned_per_chunk_of_texts_as_encode_tokenizes(small_bert, capsys, tmp_path, monkeypatch):
+    """encode tokenizes and batches 512 texts at a time: 600 texts of 104 tokens on three streams (3 to a batch:
+    1,024 // 3 = 341 tokens) run 171 + 30 = 201 batches (512 = 170 x 3 + 2, 88 = 29 x 3 + 1), not 600 / 3 = 200."""
+    monkeypatch.setenv("MLX_EMBED_CPU_STREAMS", "3")
+    texts = tmp_path / "t.txt"
+    texts.write_text("\n".join(["a " * 102] * 600) + "\n", encoding="utf-8")
+    assert cli.main(["profile", "--model", str(small_bert), "--texts", str(texts), "--batch-size", "32", "--json"]) == 0
+    t = json.loads(capsys.readouterr().out)["models"][0]["throughput"]
+    assert (t["texts"], t["batches"], t["largest_batch"], t["streams"]) == (600, 201, 3, 3)
 
 
 def test_encode_runs_the_batches_its_streams_share(small_bert, monkeypatch):
@@ -218,12 +230,15 @@ def test_encode_runs_the_batches_its_streams_share(small_bert, monkeypatch):
     from mlx_embed import embedder as module
 
     model = mlx_embed.load(small_bert)
-    for streams, expected in ((0, [9, 9, 7]), (2, [4] * 6 + [1])):
+    # 6 short texts at batch_size=3 on two streams: each stream takes ceil(3 / 2) = 2 of a batch
+    for streams, texts, batch_size, expected in (
+        (0, ["a " * 102] * 25, 32, [9, 9, 7]), (2, ["a " * 102] * 25, 32, [4] * 6 + [1]), (2, ["hello world"] * 6, 3, [2, 2, 2]),
+    ):
         monkeypatch.setattr(module, "CPU_STREAMS", streams)
         sizes = []
         real_pad = module.Embedder._pad
         monkeypatch.setattr(module.Embedder, "_pad", lambda self, seqs: sizes.append(len(seqs)) or real_pad(self, seqs))
-        model.encode(["a " * 102] * 25, batch_size=32)
+        model.encode(texts, batch_size=batch_size)
         monkeypatch.undo()
         assert sorted(sizes, reverse=True) == expected
 
@@ -300,6 +315,8 @@ def test_a_failed_model_keeps_the_others(small_bert, capsys, tmp_path):
                      "--timeout", "0.01"]) == 1
     err = capsys.readouterr().err
     assert "every model failed" in err and err.count("without finishing") == err.count("pass a larger --timeout") == 2
+    assert cli.main(["profile", "--model", str(small_bert), "--texts", str(texts), "--timeout", "0.01"]) == 1
+    assert capsys.readouterr().err.rstrip().endswith("; pass a larger --timeout")  # one model alone, too
     assert cli.main(["profile", "--model", str(small_bert), "--model", "no-such-model", "--timeout", "0.01"]) == 2
     assert "Unknown model 'no-such-model'" in capsys.readouterr().err
     with pytest.raises(SystemExit):
