@@ -67,7 +67,7 @@ import json
 import os
 import re
 import sys
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
@@ -361,16 +361,20 @@ def assess(model: MemoryModel, budget: Budget, batching: Batching | None = None)
     most = max_batch(model, columns, available)
     longest = max_length(model, 1, available, batching.padded)
     streams = max(1, batching.streams)
+
+    def fits(changed: Batching) -> bool:  # every length up to the max: a shorter text may be batched with more
+        return _at_defaults(model, changed, model.max_length)[0] <= available
+
     if verdict == "fits":
         advice = f"encode's defaults ({batch} texts at once, up to {length} tokens) fit"
     elif verdict == "does not fit":
         advice = f"one {min(SHORT_TEXT, model.max_length)}-token text needs {format_size(short)} of {format_size(available)}"
     elif verdict == "tight":
         advice = f"encode's defaults fit with {100 * headroom / available:.0f}% of the budget to spare"
-    elif most >= streams:
-        per_stream = most // streams  # encode splits batch_size and max_batch_tokens over its streams
-        advice = (f"at {model.max_length} tokens use batch_size <= {per_stream * streams} "
-                  f"(or max_batch_tokens <= {per_stream * streams * columns})")
+    elif fits(replace(batching, batch_size=1)):  # then one text a stream fits at every length
+        texts = _largest(batching.batch_size, lambda b: fits(replace(batching, batch_size=b)))
+        tokens = _largest(texts * columns, lambda t: fits(replace(batching, max_batch_tokens=t)))
+        advice = f"for texts of up to {model.max_length} tokens use batch_size <= {texts} (or max_batch_tokens <= {tokens})"
     else:
         shorter = max_length_at_defaults(model, batching, available)
         if most >= 1:

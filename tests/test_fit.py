@@ -58,7 +58,7 @@ def test_verdict_smaller_inputs_when_only_small_batches_fit():
     # The defaults do not fit; one 128-token text needs 1152 MiB: it runs, with small batches.
     assert got["verdict"] == "only with smaller inputs"
     assert got["max_batch_at_max_length"] == 5  # (3584 - 1024) // 512
-    assert got["advice"] == "at 512 tokens use batch_size <= 5 (or max_batch_tokens <= 2560)"
+    assert got["advice"] == "for texts of up to 512 tokens use batch_size <= 5 (or max_batch_tokens <= 2560)"
     assert got["max_length_at_batch_1"] == 512  # 1024 + 512 MiB fits; capped by the model's max length
 
 
@@ -119,7 +119,7 @@ def test_advice_counts_the_streams_and_every_length_up_to_the_one_advised():
     # token: (3584 - 1536) // 512 = 4 texts of 512 tokens at once; over 3 streams 1 each, so 3 in all.
     got = fit.assess(model(int(1.5 * GIB), token=1 * MIB), BUDGET_8GB, fit.Batching(16384, streams=3))
     assert got["max_batch_at_max_length"] == 4
-    assert got["advice"] == "at 512 tokens use batch_size <= 3 (or max_batch_tokens <= 1536)"  # 3 streams x 1
+    assert got["advice"] == "for texts of up to 512 tokens use batch_size <= 3 (or max_batch_tokens <= 1536)"  # 3 streams x 1
 
 
 def test_measured_peak_is_a_floor():
@@ -143,7 +143,7 @@ def test_limits_and_verdict_agree_where_the_formula_runs_under_a_measurement():
     m.measured_peaks = {"4x256": 290 * MIB}
     got = fit.assess(m, Budget(ram=280 * MIB, reserve=0), fit.Batching(1024))
     assert got["verdict"] == "only with smaller inputs" and got["max_batch_at_max_length"] == 3
-    assert got["advice"] == "at 256 tokens use batch_size <= 3 (or max_batch_tokens <= 768)"
+    assert got["advice"] == "for texts of up to 256 tokens use batch_size <= 3 (or max_batch_tokens <= 768)"
 
 
 def test_attention_term_scales_with_the_batch():
@@ -384,6 +384,13 @@ def test_measured_long_model_predicts_unmeasured_long_lengths(tiny_qwen3_long):
     assert sorted(row["stream_working"], key=int) == ["1024", "2048", "4096"]
     assert [(p["batch"], p["length"]) for p in row["points"] if p["streams"]] == [(2, 1024), (2, 2048), (2, 4096)]
     assert (row["default_batch"], row["default_length"]) == (2, 4096)
+    # each stream point runs two texts, one a stream (here 137 MB at 1,024 tokens against one text's 66 MB)
+    assert row["stream_working"]["1024"] > 1.3 * row["long_working"]["1024"]
+    # past 512 tokens one text is measured alone; two only on the streams, as encode runs them there
+    assert [(p["batch"], p["length"]) for p in row["points"] if not p["streams"] and p["length"] > 512] == [
+        (1, 1024), (1, 2048), (1, 4096)]
+    streamed = {f"2x{p['length']}": p["measured_bytes"] for p in row["points"] if p["streams"]}
+    assert streamed.keys() == {"2x1024", "2x2048", "2x4096"} and streamed.items() <= row["measured_peaks"].items()
     m = MemoryModel(**{f.name: row["model"] if f.name == "name" else row[f.name] for f in dataclasses.fields(MemoryModel)})
     direct = profile.run_child("mlx_embed.fit", ["--model", str(tiny_qwen3_long), "--points", "1x768,1x1536"])["model"]
     peaks = {p["length"]: p["peak_bytes"] for p in direct["points"] if p["batch"] == 1}
@@ -490,3 +497,156 @@ def test_layers_a_group_size_does_not_divide_are_counted_in_float():
               "intermediate_size": 128, "vocab_size": 10, "max_position_embeddings": 8, "type_vocab_size": 2,
               "quantization": {"bits": 4, "group_size": 64}}
     assert fit.weight_bytes(config, "metal")["disk"] == 6_912 + 123_136
+
+
+@pytest.fixture
+def fused_padding(monkeypatch):
+    """``embedder.padded_length`` as on the fused CPU path (Linux with g++): 33 -> 34, 300 -> 304, 500 -> 512."""
+    from mlx_embed.embedder import padded_length
+    from mlx_embed.models import kernels
+
+    monkeypatch.setattr(kernels, "enabled", lambda: True)
+    return padded_length
+
+
+def test_cpu_batching_is_encodes_with_its_padding(fused_padding, monkeypatch):
+    """A CPU model is assessed at encode's CPU batches: 1,024 columns over its streams, lengths padded as encode pads them."""
+    from mlx_embed import embedder
+
+    monkeypatch.setattr(embedder, "CPU_STREAMS", 2)
+    cpu = fit.encode_batching("cpu")
+    assert (cpu.max_batch_tokens, cpu.streams, cpu.batch_size) == (1024, 2, 32)
+    assert [cpu.padded(n) for n in (16, 33, 300, 500)] == [16, 34, 304, 512]
+    # 1 KiB a (query, key) pair, max length 500 -> 512 columns, 2 x min(16, 512 // 512) = 2 texts at once:
+    # 1 GiB + 2 x 512^2 x 1 KiB = 1024 + 512 MiB (unpadded: 2 x 500^2 KiB = 488 MiB); shorter lengths need less
+    got = fit.assess(model(1 * GIB, pair=1024, max_len=500), BUDGET_8GB)  # no batching given: the model's backend's
+    assert (got["default_batch"], got["default_length"], got["need_bytes"]) == (2, 500, 1536 * MIB)
+
+
+def test_metal_batching_is_encodes(monkeypatch):
+    """On Metal encode batches up to 16,384 columns inline, unpadded: 32 texts of 512 tokens at once, where CPU runs 2."""
+    from mlx_embed import embedder
+
+    monkeypatch.setattr(embedder, "CPU_STREAMS", 2)
+    metal = fit.encode_batching("metal")
+    assert (metal.max_batch_tokens, metal.streams, metal.padded(500)) == (embedder.GPU_BATCH_TOKENS, 0, 500)
+    assert embedder.GPU_BATCH_TOKENS == 16384
+    m = model(1 * GIB, token=16 * 1024)
+    # Metal: min(32, 16384 // 512) = 32 texts x 512 tokens x 16 KiB = 256 MiB over 1 GiB
+    got = fit.assess(dataclasses.replace(m, backend="metal"), BUDGET_8GB)
+    assert (got["default_batch"], got["default_length"], got["need_bytes"]) == (32, 512, 1280 * MIB)
+    # CPU: 2 streams x min(16, (1024 // 2) // 512) = 2 texts x 512 x 16 KiB = 16 MiB over 1 GiB
+    got = fit.assess(m, BUDGET_8GB)
+    assert (got["default_batch"], got["default_length"], got["need_bytes"]) == (2, 512, 1040 * MIB)
+
+
+def test_default_need_is_at_the_padded_length(fused_padding):
+    """500-token texts take 512 columns on the fused CPU path, and need what 512 columns do."""
+    m = model(1 * GIB, token=1 * MIB, max_len=500)
+    cpu = fit.Batching(1024, streams=2, padded=fused_padding)
+    # 2 x min(16, 512 // 512) = 2 texts x 512 columns x 1 MiB = 1024 MiB over 1 GiB (unpadded: 1000 MiB)
+    assert fit._default_need(m, cpu, 500) == 2048 * MIB
+    got = fit.assess(m, BUDGET_8GB, cpu)
+    assert (got["default_batch"], got["default_length"], got["need_bytes"]) == (2, 500, 2048 * MIB)
+
+
+def test_verdict_binds_at_a_shorter_length_batched_more():
+    """encode runs 8 texts of 128 tokens at once on two streams but 2 of 512: a peak measured at 8 x 128 above
+    the 512-token need decides the verdict."""
+    from mlx_embed.embedder import padded_length
+
+    m = model(1 * GIB, token=1 * MIB)
+    m.measured_peaks = {"8x128": int(3.45 * GIB)}
+    got = fit.assess(m, BUDGET_8GB, fit.Batching(1024, streams=2, padded=padded_length))
+    # 8 x 128 (2 x 512 // 128): max(1024 + 8 x 128 MiB, 3.45 GiB = 3532.8 MiB); 2 x 512: 1024 + 1024 = 2048 MiB.
+    # 3584 - 3532.8 = 51.2 MiB spare, 1.4% of the budget: tight
+    assert got["verdict"] == "tight"
+    assert (got["default_batch"], got["default_length"], got["need_bytes"]) == (8, 128, int(3.45 * GIB))
+
+
+def test_batch_advice_holds_where_a_shorter_length_binds():
+    """A peak measured at 8 x 128 decides: the advised limits keep every length up to the max within the budget
+    (the advice once sized max_batch_tokens at 512 tokens only: 1,024, which still runs 8 x 128)."""
+    m = model(1 * GIB, token=3 * MIB)
+    m.measured_peaks = {"8x128": 4200 * MIB}
+    budget = Budget(ram=4096 * MIB, reserve=0)
+    cpu = fit.Batching(1024, streams=2)
+    # batch_size 6: 3 a stream, capped at 512 // L: 6 x 128 (3328 MiB), 6 x 170 (4084), 4 x 256 and 2 x 512 (4096);
+    # 7 or 8: 4 a stream, 8 x 128. max_batch_tokens 1024: 2 x (512 // 128) = 8 x 128 (4200 MiB); 1023: 511 // 128 = 3
+    # a stream, and at most 2 x 511 columns at any length (1024 + 1022 x 3 = 4090 MiB)
+    got = fit.assess(m, budget, cpu)
+    assert got["verdict"] == fit.SMALLER_ONLY
+    assert got["advice"] == "for texts of up to 512 tokens use batch_size <= 6 (or max_batch_tokens <= 1023)"
+    for advised in (dataclasses.replace(cpu, batch_size=6), dataclasses.replace(cpu, max_batch_tokens=1023)):
+        assert fit.assess(m, budget, advised)["verdict"] != fit.SMALLER_ONLY
+    for beyond in (dataclasses.replace(cpu, batch_size=7), dataclasses.replace(cpu, max_batch_tokens=1024)):
+        assert fit.assess(m, budget, beyond)["verdict"] == fit.SMALLER_ONLY
+
+
+def test_advised_max_length_may_need_the_whole_budget():
+    """A max length whose default batches need exactly the budget is advised (need > budget excludes, not ==)."""
+    m = model(1 * GIB, token=3 * MIB)
+    budget = Budget(ram=3616 * MIB, reserve=0)
+    cpu = fit.Batching(1024, streams=2)
+    # up to 32 tokens 2 x min(16, 512 // n) = 32 texts at once: 27 tokens 1024 + 32 x 27 x 3 = 3616 MiB, the
+    # budget exactly; 28: 3712 MiB
+    assert fit.max_length_at_defaults(m, cpu, budget.available) == 27
+    # at 512 tokens two texts (one a stream): 1024 + 2 x 1536 = 4096 MiB; one fits ((3616 - 1024) // 1536 = 1)
+    got = fit.assess(m, budget, cpu)
+    assert got["advice"] == ("at 512 tokens only 1 text(s) at once fit, and encode runs 2 batches at once on CPU: "
+                             "set MLX_EMBED_CPU_STREAMS=1, or pass max_length <= 27 to encode")
+
+
+def test_batch_size_advice_where_one_text_a_stream_fits():
+    """Where exactly as many texts as streams fit at the max length the advice is a batch size, not fewer
+    streams, and following it fits."""
+    m = model(1 * GIB, token=1 * MIB)
+    budget = Budget(ram=2304 * MIB, reserve=0)
+    cpu = fit.Batching(2048, streams=2)
+    # at 512 tokens 2 x min(16, 1024 // 512) = 4 texts: 1024 + 4 x 512 = 3072 MiB > 2304; (2304 - 1024) // 512 = 2 fit
+    got = fit.assess(m, budget, cpu)
+    assert got["verdict"] == fit.SMALLER_ONLY and got["need_bytes"] == 3072 * MIB
+    assert got["max_batch_at_max_length"] == 2
+    assert got["advice"] == "for texts of up to 512 tokens use batch_size <= 2 (or max_batch_tokens <= 1024)"
+    # either way at most 1,024 columns at once: 1024 + 1024 = 2048 MiB, 256 MiB (11%) spare
+    for advised in (dataclasses.replace(cpu, batch_size=2), dataclasses.replace(cpu, max_batch_tokens=1024)):
+        assert fit.assess(m, budget, advised)["verdict"] == "fits"
+
+
+def test_limits_are_at_the_columns_encode_pads_to(fused_padding):
+    """Max length 500 takes 512 columns: the advised batch and the longest text alone fit once padded."""
+    m = model(1 * GIB, token=1 * MIB, max_len=500)
+    batching = fit.Batching(16384, padded=fused_padding)
+    # 4024 MiB: (4024 - 1024) // 512 = 5 texts of 512 columns (6 of 500 would need 4024 exactly, but take 512)
+    got = fit.assess(m, Budget(ram=4024 * MIB, reserve=0), batching)
+    assert got["verdict"] == fit.SMALLER_ONLY and got["max_batch_at_max_length"] == 5
+    assert got["advice"] == "for texts of up to 500 tokens use batch_size <= 5 (or max_batch_tokens <= 2560)"  # 5 x 512
+    # 1324 MiB: one text alone gets 300 columns: 288 tokens (289 to 300 pad to 304)
+    got = fit.assess(m, Budget(ram=1324 * MIB, reserve=0), batching)
+    assert got["max_length_at_batch_1"] == 288
+
+
+def test_two_stream_probe_holds_two_texts_and_only_its_own_peak():
+    """The probe's two texts on two streams hold more than one text, and less than the one text of twice the length
+    probed before them (twice their (query, key) pairs, as many tokens)."""
+    config = {"model_type": "qwen3", "hidden_size": 64, "num_attention_heads": 4, "num_key_value_heads": 2,
+              "head_dim": 32, "intermediate_size": 128}
+    *_, single, stream = fit.probe_activations(config, "cpu", 2048)
+    assert sorted(single, key=int) == sorted(stream, key=int) == ["1024", "2048"]
+    # here: one text 65 / 243 MB, two on the streams 118 / 454 MB
+    assert stream["1024"] > 1.3 * single["1024"] and stream["2048"] > 1.3 * single["2048"]
+    assert stream["1024"] < 0.8 * single["2048"] and stream["1024"] < stream["2048"]
+
+
+def test_default_points_leave_two_long_texts_to_the_streams():
+    """By default a model is measured at one text and encode's default batch at 128 tokens and its max length; past
+    512 tokens on two streams encode runs a text a stream, which the stream points measure, so no plain batch there."""
+    from mlx_embed.embedder import padded_length
+
+    cpu = fit.Batching(1024, streams=2, padded=padded_length)
+    # 128 tokens: 2 x min(16, 512 // 128) = 8 texts; then one text at 256, 512 and the long lengths; by B x L
+    assert fit._points_for(4096, None, cpu) == [(1, 128), (1, 256), (1, 512), (1, 1024), (8, 128), (1, 2048), (1, 4096)]
+    # up to 512 tokens the default batch is a plain one: 2 x min(16, 512 // 512) = 2 texts
+    assert fit._points_for(512, None, cpu) == [(1, 128), (1, 512), (2, 512), (8, 128)]
+    # without streams the long default batch is measured too: min(32, 16384 // 4096) = 4 texts
+    assert (4, 4096) in fit._points_for(4096, None, fit.Batching(16384))
