@@ -471,7 +471,7 @@ class Embedder:
 
         out = np.empty((len(items), run.dim), dtype=np.float32)
         cut: dict[int, int] = {}  # {index: full length} of the texts cut
-        if len(items) > ENCODE_CHUNK and (not run.truncate or not self._adds_tokens()):
+        if len(items) > ENCODE_CHUNK and (not run.truncate or self._may_leave_nothing(run)):
             self._refuse_early(items, run, single)
         done = 0
         for start, ids in self._chunks(items, run.max_length, cut):
@@ -501,12 +501,12 @@ class Embedder:
         if not run.truncate:
             check_truncation(cut, len(items), run.max_length, run.truncate)
 
-    def _adds_tokens(self) -> bool:
-        """Whether the tokenizer adds special tokens to every text, so that no text gives zero tokens. A bare
-        one turns "", whitespace, or characters its normalizer deletes (a zero-width space) into none."""
-        if not hasattr(self, "_empty_ids"):
-            self._empty_ids = self.text_encoder.tokenize([""], sys.maxsize)[0][0]
-        return bool(self._empty_ids)
+    def _may_leave_nothing(self, run: _Run) -> bool:
+        """Whether a text can leave nothing to pool: the empty one gives the fewest tokens, and gives none with a
+        tokenizer that adds no special tokens (so do blanks and a zero-width space), or none after the prompt's
+        where pooling leaves those out."""
+        empty = _with_prompt([""], run.prompt)[0]
+        return len(self.text_encoder.tokenize([empty], sys.maxsize)[0][0]) <= run.skip
 
     def _run_options(
         self, batch_size, normalize, prompt, dim, max_length, truncate, show_progress, max_batch_tokens

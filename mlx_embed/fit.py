@@ -377,9 +377,14 @@ def assess(model: MemoryModel, budget: Budget, batching: Batching | None = None)
         advice = f"for texts of up to {model.max_length} tokens use batch_size <= {texts} (or max_batch_tokens <= {tokens})"
     else:
         shorter = max_length_at_defaults(model, batching, available)
-        if most >= 1:
+        fewer = replace(batching, streams=most, batch_size=1)  # fewer streams run fewer texts only with a smaller batch
+        if 1 <= most < batching.streams and fits(fewer):
+            texts = _largest(batching.batch_size, lambda b: fits(replace(fewer, batch_size=b)))
             advice = (f"at {model.max_length} tokens only {most} text(s) at once fit, and encode runs {streams} batches at "
-                      f"once on CPU: set MLX_EMBED_CPU_STREAMS={most}, or pass max_length <= {shorter} to encode")
+                      f"once on CPU: set MLX_EMBED_CPU_STREAMS={most} and use batch_size <= {texts}, or pass "
+                      f"max_length <= {shorter} to encode")
+        elif most >= 1:
+            advice = f"encode's batches of shorter texts do not fit either: pass max_length <= {shorter} to encode"
         else:
             advice = f"not even one {model.max_length}-token text fits: pass max_length <= {shorter} to encode"
     return {
@@ -910,6 +915,8 @@ def report(
     models = list(models) if models else list(registry.REGISTRY)
     import_rss = _import_rss() if backend == here else None
     located = [(name, *_locate(name)) for name in models]  # a name it cannot answer for fails before minutes of probes
+    for _, _, config, _ in located:
+        _dims(config)  # and so does an architecture it cannot estimate
     rows = []
     for name, resolved, config, origin in located:
         spec = registry.find(name)
@@ -945,7 +952,6 @@ def report(
             path = resolved.path if resolved is not None else (Path(name) if os.path.isdir(name) else None)
             where = resolved or (loading.resolve(name) if path is not None else None)
             longest = _max_length_of(name, config, where)
-            _dims(config)  # an architecture it cannot estimate fails before the probes are announced
             say(_probing(name, longest, backend))
             model = estimate(name, config, backend, max_length=longest, import_rss=import_rss, by_name=not os.path.isdir(name))
             if resolved is None and origin.startswith("registry") and backend != here:

@@ -113,7 +113,11 @@ def test_advice_counts_the_streams_and_every_length_up_to_the_one_advised():
     assert got["verdict"] == "only with smaller inputs" and got["need_bytes"] == 4096 * MIB
     assert (got["default_batch"], got["default_length"]) == (2, 512) and got["max_batch_at_max_length"] == 1
     assert got["advice"] == ("at 512 tokens only 1 text(s) at once fit, and encode runs 2 batches at once on CPU: "
-                             "set MLX_EMBED_CPU_STREAMS=1, or pass max_length <= 26 to encode")
+                             "set MLX_EMBED_CPU_STREAMS=1 and use batch_size <= 1, or pass max_length <= 26 to encode")
+    # one stream alone still batches 1024 // 512 = 2 texts of 512 tokens (4096 MiB); with batch_size 1, 2560 MiB
+    one_stream = fit.Batching(1024, streams=1)
+    assert fit.assess(m, BUDGET_8GB, one_stream)["verdict"] == "only with smaller inputs"
+    assert fit.assess(m, BUDGET_8GB, dataclasses.replace(one_stream, batch_size=1))["verdict"] == "fits"
     assert got["max_length_at_batch_1"] == 512  # one text alone (a query): 1024 + 1536 MiB
     # Where each stream's share fits, the advice is a batch size the streams split evenly. 1.5 GiB + 1 MiB a
     # token: (3584 - 1536) // 512 = 4 texts of 512 tokens at once; over 3 streams 1 each, so 3 in all.
@@ -298,10 +302,13 @@ def test_absent_registry_models_are_estimates(capsys, tmp_path, monkeypatch):
     assert fit.weight_bytes(fit.REGISTRY_CONFIGS["qwen3-0.6b"], "cpu")["resident"] > 4 * 440_401_920
 
 
-def test_a_model_it_cannot_answer_for_fails_before_any_other_is_probed():
+def test_a_model_it_cannot_answer_for_fails_before_any_other_is_probed(tmp_path):
     told = []
     with pytest.raises(ValueError, match="no weights and no config.json"):
         fit.report(["minilm", "nobody/absent-model"], ram=8 * GIB, measure=False, progress=told.append)
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "roberta", "hidden_size": 64}))
+    with pytest.raises(ValueError, match="cannot estimate memory for model_type 'roberta'"):
+        fit.report(["minilm", str(tmp_path)], ram=8 * GIB, measure=False, progress=told.append)
     assert told == []
 
 
@@ -594,7 +601,7 @@ def test_advised_max_length_may_need_the_whole_budget():
     # at 512 tokens two texts (one a stream): 1024 + 2 x 1536 = 4096 MiB; one fits ((3616 - 1024) // 1536 = 1)
     got = fit.assess(m, budget, cpu)
     assert got["advice"] == ("at 512 tokens only 1 text(s) at once fit, and encode runs 2 batches at once on CPU: "
-                             "set MLX_EMBED_CPU_STREAMS=1, or pass max_length <= 27 to encode")
+                             "set MLX_EMBED_CPU_STREAMS=1 and use batch_size <= 1, or pass max_length <= 27 to encode")
 
 
 def test_batch_size_advice_where_one_text_a_stream_fits():

@@ -160,6 +160,24 @@ def test_a_prompt_without_an_end_token_is_counted_whole(tmp_path):
         model.encode_query(["", "x"])
 
 
+def test_a_text_left_with_only_the_prompt_is_refused_before_anything_is_embedded(minilm_path, tmp_path):
+    """A tokenizer that adds only a leading [CLS], pooling without the prompt's tokens: "" leaves nothing to pool.
+    Past the first 512 texts too, that is found before any text is embedded (it came after 512 were)."""
+    folder = _copy(minilm_path, tmp_path / "cls-only")
+    spec = json.loads((folder / "tokenizer.json").read_text())
+    spec["post_processor"]["single"] = [{"SpecialToken": {"id": "[CLS]", "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}}]
+    (folder / "tokenizer.json").write_text(json.dumps(spec))
+    _edit(folder / "1_Pooling" / "config.json", include_prompt=False)
+    model = mlx_embed.load(folder)
+    embedded = []
+    forward = model._embed_batches
+    model._embed_batches = lambda *a, **k: embedded.append(1) or forward(*a, **k)
+    for truncate in (True, False):
+        with pytest.raises(ValueError, match=r"texts\[600\] gives no tokens after the prompt's"):
+            model.encode(["x"] * 600 + [""], prompt="query: ", truncate=truncate)
+    assert embedded == []
+
+
 @pytest.mark.parametrize(
     "prompts,default",
     [
