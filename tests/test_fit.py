@@ -275,6 +275,19 @@ def test_estimate_within_25_percent_of_measurement(minilm_4bit):
         assert by_point[(8, 128)] > by_point[(1, 128)] + 10 * MIB  # >= 8 x 128 x 1536 fp32 activations
 
 
+def test_default_points_predict_many_short_texts(minilm_path):
+    """The default points include encode's most texts at once (32 x 32): without it the law put MiniLM's working
+    set on the (query, key) pairs and came out 10-15 % under direct measurements of 12 x 80, 16 x 48 and 24 x 40
+    (max_length advice that then did not fit)."""
+    row = fit.report(["minilm"], ram=8 * GIB)["models"][0]
+    assert "32x32" in row["measured_peaks"]
+    m = MemoryModel(**{f.name: row["model"] if f.name == "name" else row[f.name] for f in dataclasses.fields(MemoryModel)})
+    direct = profile.run_child("mlx_embed.fit", ["--model", "minilm", "--points", "12x80,16x48,24x40"])["model"]
+    assert [(p["batch"], p["length"]) for p in direct["points"]] == [(16, 48), (12, 80), (24, 40)]
+    for p in direct["points"]:
+        assert 0.95 <= m.need(p["batch"], p["length"]) / p["peak_bytes"] <= 1.10, (p, m.need(p["batch"], p["length"]))
+
+
 def test_absent_registry_models_are_estimates(capsys, tmp_path, monkeypatch):
     import huggingface_hub.constants as c
 
@@ -651,9 +664,11 @@ def test_default_points_leave_two_long_texts_to_the_streams():
     from mlx_embed.embedder import padded_length
 
     cpu = fit.Batching(1024, streams=2, padded=padded_length)
-    # 128 tokens: 2 x min(16, 512 // 128) = 8 texts; then one text at 256, 512 and the long lengths; by B x L
-    assert fit._points_for(4096, None, cpu) == [(1, 128), (1, 256), (1, 512), (1, 1024), (8, 128), (1, 2048), (1, 4096)]
+    # 128 tokens: 2 x min(16, 512 // 128) = 8 texts; 32 tokens: 2 x min(16, 512 // 32) = 32; then one text at
+    # 256, 512 and the long lengths; by B x L
+    assert fit._points_for(4096, None, cpu) == [
+        (1, 128), (1, 256), (1, 512), (1, 1024), (8, 128), (32, 32), (1, 2048), (1, 4096)]
     # up to 512 tokens the default batch is a plain one: 2 x min(16, 512 // 512) = 2 texts
-    assert fit._points_for(512, None, cpu) == [(1, 128), (1, 512), (2, 512), (8, 128)]
+    assert fit._points_for(512, None, cpu) == [(1, 128), (1, 512), (2, 512), (8, 128), (32, 32)]
     # without streams the long default batch is measured too: min(32, 16384 // 4096) = 4 texts
     assert (4, 4096) in fit._points_for(4096, None, fit.Batching(16384))
