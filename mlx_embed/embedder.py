@@ -22,7 +22,7 @@ from .models import kernels
 from .pooling import POOLERS, l2_normalize
 from .registry import ModelSpec
 from .stats import weight_format
-from .tokenize import Batch, TextEncoder, check_truncation
+from .tokenize import LONG_TEXT_CHARS_PER_TOKEN, Batch, TextEncoder, check_truncation
 
 # Cached MLX buffers above this are released between batches (within a batch the cache still
 # recycles buffers from layer to layer). 0: release after every batch. Measured by
@@ -49,6 +49,26 @@ def default_batch_tokens() -> int:
 # MiniLM, one call over 2,048 documents of 1-12 corpus texts (1.2 M characters): chunks of 4,096 /
 # 1,024 / 512 / 256 texts took 90 / 82 / 84 / 84 s with peak RSS 351 / 313 / 285 / 271 MiB.
 ENCODE_CHUNK = 512
+# ... and at most this many characters to tokenize (or one text): tokenizing holds ~50-60 bytes a character at
+# its peak (`tokenizers`' encodings, then the ids), so 512 long documents at Qwen3's 8,192 tokens raised peak RSS
+# by 0.45-1.4 GB. Texts of up to ~2,000 characters still come 512 at a time.
+ENCODE_CHUNK_CHARS = 1_000_000
+
+
+def chunk_starts(items: Sequence[str], max_length: int) -> list[int]:
+    """Where each chunk that ``encode`` tokenizes at a time starts: ``ENCODE_CHUNK`` texts, fewer where they hold
+    more than ``ENCODE_CHUNK_CHARS`` characters to tokenize (a text past ``LONG_TEXT_CHARS_PER_TOKEN * max_length``
+    characters is tokenized from a prefix)."""
+    longest = LONG_TEXT_CHARS_PER_TOKEN * max_length
+    starts, size, chars = [], ENCODE_CHUNK, 0
+    for i, text in enumerate(items):
+        n = min(len(text), longest)
+        if size == ENCODE_CHUNK or (size and chars + n > ENCODE_CHUNK_CHARS):
+            starts.append(i)
+            size, chars = 0, 0
+        size += 1
+        chars += n
+    return starts
 
 
 def _env_streams() -> int:
@@ -471,7 +491,7 @@ class Embedder:
 
         out = np.empty((len(items), run.dim), dtype=np.float32)
         cut: dict[int, int] = {}  # {index: full length} of the texts cut
-        if len(items) > ENCODE_CHUNK and (not run.truncate or self._may_leave_nothing(run)):
+        if len(chunk_starts(items, run.max_length)) > 1 and (not run.truncate or self._may_leave_nothing(run)):
             self._refuse_early(items, run, single)
         done = 0
         for start, ids in self._chunks(items, run.max_length, cut):
@@ -533,9 +553,10 @@ class Embedder:
         return run
 
     def _chunks(self, items: list[str], max_length: int, cut: dict[int, int]) -> Iterator[tuple[int, list[list[int]]]]:
-        """``(start, token ids)`` per ``ENCODE_CHUNK`` texts, adding the texts cut to ``cut``."""
-        for start in range(0, len(items), ENCODE_CHUNK):
-            ids, chunk_cut = self.text_encoder.tokenize(items[start : start + ENCODE_CHUNK], max_length)
+        """``(start, token ids)`` per chunk (:func:`chunk_starts`), adding the texts cut to ``cut``."""
+        starts = chunk_starts(items, max_length)
+        for start, end in zip(starts, [*starts[1:], len(items)]):
+            ids, chunk_cut = self.text_encoder.tokenize(items[start:end], max_length)
             cut.update((start + i, n) for i, n in chunk_cut.items())
             yield start, ids
 

@@ -370,7 +370,7 @@ def _measure(
     import mlx.core as mx
 
     import mlx_embed
-    from mlx_embed.embedder import ENCODE_CHUNK, default_batch_tokens
+    from mlx_embed.embedder import chunk_starts, default_batch_tokens
     from mlx_embed.stats import checkpoint_stats
 
     swap_total = int(psutil.swap_memory().total)
@@ -392,11 +392,13 @@ def _measure(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         prompt = embedder.spec.default_prompt or ""  # what encode() puts before each text
-        lengths = [len(s) for s in embedder.text_encoder.encode([prompt + t for t in texts], embedder.max_length)]
+        items = [prompt + t for t in texts]
+        lengths = [len(s) for s in embedder.text_encoder.encode(items, embedder.max_length)]
     tokens = sum(lengths)
-    # encode's own batches: on CPU its cap on padded tokens usually binds before batch_size does
+    # encode's own batches, per chunk it tokenizes: on CPU its cap on padded tokens usually binds before batch_size
     cap = default_batch_tokens()
-    plans = [embedder._plan(lengths[i : i + ENCODE_CHUNK], batch_size, cap) for i in range(0, len(lengths), ENCODE_CHUNK)]
+    starts = chunk_starts(items, embedder.max_length)
+    plans = [embedder._plan(lengths[a:b], batch_size, cap) for a, b in zip(starts, [*starts[1:], len(items)])]
     batch_texts = [len(b) for plan, _ in plans for b in plan]
     streams = max(len(s) for _, s in plans)
     query_texts = [texts[i % len(texts)] for i in range(queries)]

@@ -233,6 +233,36 @@ def test_qwen3_matryoshka_dims(tiny_qwen3_hf):
         spec.check_dim(16)
 
 
+def test_chunks_hold_at_most_512_texts_and_a_million_characters(monkeypatch):
+    from mlx_embed.embedder import chunk_starts
+
+    assert (mlx_embed.embedder.ENCODE_CHUNK, mlx_embed.embedder.ENCODE_CHUNK_CHARS) == (512, 1_000_000)
+    assert chunk_starts([], 8192) == [] and chunk_starts(["a"] * 1100, 8192) == [0, 512, 1024]
+    # 40 documents of 30,001 characters: 33 x 30,001 = 990,033 fit, a 34th would not
+    assert chunk_starts(["d" * 30_001] * 40, 8192) == [0, 33]
+    # past 64 characters a token of max_length a text is tokenized from a prefix: at 256 tokens 16,384 characters
+    # of each count, 61 x 16,384 = 999,424
+    assert chunk_starts(["d" * 100_000] * 70, 256) == [0, 61]
+    assert chunk_starts(["a", "d" * 2_000_000, "b"], 32768) == [0, 1, 2]  # 2,000,000 > 1,000,000: alone
+    monkeypatch.setattr(mlx_embed.embedder, "ENCODE_CHUNK_CHARS", 6)
+    assert chunk_starts(["abc", "def", "ghi", "0123456789", "z"], 8192) == [0, 2, 3, 4]
+
+
+def test_long_documents_are_tokenized_a_million_characters_at_a_time(minilm, monkeypatch):
+    """512 long documents at a time held 0.45-1.4 GB of tokenizer output at Qwen3's 8,192 tokens."""
+    seen = []
+    tokenize = minilm.text_encoder.tokenize
+    monkeypatch.setattr(minilm.text_encoder, "tokenize", lambda texts, n: seen.append(sum(map(len, texts))) or tokenize(texts, n))
+    # 30,011-30,012 characters, under 64 x 512 (whole, not from a prefix): 33 to a chunk
+    docs = [f"document {i} " + "word " * 6_000 for i in range(40)]
+    with pytest.warns(TruncationWarning, match="40 of 40 texts"):
+        vectors = minilm.encode(docs, max_length=512)
+    chunks = [n for n in seen if n > 1_000]  # leave out the prompt checks' one-text calls
+    assert chunks == [sum(map(len, docs[:33])), sum(map(len, docs[33:]))]
+    with pytest.warns(TruncationWarning):
+        np.testing.assert_allclose(vectors[35], minilm.encode(docs[35], max_length=512), atol=1e-6)
+
+
 def test_chunked_encode_warns_once_with_the_total_count(minilm, monkeypatch):
     monkeypatch.setattr(mlx_embed.embedder, "ENCODE_CHUNK", 2)
     texts = ["word " * 400, "short", "fine", "token " * 300, "x"]

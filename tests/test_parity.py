@@ -69,6 +69,9 @@ def test_minilm_fp32_matches_sentence_transformers(minilm, st_minilm, monkeypatc
     # tokenized and sorted a few texts at a time, as a long corpus is: same vectors, same order
     monkeypatch.setattr(mlx_embed.embedder, "ENCODE_CHUNK", 3)
     assert_matches(minilm.encode(PARITY_TEXTS, batch_size=2), reference)
+    monkeypatch.setattr(mlx_embed.embedder, "ENCODE_CHUNK", 512)
+    monkeypatch.setattr(mlx_embed.embedder, "ENCODE_CHUNK_CHARS", 100)  # chunks of a few texts, or one long one
+    assert_matches(minilm.encode(PARITY_TEXTS, batch_size=2), reference)
 
 
 def test_minilm_truncates_where_sentence_transformers_does(minilm, st_minilm):
