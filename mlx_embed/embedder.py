@@ -71,6 +71,12 @@ def chunk_starts(items: Sequence[str], max_length: int) -> list[int]:
     return starts
 
 
+def chunk_spans(items: Sequence[str], max_length: int) -> list[tuple[int, int]]:
+    """``(start, end)`` of each chunk :func:`chunk_starts` gives."""
+    starts = chunk_starts(items, max_length)
+    return list(zip(starts, [*starts[1:], len(items)]))
+
+
 def _env_streams() -> int:
     default = min(2, os.cpu_count() or 1)
     value = os.environ.get("MLX_EMBED_CPU_STREAMS")
@@ -491,10 +497,11 @@ class Embedder:
 
         out = np.empty((len(items), run.dim), dtype=np.float32)
         cut: dict[int, int] = {}  # {index: full length} of the texts cut
-        if len(chunk_starts(items, run.max_length)) > 1 and (not run.truncate or self._may_leave_nothing(run)):
-            self._refuse_early(items, run, single)
+        spans = chunk_spans(items, run.max_length)
+        if len(spans) > 1 and (not run.truncate or self._may_leave_nothing(run)):
+            self._refuse_early(items, spans, run, single)
         done = 0
-        for start, ids in self._chunks(items, run.max_length, cut):
+        for start, ids in self._chunks(items, spans, run.max_length, cut):
             _check_tokens(ids, start, single, run.skip)
             if not run.truncate:
                 check_truncation(cut, len(items), run.max_length, run.truncate)
@@ -512,11 +519,11 @@ class Embedder:
         check_truncation(cut, len(items), run.max_length, run.truncate)
         return out[0] if single else out
 
-    def _refuse_early(self, items: list[str], run: _Run, single: bool) -> None:
+    def _refuse_early(self, items: list[str], spans: list[tuple[int, int]], run: _Run, single: bool) -> None:
         """Tokenize every chunk once before any is embedded (the ids are not kept), so that a text late in a
         long list that gives no tokens, or with ``truncate=False`` is too long, fails before anything is computed."""
         cut: dict[int, int] = {}
-        for start, ids in self._chunks(items, run.max_length, cut):
+        for start, ids in self._chunks(items, spans, run.max_length, cut):
             _check_tokens(ids, start, single, run.skip)
         if not run.truncate:
             check_truncation(cut, len(items), run.max_length, run.truncate)
@@ -552,10 +559,11 @@ class Embedder:
         self._check_room(prompt, run.max_length, own_prompt)
         return run
 
-    def _chunks(self, items: list[str], max_length: int, cut: dict[int, int]) -> Iterator[tuple[int, list[list[int]]]]:
-        """``(start, token ids)`` per chunk (:func:`chunk_starts`), adding the texts cut to ``cut``."""
-        starts = chunk_starts(items, max_length)
-        for start, end in zip(starts, [*starts[1:], len(items)]):
+    def _chunks(
+        self, items: list[str], spans: list[tuple[int, int]], max_length: int, cut: dict[int, int]
+    ) -> Iterator[tuple[int, list[list[int]]]]:
+        """``(start, token ids)`` per chunk (``spans``, from :func:`chunk_spans`), adding the texts cut to ``cut``."""
+        for start, end in spans:
             ids, chunk_cut = self.text_encoder.tokenize(items[start:end], max_length)
             cut.update((start + i, n) for i, n in chunk_cut.items())
             yield start, ids

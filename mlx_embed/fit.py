@@ -368,6 +368,9 @@ def assess(model: MemoryModel, budget: Budget, batching: Batching | None = None)
     def fits(changed: Batching) -> bool:  # every length up to the max: a shorter text may be batched with more
         return _at_defaults(model, changed, model.max_length)[0] <= available
 
+    def largest_batch(base: Batching) -> int:  # up to encode's default batch_size
+        return _largest(batching.batch_size, lambda b: fits(replace(base, batch_size=b)))
+
     if verdict == "fits":
         advice = f"encode's defaults ({batch} texts at once, up to {length} tokens) fit"
     elif verdict == "does not fit":
@@ -375,14 +378,14 @@ def assess(model: MemoryModel, budget: Budget, batching: Batching | None = None)
     elif verdict == "tight":
         advice = f"encode's defaults fit with {100 * headroom / available:.0f}% of the budget to spare"
     elif fits(replace(batching, batch_size=1)):  # then one text a stream fits at every length
-        texts = _largest(batching.batch_size, lambda b: fits(replace(batching, batch_size=b)))
+        texts = largest_batch(batching)
         tokens = _largest(texts * columns, lambda t: fits(replace(batching, max_batch_tokens=t)))
         advice = f"for texts of up to {model.max_length} tokens use batch_size <= {texts} (or max_batch_tokens <= {tokens})"
     else:
         shorter = max_length_at_defaults(model, batching, available)
         fewer = replace(batching, streams=most, batch_size=1)  # fewer streams run fewer texts only with a smaller batch
         if 1 <= most < batching.streams and fits(fewer):
-            texts = _largest(batching.batch_size, lambda b: fits(replace(fewer, batch_size=b)))
+            texts = largest_batch(fewer)
             advice = (f"at {model.max_length} tokens only {most} text(s) at once fit, and encode runs {streams} batches at "
                       f"once on CPU: set MLX_EMBED_CPU_STREAMS={most} and use batch_size <= {texts}, or pass "
                       f"max_length <= {shorter} to encode")

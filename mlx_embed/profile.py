@@ -370,7 +370,7 @@ def _measure(
     import mlx.core as mx
 
     import mlx_embed
-    from mlx_embed.embedder import chunk_starts, default_batch_tokens
+    from mlx_embed.embedder import chunk_spans, default_batch_tokens
     from mlx_embed.stats import checkpoint_stats
 
     swap_total = int(psutil.swap_memory().total)
@@ -397,8 +397,7 @@ def _measure(
     tokens = sum(lengths)
     # encode's own batches, per chunk it tokenizes: on CPU its cap on padded tokens usually binds before batch_size
     cap = default_batch_tokens()
-    starts = chunk_starts(items, embedder.max_length)
-    plans = [embedder._plan(lengths[a:b], batch_size, cap) for a, b in zip(starts, [*starts[1:], len(items)])]
+    plans = [embedder._plan(lengths[a:b], batch_size, cap) for a, b in chunk_spans(items, embedder.max_length)]
     batch_texts = [len(b) for plan, _ in plans for b in plan]
     streams = max(len(s) for _, s in plans)
     query_texts = [texts[i % len(texts)] for i in range(queries)]
