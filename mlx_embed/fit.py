@@ -746,8 +746,7 @@ def _measure(model: str, points: list[tuple[int, int]] | None, rss_before_import
             warnings.simplefilter("ignore", mlx_embed.TruncationWarning)
             for n in runs:
                 embedder.encode([text] * n, batch_size=batch_size, max_length=length, max_batch_tokens=max_batch_tokens)
-        return {"batch": batch, "length": embedder._columns(length), "base_bytes": base, "peak_bytes": point.peak,
-                "working_bytes": point.peak - base}
+        return {"batch": batch, "length": embedder._columns(length), "base_bytes": base, "peak_bytes": point.peak}
 
     # Through encode() itself: one batch, which it runs whole, and two, which on CPU it overlaps on its streams,
     # each taking half a batch (7-13 % less at 4 x 256). One text runs alone (inline): a batch of one is what a
@@ -811,13 +810,20 @@ def parse_points(text: str) -> list[tuple[int, int]]:
 def measured_model(name: str, got: dict, backend: str) -> MemoryModel:
     """The :class:`MemoryModel` of a model from the child's measurements (``_measure``): the L^2 law fitted to
     the points up to ``PROBE_LENGTH`` tokens, and one text's working set at the batch-1 points past it
-    (``long_working``), as for an estimate."""
-    law = [p for p in got["points"] if p["length"] <= PROBE_LENGTH] or got["points"]
-    token, pair = fit_working_set(law)
-    long_working = {str(p["length"]): max(0, int(p["working_bytes"])) for p in got["points"]
-                    if p["batch"] == 1 and p["length"] > PROBE_LENGTH}
+    (``long_working``), as for an estimate.
+
+    A point's working set is its peak over the RSS after warm-up, the base :meth:`MemoryModel.need` adds it to,
+    not over the RSS the point started from: that drifts with the heap the earlier points left (MiniLM's
+    24 x 40 started at 170-176 MiB in three runs) while the peak repeats within 0.3 MiB, and fitted to
+    ``peak - start`` the law moved by 20 % between runs and predicted up to 6 % under the peaks."""
+    def working(p: dict) -> int:
+        return max(0, int(p["peak_bytes"] - got["rss_after_warmup"]))
+
+    points = [{**p, "working_bytes": working(p)} for p in got["points"]]
+    token, pair = fit_working_set([p for p in points if p["length"] <= PROBE_LENGTH] or points)
+    long_working = {str(p["length"]): p["working_bytes"] for p in points if p["batch"] == 1 and p["length"] > PROBE_LENGTH}
     streamed = got.get("stream_points", [])
-    stream_working = {str(p["length"]): max(0, int(p["working_bytes"])) for p in streamed}
+    stream_working = {str(p["length"]): working(p) for p in streamed}
     return MemoryModel(
         name=name,
         status="measured",
