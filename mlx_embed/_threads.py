@@ -10,7 +10,9 @@ them (at most ``EXIT_WAIT_S``), elsewhere a fixed ``FALLBACK_WAIT_S``. A thread 
 (a daemon) is parked instead: MLX also aborts when a thread is inside it as the process exits, so at
 exit an ``encode`` still running in a daemon thread stops at its next batch (or, on the CPU worker
 streams, layer) boundary and waits there for the process to end; exit waits at most ``PARK_WAIT_S``
-for that.
+for that. Exit hooks registered before ``mlx_embed``'s run after it, so a thread one of them starts cannot be
+waited for: at exit MLX's compilation is turned off (``mx.disable_compile``), and such a thread runs the
+same functions uncompiled, leaving no compile cache to free (with it the process aborted 3 times in 3).
 
 Fork: MLX's stream threads do not survive ``fork``, so in a child forked after MLX ran in its parent
 (``multiprocessing``'s default start method on Linux, gunicorn ``--preload``) the first evaluation
@@ -154,6 +156,9 @@ def park_if_exiting(synchronize: Callable[[], None]) -> None:
 @atexit.register
 def _at_exit() -> None:
     global _exiting
+    mx = sys.modules.get("mlx.core")  # not imported: nothing compiled
+    if mx is not None:
+        mx.disable_compile()
     with _state:
         _exiting = True
         _state.wait_for(lambda: _in_flight <= _parked, timeout=PARK_WAIT_S)

@@ -18,6 +18,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # MLX on M5-class Macs runs float32 matmuls through TF32 unless this is 0; the parity bounds are float32's.
 os.environ.setdefault("MLX_ENABLE_TF32", "0")
+# The fit and profile expectations are written for encode's two CPU streams (the default on 2+ cores); a
+# machine with one CPU, or MLX_EMBED_CPU_STREAMS=0/1 in the environment, would fail them for no fault.
+os.environ["MLX_EMBED_CPU_STREAMS"] = "2"
 
 # Before any test module imports mlx.core: mlx_embed loads the system OpenBLAS first (README, "On Linux CPU").
 # Without it, `pytest tests/test_quantization.py` alone ran MLX's reference BLAS, 30-50x slower.

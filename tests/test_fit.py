@@ -395,7 +395,8 @@ def test_measured_long_model_predicts_unmeasured_long_lengths(tiny_qwen3_long):
     """Past 512 tokens a measured model follows batch-1 measurements at 1024, 2048 and 4096 tokens, and
     predicts lengths between them within 15% under / 25% over a direct measurement in another process
     (the L^2 law fitted without them was 19-23% under at 768 and 1536 tokens here; with them +1 to +8 %,
-    and once 10.5 % under while another job loaded the machine: this tiny model's peaks are sampled RSS)."""
+    and once 10.5 % under while another job loaded the machine; with working sets counted from after
+    warm-up, +4 to +9 % in five runs, three of them loaded: this tiny model's peaks are sampled RSS)."""
     rep = fit.report([str(tiny_qwen3_long)], ram=8 * GIB, points=[(1, 128), (8, 128)])
     row = rep["models"][0]
     assert row["status"] == "measured" and row["max_length"] == 4096

@@ -380,6 +380,21 @@ def test_a_bad_stream_count_in_the_environment_warns_and_falls_back():
     assert int(proc.stdout.split()[-1]) >= 1
 
 
+@pytest.mark.skipif(not hasattr(__import__("os"), "sched_setaffinity"), reason="CPU affinity is Linux's")
+def test_streams_follow_the_cpus_this_process_may_use():
+    """A process limited to one CPU (a container's cpuset, taskset) ran two streams, counted from the host's
+    os.cpu_count() (as were the OpenBLAS threads per stream, which now use the same count)."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("import os; os.sched_setaffinity(0, {min(os.sched_getaffinity(0))}); import mlx_embed.embedder as e; "
+            "print(e.CPU_STREAMS)")
+    env = {k: v for k, v in os.environ.items() if k != "MLX_EMBED_CPU_STREAMS"}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert (proc.returncode, proc.stdout.split()) == (0, ["1"]), proc.stderr[-1000:]
+
+
 def test_text_of_exactly_max_length_tokens_is_not_cut(minilm_path):
     """256 tokens (counted by transformers' tokenizer, [CLS] and [SEP] included) fit MiniLM's 256."""
     transformers = pytest.importorskip("transformers", reason=NEEDS_TRANSFORMERS)
