@@ -310,7 +310,7 @@ def max_batch(model: MemoryModel, length: int, available: int, cap: int = MAX_BA
     """The largest batch of ``length``-token texts within ``available`` bytes (0: not even one)."""
     if model.need(1, length) > available:
         return 0
-    per_text = model.working(1, length)
+    per_text = min(model.working(1, length), model.working(2, length) / 2)  # two on the streams may cost less
     room = available - model.footprint - model.runtime_overhead
     bound = cap if per_text <= 0 else max(1, int(min(cap, room // per_text)))  # the formula's; a measured peak may lower it
     return _largest(bound, lambda n: model.need(n, length) <= available)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -506,8 +507,8 @@ def test_measured_working_sets_count_from_after_warm_up_not_from_a_drifting_star
     by up to 10 MiB (as MiniLM's did between runs): the law and need() recover the peaks. Fitted to
     ``peak - start`` (the code before), the law came out up to 6 % under MiniLM's measured peaks in CI."""
     warm = GIB + 4 * MIB
-    law = [(1, 128), (1, 256), (32, 32), (8, 128), (4, 256), (1, 1024)]
-    drift = [0, 3 * MIB, 10 * MIB, 6 * MIB, 8 * MIB, 9 * MIB]
+    law = [(1, 128), (1, 256), (32, 32), (8, 128), (4, 256), (1, 512), (1, 1024)]
+    drift = [0, 3 * MIB, 10 * MIB, 6 * MIB, 8 * MIB, 5 * MIB, 9 * MIB]
     points = [{"batch": b, "length": n, "base_bytes": warm + d, "peak_bytes": warm + b * n * 5000 + b * n * n * 40}
               for (b, n), d in zip(law, drift)]
     got = {"max_length": 1024, "rss_after_load": GIB, "rss_peak_load": GIB, "rss_after_warmup": warm,
@@ -625,6 +626,52 @@ def test_batch_advice_holds_where_a_shorter_length_binds():
         assert fit.assess(m, budget, advised)["verdict"] != fit.SMALLER_ONLY
     for beyond in (dataclasses.replace(cpu, batch_size=7), dataclasses.replace(cpu, max_batch_tokens=1024)):
         assert fit.assess(m, budget, beyond)["verdict"] == fit.SMALLER_ONLY
+
+
+def test_fewer_streams_advice_gives_the_batch_size_that_fits_with_them():
+    """1 GiB + 1 MiB a token, 2,400 MiB, three streams: at 512 tokens 2 texts fit ((2400 - 1024) // 512).
+    With two streams, batch_size 2 runs 2 texts (2048 MiB); 3 runs 2 x 2 = 4 (3072 MiB). The default batches
+    fit up to 41 tokens: 3 x 11 = 33 texts, 1024 + 33 x 41 = 2377 MiB; 42: 2410."""
+    m = model(1 * GIB, token=1 * MIB)
+    budget = Budget(ram=2400 * MIB, reserve=0)
+    three = fit.Batching(16384, streams=3)
+    got = fit.assess(m, budget, three)
+    assert got["advice"] == ("at 512 tokens only 2 text(s) at once fit, and encode runs 3 batches at once on CPU: "
+                             "set MLX_EMBED_CPU_STREAMS=2 and use batch_size <= 2, or pass max_length <= 41 to encode")
+    two = dataclasses.replace(three, streams=2)
+    assert fit.assess(m, budget, dataclasses.replace(two, batch_size=2))["verdict"] != fit.SMALLER_ONLY
+    assert fit.assess(m, budget, dataclasses.replace(two, batch_size=3))["verdict"] == fit.SMALLER_ONLY
+
+
+def test_batch_advice_where_two_texts_on_two_streams_cost_less_than_two_alone():
+    """1 GiB + 0.5 MiB a token to 512, then one text 600 MiB at 1,024 tokens and 1,000 at 2,048, two on the
+    streams 700 and 1,200: 2,500 MiB. At 2,048 two texts fit (one a stream, 1,200 MiB; the largest batch was
+    bounded by one text's 1,000 MiB into 1,476 MiB of room and reported as 1) but encode's default
+    batches do not (8 x 512 tokens: 2,048 MiB). batch_size 4 keeps every length in (4 x 512: 1,024 MiB;
+    4 x 1,024 tokens, two a stream: 2 x 700); 5 runs 6 x 512 (1,536 MiB)."""
+    m = model(1 * GIB, token=0.5 * MIB, max_len=2048)
+    m.long_working = {"1024": 600 * MIB, "2048": 1000 * MIB}
+    m.stream_working = {"1024": 700 * MIB, "2048": 1200 * MIB}
+    budget = Budget(ram=2500 * MIB, reserve=0)
+    cpu = fit.Batching(4096, streams=2)
+    got = fit.assess(m, budget, cpu)
+    assert got["verdict"] == fit.SMALLER_ONLY and got["max_batch_at_max_length"] == 2
+    assert got["advice"].startswith("for texts of up to 2048 tokens use batch_size <= 4 (or max_batch_tokens <= ")
+    tokens = int(re.search(r"max_batch_tokens <= (\d+)", got["advice"]).group(1))
+    for advised in (dataclasses.replace(cpu, batch_size=4), dataclasses.replace(cpu, max_batch_tokens=tokens)):
+        assert fit.assess(m, budget, advised)["verdict"] != fit.SMALLER_ONLY
+    for beyond in (dataclasses.replace(cpu, batch_size=5), dataclasses.replace(cpu, max_batch_tokens=tokens + 1)):
+        assert fit.assess(m, budget, beyond)["verdict"] == fit.SMALLER_ONLY
+
+
+def test_one_long_text_fits_while_a_shorter_one_does_not():
+    """One text's working set measured 3,000 MiB at 1,024 tokens and 1,000 at 2,048: at 2,048 one text fits
+    2,100 MiB (1024 + 1000), so the advice must not say it does not; at 1,024 not even one fits."""
+    m = model(1 * GIB, max_len=2048)
+    m.long_working = {"1024": 3000 * MIB, "2048": 1000 * MIB}
+    got = assess(m, Budget(ram=2100 * MIB, reserve=0))
+    assert got["max_batch_at_max_length"] == 1
+    assert got["advice"].startswith("encode's batches of shorter texts do not fit either: pass max_length <= ")
 
 
 def test_advised_max_length_may_need_the_whole_budget():

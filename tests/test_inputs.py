@@ -273,17 +273,24 @@ def test_chunked_encode_warns_once_with_the_total_count(minilm, monkeypatch):
     assert len(ours) == 1 and "2 of 5 texts" in str(ours[0].message)
 
 
-def test_chunked_encode_refuses_a_too_long_text_before_embedding_anything(minilm, monkeypatch):
+LONG = "word " * 400
+
+
+@pytest.mark.parametrize("texts,refusal", [
+    (["short", "fine", "x", "y", LONG], r"1 of 5 texts .*first at index 4"),  # three chunks
+    (["short", "fine", "x", LONG], r"1 of 4 texts .*first at index 3"),  # two
+    ([LONG, "fine", "x", "y", LONG], r"2 of 5 texts .*first at index 0"),  # the first chunk counts too
+])
+def test_chunked_encode_refuses_a_too_long_text_before_embedding_anything(minilm, monkeypatch, texts, refusal):
     """A too-long text in the last chunk is refused before the first chunk is embedded (it was found
     only after embedding every chunk before it: 12 s of wasted work for 4,096 texts here)."""
     monkeypatch.setattr(mlx_embed.embedder, "ENCODE_CHUNK", 2)
-    texts = ["short", "fine", "x", "y", "word " * 400]
 
     def no_embedding(*args, **kwargs):
         raise AssertionError("embedded texts before refusing")
 
     monkeypatch.setattr(minilm, "_embed_batches", no_embedding)
-    with pytest.raises(ValueError, match=r"1 of 5 texts .*first at index 4"):
+    with pytest.raises(ValueError, match=refusal):
         minilm.encode(texts, truncate=False)
 
 

@@ -295,6 +295,20 @@ def test_only_a_few_threads_get_worker_streams(gelu_bert, monkeypatch, cpu_devic
         assert np.abs(out - expected).max() < 1e-5
 
 
+@pytest.mark.skipif(not hasattr(os, "sched_getaffinity"), reason="CPU affinity is Linux's")
+@pytest.mark.parametrize("streams", [1, 2])
+def test_openblas_threads_divide_the_cpus_the_process_may_use_among_the_streams(gelu_bert, monkeypatch, cpu_device, streams):
+    """6 CPUs allowed on a bigger host: 6 // streams OpenBLAS threads a stream, not host CPUs // streams."""
+    asked = []
+    real = _blas.threads
+    monkeypatch.setattr(_blas, "threads", lambda n: asked.append(n) or real(n))
+    monkeypatch.setattr(embedder.os, "sched_getaffinity", lambda pid: set(range(6)))
+    monkeypatch.setattr(embedder.os, "cpu_count", lambda: 64)
+    monkeypatch.setattr(embedder, "CPU_STREAMS", streams)
+    mlx_embed.load(gelu_bert).encode(TEXTS * 8, batch_size=8)
+    assert asked and set(asked) == {6 // streams}, asked
+
+
 def test_concurrent_encode_calls_on_one_model_give_the_serial_vectors(gelu_bert, cpu_device):
     """The README's promise: ``encode`` may be called from several threads at once, results equal
     the single-threaded ones (each call its own texts, lengths and batch sizes, all in flight together)."""
