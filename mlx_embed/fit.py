@@ -386,9 +386,9 @@ def assess(model: MemoryModel, budget: Budget, batching: Batching | None = None)
         fewer = replace(batching, streams=most, batch_size=1)  # fewer streams run fewer texts only with a smaller batch
         if 1 <= most < batching.streams and fits(fewer):
             texts = largest_batch(fewer)
+            size = "" if texts == batching.batch_size else f" and use batch_size <= {texts}"  # the default needs no advice
             advice = (f"at {model.max_length} tokens only {most} text(s) at once fit, and encode runs {streams} batches at "
-                      f"once on CPU: set MLX_EMBED_CPU_STREAMS={most} and use batch_size <= {texts}, or pass "
-                      f"max_length <= {shorter} to encode")
+                      f"once on CPU: set MLX_EMBED_CPU_STREAMS={most}{size}, or pass max_length <= {shorter} to encode")
         elif most >= 1:
             advice = f"encode's batches of shorter texts do not fit either: pass max_length <= {shorter} to encode"
         else:

@@ -643,6 +643,17 @@ def test_fewer_streams_advice_gives_the_batch_size_that_fits_with_them():
     assert fit.assess(m, budget, dataclasses.replace(two, batch_size=3))["verdict"] == fit.SMALLER_ONLY
 
 
+def test_fewer_streams_advice_leaves_out_a_batch_size_that_is_the_default():
+    """1 GiB + 1 MiB a token, 2,030 MiB (1,006 of room), 1,000 tokens a batch over two streams: at 512 tokens
+    each stream still takes one text (2,048 MiB in all); one stream runs at most 1,000 tokens at any length
+    with the default 32 texts, so the advice is the stream count alone. Two streams fit up to 503 tokens
+    (2 x 503 = 1,006 MiB)."""
+    m = model(1 * GIB, token=1 * MIB)
+    got = fit.assess(m, Budget(ram=2030 * MIB, reserve=0), fit.Batching(1000, streams=2))
+    assert got["advice"] == ("at 512 tokens only 1 text(s) at once fit, and encode runs 2 batches at once on CPU: "
+                             "set MLX_EMBED_CPU_STREAMS=1, or pass max_length <= 503 to encode")
+
+
 def test_batch_advice_where_two_texts_on_two_streams_cost_less_than_two_alone():
     """1 GiB + 0.5 MiB a token to 512, then one text 600 MiB at 1,024 tokens and 1,000 at 2,048, two on the
     streams 700 and 1,200: 2,500 MiB. At 2,048 two texts fit (one a stream, 1,200 MiB; the largest batch was
