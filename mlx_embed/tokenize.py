@@ -8,7 +8,7 @@ import re
 import threading
 import unicodedata
 import warnings
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +25,7 @@ from ._messages import REFETCH, caller_stacklevel, damaged_file_fix
 # WordPiece, a prefix, or a long text with too few tokens for one (8-10 MB of hex digits, spaces, emoji or
 # accented letters: 3-10 s and +0.5-1 GB whole), is first squeezed to the same ids (:class:`Squeezer`): 0.2-0.8 s.
 LONG_TEXT_CHARS_PER_TOKEN = 64
+ENCODE_BATCH = 64  # texts the tokenizer encodes at once (TextEncoder._encodings)
 
 
 _UNBUILT = object()
@@ -149,7 +150,7 @@ class TextEncoder:
         # to every text, as current files do, also to one that ends in a literal "<|endoftext|>".
         append = self.end_id is not None and self._template_end != self.end_id
         ids, lengths = [], []
-        for e in self.tokenizer.encode_batch(texts, add_special_tokens=False):
+        for e in self._encodings(texts):
             length = len(e) + self.n_special + append
             if length > max_length:
                 e.truncate(max(max_length - self.n_special - append, 0))
@@ -159,6 +160,13 @@ class TextEncoder:
             ids.append(seq)
             lengths.append(length)
         return ids, lengths
+
+    def _encodings(self, texts: list[str]) -> Iterator:
+        """The tokenizer's encodings of ``texts``, ``ENCODE_BATCH`` at a time: an encoding holds every token's
+        string and offsets, so 512 texts of up to 420 words held 18 MiB at once for MiniLM, 5.7 in batches of 64
+        (12 % slower to tokenize, well under 1 % of encoding)."""
+        for k in range(0, len(texts), ENCODE_BATCH):
+            yield from self.tokenizer.encode_batch(texts[k:k + ENCODE_BATCH], add_special_tokens=False)
 
     def encode(self, texts: list[str], max_length: int, truncate: bool = True) -> list[list[int]]:
         """Token ids per text, at most ``max_length`` long.

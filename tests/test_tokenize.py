@@ -23,6 +23,33 @@ def test_bert_ids_match_transformers(minilm_path):
     assert got == expected
 
 
+def test_many_texts_are_encoded_a_slice_at_a_time_with_the_same_ids(minilm_path):
+    """The tokenizer encodes at most ENCODE_BATCH texts at once (every encoding holds its tokens' strings and
+    offsets: 512 texts held 18 MiB at once for MiniLM), and the ids are transformers' for the whole list."""
+    transformers = pytest.importorskip("transformers", reason=NEEDS_TRANSFORMERS)
+    from mlx_embed import tokenize
+
+    reference = transformers.AutoTokenizer.from_pretrained(str(minilm_path))
+    ours = TextEncoder(load_tokenizer(minilm_path))
+    sizes = []
+
+    class Counting:  # the Rust tokenizer's methods cannot be patched on the object itself
+        def __init__(self, inner):
+            self.inner = inner
+
+        def encode_batch(self, texts, **kwargs):
+            sizes.append(len(texts))
+            return self.inner.encode_batch(texts, **kwargs)
+
+        def __getattr__(self, name):
+            return getattr(self.inner, name)
+
+    ours.tokenizer = Counting(ours.tokenizer)
+    texts = [f"{t} {i}" for i in range(3) for t in TEXTS * 10][:150]
+    assert ours.encode(texts, 256) == reference(texts, truncation=True, max_length=256)["input_ids"]
+    assert sizes == [tokenize.ENCODE_BATCH, tokenize.ENCODE_BATCH, 150 - 2 * tokenize.ENCODE_BATCH]
+
+
 def test_vocab_txt_fallback_matches_tokenizer_json(minilm_path, tmp_path):
     import shutil
 
