@@ -49,9 +49,10 @@ def default_batch_tokens() -> int:
 # MiniLM, one call over 2,048 documents of 1-12 corpus texts (1.2 M characters): chunks of 4,096 /
 # 1,024 / 512 / 256 texts took 90 / 82 / 84 / 84 s with peak RSS 351 / 313 / 285 / 271 MiB.
 ENCODE_CHUNK = 512
-# ... and at most this many characters to tokenize (or one text): tokenizing holds ~50-60 bytes a character at
-# its peak (`tokenizers`' encodings, then the ids), so 512 long documents at Qwen3's 8,192 tokens raised peak RSS
-# by 0.45-1.4 GB. Texts of up to ~2,000 characters still come 512 at a time.
+# ... and at most this many characters to tokenize (or one text): the ids kept for a chunk take ~20 bytes a
+# character of long documents at Qwen3's 8,192 tokens (a Qwen-style BPE: 1 M characters, +24 MiB peak RSS, the
+# tokenizer's own encodings at most ENCODE_BATCH_CHARS at a time), and 512 of them in one chunk took 0.45-1.4 GB
+# before either bound. Texts of up to ~2,000 characters still come 512 at a time.
 ENCODE_CHUNK_CHARS = 1_000_000
 
 

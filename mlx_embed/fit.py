@@ -1030,6 +1030,15 @@ def _probing(name: str, longest: int, backend: str) -> str:
     return f"{name}: estimating from one-layer probes at up to {max((PROBE_LENGTH, *lengths))} tokens"
 
 
+# Measured by following the advice: MiniLM on Linux CPU, 1,000 texts of 1-420 words, batch_size 2 where fit's need
+# was 198 MiB: 207 MiB in calls of 16 texts, 212 in one call (224 before the tokenizer encoded 64 texts at a time).
+CALL_NOTE = (
+    "need is one batch in flight; an encode call over many texts also holds its output (4 bytes x dim a text), "
+    "one chunk's tokens, and a compiled kernel per new batch shape: following the advice, MiniLM peaked 5 % over "
+    "its need in calls of 16 mixed texts and 7 % in one call of 1,000, so leave that much spare"
+)
+
+
 def format_report(rep: dict) -> str:
     b = rep["budget"]
     m = rep["machine"]
@@ -1052,6 +1061,7 @@ def format_report(rep: dict) -> str:
     widths = [max(len(x) for x in col) for col in zip(cols, *body)]
     lines.append("  ".join(h.ljust(w) for h, w in zip(cols, widths)).rstrip())
     lines += ["  ".join(x.ljust(w) for x, w in zip(row, widths)).rstrip() for row in body]
+    lines.append(CALL_NOTE)
     for r in rep["models"]:
         lines.append(f"{r['model']}: {r['verdict']}: {r['advice']}")
         lines.append(f"{r['model']}: weights: {r['weight_format']}, from {r['source']}")

@@ -25,7 +25,8 @@ from ._messages import REFETCH, caller_stacklevel, damaged_file_fix
 # WordPiece, a prefix, or a long text with too few tokens for one (8-10 MB of hex digits, spaces, emoji or
 # accented letters: 3-10 s and +0.5-1 GB whole), is first squeezed to the same ids (:class:`Squeezer`): 0.2-0.8 s.
 LONG_TEXT_CHARS_PER_TOKEN = 64
-ENCODE_BATCH = 64  # texts the tokenizer encodes at once (TextEncoder._encodings)
+ENCODE_BATCH = 64  # texts the tokenizer encodes at once (TextEncoder._encodings) ...
+ENCODE_BATCH_CHARS = 131_072  # ... and characters (~55 bytes each at the peak; a longer text alone)
 
 
 _UNBUILT = object()
@@ -162,11 +163,18 @@ class TextEncoder:
         return ids, lengths
 
     def _encodings(self, texts: list[str]) -> Iterator:
-        """The tokenizer's encodings of ``texts``, ``ENCODE_BATCH`` at a time: an encoding holds every token's
-        string and offsets, so 512 texts of up to 420 words held 18 MiB at once for MiniLM, 5.7 in batches of 64
-        (12 % slower to tokenize, well under 1 % of encoding)."""
-        for k in range(0, len(texts), ENCODE_BATCH):
-            yield from self.tokenizer.encode_batch(texts[k:k + ENCODE_BATCH], add_special_tokens=False)
+        """The tokenizer's encodings of ``texts``, at most ``ENCODE_BATCH`` texts and (unless one text is longer)
+        ``ENCODE_BATCH_CHARS`` characters at a time: an encoding holds every token's string and offsets, so 512
+        texts of up to 420 words held 18 MiB at once for MiniLM, 5.7 in batches of 64 (12 % slower to tokenize,
+        well under 1 % of encoding)."""
+        start, chars = 0, 0
+        for end, text in enumerate(texts):
+            if end > start and (end - start == ENCODE_BATCH or chars + len(text) > ENCODE_BATCH_CHARS):
+                yield from self.tokenizer.encode_batch(texts[start:end], add_special_tokens=False)
+                start, chars = end, 0
+            chars += len(text)
+        if start < len(texts):
+            yield from self.tokenizer.encode_batch(texts[start:], add_special_tokens=False)
 
     def encode(self, texts: list[str], max_length: int, truncate: bool = True) -> list[list[int]]:
         """Token ids per text, at most ``max_length`` long.

@@ -24,8 +24,9 @@ def test_bert_ids_match_transformers(minilm_path):
 
 
 def test_many_texts_are_encoded_a_slice_at_a_time_with_the_same_ids(minilm_path):
-    """The tokenizer encodes at most ENCODE_BATCH texts at once (every encoding holds its tokens' strings and
-    offsets: 512 texts held 18 MiB at once for MiniLM), and the ids are transformers' for the whole list."""
+    """The tokenizer encodes at most ENCODE_BATCH texts and ENCODE_BATCH_CHARS characters at once (every encoding
+    holds its tokens' strings and offsets: 512 texts held 18 MiB at once for MiniLM), and the ids are
+    transformers' for the whole list."""
     transformers = pytest.importorskip("transformers", reason=NEEDS_TRANSFORMERS)
     from mlx_embed import tokenize
 
@@ -48,6 +49,13 @@ def test_many_texts_are_encoded_a_slice_at_a_time_with_the_same_ids(minilm_path)
     texts = [f"{t} {i}" for i in range(3) for t in TEXTS * 10][:150]
     assert ours.encode(texts, 256) == reference(texts, truncation=True, max_length=256)["input_ids"]
     assert sizes == [tokenize.ENCODE_BATCH, tokenize.ENCODE_BATCH, 150 - 2 * tokenize.ENCODE_BATCH]
+    # and at most ENCODE_BATCH_CHARS characters: 20,000 each (whole at 512 tokens: under 64 x 512), 6 fit 131,072
+    long = [" ".join(f"w{i}x{j}" for j in range(3400))[:20_000] for i in range(10)]
+    sizes.clear()
+    with pytest.warns(UserWarning, match="10 of 10"):
+        got = ours.encode(long, 512)
+    assert got == reference(long, truncation=True, max_length=512)["input_ids"]
+    assert sizes == [6, 4]
 
 
 def test_vocab_txt_fallback_matches_tokenizer_json(minilm_path, tmp_path):
