@@ -379,7 +379,7 @@ def assess(model: MemoryModel, budget: Budget, batching: Batching | None = None)
         advice = f"encode's defaults fit with {100 * headroom / available:.0f}% of the budget to spare"
     elif fits(replace(batching, batch_size=1)):  # then one text a stream fits at every length
         texts = largest_batch(batching)
-        tokens = _largest(batching.max_batch_tokens, lambda t: fits(replace(batching, max_batch_tokens=t)))
+        tokens = _largest(texts * columns, lambda t: fits(replace(batching, max_batch_tokens=t)))
         advice = f"for texts of up to {model.max_length} tokens use batch_size <= {texts} (or max_batch_tokens <= {tokens})"
     else:
         shorter = max_length_at_defaults(model, batching, available)

@@ -121,12 +121,10 @@ def test_advice_counts_the_streams_and_every_length_up_to_the_one_advised():
     assert fit.assess(m, BUDGET_8GB, dataclasses.replace(one_stream, batch_size=1))["verdict"] == "fits"
     assert got["max_length_at_batch_1"] == 512  # one text alone (a query): 1024 + 1536 MiB
     # Where each stream's share fits, the advice is a batch size the streams split evenly. 1.5 GiB + 1 MiB a
-    # token: (3584 - 1536) // 512 = 4 texts of 512 tokens at once; over 3 streams 1 each, so 3 in all. Tokens:
-    # each stream takes (T // 3) // L texts of L, so T // 3 = 683 (prime) keeps every length's 3 x 682 <= 2048
-    # MiB; 2052 runs 3 x 2 x 342. (The search once stopped at 3 texts x 512 columns: 1536, 25 % short.)
+    # token: (3584 - 1536) // 512 = 4 texts of 512 tokens at once; over 3 streams 1 each, so 3 in all.
     got = fit.assess(model(int(1.5 * GIB), token=1 * MIB), BUDGET_8GB, fit.Batching(16384, streams=3))
     assert got["max_batch_at_max_length"] == 4
-    assert got["advice"] == "for texts of up to 512 tokens use batch_size <= 3 (or max_batch_tokens <= 2051)"
+    assert got["advice"] == "for texts of up to 512 tokens use batch_size <= 3 (or max_batch_tokens <= 1536)"  # 3 streams x 1
 
 
 def test_measured_peak_is_a_floor():
@@ -150,8 +148,7 @@ def test_limits_and_verdict_agree_where_the_formula_runs_under_a_measurement():
     m.measured_peaks = {"4x256": 290 * MIB}
     got = fit.assess(m, Budget(ram=280 * MIB, reserve=0), fit.Batching(1024))
     assert got["verdict"] == "only with smaller inputs" and got["max_batch_at_max_length"] == 3
-    # 1023 // 256 = 3 texts of 256; any T <= 1331 keeps the formula within 130 MiB, 1024 runs the measured 4 x 256
-    assert got["advice"] == "for texts of up to 256 tokens use batch_size <= 3 (or max_batch_tokens <= 1023)"
+    assert got["advice"] == "for texts of up to 256 tokens use batch_size <= 3 (or max_batch_tokens <= 768)"
 
 
 def test_attention_term_scales_with_the_batch():
@@ -712,13 +709,10 @@ def test_batch_size_advice_where_one_text_a_stream_fits():
     got = fit.assess(m, budget, cpu)
     assert got["verdict"] == fit.SMALLER_ONLY and got["need_bytes"] == 3072 * MIB
     assert got["max_batch_at_max_length"] == 2
-    # tokens: a stream takes (T // 2) // L texts of L, 2 x 640 columns at most for T // 2 = 641 (prime); 1284
-    # runs 2 x 2 x 321 (1284 MiB of 1280)
-    assert got["advice"] == "for texts of up to 512 tokens use batch_size <= 2 (or max_batch_tokens <= 1283)"
-    # two texts at once: 1024 + 1024 = 2048 MiB, 256 MiB (11%) spare; 1,283 tokens: 2304 MiB, none
-    assert fit.assess(m, budget, dataclasses.replace(cpu, batch_size=2))["verdict"] == "fits"
-    assert fit.assess(m, budget, dataclasses.replace(cpu, max_batch_tokens=1283))["verdict"] == "tight"
-    assert fit.assess(m, budget, dataclasses.replace(cpu, max_batch_tokens=1284))["verdict"] == fit.SMALLER_ONLY
+    assert got["advice"] == "for texts of up to 512 tokens use batch_size <= 2 (or max_batch_tokens <= 1024)"
+    # either way at most 1,024 columns at once: 1024 + 1024 = 2048 MiB, 256 MiB (11%) spare
+    for advised in (dataclasses.replace(cpu, batch_size=2), dataclasses.replace(cpu, max_batch_tokens=1024)):
+        assert fit.assess(m, budget, advised)["verdict"] == "fits"
 
 
 def test_limits_are_at_the_columns_encode_pads_to(fused_padding):
@@ -728,8 +722,7 @@ def test_limits_are_at_the_columns_encode_pads_to(fused_padding):
     # 4024 MiB: (4024 - 1024) // 512 = 5 texts of 512 columns (6 of 500 would need 4024 exactly, but take 512)
     got = fit.assess(m, Budget(ram=4024 * MIB, reserve=0), batching)
     assert got["verdict"] == fit.SMALLER_ONLY and got["max_batch_at_max_length"] == 5
-    # tokens: up to 3,015 no padded length's multiple (at most 32 texts) lies in 3,001-3,015; 3,016 = 29 x 104
-    assert got["advice"] == "for texts of up to 500 tokens use batch_size <= 5 (or max_batch_tokens <= 3015)"
+    assert got["advice"] == "for texts of up to 500 tokens use batch_size <= 5 (or max_batch_tokens <= 2560)"  # 5 x 512
     # 1324 MiB: one text alone gets 300 columns: 288 tokens (289 to 300 pad to 304)
     got = fit.assess(m, Budget(ram=1324 * MIB, reserve=0), batching)
     assert got["max_length_at_batch_1"] == 288
