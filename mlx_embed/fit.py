@@ -310,9 +310,13 @@ def max_batch(model: MemoryModel, length: int, available: int, cap: int = MAX_BA
     """The largest batch of ``length``-token texts within ``available`` bytes (0: not even one)."""
     if model.need(1, length) > available:
         return 0
-    per_text = min(model.working(1, length), model.working(2, length) / 2)  # two on the streams may cost less
+    per_text = model.working(1, length)
     room = available - model.footprint - model.runtime_overhead
     bound = cap if per_text <= 0 else max(1, int(min(cap, room // per_text)))  # the formula's; a measured peak may lower it
+    if bound < 2 <= cap and model.need(2, length) <= available:
+        # two texts past PROBE_LENGTH run one a stream, measured as such (often well under twice one text); more
+        # at once would be batches on each stream, which are not measured, so the bound stays one text's there
+        bound = 2
     return _largest(bound, lambda n: model.need(n, length) <= available)
 
 
@@ -748,6 +752,7 @@ def _measure(model: str, points: list[tuple[int, int]] | None, rss_before_import
             warnings.simplefilter("ignore", mlx_embed.TruncationWarning)
             for n in runs:
                 embedder.encode([text] * n, batch_size=batch_size, max_length=length, max_batch_tokens=max_batch_tokens)
+        # base_bytes is for reading only: measured_model counts from the RSS after warm-up
         return {"batch": batch, "length": embedder._columns(length), "base_bytes": base, "peak_bytes": point.peak}
 
     # Through encode() itself: one batch, which it runs whole, and two, which on CPU it overlaps on its streams,
@@ -1036,8 +1041,8 @@ def _probing(name: str, longest: int, backend: str) -> str:
 # was 198 MiB: 207 MiB in calls of 16 texts, 212 in one call (224 before the tokenizer encoded 64 texts at a time).
 CALL_NOTE = (
     "need is one batch in flight; an encode call over many texts also holds its output (4 bytes x dim a text), "
-    "one chunk's tokens, and a compiled kernel per new batch shape: following the advice, MiniLM peaked 5 % over "
-    "its need in calls of 16 mixed texts and 7 % in one call of 1,000, so leave that much spare"
+    "one chunk's tokens, and on CPU a compiled kernel per new batch shape: following the advice, MiniLM on Linux "
+    "CPU peaked 5 % over its need in calls of 16 mixed texts and 7 % in one call of 1,000, so leave that much spare"
 )
 
 
