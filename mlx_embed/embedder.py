@@ -22,7 +22,7 @@ from .models import kernels
 from .pooling import POOLERS, l2_normalize
 from .registry import ModelSpec
 from .stats import weight_format
-from .tokenize import LONG_TEXT_CHARS_PER_TOKEN, Batch, TextEncoder, check_truncation
+from .tokenize import LONG_TEXT_CHARS_PER_TOKEN, Batch, TextEncoder, bounded_starts, check_truncation
 
 # Cached MLX buffers above this are released between batches (within a batch the cache still
 # recycles buffers from layer to layer). 0: release after every batch. Measured by
@@ -61,15 +61,7 @@ def chunk_starts(items: Sequence[str], max_length: int) -> list[int]:
     more than ``ENCODE_CHUNK_CHARS`` characters to tokenize (a text past ``LONG_TEXT_CHARS_PER_TOKEN * max_length``
     characters is tokenized from a prefix)."""
     longest = LONG_TEXT_CHARS_PER_TOKEN * max_length
-    starts, size, chars = [], ENCODE_CHUNK, 0
-    for i, text in enumerate(items):
-        n = min(len(text), longest)
-        if size == ENCODE_CHUNK or (size and chars + n > ENCODE_CHUNK_CHARS):
-            starts.append(i)
-            size, chars = 0, 0
-        size += 1
-        chars += n
-    return starts
+    return bounded_starts((min(len(text), longest) for text in items), ENCODE_CHUNK, ENCODE_CHUNK_CHARS)
 
 
 def chunk_spans(items: Sequence[str], max_length: int) -> list[tuple[int, int]]:
