@@ -70,13 +70,13 @@ def chunk_spans(items: Sequence[str], max_length: int) -> list[tuple[int, int]]:
     return list(zip(starts, [*starts[1:], len(items)]))
 
 
-def _cpus() -> int:
+def usable_cpus() -> int:
     """The CPUs this process may run on (a container's cpuset, not the host's count where the OS says)."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def _env_streams() -> int:
-    default = min(2, _cpus())
+    default = min(2, usable_cpus())
     value = os.environ.get("MLX_EMBED_CPU_STREAMS")
     try:
         return default if value is None else int(value)
@@ -615,7 +615,7 @@ class Embedder:
             if not streams:
                 yield from self._inline(order, ids, dim, normalize, skip, finished)
                 return
-            with _blas.threads(max(1, _cpus() // len(streams))):
+            with _blas.threads(max(1, usable_cpus() // len(streams))):
                 yield from self._interleaved(order, ids, streams, dim, normalize, skip, finished)
         except RuntimeError as err:
             if not kernels.is_compile_failure(err) or not kernels.enabled():

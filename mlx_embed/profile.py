@@ -12,7 +12,7 @@ JSON (``--json``), keys stable; sizes in bytes, times in seconds unless the key 
 
     {
       "schema": "mlx_embed.profile/1",
-      "machine": {"os", "arch", "chip", "ram_bytes", "cpu_count", "python", "memory_metric"},
+      "machine": {"os", "arch", "chip", "ram_bytes", "cpu_count", "host_cpu_count", "python", "memory_metric"},
       "backend": {"name": "metal" | "cpu" | "cuda", "device_name", "mlx_version", "blas"},
       "workload": {"name", "texts", "batch_size", "queries"},
       "models": [{
@@ -96,6 +96,7 @@ _MACHINE = {
     "properties": {
         "os": _STR, "arch": _STR, "chip": _STR, "python": _STR, "memory_metric": {"enum": ["rss", "phys_footprint"]},
         "ram_bytes": {"type": "integer", "minimum": 1}, "cpu_count": {"type": "integer", "minimum": 1},
+        "host_cpu_count": {"type": "integer", "minimum": 1},
     },
 }
 _BACKEND = {
@@ -278,12 +279,17 @@ def _chip() -> str:
 
 
 def machine_info() -> dict:
+    """``cpu_count`` is the CPUs this process may run on (its affinity: a container's cpuset, ``taskset``),
+    which decide the CPU streams and BLAS threads; ``host_cpu_count`` the machine's."""
+    from .embedder import usable_cpus
+
     return {
         "os": platform.platform(),
         "arch": platform.machine(),
         "chip": _chip(),
         "ram_bytes": int(psutil.virtual_memory().total),
-        "cpu_count": os.cpu_count() or 1,
+        "cpu_count": usable_cpus(),
+        "host_cpu_count": os.cpu_count() or usable_cpus(),
         "python": platform.python_version(),
         "memory_metric": procmem.METRIC,
     }
@@ -652,11 +658,17 @@ def _mb(n: float) -> str:
     return f"{n / 2**20:.1f}"
 
 
+def _cpu_text(machine: dict) -> str:
+    host = machine.get("host_cpu_count", machine["cpu_count"])  # absent in reports written before it was added
+    n = machine["cpu_count"]
+    return f"{n} CPU{'s' * (n != 1)}" + (f" (of {host} on the host)" if host != n else "")
+
+
 def format_report(report: dict) -> str:
     """A human-readable table: one row per model, preceded by the machine and backend."""
     m, b, w = report["machine"], report["backend"], report["workload"]
     lines = [
-        f"machine: {m['chip']}, {m['ram_bytes'] / 2**30:.1f} GiB RAM, {m['cpu_count']} CPUs, {m['os']}",
+        f"machine: {m['chip']}, {m['ram_bytes'] / 2**30:.1f} GiB RAM, {_cpu_text(m)}, {m['os']}",
         f"backend: {b['name']} ({b['device_name']}), MLX {b['mlx_version']}, BLAS {b['blas']}",
         f"workload: {w['name']}: {w['texts']} texts, batch {w['batch_size']}; latency over {w['queries']} single queries",
     ]

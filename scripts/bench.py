@@ -342,7 +342,8 @@ def main() -> int:
     pct = lambda p: ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))]  # noqa: E731
     report: dict = {
         "machine": {
-            "platform": platform.platform(), "cpus": os.cpu_count(), "python": sys.version.split()[0],
+            "platform": platform.platform(), "cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+            "host_cpus": os.cpu_count(), "python": sys.version.split()[0],
             "numpy_gemm_gflops": gemm, "ceiling_gflops": ceiling,
         },
         "model": str(src),

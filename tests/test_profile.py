@@ -169,6 +169,21 @@ def test_machine_backend_and_workload(report):
         assert lat["mean"] <= lat["max"]
 
 
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="CPU affinity is Linux's")
+def test_machine_counts_the_cpus_the_process_may_use():
+    """A process limited to one CPU (a container's cpuset, taskset) reported the host's os.cpu_count(), while its
+    streams and BLAS threads count the one CPU; the host's count is given beside it."""
+    import subprocess
+
+    code = ("import os; os.sched_setaffinity(0, {min(os.sched_getaffinity(0))}); from mlx_embed import profile; "
+            "m = profile.machine_info(); print(m['cpu_count'], m['host_cpu_count'], profile._cpu_text(m))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-1000:]
+    host = os.cpu_count()
+    text = "1 CPU" + (f" (of {host} on the host)" if host > 1 else "")
+    assert proc.stdout.strip().split(maxsplit=2) == ["1", str(host), text]
+
+
 def test_times_fit_in_the_outer_wall_clock(timed_report):
     """Every figure is seconds (latencies ms) of work done inside the profile() call the test timed:
     together they fit in its wall clock, and so do the encode times the rates imply."""
