@@ -15,7 +15,7 @@ waited for: at exit MLX's compilation is turned off (``mx.disable_compile``), an
 same functions uncompiled, leaving no compile cache to free (with it the process aborted 3 times in 3).
 
 Fork: MLX's stream threads do not survive ``fork``, so in a child forked after MLX ran in its parent
-(``multiprocessing``'s default start method on Linux, gunicorn ``--preload``) the first evaluation
+(``multiprocessing``'s default start method on Linux before Python 3.14, gunicorn ``--preload``) the first evaluation
 waits forever. ``check_fork`` turns that hang into an error naming the fix.
 
 Threads: MLX also gives every thread that runs it a stream of its own, with an OS thread that lives as
@@ -77,9 +77,10 @@ def check_fork() -> None:
     if _forked_after_use:
         raise RuntimeError(
             "this process was forked after MLX had run in its parent (os.fork, or multiprocessing's 'fork' start "
-            "method, the default on Linux), and MLX cannot run in such a child: its worker threads do not survive "
+            "method, the default on Linux before Python 3.14), and MLX cannot run in such a child: its worker threads do not survive "
             "the fork, so encoding would wait forever. Start workers with "
-            "multiprocessing.get_context('spawn') (or 'forkserver'), or load the model only in the workers"
+            "multiprocessing.get_context('spawn') (or 'forkserver'), or load the model only in the workers, never in "
+            "the parent"
         )
 
 

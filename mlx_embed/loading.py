@@ -346,13 +346,28 @@ ST_POOLING_FLAGS = {
 _ST_MODULES = ("Transformer", "Pooling", "Normalize")  # the pipeline steps mlx_embed runs
 
 
-def _pooling_modes(pool: dict) -> list[str]:
+def _malformed(file: Path, what: str) -> ValueError:
+    return ValueError(f"{file}: {what}: fix the file or {REFETCH}")
+
+
+def _pooling_modes(pool: dict, file: Path) -> list[str]:
     """The modes a 1_Pooling config selects, read as sentence-transformers 6 does: ``pooling_mode`` (a
     name or a list), else the older ``pooling_mode_*`` flags, else mean."""
     mode = pool.get("pooling_mode")
     if mode is not None:
-        return [mode] if isinstance(mode, str) else [str(m) for m in mode]
+        if isinstance(mode, str):
+            return [mode]
+        if not isinstance(mode, list) or not mode or not all(isinstance(m, str) for m in mode):
+            raise _malformed(file, f"pooling_mode is {mode!r}, not a mode name or a list of them")
+        return mode
     return [name for key, name in ST_POOLING_FLAGS.items() if pool.get(key)] or ["mean"]
+
+
+def _prompts(st_config: dict, file: Path) -> dict[str, str]:
+    prompts = st_config.get("prompts") or {}
+    if not isinstance(prompts, dict) or not all(isinstance(v, str) for v in prompts.values()):
+        raise _malformed(file, f"prompts is {prompts!r}, not an object of prompt names to strings")
+    return prompts
 
 
 def sentence_transformers_info(path: Path) -> dict:
@@ -369,7 +384,7 @@ def sentence_transformers_info(path: Path) -> dict:
     info["pooling_file"] = f"{pooling_dir or '1_Pooling'}/config.json"
     if pooling_file.exists():
         pool = read_json(pooling_file)
-        modes = _pooling_modes(pool)
+        modes = _pooling_modes(pool, pooling_file)
         if len(modes) == 1 and modes[0] in ST_POOLING:
             info["pooling"] = ST_POOLING[modes[0]]
         else:
@@ -392,15 +407,16 @@ def sentence_transformers_info(path: Path) -> dict:
         info["tokenizer_max_length"] = int(limit)
     if sbert.get("do_lower_case"):
         info["lowercase"] = True
-    st_config = read_json(path / "config_sentence_transformers.json")
-    prompts = st_config.get("prompts") or {}
+    st_file = path / "config_sentence_transformers.json"
+    st_config = read_json(st_file)
+    prompts = _prompts(st_config, st_file)
     if prompts:
         info["prompts"] = prompts
     default = st_config.get("default_prompt_name")
     if default:
-        if default not in prompts:
+        if not isinstance(default, str) or default not in prompts:
             raise ValueError(
-                f"{path / 'config_sentence_transformers.json'}: default_prompt_name {default!r} is not one of its "
+                f"{st_file}: default_prompt_name {default!r} is not one of its "
                 f"prompts ({', '.join(prompts) or 'none'}): re-download or fix the model's files"
             )
         info["default_prompt"] = prompts[default]
@@ -594,6 +610,11 @@ def build_model(config: dict, weights: dict[str, mx.array]) -> nn.Module:
             "The weights are quantized (they hold .scales) but config.json has no \"quantization\" block saying "
             f"how: restore the checkpoint's config.json ({REFETCH})"
         )
+    if quant is not None and not any(k.endswith(".scales") for k in weights):
+        raise ValueError(
+            f"config.json has a quantization block {_settings(quant)}, but the weights are not quantized (they hold "
+            f"no .scales): remove the block from config.json if the weights are right, or {REFETCH}"
+        )
     if quant is not None:
         # per-module entries are keyed by module paths as the checkpoint names them: map them as its weights
         per_module = model.sanitize({k: v for k, v in quant.items() if isinstance(v, (dict, bool))})
@@ -643,6 +664,9 @@ def build_model(config: dict, weights: dict[str, mx.array]) -> nn.Module:
             f"The checkpoint's {wrong[0]!r} holds {str(weights[wrong[0]].dtype).rsplit('.', 1)[-1]} values where "
             f"{str(params[wrong[0]].dtype).rsplit('.', 1)[-1]} belongs ({len(wrong)} such tensors): the file is not these weights; {REFETCH}"
         )
+    shaped = sorted(k for k, v in weights.items() if v.shape != params[k].shape)
+    if shaped and quant is not None:
+        _check_quantized_shapes(model, weights, params, shaped, quant)
     try:
         model.load_weights(list(weights.items()), strict=True)
     except ValueError as err:
@@ -651,6 +675,27 @@ def build_model(config: dict, weights: dict[str, mx.array]) -> nn.Module:
         ) from None
     mx.eval(model.parameters())
     return model
+
+
+def _check_quantized_shapes(model: nn.Module, weights: dict, params: dict, shaped: list[str], quant: dict) -> None:
+    """Name the quantization block when a quantized module's stored shapes differ from those it gives: the
+    bits and group size the stored packed weight and scales imply for the module's input size."""
+    modules = dict(model.named_modules())
+    for key in shaped:
+        path = key.rsplit(".", 1)[0]
+        m = modules.get(path)
+        if f"{path}.scales" not in weights or not hasattr(m, "bits"):
+            continue
+        packed, scales = weights[f"{path}.weight"].shape, weights[f"{path}.scales"].shape  # (out, in * bits / 32), (out, in / gs)
+        inputs = params[f"{path}.weight"].shape[-1] * 32 // m.bits
+        stored = ""
+        if packed[-1] * 32 % inputs == 0 and inputs % scales[-1] == 0:
+            stored = f" (for its {inputs} inputs: {packed[-1] * 32 // inputs}-bit, group size {inputs // scales[-1]})"
+        raise ValueError(
+            f"The checkpoint's {path!r} is stored with other quantization settings than config.json's quantization "
+            f"block gives it ({m.bits}-bit, group size {m.group_size}){stored}, or config.json's sizes are not the "
+            f"weights': {len(shaped)} tensors differ in shape. Restore the checkpoint's config.json ({REFETCH})"
+        )
 
 
 def _settings(quant: dict) -> dict:

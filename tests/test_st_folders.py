@@ -306,6 +306,56 @@ def test_a_malformed_quantization_block_names_config_json(tiny_bert_4bit, tmp_pa
         mlx_embed.load(folder)
 
 
+@pytest.mark.parametrize(
+    "block,message",
+    [
+        ({"group_size": 64, "bits": 8}, r"gives it \(8-bit, group size 64\) \(for its \d+ inputs: 4-bit, group size 64\)"),
+        ({"group_size": 32, "bits": 4}, r"gives it \(4-bit, group size 32\) \(for its \d+ inputs: 4-bit, group size 64\)"),
+        ({"group_size": 64, "bits": 3}, r"gives it \(3-bit, group size 64\) \(for its \d+ inputs: 4-bit, group size 64\)"),
+    ],
+)
+def test_a_quantization_block_that_is_not_the_weights_is_named(tiny_bert_4bit, tmp_path, block, message):
+    """The stored 4-bit group-64 weights under a block with other settings: the message named a parameter's shape,
+    not the block (the bits and group size in it are the stored arrays' own: packed width and scales per row)."""
+    folder = tmp_path / "q"
+    shutil.copytree(tiny_bert_4bit, folder)
+    config = json.loads((folder / "config.json").read_text())
+    config["quantization"] = config["quantization_config"] = block
+    (folder / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match=message + r".*Restore the checkpoint's config.json"):
+        mlx_embed.load(folder)
+
+
+def test_a_quantization_block_over_float_weights_is_refused(tiny_bert_hf, tmp_path):
+    """Loaded before, and the model was then described as 3-bit (repr, embed --output)."""
+    folder = tmp_path / "f"
+    shutil.copytree(tiny_bert_hf, folder)
+    _edit(folder / "config.json", quantization={"group_size": 64, "bits": 3})
+    with pytest.raises(ValueError, match=r"quantization block \{'group_size': 64, 'bits': 3\}, but the weights are not quantized"):
+        mlx_embed.load(folder)
+
+
+@pytest.mark.parametrize(
+    "file,changes,message",
+    [
+        ("1_Pooling/config.json", {"pooling_mode": 5}, r"1_Pooling/config.json: pooling_mode is 5, not a mode name"),
+        ("1_Pooling/config.json", {"pooling_mode": []}, r"pooling_mode is \[\], not a mode name"),
+        ("config_sentence_transformers.json", {"prompts": ["a"]}, r"config_sentence_transformers.json: prompts is \['a'\]"),
+        ("config_sentence_transformers.json", {"prompts": "abc"}, r"prompts is 'abc', not an object"),
+        ("config_sentence_transformers.json", {"prompts": {"query": 5}}, r"prompts is \{'query': 5\}, not an object"),
+        ("config_sentence_transformers.json", {"prompts": {"q": "x"}, "default_prompt_name": ["q"]},
+         r"default_prompt_name \['q'\] is not one of its prompts"),
+    ],
+)
+@pytest.mark.parametrize("name", ["some-model", "all-MiniLM-L6-v2"])
+def test_malformed_sentence_transformers_files_are_named(minilm_path, tmp_path, name, file, changes, message):
+    """Before: an AttributeError traceback from deep in the loader, or a TypeError naming no file."""
+    folder = _copy(minilm_path, tmp_path / name)
+    _edit(folder / file, **changes)
+    with pytest.raises(ValueError, match=message):
+        mlx_embed.load(folder)
+
+
 # ---------------------------------------------------------------- converted folders keep how the source embeds
 
 
