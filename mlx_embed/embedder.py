@@ -122,6 +122,13 @@ def _worker_streams() -> list:
     return streams
 
 
+_BYTES = (bytes, bytearray, memoryview)
+
+
+def _decode(b: bytes | bytearray | memoryview) -> str:
+    return "bytes(m).decode('utf-8')" if isinstance(b, memoryview) else ".decode('utf-8')"
+
+
 def _check_texts(texts: object, single: bool = False) -> list[str]:
     """``texts`` as a list of str; ``single``: it was one str, named ``text`` in errors."""
     if isinstance(texts, (Set, Mapping)) and not isinstance(texts, (KeysView, ItemsView)):  # dict views keep its order
@@ -130,9 +137,9 @@ def _check_texts(texts: object, single: bool = False) -> list[str]:
             f"texts must be ordered (a list, tuple, iterator or 1-D array of str), got {type(texts).__name__}: "
             f"the output rows follow the input order, so pass {fix}"
         )
-    if isinstance(texts, (Iterator, KeysView, ValuesView, ItemsView)) or (isinstance(texts, Sequence) and not isinstance(texts, (list, tuple, str, bytes, bytearray))):
+    if isinstance(texts, (Iterator, KeysView, ValuesView, ItemsView)) or (isinstance(texts, Sequence) and not isinstance(texts, (list, tuple, str, *_BYTES))):
         texts = list(texts)
-    elif hasattr(texts, "tolist") and getattr(texts, "ndim", 1) == 1:  # 1-D numpy array, pandas Series
+    elif hasattr(texts, "tolist") and getattr(texts, "ndim", 1) == 1 and not isinstance(texts, memoryview):  # 1-D numpy array, pandas Series
         texts = texts.tolist()
     if isinstance(texts, (list, tuple)):
         for i, t in enumerate(texts):
@@ -141,12 +148,15 @@ def _check_texts(texts: object, single: bool = False) -> list[str]:
                 what = "NaN" if isinstance(t, float) else "None" if t is None else "pd.NA"
                 raise TypeError(f"{name} is {what} (a missing value, as pandas gives): drop or fill missing texts first")
             if not isinstance(t, str):
-                raise TypeError(f"{name} is {type(t).__name__}, not str: every input must be a string")
+                fix = f" (decode it first: {_decode(t)})" if isinstance(t, _BYTES) else ""
+                raise TypeError(f"{name} is {type(t).__name__}, not str: every input must be a string{fix}")
             _check_unicode(name, t)
         return list(texts)
     shape = getattr(texts, "shape", None)
     got = f"a {len(shape)}-D {type(texts).__name__} of shape {tuple(shape)}" if shape is not None else type(texts).__name__
-    if shape is not None and len(shape) > 1:
+    if isinstance(texts, _BYTES):
+        got, fix = type(texts).__name__, f": decode it first ({_decode(texts)})"
+    elif shape is not None and len(shape) > 1:
         fix = ": flatten it first (.ravel() / .squeeze())"
     elif shape is not None and len(shape) == 0:
         fix = ": a 0-D array holds one text, pass arr.item()"

@@ -45,6 +45,13 @@ def test_wrong_container_type(minilm, bad):
         minilm.encode(bad)
 
 
+@pytest.mark.parametrize("bad", [b"hi", bytearray(b"hi"), memoryview(b"hi"), [b"hi"], [memoryview(b"hi")]])
+def test_bytes_are_refused_with_the_decode_fix(minilm, bad):
+    """A memoryview was read as a list of ints ("texts[0] is int"); bytes named no fix."""
+    with pytest.raises(TypeError, match=r"(got|texts\[0\] is) (bytes|bytearray|memoryview).*decode"):
+        minilm.encode(bad)
+
+
 @pytest.mark.parametrize("bad,fix", [({"a": 1}, r"list\(d.values\(\)\)"), ({"a", "b"}, r"sorted\(s\)"), (frozenset("ab"), "sorted")])
 def test_unordered_containers_are_refused_because_rows_follow_the_input_order(minilm, bad, fix):
     with pytest.raises(TypeError, match=f"must be ordered.*{fix}"):
