@@ -117,9 +117,9 @@ def _label(doc: str, label) -> float:
     """The label's integer part (ranx's int64 labels; trec_eval's are integers)."""
     if isinstance(label, (str, bytes, bool)) or not isinstance(label, (int, float, np.integer, np.floating)):
         raise TypeError(f"the relevance label of document {doc!r} must be a number, got {label!r}")
-    if math.isnan(label):
-        raise ValueError(f"the relevance label of document {doc!r} is NaN")
-    return float(math.trunc(label)) if math.isfinite(label) else float(label)
+    if not math.isfinite(label):  # an infinite gain would make nDCG inf / inf
+        raise ValueError(f"the relevance label of document {doc!r} is {label}: labels must be finite numbers")
+    return float(math.trunc(label))
 
 
 def _gains(relevant: Collection[str] | Mapping[str, float]) -> dict[str, float]:
