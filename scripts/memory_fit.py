@@ -6,8 +6,8 @@
 
 The same report as ``mlx-embed fit`` (see ``mlx_embed/fit.py`` for the model of memory and the
 verdicts). ``--calibrate`` measures the runtime constants of ``mlx_embed.fit.RUNTIME`` (import RSS,
-load overhead, first-encode overhead) on the models given (default: the present registry models and
-a 4-bit and 8-bit conversion of MiniLM made in a temporary folder), each in a fresh process.
+load overhead, first-encode overhead) on the models given (default: MiniLM, the model whose weights every
+machine here has, and a 4-bit and 8-bit conversion of it made in a temporary folder), each in a fresh process.
 """
 
 from __future__ import annotations

@@ -70,9 +70,22 @@ def test_verdict_smaller_inputs_when_not_one_long_text_fits():
     assert got["headroom_bytes"] < 0
     assert got["verdict"] == "only with smaller inputs"
     # encode's defaults with max_length n: up to 512 tokens 32 texts at once, 32 x n^2 KiB <= 2560 MiB -> n <= 286
-    # (286^2 = 81,796 <= 81,920 < 287^2); one text alone goes to 1619 (a query), which is not what encode batches
-    assert got["advice"] == "not even one 8192-token text fits: pass max_length <= 286 to encode"
+    # (286^2 = 81,796 <= 81,920 < 287^2); with batch_size=1 one text at a time goes to 1619 (1619^2 = 2,621,161
+    # <= 2,621,440 KiB)
+    assert got["advice"] == ("not even one 8192-token text fits: pass batch_size=1 and max_length <= 1619; "
+                             "or pass max_length <= 286 to encode")
     assert got["max_length_at_batch_1"] == 1619
+
+
+def test_not_even_one_long_text_advice_gives_smaller_batches_and_fewer_streams_their_lengths():
+    """As above on two streams. Before, the advice was encode's batches' max_length alone (286), even where one
+    text a stream fits 1,144 tokens and one stream 1,619: MiniLM in 177 MiB was told max_length <= 11 while one
+    text of 208 tokens fit. batch_size=1 runs a text on each stream: 2 x n^2 KiB <= 2560 MiB -> n <= 1144
+    (1144^2 = 1,308,736 <= 1,310,720 < 1145^2)."""
+    got = fit.assess(model(1 * GIB, pair=1024, max_len=8192), BUDGET_8GB, fit.Batching(16384, streams=2))
+    assert got["advice"] == ("not even one 8192-token text fits: set MLX_EMBED_CPU_STREAMS=1 and pass batch_size=1 "
+                             "and max_length <= 1619; or pass batch_size=1 and max_length <= 1144; "
+                             "or pass max_length <= 286 to encode")
 
 
 def test_verdict_fits_with_headroom():
