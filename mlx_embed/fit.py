@@ -30,7 +30,7 @@ that law put a one-layer Qwen3-0.6B at 14.1 GiB for 8192 tokens; measured: 1.7 G
   memory per layer does not depend on the number of layers: layers run one after another).
 
 The budget is ``ram - reserve - alongside``: ``ram`` defaults to this machine's RAM and must be given
-for another backend (``--backend metal`` on Linux), ``reserve`` is what the OS keeps for itself
+for Metal asked about from a machine without it (``--backend metal`` on Linux), ``reserve`` is what the OS keeps for itself
 (``DEFAULT_RESERVE``, 2 GiB: an assumption, not a measurement), ``alongside`` memory held by other things
 (e.g. a 4B VLM next to the embedder). Verdict at ``encode``'s default batches (:class:`Batching`: batch 32,
 at most ``max_batch_tokens`` padded tokens per batch, 1,024 on CPU and 16,384 on Metal, lengths padded as
@@ -611,7 +611,7 @@ def _probe(
         del model
         mx.clear_cache()
     token, pair = fit_working_set(points)
-    how = f"one-layer probe on {here}"
+    how = f"one-layer probe on {'cpu' if stream == mx.cpu else here}"
     if backend == "metal" and here != "metal":
         token /= 2 if quantized else 1
         if d["Dh"] in METAL_FUSED_HEAD_DIMS:
@@ -932,7 +932,7 @@ def report(
     backend = backend or here
     if backend not in ("cpu", "metal"):
         raise ValueError(f"the fit report answers for the cpu or metal backend, not {backend!r}: pass --backend cpu or --backend metal")
-    if ram is None and backend != here:
+    if ram is None and backend != here and backend != "cpu":  # every machine has a CPU backend: this one's RAM
         raise ValueError(
             f"--ram is required with --backend {backend} on this {here} machine: its RAM says nothing about the "
             f"{backend} machine you mean; pass that machine's RAM, e.g. --ram 8GB"
@@ -1096,7 +1096,7 @@ def format_report(rep: dict) -> str:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ram", help="RAM budget, e.g. 8GB (GB, MB: GiB, MiB, as RAM is sold; default: this machine's "
-                        "RAM; required with a --backend other than this machine's)")
+                        "RAM; required with --backend metal on a machine without Metal)")
     parser.add_argument("--alongside", default="0", help="memory held by other things, e.g. 2.5GB for a 4B VLM")
     parser.add_argument("--reserve", default=None, help=f"kept for the OS (default {format_size(DEFAULT_RESERVE)})")
     parser.add_argument("--model", action="append", metavar="M", help="alias, Hub id or folder (default: all registry models)")

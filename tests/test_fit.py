@@ -349,12 +349,25 @@ def test_weight_format():
     assert fit.weight_format({}) == "fp32"
 
 
+@pytest.mark.skipif(fit.this_backend() == "metal", reason="asks about a Mac from another machine")
 def test_ram_is_required_for_another_backend(capsys):
-    other = "metal" if fit.this_backend() != "metal" else "cpu"
-    assert cli.main(["fit", "--backend", other, "--model", "minilm", "--estimate-only"]) == 2
+    assert cli.main(["fit", "--backend", "metal", "--model", "minilm", "--estimate-only"]) == 2
     err = capsys.readouterr().err
-    assert f"--ram is required with --backend {other}" in err and "e.g. --ram 8GB" in err
+    assert "--ram is required with --backend metal" in err and "e.g. --ram 8GB" in err
     assert "Traceback" not in err
+
+
+def test_the_cpu_backend_of_a_mac_is_on_that_mac(capsys, monkeypatch):
+    """Every machine has MLX's CPU backend, so on a Mac --backend cpu is about this machine's RAM; it was
+    refused there without --ram, and its probe (run on the CPU) was labelled 'on metal'."""
+    monkeypatch.setattr(fit, "this_backend", lambda: "metal")
+    assert cli.main(["fit", "--backend", "cpu", "--model", "minilm", "--estimate-only", "--json"]) == 0
+    rep = json.loads(capsys.readouterr().out)
+    import psutil
+
+    assert rep["budget"]["ram_bytes"] == psutil.virtual_memory().total
+    notes = " ".join(rep["models"][0]["notes"])
+    assert "one-layer probe on cpu" in notes and "probe on metal" not in notes
 
 
 def test_a_killed_measuring_process_is_named(tmp_path, monkeypatch):
