@@ -14,7 +14,7 @@ per (query, key) pair (attention scores where attention is not fused, masks): at
 On CPU, attention runs in blocks of bounded size, so past 512 tokens an estimate uses one text's working
 set, and two texts' on two streams, measured at 1024, 2048, ... tokens (``long_working``,
 ``stream_working``) instead of the L^2 law (fitted up to 512 tokens,
-that law put a one-layer Qwen3-0.6B at 14.1 GiB for 8192 tokens; measured: 1.7 GiB).
+that law put a one-layer Qwen3-0.6B at 14.1 GiB for 8192 tokens; measured: 1.44 GiB).
 
 * Weights present ("measured"): a fresh process loads the model, and RSS is recorded after load and
   at its peak (Linux VmHWM plus 5 ms sampling) while embedding a few batch x length points;
@@ -200,7 +200,7 @@ class MemoryModel:
     long_working: dict[str, int] = field(default_factory=dict)
     # Two texts at those lengths, one on each of two CPU streams, as encode runs them there ("L" -> bytes): the
     # streams' peaks only partly coincide (Qwen3-0.6B's dims, one layer: MLX peak +60 % over one text at 1,024
-    # tokens, +5-6 % at 2,048, where one batch of two is +71 %).
+    # tokens, +1 % at 2,048).
     stream_working: dict[str, int] = field(default_factory=dict)
 
     def working(self, batch: int, length: int) -> float:
