@@ -1,0 +1,43 @@
+"""The scripts README tells users to run: bad arguments give one line naming the problem before anything runs."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
+
+
+def _run(script: str, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(SCRIPTS / script), *args], capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.parametrize(
+    "script,args,message",
+    [
+        ("bench.py", ["--texts", "0"], "argument --texts: must be an integer >= 1, got '0'"),
+        ("bench.py", ["--queries", "0"], "argument --queries: must be an integer >= 1"),
+        ("bench.py", ["--repeats", "0"], "argument --repeats: must be an integer >= 1"),
+        ("bench.py", ["--batch-size", "0"], "argument --batch-size: must be an integer >= 1"),
+        ("bench.py", ["--model-dir", "/nonexistent"], "--model-dir /nonexistent: not a Hugging Face folder"),
+        ("bench.py", ["--engines", "mlx-embeddings", "--peer-python", "/nonexistent/python"], "no such program"),
+        ("bench.py", ["--json", "/nonexistent/x.json"], "--json /nonexistent/x.json: no such folder"),
+        ("bench.py", ["--peer-texts", "-1"], "--peer-texts must be >= 0"),
+        ("quant_table.py", ["--rows", "nosuch"], "--rows nosuch matches no row; the rows are: fp32, "),
+        ("quant_table.py", ["--draws", "-1"], "--draws must be >= 0"),
+    ],
+)
+def test_bad_arguments_are_named_before_anything_runs(script, args, message):
+    """Before: tracebacks (ZeroDivisionError, StatisticsError, FileNotFoundError after the whole run), exit 0
+    with every engine failed, or a table header alone for rows that matched nothing."""
+    proc = _run(script, *args)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr
+    last = proc.stderr.strip().splitlines()[-1]  # after argparse's usage lines
+    assert last.startswith(f"{script}: error: ") and message in last
+
+
+def test_battery_report_help_describes_it_whole():
+    out = _run("battery_report.py", "--help").stdout
+    assert "record the model's measured capabilities in tests/battery/capabilities.json" in " ".join(out.split())
