@@ -1052,7 +1052,7 @@ CALL_NOTE = (
 )
 
 
-_BACKEND_NOTE = {"cpu": " (MLX's CPU backend, 4-bit weights dequantized to float32; a Mac's GPU: --backend metal)"}
+_BACKEND_NOTE = {"cpu": " (MLX's CPU backend, quantized Linear weights dequantized to float32; a Mac's GPU: --backend metal)"}
 
 
 def format_report(rep: dict) -> str:
@@ -1060,7 +1060,7 @@ def format_report(rep: dict) -> str:
     m = rep["machine"]
     lines = [
         f"budget: RAM {format_size(b['ram_bytes'])} - OS reserve {format_size(b['reserve_bytes'])}"
-        f"{' (assumed)' if b['reserve_bytes'] == DEFAULT_RESERVE else ''} - alongside "
+        " (assumed) - alongside "
         f"{format_size(b['alongside_bytes'])} = {format_size(b['available_bytes'])} for the embedder",
         f"backend: {rep['backend']}{_BACKEND_NOTE.get(rep['backend'], '')}; this machine: {m['chip']}, "
         f"{format_size(m['ram_bytes'])} RAM",

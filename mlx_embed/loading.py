@@ -364,7 +364,8 @@ def _pooling_modes(pool: dict, file: Path) -> list[str]:
 
 
 def _prompts(st_config: dict, file: Path) -> dict[str, str]:
-    prompts = st_config.get("prompts") or {}
+    prompts = st_config.get("prompts")
+    prompts = {} if prompts is None else prompts
     if not isinstance(prompts, dict) or not all(isinstance(v, str) for v in prompts.values()):
         raise _malformed(file, f"prompts is {prompts!r}, not an object of prompt names to strings")
     return prompts
@@ -678,23 +679,27 @@ def build_model(config: dict, weights: dict[str, mx.array]) -> nn.Module:
 
 
 def _check_quantized_shapes(model: nn.Module, weights: dict, params: dict, shaped: list[str], quant: dict) -> None:
-    """Name the quantization block when a quantized module's stored shapes differ from those it gives: the
-    bits and group size the stored packed weight and scales imply for the module's input size."""
+    """Name the quantization block when it, not config.json's sizes, is what differs: every tensor of another
+    shape belongs to a quantized module whose rows match, and the bits and group size its stored packed weight and
+    scales imply for the module's input size differ from the block's. Otherwise ``load_weights`` names the shapes."""
     modules = dict(model.named_modules())
-    for key in shaped:
-        path = key.rsplit(".", 1)[0]
-        m = modules.get(path)
-        if f"{path}.scales" not in weights or not hasattr(m, "bits"):
-            continue
+    paths = {key.rsplit(".", 1)[0] for key in shaped}
+    if any(f"{p}.scales" not in weights or not hasattr(modules.get(p), "bits") for p in paths):
+        return  # a norm or bias differs too: the sizes
+    for path in sorted(paths):
+        m = modules[path]
         packed, scales = weights[f"{path}.weight"].shape, weights[f"{path}.scales"].shape  # (out, in * bits / 32), (out, in / gs)
-        inputs = params[f"{path}.weight"].shape[-1] * 32 // m.bits
-        stored = ""
-        if packed[-1] * 32 % inputs == 0 and inputs % scales[-1] == 0:
-            stored = f" (for its {inputs} inputs: {packed[-1] * 32 // inputs}-bit, group size {inputs // scales[-1]})"
+        want = params[f"{path}.weight"].shape
+        inputs = want[-1] * 32 // m.bits
+        if packed[:-1] != want[:-1] or packed[-1] * 32 % inputs or inputs % scales[-1]:
+            return
+        bits, group = packed[-1] * 32 // inputs, inputs // scales[-1]
+        if (bits, group) == (m.bits, m.group_size):
+            return
         raise ValueError(
-            f"The checkpoint's {path!r} is stored with other quantization settings than config.json's quantization "
-            f"block gives it ({m.bits}-bit, group size {m.group_size}){stored}, or config.json's sizes are not the "
-            f"weights': {len(shaped)} tensors differ in shape. Restore the checkpoint's config.json ({REFETCH})"
+            f"The checkpoint's {path!r} is stored as {bits}-bit, group size {group} (for its {inputs} inputs), but "
+            f"config.json's quantization block gives it {m.bits}-bit, group size {m.group_size} ({len(shaped)} "
+            f"tensors differ in shape). Restore the checkpoint's config.json ({REFETCH})"
         )
 
 

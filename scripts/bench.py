@@ -303,6 +303,9 @@ def prepare_folder(engine: str, python: str, src: Path, work: Path) -> Path | st
 
 
 def main() -> int:
+    if sys.argv[1:2] == ["--child"]:  # a measuring child: mlx_embed (MLX, OpenBLAS) would count in a peer's memory
+        child(sys.argv[2])
+        return 0
     from mlx_embed.cli import at_least
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -318,11 +321,7 @@ def main() -> int:
     parser.add_argument("--work-dir", help="where converted folders are cached (default: a temp folder)")
     parser.add_argument("--timeout", type=at_least(0, float), default=3600, help="seconds per engine")
     parser.add_argument("--json", help="write the results as JSON to this file ('-' for stdout)")
-    parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.child:
-        child(args.child)
-        return 0
 
     engines = [e.strip() for e in args.engines.split(",") if e.strip()]
     unknown = set(engines) - set(ENGINES)

@@ -41,3 +41,14 @@ def test_bad_arguments_are_named_before_anything_runs(script, args, message):
 def test_battery_report_help_describes_it_whole():
     out = _run("battery_report.py", "--help").stdout
     assert "record the model's measured capabilities in tests/battery/capabilities.json" in " ".join(out.split())
+
+
+def test_bench_children_load_no_mlx_before_their_engine():
+    """A measuring child of bench.py (sentence-transformers, mlx-embeddings) imported mlx_embed through the argument
+    parsing, loading MLX and OpenBLAS into the peer's process (+15 MiB of its RSS, MLX's BLAS swapped)."""
+    code = ("import runpy, sys; sys.argv = ['bench.py', '--child', '/nonexistent/spec.json']\n"
+            f"try: runpy.run_path({str(SCRIPTS / 'bench.py')!r}, run_name='__main__')\n"
+            "except FileNotFoundError: pass\n"
+            "print('mlx.core' in sys.modules, 'mlx_embed' in sys.modules)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.stdout.split() == ["False", "False"], proc.stderr[-2000:]

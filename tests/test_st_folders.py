@@ -309,9 +309,9 @@ def test_a_malformed_quantization_block_names_config_json(tiny_bert_4bit, tmp_pa
 @pytest.mark.parametrize(
     "block,message",
     [
-        ({"group_size": 64, "bits": 8}, r"gives it \(8-bit, group size 64\) \(for its \d+ inputs: 4-bit, group size 64\)"),
-        ({"group_size": 32, "bits": 4}, r"gives it \(4-bit, group size 32\) \(for its \d+ inputs: 4-bit, group size 64\)"),
-        ({"group_size": 64, "bits": 3}, r"gives it \(3-bit, group size 64\) \(for its \d+ inputs: 4-bit, group size 64\)"),
+        ({"group_size": 64, "bits": 8}, r"stored as 4-bit, group size 64 \(for its \d+ inputs\), but config.json's quantization block gives it 8-bit, group size 64"),
+        ({"group_size": 32, "bits": 4}, r"stored as 4-bit, group size 64 \(for its \d+ inputs\), but .* gives it 4-bit, group size 32"),
+        ({"group_size": 64, "bits": 3}, r"stored as 4-bit, group size 64 \(for its \d+ inputs\), but .* gives it 3-bit, group size 64"),
     ],
 )
 def test_a_quantization_block_that_is_not_the_weights_is_named(tiny_bert_4bit, tmp_path, block, message):
@@ -324,6 +324,19 @@ def test_a_quantization_block_that_is_not_the_weights_is_named(tiny_bert_4bit, t
     (folder / "config.json").write_text(json.dumps(config))
     with pytest.raises(ValueError, match=message + r".*Restore the checkpoint's config.json"):
         mlx_embed.load(folder)
+
+
+@pytest.mark.parametrize("size", ["vocab_size", "intermediate_size", "hidden_size"])
+def test_a_wrong_size_under_a_right_quantization_block_is_not_blamed_on_the_block(tiny_bert_4bit, tmp_path, size):
+    """A review found the first version of the message above blaming the block (with the same settings, or with
+    settings it made up from a wrong hidden size) where config.json's sizes were what differed."""
+    folder = tmp_path / "q"
+    shutil.copytree(tiny_bert_4bit, folder)
+    config = json.loads((folder / "config.json").read_text())
+    _edit(folder / "config.json", **{size: config[size] + 64})
+    with pytest.raises(ValueError, match="does not match a bert model built from its config.json") as err:
+        mlx_embed.load(folder)
+    assert "quantization block" not in str(err.value)
 
 
 def test_a_quantization_block_over_float_weights_is_refused(tiny_bert_hf, tmp_path):
@@ -342,6 +355,7 @@ def test_a_quantization_block_over_float_weights_is_refused(tiny_bert_hf, tmp_pa
         ("1_Pooling/config.json", {"pooling_mode": []}, r"pooling_mode is \[\], not a mode name"),
         ("config_sentence_transformers.json", {"prompts": ["a"]}, r"config_sentence_transformers.json: prompts is \['a'\]"),
         ("config_sentence_transformers.json", {"prompts": "abc"}, r"prompts is 'abc', not an object"),
+        ("config_sentence_transformers.json", {"prompts": []}, r"prompts is \[\], not an object"),
         ("config_sentence_transformers.json", {"prompts": {"query": 5}}, r"prompts is \{'query': 5\}, not an object"),
         ("config_sentence_transformers.json", {"prompts": {"q": "x"}, "default_prompt_name": ["q"]},
          r"default_prompt_name \['q'\] is not one of its prompts"),

@@ -207,7 +207,7 @@ def attend(q: mx.array, k: mx.array, v: mx.array, scale: float, mask: mx.array |
     """
     B, H, L, Dh = q.shape
     S = k.shape[2]
-    rows = max(1, ATTENTION_BLOCK_ELEMENTS // (B * H * S))
+    rows = max(1, ATTENTION_BLOCK_ELEMENTS // max(1, B * H * S))
     spans = [(start, min(L, start + rows)) for start in range(0, L, rows)]
     if not enabled():
         if len(spans) == 1 or mx.default_device() != mx.cpu:
