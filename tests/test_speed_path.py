@@ -137,6 +137,17 @@ def test_stock_cpu_attention_holds_one_block_of_scores_at_a_time(monkeypatch, cp
     assert mx.get_peak_memory() - base < 96 * 2**20
 
 
+@pytest.mark.parametrize("fused", [False, True])
+def test_attend_takes_an_empty_batch(monkeypatch, cpu_device, fused):
+    """The query block size divides by B * H * S: a batch of none raised ZeroDivisionError."""
+    if not fused:
+        monkeypatch.setattr(kernels, "_disabled_reason", "test")
+    elif not kernels.enabled():
+        pytest.skip(f"fused CPU kernels off: {kernels.reason()}")
+    q, mask = mx.zeros((0, 4, 3, 8)), kernels.attention_mask(mx.ones((0, 1, 1, 3), dtype=mx.bool_))
+    assert kernels.attend(q, q, q, 0.5, mask).shape == (0, 4, 3, 8)
+
+
 def _check_attend(heads, kv_heads, causal, block, monkeypatch):
     if block is not None:  # force several query blocks: 5 rows each of L = 23
         monkeypatch.setattr(kernels, "ATTENTION_BLOCK_ELEMENTS", 3 * heads * 23 * block)
