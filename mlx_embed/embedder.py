@@ -22,7 +22,7 @@ from .models import kernels
 from .pooling import POOLERS, l2_normalize
 from .registry import ModelSpec
 from .stats import weight_format
-from .tokenize import LONG_TEXT_CHARS_PER_TOKEN, Batch, TextEncoder, bounded_starts, check_truncation
+from .tokenize import LONG_TEXT_CHARS_PER_TOKEN, Batch, TextEncoder, bounded_starts, check_truncation, spans_from
 
 # Cached MLX buffers above this are released between batches (within a batch the cache still
 # recycles buffers from layer to layer). 0: release after every batch. Measured by
@@ -66,8 +66,7 @@ def chunk_starts(items: Sequence[str], max_length: int) -> list[int]:
 
 def chunk_spans(items: Sequence[str], max_length: int) -> list[tuple[int, int]]:
     """``(start, end)`` of each chunk :func:`chunk_starts` gives."""
-    starts = chunk_starts(items, max_length)
-    return list(zip(starts, [*starts[1:], len(items)]))
+    return spans_from(chunk_starts(items, max_length), len(items))
 
 
 def usable_cpus() -> int:

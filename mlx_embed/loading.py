@@ -667,7 +667,7 @@ def build_model(config: dict, weights: dict[str, mx.array]) -> nn.Module:
         )
     shaped = sorted(k for k, v in weights.items() if v.shape != params[k].shape)
     if shaped and quant is not None:
-        _check_quantized_shapes(model, weights, params, shaped, quant)
+        _check_quantized_shapes(model, weights, params, shaped)
     try:
         model.load_weights(list(weights.items()), strict=True)
     except ValueError as err:
@@ -678,7 +678,7 @@ def build_model(config: dict, weights: dict[str, mx.array]) -> nn.Module:
     return model
 
 
-def _check_quantized_shapes(model: nn.Module, weights: dict, params: dict, shaped: list[str], quant: dict) -> None:
+def _check_quantized_shapes(model: nn.Module, weights: dict, params: dict, shaped: list[str]) -> None:
     """Name the quantization block when it, not config.json's sizes, is what differs: every tensor of another
     shape belongs to a quantized module whose rows match, and the bits and group size its stored packed weight and
     scales imply for the module's input size differ from the block's. Otherwise ``load_weights`` names the shapes."""

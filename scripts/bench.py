@@ -349,6 +349,8 @@ def main() -> int:
 
 def run(args: argparse.Namespace, engines: list[str], src: Path) -> dict:
     """Every engine measured on one corpus; prints the progress and the table, returns the report."""
+    from mlx_embed.embedder import usable_cpus
+
     config = json.loads((src / "config.json").read_text())
     sbert = src / "sentence_bert_config.json"
     max_length = json.loads(sbert.read_text()).get("max_seq_length", 256) if sbert.is_file() else 256
@@ -368,7 +370,7 @@ def run(args: argparse.Namespace, engines: list[str], src: Path) -> dict:
     pct = lambda p: ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))]  # noqa: E731
     report: dict = {
         "machine": {
-            "platform": platform.platform(), "cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+            "platform": platform.platform(), "cpus": usable_cpus(),
             "host_cpus": os.cpu_count(), "python": sys.version.split()[0],
             "numpy_gemm_gflops": gemm, "ceiling_gflops": ceiling,
         },
