@@ -4,6 +4,7 @@ estimator against measurements of present models."""
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import re
 import shutil
@@ -14,6 +15,7 @@ import pytest
 
 from mlx_embed import cli, fit, profile
 from mlx_embed.fit import GIB, MIB, Budget, MemoryModel, max_batch, max_length, parse_points, parse_size
+from mlx_embed.models import kernels
 
 
 def model(footprint: int, token: float = 0.0, pair: float = 0.0, *, max_len: int = 512, overhead: int = 0,
@@ -760,9 +762,13 @@ def test_limits_are_at_the_columns_encode_pads_to(fused_padding):
     assert got["max_length_at_batch_1"] == 288
 
 
-def test_two_stream_probe_holds_two_texts_and_only_its_own_peak():
+def test_two_stream_probe_holds_two_texts_and_only_its_own_peak(monkeypatch):
     """The probe's two texts on two streams hold more than one text, and less than the one text of twice the length
-    probed before them (twice their (query, key) pairs, as many tokens)."""
+    probed before them (twice their (query, key) pairs, as many tokens). Attention in one block here, so that its
+    scores grow as L^2: in blocks of 2^22 scores this layer's working set grows about as L, and two texts of L hold
+    as much as one of 2L."""
+    monkeypatch.setattr(kernels, "ATTENTION_BLOCK_ELEMENTS", 1 << 30)
+    monkeypatch.setattr(fit, "_probe", functools.lru_cache(maxsize=None)(fit._probe.__wrapped__))
     config = {"model_type": "qwen3", "hidden_size": 64, "num_attention_heads": 4, "num_key_value_heads": 2,
               "head_dim": 32, "intermediate_size": 128}
     *_, single, stream = fit.probe_activations(config, "cpu", 2048)

@@ -121,20 +121,49 @@ def test_stock_cpu_attention_runs_in_query_blocks(heads, kv_heads, causal, monke
     assert calls == [(5, 23)] * 4 + [(3, 23)]
 
 
-def test_stock_cpu_attention_holds_one_block_of_scores_at_a_time(monkeypatch, cpu_device):
-    """16 heads of 2,048 queries and keys: 256 MiB of float32 scores whole, 4 MiB a block here. Queued lazily, MLX
-    ran the blocks' score matrices side by side (as much memory as one whole matrix); each block now waits for the
-    one before (``mx.depends``). Measured: 272 MiB whole, 37 MiB in blocks."""
-    monkeypatch.setattr(kernels, "_disabled_reason", "test")
-    monkeypatch.setattr(kernels, "ATTENTION_BLOCK_ELEMENTS", 1 << 20)
-    q, k, v = mx.random.normal((1, 16, 2048, 64)), mx.random.normal((1, 4, 2048, 64)), mx.random.normal((1, 4, 2048, 64))
-    mask = kernels.attention_mask(mx.ones((1, 1, 1, 2048), dtype=mx.bool_))
-    mx.eval(q, k, v, mask)
+def _attention_peak(heads: int, kv_heads: int, L: int, causal: bool) -> int:
+    """MLX's peak memory over what was allocated before, in bytes, of ``attend`` on random (1, heads, L, 64)."""
+    q = mx.random.normal((1, heads, L, 64))
+    k, v = mx.random.normal((1, kv_heads, L, 64)), mx.random.normal((1, kv_heads, L, 64))
+    keys = mx.ones((1, L), dtype=mx.int32)
+    mx.eval(q, k, v, keys)
     mx.synchronize()
     mx.reset_peak_memory()
     base = mx.get_active_memory()
-    mx.eval(kernels.attend(q, k, v, 0.125, mask))
-    assert mx.get_peak_memory() - base < 96 * 2**20
+    mx.eval(kernels.attend(q, k, v, 0.125, keys, causal=causal))
+    return mx.get_peak_memory() - base
+
+
+@pytest.mark.parametrize("fused", [False, True])
+@pytest.mark.parametrize("causal", [False, True])
+def test_cpu_attention_holds_one_block_of_scores_at_a_time(monkeypatch, cpu_device, fused, causal):
+    """16 heads of 2,048 queries and keys: 256 MiB of float32 scores whole, 4 MiB a block here, and 4 MiB for a
+    whole causal mask. Without blocks MLX's own attention held the whole score matrix. Blocks queued lazily, even
+    ordered by ``mx.depends``, did not bound it: MLX's CPU scheduler allocated the blocks' scores side by side
+    (measured: stock path 36.5 MiB, fused 78 MiB, with the causal mask made beforehand and not counted). Each block
+    is now computed before the next is queued, its part of the mask with it. Measured: 20 MiB stock, 38 MiB fused
+    (of which the scaled queries, the blocks' outputs and their concatenation take 24)."""
+    if not fused:
+        monkeypatch.setattr(kernels, "_disabled_reason", "test")
+    elif not kernels.enabled():
+        pytest.skip(f"fused CPU kernels off: {kernels.reason()}")
+    monkeypatch.setattr(kernels, "ATTENTION_BLOCK_ELEMENTS", 1 << 20)
+    assert _attention_peak(16, 4, 2048, causal) < (56 if fused else 28) * 2**20
+
+
+@needs_fast
+def test_attention_blocks_are_ordered_inside_compile(monkeypatch):
+    """``mx.compile`` refuses ``eval``; there the blocks are only ordered, and give the same."""
+    monkeypatch.setattr(kernels, "ATTENTION_BLOCK_ELEMENTS", 3 * 4 * 23 * 5)
+    rng = np.random.default_rng(2)
+    q, k, v = (mx.array(rng.standard_normal((3, 4, 23, 8)).astype(np.float32)) for _ in range(3))
+    keys = mx.array((np.arange(23)[None] < np.array([[23], [9], [1]])).astype(np.int32))
+
+    def run(q, k, v, keys):
+        return kernels.attend(q, k, v, 0.3, keys, causal=True)
+
+    eager = np.array(run(q, k, v, keys))
+    assert np.abs(np.array(mx.compile(run)(q, k, v, keys)) - eager).max() < 1e-6
 
 
 @pytest.mark.parametrize("fused", [False, True])
@@ -144,8 +173,9 @@ def test_attend_takes_an_empty_batch(monkeypatch, cpu_device, fused):
         monkeypatch.setattr(kernels, "_disabled_reason", "test")
     elif not kernels.enabled():
         pytest.skip(f"fused CPU kernels off: {kernels.reason()}")
-    q, mask = mx.zeros((0, 4, 3, 8)), kernels.attention_mask(mx.ones((0, 1, 1, 3), dtype=mx.bool_))
-    assert kernels.attend(q, q, q, 0.5, mask).shape == (0, 4, 3, 8)
+    q, keys = mx.zeros((0, 4, 3, 8)), mx.ones((0, 3), dtype=mx.int32)
+    assert kernels.attend(q, q, q, 0.5, keys).shape == (0, 4, 3, 8)
+    assert kernels.attend(q, q, q, 0.5, keys, causal=True).shape == (0, 4, 3, 8)
 
 
 def _check_attend(heads, kv_heads, causal, block, monkeypatch):
@@ -156,13 +186,13 @@ def _check_attend(heads, kv_heads, causal, block, monkeypatch):
     q = rng.standard_normal((B, heads, L, Dh)).astype(np.float32) * 2
     k = rng.standard_normal((B, kv_heads, L, Dh)).astype(np.float32) * 2
     v = rng.standard_normal((B, kv_heads, L, Dh)).astype(np.float32)
-    lengths = np.array([L, 9, 1])
-    keep = (np.arange(L)[None, :] < lengths[:, None])[:, None, None, :]  # (B, 1, 1, L)
-    if causal:
+    # every key; the first 9 (right padding); the last 5 (left padding, as Qwen3 pads)
+    keys = np.stack([np.ones(L, bool), np.arange(L) < 9, np.arange(L) >= L - 5])  # (B, L)
+    keep = keys[:, None, None, :]  # (B, 1, 1, L)
+    if causal:  # a padding query sees itself: no empty row
         keep = (np.tril(np.ones((L, L), bool))[None, None] & keep) | np.eye(L, dtype=bool)
     expected = _attention64(q.astype(np.float64), k.astype(np.float64), v.astype(np.float64), 0.25, keep)
-    mask = kernels.attention_mask(mx.array(keep))
-    got = np.array(kernels.attend(mx.array(q), mx.array(k), mx.array(v), 0.25, mask))
+    got = np.array(kernels.attend(mx.array(q), mx.array(k), mx.array(v), 0.25, mx.array(keys.astype(np.int32)), causal))
     assert np.isfinite(got).all()
     assert np.abs(got - expected).max() < 2e-5
 
@@ -171,10 +201,10 @@ def _check_attend(heads, kv_heads, causal, block, monkeypatch):
 def test_attend_on_stock_path_gives_the_same(monkeypatch):
     rng = np.random.default_rng(1)
     q, k, v = (mx.array(rng.standard_normal((2, 4, 7, 8)).astype(np.float32)) for _ in range(3))
-    keep = mx.array(np.arange(7)[None, None, None, :] < np.array([7, 3])[:, None, None, None])
-    fast = np.array(kernels.attend(q, k, v, 0.3, kernels.attention_mask(keep)))
+    keys = mx.array(np.arange(7)[None, :] < np.array([7, 3])[:, None])
+    fast = np.array(kernels.attend(q, k, v, 0.3, keys))
     monkeypatch.setattr(kernels, "_disabled_reason", "test")
-    stock = np.array(kernels.attend(q, k, v, 0.3, kernels.attention_mask(keep)))
+    stock = np.array(kernels.attend(q, k, v, 0.3, keys))
     assert np.abs(fast - stock).max() < 1e-5
 
 

@@ -160,11 +160,9 @@ class Model(nn.Module):
         if token_type_ids is None:
             token_type_ids = mx.zeros_like(input_ids)
         x = self.embeddings(input_ids, token_type_ids)
-        mask = (attention_mask != 0)[:, None, None, :]  # (B, 1, 1, L): padding keys are never attended
-        mask = kernels.attention_mask(mask)
         yield x
         for layer in self.encoder.layer:
-            x = layer(x, mask)
+            x = layer(x, attention_mask)
             yield x
 
     @staticmethod

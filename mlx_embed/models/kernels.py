@@ -182,60 +182,60 @@ def silu_mul(gate: mx.array, up: mx.array) -> mx.array:
     return _silu_mul(gate, up, exp_nonpositive(_neg_abs(gate))).astype(gate.dtype)
 
 
-def attention_mask(mask: mx.array) -> mx.array:
-    """The mask to pass to :func:`attend`: ``mask`` (boolean, True = attend) itself on the stock
-    path, or as an additive 0 / -inf float32 bias for the fused one (computed once per forward)."""
-    if not enabled():
-        return mask
-    return mx.where(mask, mx.array(0.0, mx.float32), mx.array(-mx.inf, mx.float32))
-
-
 # Query rows per attention block are chosen so one block's scores hold at most this many elements
-# (64 MiB in float32): a long sequence never materializes its whole (L, L) score matrix.
-ATTENTION_BLOCK_ELEMENTS = 1 << 24
+# (16 MiB in float32): a long sequence never materializes its whole (L, S) score matrix.
+ATTENTION_BLOCK_ELEMENTS = 1 << 22
 
 
-def attend(q: mx.array, k: mx.array, v: mx.array, scale: float, mask: mx.array | None) -> mx.array:
-    """Softmax attention: ``q`` (B, H, L, Dh), ``k``/``v`` (B, Hkv, S, Dh) with H a multiple of Hkv,
-    ``mask`` from :func:`attention_mask`, broadcastable to (B, 1, L, S). Every query row must attend
-    to at least one key. Returns (B, H, L, Dh) in ``q``'s dtype (the fused path computes in float32).
+def attend(
+    q: mx.array, k: mx.array, v: mx.array, scale: float, keys: mx.array | None, causal: bool = False
+) -> mx.array:
+    """Softmax attention: ``q`` (B, H, L, Dh), ``k``/``v`` (B, Hkv, S, Dh) with H a multiple of Hkv.
+    ``keys`` (B, S): nonzero for the keys that are tokens, 0 for padding, which is never attended (None:
+    every key). ``causal`` (self-attention, S = L): query i also sees only keys j <= i, and always itself,
+    so that no row is empty (a left-padding query would otherwise see nothing and give NaN, as in
+    mlx-embeddings 0.1.0). Returns (B, H, L, Dh) in ``q``'s dtype (the fused path computes in float32
+    where there is a mask).
 
     The fused path equals ``mx.fast.scaled_dot_product_attention`` to float32 rounding; on the CPU
     backend that one spends most of its time in ``mx.exp``. On the CPU backend either path handles the
-    queries in blocks of at most ``ATTENTION_BLOCK_ELEMENTS`` scores: MLX's CPU attention holds the whole
-    (B, H, L, S) score matrix (Qwen3-0.6B, one text of 8,192 tokens: 4 GiB).
+    queries in blocks of at most ``ATTENTION_BLOCK_ELEMENTS`` scores, each with its own part of the mask
+    and each computed before the next is queued (:func:`_after`): MLX's CPU attention holds the whole
+    (B, H, L, S) score matrix (Qwen3-0.6B, one text of 8,192 tokens: 4 GiB, and 0.25 GiB more for a
+    whole causal mask).
     """
     B, H, L, Dh = q.shape
     S = k.shape[2]
     rows = max(1, ATTENTION_BLOCK_ELEMENTS // max(1, B * H * S))
+    n = max(1, -(-L // rows))  # blocks
+    rows = max(1, -(-L // n))  # of equal size: MLX's buffer cache gives each block the one before's buffers
     spans = [(start, min(L, start + rows)) for start in range(0, L, rows)]
+    keep = None if keys is None else (keys != 0)[:, None, None, :]  # (B, 1, 1, S)
     if not enabled():
         if len(spans) == 1 or mx.default_device() != mx.cpu:
-            return mx.fast.scaled_dot_product_attention(q, k, v, scale=scale, mask=mask)
+            return mx.fast.scaled_dot_product_attention(q, k, v, scale=scale, mask=_visible(keep, causal, 0, L, S))
         blocks = []
         for a, b in spans:
-            qb = q[..., a:b, :] if not blocks else mx.depends(q[..., a:b, :], blocks[-1])
-            blocks.append(mx.fast.scaled_dot_product_attention(qb, k, v, scale=scale, mask=_query_rows(mask, a, b)))
+            qb = q[..., a:b, :] if not blocks else _after(q[..., a:b, :], blocks[-1])
+            blocks.append(mx.fast.scaled_dot_product_attention(qb, k, v, scale=scale, mask=_visible(keep, causal, a, b, S)))
         return mx.concatenate(blocks, axis=-2)
     Hkv = k.shape[1]
     dtype = q.dtype
-    if mask is not None and mask.dtype == mx.bool_:
-        mask = attention_mask(mask)
     q = q * scale
     kt = k.swapaxes(-1, -2)  # (B, Hkv, Dh, S)
     v1 = mx.concatenate([v, mx.ones((*v.shape[:-1], 1), v.dtype)], axis=-1)  # (B, Hkv, S, Dh + 1)
     if Hkv != H:  # grouped-query attention: query heads h = kv * G + g share kv head kv
         q = q.reshape(B, Hkv, H // Hkv, L, Dh)
         kt, v1 = kt[:, :, None], v1[:, :, None]
-        mask = None if mask is None else mask[:, :, None]
     blocks = []
     for start, stop in spans:
         qb = q[..., start:stop, :] if len(spans) > 1 else q
         if blocks:
-            qb = mx.depends(qb, blocks[-1])
+            qb = _after(qb, blocks[-1])
         s = qb @ kt  # (B, H, rows, S) or (B, Hkv, G, rows, S)
-        if mask is not None:
-            s = s + (_query_rows(mask, start, stop) if len(spans) > 1 else mask)
+        seen = _visible(keep, causal, start, stop, S)  # (B, 1, rows | 1, S)
+        if seen is not None:
+            s = mx.where(seen if Hkv == H else seen[:, :, None], s, mx.array(-mx.inf, mx.float32))
         e = exp_nonpositive(s, s.max(axis=-1, keepdims=True))  # unnormalized probabilities
         o = e @ v1  # (..., rows, Dh + 1): the weighted values and, from the ones column, the weight sums
         blocks.append(o[..., :Dh] / o[..., Dh:])
@@ -243,6 +243,28 @@ def attend(q: mx.array, k: mx.array, v: mx.array, scale: float, mask: mx.array |
     return out.reshape(B, H, L, Dh).astype(dtype)
 
 
-def _query_rows(mask: mx.array | None, start: int, stop: int) -> mx.array | None:
-    """The mask for query rows ``start:stop`` (one broadcast over every row stays as it is)."""
-    return mask if mask is None or mask.shape[-2] == 1 else mask[..., start:stop, :]
+def _visible(keep: mx.array | None, causal: bool, start: int, stop: int, S: int) -> mx.array | None:
+    """The keys that query rows ``start:stop`` may attend (boolean, broadcastable to (B, 1, rows, S)), or
+    None for every key. Built per block, so a causal mask never exists whole."""
+    if not causal:
+        return keep
+    i = mx.arange(start, stop)[:, None]  # (rows, 1)
+    j = mx.arange(S)[None]  # (1, S)
+    seen = j <= i  # (rows, S)
+    if keep is not None:
+        seen = seen & keep  # (B, 1, rows, S)
+    return seen | (i == j)
+
+
+def _after(x: mx.array, done: mx.array) -> mx.array:
+    """``x``, with ``done`` computed first. Evaluates ``done`` now: MLX's CPU scheduler allocates the outputs
+    of up to about 100 queued operations ahead of the one running, so blocks queued lazily, even when
+    ordered by ``mx.depends``, held every block's scores at once. Inside ``mx.compile``, which refuses
+    ``eval``, the blocks are only ordered."""
+    try:
+        mx.eval(done)
+    except ValueError as err:
+        if "function transformations" not in str(err):
+            raise
+        return mx.depends(x, done)
+    return x

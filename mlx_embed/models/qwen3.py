@@ -80,7 +80,7 @@ class Attention(nn.Module):
         # Positions 0..L-1 for every row, also when left-padded: RoPE scores depend only on i - j.
         q = mx.fast.rope(q, Dh, traditional=False, base=self.rope_theta, scale=1.0, offset=0)
         k = mx.fast.rope(k, Dh, traditional=False, base=self.rope_theta, scale=1.0, offset=0)
-        out = kernels.attend(q, k, v, Dh**-0.5, mask)  # (B, H, L, Dh)
+        out = kernels.attend(q, k, v, Dh**-0.5, mask, causal=True)  # (B, H, L, Dh)
         return self.o_proj(out.transpose(0, 2, 1, 3).reshape(B, L, -1))
 
 
@@ -108,19 +108,6 @@ class TransformerBlock(nn.Module):
         return h + self.mlp(self.post_attention_layernorm(h))
 
 
-def causal_padding_mask(padding_mask: mx.array) -> mx.array:
-    """Causal AND key-padding mask ``(B, 1, L, L)`` from a ``(B, L)`` padding mask, either side.
-
-    A padded query position may also see itself, so no row is empty: with left padding an empty row
-    gives a NaN softmax for the pad positions (the all-NaN rows of mlx-embeddings 0.1.0).
-    """
-    L = padding_mask.shape[1]
-    idx = mx.arange(L)
-    causal = idx[:, None] >= idx[None, :]  # (L, L)
-    keys = (padding_mask != 0)[:, None, None, :]  # (B, 1, 1, L)
-    return (causal & keys) | (idx[:, None] == idx[None, :])  # (B, 1, L, L)
-
-
 class Model(nn.Module):
     def __init__(self, args: ModelArgs):
         super().__init__()
@@ -143,10 +130,9 @@ class Model(nn.Module):
         """The (lazy) hidden states (B, L, D) after the embeddings and after each layer; the last is
         the final normed output. Lets a caller evaluate batches a layer at a time on different streams."""
         x = self.embed_tokens(input_ids)  # (B, L, D)
-        mask = kernels.attention_mask(causal_padding_mask(attention_mask))
         yield x
         for layer in self.layers:
-            x = layer(x, mask)
+            x = layer(x, attention_mask)
             yield x
         yield self.norm(x)
 
