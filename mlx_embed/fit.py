@@ -196,11 +196,12 @@ class MemoryModel:
     notes: list[str] = field(default_factory=list)
     measured_peaks: dict[str, int] = field(default_factory=dict)  # "BxL" -> peak RSS measured there
     # One text's working set measured at lengths past the fitted range ("L" -> bytes). On CPU attention
-    # runs in blocks of at most ATTENTION_BLOCK_ELEMENTS scores, so it stops growing as L^2 there.
+    # runs in blocks of at most kernels.ATTENTION_BLOCK_ELEMENTS scores (STOCK_ATTENTION_BLOCK_ELEMENTS
+    # without the fused kernels), so it stops growing as L^2 there.
     long_working: dict[str, int] = field(default_factory=dict)
     # Two texts at those lengths, one on each of two CPU streams, as encode runs them there ("L" -> bytes): the
-    # streams' peaks only partly coincide (Qwen3-0.6B's dims, one layer: MLX peak +60 % over one text at 1,024
-    # tokens, +1 % at 2,048).
+    # streams' peaks only partly coincide (Qwen3-0.6B's dims, one layer: MLX peak 21-41 % over one text at
+    # 1,024-8,192 tokens).
     stream_working: dict[str, int] = field(default_factory=dict)
 
     def working(self, batch: int, length: int) -> float:

@@ -768,6 +768,7 @@ def test_two_stream_probe_holds_two_texts_and_only_its_own_peak(monkeypatch):
     scores grow as L^2: in blocks of 2^22 scores this layer's working set grows about as L, and two texts of L hold
     as much as one of 2L."""
     monkeypatch.setattr(kernels, "ATTENTION_BLOCK_ELEMENTS", 1 << 30)
+    monkeypatch.setattr(kernels, "STOCK_ATTENTION_BLOCK_ELEMENTS", 1 << 30)
     monkeypatch.setattr(fit, "_probe", functools.lru_cache(maxsize=None)(fit._probe.__wrapped__))
     config = {"model_type": "qwen3", "hidden_size": 64, "num_attention_heads": 4, "num_key_value_heads": 2,
               "head_dim": 32, "intermediate_size": 128}

@@ -148,6 +148,7 @@ def test_cpu_attention_holds_one_block_of_scores_at_a_time(monkeypatch, cpu_devi
     elif not kernels.enabled():
         pytest.skip(f"fused CPU kernels off: {kernels.reason()}")
     monkeypatch.setattr(kernels, "ATTENTION_BLOCK_ELEMENTS", 1 << 20)
+    monkeypatch.setattr(kernels, "STOCK_ATTENTION_BLOCK_ELEMENTS", 1 << 20)
     assert _attention_peak(16, 4, 2048, causal) < (56 if fused else 28) * 2**20
 
 
@@ -181,6 +182,7 @@ def test_attend_takes_an_empty_batch(monkeypatch, cpu_device, fused):
 def _check_attend(heads, kv_heads, causal, block, monkeypatch):
     if block is not None:  # force several query blocks: 5 rows each of L = 23
         monkeypatch.setattr(kernels, "ATTENTION_BLOCK_ELEMENTS", 3 * heads * 23 * block)
+        monkeypatch.setattr(kernels, "STOCK_ATTENTION_BLOCK_ELEMENTS", 3 * heads * 23 * block)
     rng = np.random.default_rng(0)
     B, L, Dh = 3, 23, 16
     q = rng.standard_normal((B, heads, L, Dh)).astype(np.float32) * 2
