@@ -141,8 +141,8 @@ def test_cpu_attention_holds_one_block_of_scores_at_a_time(monkeypatch, cpu_devi
     whole causal mask. Without blocks MLX's own attention held the whole score matrix. Blocks queued lazily, even
     ordered by ``mx.depends``, did not bound it: MLX's CPU scheduler allocated the blocks' scores side by side
     (measured: stock path 36.5 MiB, fused 78 MiB, with the causal mask made beforehand and not counted). Each block
-    is now computed before the next is queued, its part of the mask with it. Measured: 20 MiB stock, 38 MiB fused
-    (of which the scaled queries, the blocks' outputs and their concatenation take 24)."""
+    is now computed before the next is queued, its part of the mask with it. Measured: 20 MiB stock, 30 MiB fused
+    (of which the blocks' outputs and their concatenation take 16)."""
     if not fused:
         monkeypatch.setattr(kernels, "_disabled_reason", "test")
     elif not kernels.enabled():

@@ -162,7 +162,7 @@ class Model(nn.Module):
         x = self.embeddings(input_ids, token_type_ids)
         yield x
         for layer in self.encoder.layer:
-            x = layer(x, attention_mask)
+            x = layer(x, attention_mask)  # (B, L): padding keys are never attended
             yield x
 
     @staticmethod

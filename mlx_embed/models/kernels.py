@@ -203,10 +203,9 @@ def attend(
     The fused path equals ``mx.fast.scaled_dot_product_attention`` to float32 rounding; on the CPU
     backend that one spends most of its time in ``mx.exp``. On the CPU backend either path handles the
     queries in blocks of at most ``ATTENTION_BLOCK_ELEMENTS`` scores (``STOCK_ATTENTION_BLOCK_ELEMENTS`` on
-    the stock path), each with its own part of the mask
-    and each computed before the next is queued (:func:`_after`): MLX's CPU attention holds the whole
-    (B, H, L, S) score matrix (Qwen3-0.6B, one text of 8,192 tokens: 4 GiB, and 0.25 GiB more for a
-    whole causal mask).
+    the stock path), each with its own part of the mask and each computed before the next is queued
+    (:func:`_after`): MLX's CPU attention holds the whole (B, H, L, S) score matrix (Qwen3-0.6B, one text
+    of 8,192 tokens: 4 GiB, and 0.25 GiB more for a whole causal mask in float32).
     """
     B, H, L, Dh = q.shape
     S = k.shape[2]
@@ -226,7 +225,6 @@ def attend(
         return mx.concatenate(blocks, axis=-2)
     Hkv = k.shape[1]
     dtype = q.dtype
-    q = q * scale
     kt = k.swapaxes(-1, -2)  # (B, Hkv, Dh, S)
     v1 = mx.concatenate([v, mx.ones((*v.shape[:-1], 1), v.dtype)], axis=-1)  # (B, Hkv, S, Dh + 1)
     if Hkv != H:  # grouped-query attention: query heads h = kv * G + g share kv head kv
@@ -237,7 +235,7 @@ def attend(
         qb = q[..., start:stop, :] if len(spans) > 1 else q
         if blocks:
             qb = _after(qb, blocks[-1])
-        s = qb @ kt  # (B, H, rows, S) or (B, Hkv, G, rows, S)
+        s = (qb * scale) @ kt  # (B, H, rows, S) or (B, Hkv, G, rows, S)
         seen = _visible(keep, causal, start, stop, S)  # (B, 1, rows | 1, S)
         if seen is not None:
             s = mx.where(seen if Hkv == H else seen[:, :, None], s, mx.array(-mx.inf, mx.float32))

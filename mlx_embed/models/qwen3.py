@@ -132,7 +132,7 @@ class Model(nn.Module):
         x = self.embed_tokens(input_ids)  # (B, L, D)
         yield x
         for layer in self.layers:
-            x = layer(x, attention_mask)
+            x = layer(x, attention_mask)  # (B, L): attend makes the causal mask a query block at a time
             yield x
         yield self.norm(x)
 
