@@ -168,6 +168,27 @@ def test_attention_blocks_are_ordered_inside_compile(monkeypatch):
 
 
 @pytest.mark.parametrize("fused", [False, True])
+@pytest.mark.parametrize("block", [None, 2])
+def test_causal_attention_without_a_padding_mask(monkeypatch, cpu_device, fused, block):
+    """``keys=None`` (every key) with ``causal``: the fused path's grouped-query layout took the causal mask as
+    (rows, S, 1) and raised a broadcast error."""
+    if not fused:
+        monkeypatch.setattr(kernels, "_disabled_reason", "test")
+    elif not kernels.enabled():
+        pytest.skip(f"fused CPU kernels off: {kernels.reason()}")
+    if block is not None:
+        monkeypatch.setattr(kernels, "ATTENTION_BLOCK_ELEMENTS", 2 * 4 * 6 * block)
+        monkeypatch.setattr(kernels, "STOCK_ATTENTION_BLOCK_ELEMENTS", 2 * 4 * 6 * block)
+    rng = np.random.default_rng(3)
+    q = rng.standard_normal((2, 4, 6, 8)).astype(np.float32)
+    k, v = (rng.standard_normal((2, 2, 6, 8)).astype(np.float32) for _ in range(2))
+    expected = _attention64(q.astype(np.float64), k.astype(np.float64), v.astype(np.float64), 0.5,
+                            np.tril(np.ones((6, 6), bool))[None, None])
+    got = np.array(kernels.attend(mx.array(q), mx.array(k), mx.array(v), 0.5, None, causal=True))
+    assert np.abs(got - expected).max() < 2e-5
+
+
+@pytest.mark.parametrize("fused", [False, True])
 def test_attend_takes_an_empty_batch(monkeypatch, cpu_device, fused):
     """The query block size divides by B * H * S: a batch of none raised ZeroDivisionError."""
     if not fused:

@@ -195,9 +195,9 @@ def attend(
 ) -> mx.array:
     """Softmax attention: ``q`` (B, H, L, Dh), ``k``/``v`` (B, Hkv, S, Dh) with H a multiple of Hkv.
     ``keys`` (B, S): nonzero for the keys that are tokens, 0 for padding, which is never attended (None:
-    every key). ``causal`` (self-attention, S = L): query i also sees only keys j <= i, and always itself,
-    so that no row is empty (a left-padding query would otherwise see nothing and give NaN, as in
-    mlx-embeddings 0.1.0). Returns (B, H, L, Dh) in ``q``'s dtype (the fused path computes in float32
+    every key); a text needs at least one. ``causal`` (self-attention, S = L): query i also sees only keys
+    j <= i, and always itself, so that no row is empty (a left-padding query would otherwise see nothing
+    and give NaN, as in mlx-embeddings 0.1.0). Returns (B, H, L, Dh) in ``q``'s dtype (the fused path computes in float32
     where there is a mask).
 
     The fused path equals ``mx.fast.scaled_dot_product_attention`` to float32 rounding; on the CPU
@@ -253,7 +253,7 @@ def _visible(keep: mx.array | None, causal: bool, start: int, stop: int, S: int)
         return keep
     i = mx.arange(start, stop)[:, None]  # (rows, 1)
     j = mx.arange(S)[None]  # (1, S)
-    seen = j <= i  # (rows, S)
+    seen = (j <= i)[None, None]  # (1, 1, rows, S)
     if keep is not None:
         seen = seen & keep  # (B, 1, rows, S)
     return seen | (i == j)
