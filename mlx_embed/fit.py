@@ -200,7 +200,7 @@ class MemoryModel:
     # without the fused kernels), so it stops growing as L^2 there.
     long_working: dict[str, int] = field(default_factory=dict)
     # Two texts at those lengths, one on each of two CPU streams, as encode runs them there ("L" -> bytes): the
-    # streams' peaks only partly coincide (Qwen3-0.6B's dims, one layer: MLX peak 21-41 % over one text at
+    # streams' peaks only partly coincide (Qwen3-0.6B's dims, one layer: MLX peak 18-35 % over one text at
     # 1,024-8,192 tokens).
     stream_working: dict[str, int] = field(default_factory=dict)
 
