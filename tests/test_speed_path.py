@@ -241,7 +241,7 @@ def test_half_precision_computes_in_that_dtype_on_the_fused_path_too(tiny_qwen3_
     exact = 0.5 * x * (1 + _erf64(x / math.sqrt(2)))
     got = np.array(kernels.gelu(mx.array(x, dtype=getattr(mx, dtype))).astype(mx.float32))
     assert np.all(np.abs(got - exact) <= 1e-2 * np.maximum(1.0, np.abs(x)))  # half precision's own rounding
-    for folder in (tiny_qwen3_hf, minilm_path):
+    for folder, pooling in ((tiny_qwen3_hf, "last_token"), (minilm_path, "mean")):
         model = mlx_embed.load(folder, dtype=dtype)
         batch = model.text_encoder.pad(model.text_encoder.encode(TEXTS, 512), model.spec.padding_side)
         ids, mask = mx.array(batch.input_ids), mx.array(batch.attention_mask)
@@ -252,7 +252,7 @@ def test_half_precision_computes_in_that_dtype_on_the_fused_path_too(tiny_qwen3_
             stock_dtypes = [h.dtype for h in model.model.layerwise(ids, mask)]
             stock = model.encode(TEXTS)
         assert fused == stock_dtypes == [getattr(mx, dtype)] * len(fused)
-        reference = reference_embed(torch_model(folder), batch.input_ids, batch.attention_mask, model.spec.pooling,
+        reference = reference_embed(torch_model(folder), batch.input_ids, batch.attention_mask, pooling,
                                     batch.token_type_ids)  # transformers in float32
         # measured: float16 and bfloat16 rounding cost MiniLM cosine 2e-6 and 1.7e-4, the tiny Qwen3 1e-6 and 4e-5
         floor = {"float16": 0.9999, "bfloat16": 0.999}[dtype]
@@ -740,7 +740,7 @@ def test_a_daemon_thread_still_encoding_at_exit_does_not_abort_the_process(tmp_p
 
 _EXIT_EDGES_CHILD = textwrap.dedent(
     """
-    import atexit, os, sys, threading, time
+    import atexit, os, sys, threading
 
     import numpy as np
 
@@ -754,6 +754,8 @@ _EXIT_EDGES_CHILD = textwrap.dedent(
 
     atexit.register(flush_at_exit)
     import mlx_embed
+    from mlx_embed import _threads
+    _threads.PARK_WAIT_S = 3600  # an exit that waits for an encode still running hangs, and the test times out
     model = mlx_embed.load(sys.argv[1])
     expected = model.encode(["flushed at exit"])
     if len(sys.argv) > 2:  # the exit hook's thread alone
@@ -767,13 +769,12 @@ _EXIT_EDGES_CHILD = textwrap.dedent(
 
     threading.Thread(target=background, daemon=True).start()
     assert started.wait(120)
-    start = time.monotonic()
     pid = os.fork()  # while the daemon encodes: the child must not wait for the parent's encode at exit
     if pid == 0:
         sys.exit(0)
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
-    print(f"child exited in {time.monotonic() - start:.1f} s", flush=True)
+    print("child exited", flush=True)
     """
 )
 
@@ -782,15 +783,14 @@ _EXIT_EDGES_CHILD = textwrap.dedent(
 @pytest.mark.skipif(sys.platform == "darwin", reason="Metal does not survive fork (macOS starts processes with spawn)")
 def test_exit_parks_only_daemon_encodes(tmp_path, tiny_bert_hf):
     """A thread an exit hook starts and joins must not be parked (it hung forever), and a child forked while
-    a daemon thread encodes does not wait for the parent's encode at its own exit (it waited 10 s)."""
+    a daemon thread encodes does not wait for the parent's encode at its own exit (it waited ``PARK_WAIT_S``,
+    which the script sets past the test's timeout)."""
     script = tmp_path / "exit_edges.py"
     script.write_text(_EXIT_EDGES_CHILD)
     proc = subprocess.run([sys.executable, str(script), str(tiny_bert_hf)], capture_output=True, text=True,
                           env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=120)
     lines = proc.stdout.split("\n")
-    child = next(line for line in lines if line.startswith("child exited in"))
-    assert float(child.split()[3]) < 8, proc.stdout  # waiting for the parent's encode took the whole 10 s
-    assert "flushed" in lines and proc.returncode == 0, (proc.returncode, proc.stdout, proc.stderr[-1000:])
+    assert "child exited" in lines and "flushed" in lines and proc.returncode == 0, (proc.returncode, proc.stdout, proc.stderr[-1000:])
 
 
 @needs_fast
