@@ -1,7 +1,11 @@
 """Run the similarity battery for a model, print per-category results, and (``--write``) record the
 model's measured capabilities in tests/battery/capabilities.json.
 
-    python scripts/battery_report.py --model minilm [--write [--accept-failures]]
+    python scripts/battery_report.py --model minilm [--engine sentence-transformers] [--write [--accept-failures]]
+
+``--engine sentence-transformers`` scores the same folder with sentence-transformers (float32, torch CPU) instead
+of mlx_embed, for a model whose folder it can load (a full-precision one, such as MiniLM's packaged copy): the
+expectations it records then come from the reference implementation, not from the code the battery tests.
 
 A category is recorded as "pass" only if every case in it ranks the positive first; its margin is
 half its smallest gap (cos(anchor, positive) - max cos(anchor, negative)), rounded down to 0.01. A
@@ -35,6 +39,8 @@ def main() -> int:
     parser.add_argument("--model", required=True, help="registry alias, Hub id or folder")
     parser.add_argument("--name", help="key in capabilities.json (default: the registry alias)")
     parser.add_argument("--write", action="store_true", help="record the measurement in capabilities.json")
+    parser.add_argument("--engine", choices=("mlx_embed", "sentence-transformers"), default="mlx_embed",
+                        help="what embeds the cases (default mlx_embed); sentence-transformers needs a full-precision folder")
     parser.add_argument(
         "--accept-failures", action="store_true", help="with --write: record failures in categories expected to pass"
     )
@@ -48,9 +54,12 @@ def main() -> int:
     alias = spec.alias if spec else embedder.spec.alias
     packaged = alias in PACKAGED and package_folder(alias) == embedder.path
     weights = f"package:{PACKAGED[alias][1]}" if packaged else f"{embedder.source} {embedder.path}"
-    results = score(embedder.encode, load_cases())
+    encode, engine = embedder.encode, f"mlx_embed, {embedder!r}"
+    if args.engine == "sentence-transformers":
+        encode, engine = _sentence_transformers(embedder.path)
+    results = score(encode, load_cases())
     measured = {}
-    print(f"{alias} ({embedder.path}, {embedder!r})")
+    print(f"{alias} ({embedder.path}, {engine})")
     print(f"{'category':<13} {'cases':>5} {'ranked':>7} {'min gap':>8} {'median':>8}")
     for cat in CATEGORIES:
         gaps = np.array([r.gap for r in results if r.category == cat])
@@ -78,12 +87,27 @@ def main() -> int:
             return 1
         caps[name] = {
             "measured": True,
-            "source": f"scripts/battery_report.py on {date.today().isoformat()}, weights {weights}",
+            "source": f"scripts/battery_report.py --engine {args.engine} on {date.today().isoformat()}, weights {weights}",
             "categories": measured,
         }
         path.write_text(json.dumps(caps, indent=2, ensure_ascii=False) + "\n")
         print(f"wrote {path}")
     return 0
+
+
+def _sentence_transformers(folder) -> tuple:
+    """``(encode, description)``: sentence-transformers on ``folder``, float32 on the CPU."""
+    try:
+        from sentence_transformers import SentenceTransformer
+    except ImportError:
+        sys.exit("battery_report.py: --engine sentence-transformers needs it: pip install -e '.[test]'")
+    try:
+        model = SentenceTransformer(str(folder), device="cpu")
+    except Exception as err:  # a 4-bit MLX folder, say
+        sys.exit(f"battery_report.py: sentence-transformers cannot load {folder} ({type(err).__name__}: {err}); "
+                 "--engine sentence-transformers needs a full-precision sentence-transformers folder")
+    version = sys.modules["sentence_transformers"].__version__
+    return (lambda texts: model.encode(texts, batch_size=32, normalize_embeddings=True)), f"sentence-transformers {version}"
 
 
 if __name__ == "__main__":
