@@ -790,7 +790,8 @@ def test_exit_parks_only_daemon_encodes(tmp_path, tiny_bert_hf):
     proc = subprocess.run([sys.executable, str(script), str(tiny_bert_hf)], capture_output=True, text=True,
                           env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=120)
     lines = proc.stdout.split("\n")
-    assert "child exited" in lines and "flushed" in lines and proc.returncode == 0, (proc.returncode, proc.stdout, proc.stderr[-1000:])
+    assert "child exited" in lines and "flushed" in lines and proc.returncode == 0, (
+        proc.returncode, proc.stdout, proc.stderr[-1000:])
 
 
 @needs_fast
