@@ -1,7 +1,8 @@
 """Run the similarity battery for a model, print per-category results, and (``--write``) record the
 model's measured capabilities in tests/battery/capabilities.json.
 
-    python scripts/battery_report.py --model minilm [--engine sentence-transformers] [--write [--accept-failures]]
+    python scripts/battery_report.py --model minilm [--engine sentence-transformers]
+                                     [--write [--accept-failures]]
 
 ``--engine sentence-transformers`` scores the same folder with sentence-transformers (float32, torch CPU) instead
 of mlx_embed, for a model whose folder it can load (a full-precision one, such as MiniLM's packaged copy): the
@@ -40,7 +41,8 @@ def main() -> int:
     parser.add_argument("--name", help="key in capabilities.json (default: the registry alias)")
     parser.add_argument("--write", action="store_true", help="record the measurement in capabilities.json")
     parser.add_argument("--engine", choices=("mlx_embed", "sentence-transformers"), default="mlx_embed",
-                        help="what embeds the cases (default mlx_embed); sentence-transformers needs a full-precision folder")
+                        help="what embeds the cases (default mlx_embed); sentence-transformers needs a "
+                        "full-precision folder")
     parser.add_argument(
         "--accept-failures", action="store_true", help="with --write: record failures in categories expected to pass"
     )
@@ -87,7 +89,8 @@ def main() -> int:
             return 1
         caps[name] = {
             "measured": True,
-            "source": f"scripts/battery_report.py --engine {args.engine} on {date.today().isoformat()}, weights {weights}",
+            "source": f"scripts/battery_report.py --engine {args.engine} on {date.today().isoformat()}, "
+            f"weights {weights}",
             "categories": measured,
         }
         path.write_text(json.dumps(caps, indent=2, ensure_ascii=False) + "\n")
@@ -107,7 +110,11 @@ def _sentence_transformers(folder) -> tuple:
         sys.exit(f"battery_report.py: sentence-transformers cannot load {folder} ({type(err).__name__}: {err}); "
                  "--engine sentence-transformers needs a full-precision sentence-transformers folder")
     version = sys.modules["sentence_transformers"].__version__
-    return (lambda texts: model.encode(texts, batch_size=32, normalize_embeddings=True)), f"sentence-transformers {version}"
+
+    def encode(texts: list[str]):
+        return model.encode(texts, batch_size=32, normalize_embeddings=True)
+
+    return encode, f"sentence-transformers {version}"
 
 
 if __name__ == "__main__":

@@ -197,8 +197,8 @@ def attend(
     ``keys`` (B, S): nonzero for the keys that are tokens, 0 for padding, which is never attended (None:
     every key); a text needs at least one. ``causal`` (self-attention, S = L): query i also sees only keys
     j <= i, and always itself, so that no row is empty (a left-padding query would otherwise see nothing
-    and give NaN, as in mlx-embeddings 0.1.0). Returns (B, H, L, Dh) in ``q``'s dtype (the fused path computes in float32
-    where there is a mask).
+    and give NaN, as in mlx-embeddings 0.1.0). Returns (B, H, L, Dh) in ``q``'s dtype (the fused path
+    computes in float32 where there is a mask).
 
     The fused path equals ``mx.fast.scaled_dot_product_attention`` to float32 rounding; on the CPU
     backend that one spends most of its time in ``mx.exp``. On the CPU backend either path handles the
@@ -221,7 +221,8 @@ def attend(
         blocks = []
         for a, b in spans:
             qb = q[..., a:b, :] if not blocks else _after(q[..., a:b, :], blocks[-1])
-            blocks.append(mx.fast.scaled_dot_product_attention(qb, k, v, scale=scale, mask=_visible(keep, causal, a, b, S)))
+            seen = _visible(keep, causal, a, b, S)
+            blocks.append(mx.fast.scaled_dot_product_attention(qb, k, v, scale=scale, mask=seen))
         return mx.concatenate(blocks, axis=-2)
     Hkv = k.shape[1]
     dtype = q.dtype
