@@ -393,17 +393,21 @@ def quantize_model(
         if isinstance(choice, dict):
             params.update(choice)
         if not _quantizable(module, params["group_size"]):
-            unfit[path] = (module.weight.shape[-1], params["group_size"])
+            unfit[path] = (module.weight.shape[-1], params["group_size"], params["bits"])
             continue
         if params != {"bits": bits, "group_size": group_size}:
             overrides[path] = params
         chosen[path] = params
     if unfit:
-        (first, (size, gs)), more = next(iter(unfit.items())), len(unfit) - 1
+        (first, (size, gs, b)), more = next(iter(unfit.items())), len(unfit) - 1
+        fits = [g for g in (32, 64, 128) if all(n % g == 0 for n, _, _ in unfit.values())]
+        fix = (f"group size {' or '.join(map(str, fits))} quantizes them" if fits
+               else "no group size MLX offers (32, 64, 128) divides their input sizes")
+        if recipe != "uniform" and fits:
+            fix = f"the {recipe} recipe sets their group size; `--recipe uniform` with {fix}"
         warnings.warn(
-            f"{len(unfit)} layer(s) stay in float, not {bits}-bit: their input size is no multiple of the group size "
-            f"({first}: {size} for group size {gs}{f', and {more} more' if more else ''}); a group size that divides "
-            "the model's widths (32, 64) quantizes them",
+            f"{len(unfit)} layer(s) stay in float: their input size is no multiple of the group size "
+            f"({first}: {size} inputs for {b}-bit group size {gs}{f', and {more} more' if more else ''}); {fix}",
             UserWarning, stacklevel=caller_stacklevel(),
         )
 

@@ -85,7 +85,8 @@ def _snapshot_gaps(snapshot: Path) -> list[str]:
     gaps += [] if (snapshot / "config.json").is_file() else ["config.json"]
     gaps += [] if any((snapshot / f).is_file() for f in ("tokenizer.json", "vocab.txt", "tokenizer.model")) else ["tokenizer.json"]
     read = [p for pattern in ALLOW_PATTERNS for p in snapshot.glob(pattern)]  # what loading may read, no more
-    return gaps + sorted({p.name for p in read if p.is_symlink() and not p.exists() and p.name not in gaps})
+    dangling = {p.relative_to(snapshot).as_posix() for p in read if p.is_symlink() and not p.exists()}
+    return gaps + sorted(dangling - set(gaps))
 
 
 def _from_hub(repo_id: str, revision: str | None, offline: bool) -> tuple[Path, str] | Exception:
@@ -102,9 +103,15 @@ def _from_hub(repo_id: str, revision: str | None, offline: bool) -> tuple[Path, 
     if offline:
         return err
     try:
-        return Path(snapshot_download(repo_id, revision=revision, allow_patterns=ALLOW_PATTERNS)), "hub"
+        fetched = Path(snapshot_download(repo_id, revision=revision, allow_patterns=ALLOW_PATTERNS))
     except Exception as err:  # noqa: BLE001 - network, auth, 404: all reported below with the fix
         return err
+    # huggingface_hub returns the cached snapshot as it is when the Hub cannot be reached
+    missing = _snapshot_gaps(fetched)
+    if missing:
+        return IncompleteSnapshot(f"the cached snapshot {fetched} lacks {', '.join(missing)} (an interrupted "
+                                  "download?), and the Hub could not complete it")
+    return fetched, "hub"
 
 
 def _from_cache(repo_id: str, typed: str, revision: str | None) -> tuple[tuple[Path, str] | Exception, str]:
@@ -557,14 +564,25 @@ class Weights(dict):
         self.origin: dict[str, str] = {}
 
 
+def _download_again(path: Path) -> str:
+    """How to fetch ``path``'s files again: ``hf download <id>`` where it is an HF cache snapshot."""
+    cached = _CACHE_SNAPSHOT.search(str(path.resolve()))
+    return f"download it again (`hf download {cached.group(1)}/{cached.group(2)}`)" if cached else "download it again"
+
+
 def load_weights(path: Path) -> Weights:
     files = weight_files(path)
     missing = _absent(files)
     if files and missing:
-        listed = f", listed in its {WEIGHT_INDEX}" if (path / WEIGHT_INDEX).exists() else " (a link to nothing)"
+        if (path / WEIGHT_INDEX).exists():
+            listed = f", listed in its {WEIGHT_INDEX}"
+        elif any(f.is_symlink() for f in files if not f.is_file()):
+            listed = " (a link to nothing)"
+        else:
+            listed = " (its other shards' names count more: '-of-N')"
         raise ModelNotFoundError(
             f"{path} lacks {', '.join(missing)}{listed}: the download is "
-            "incomplete; download it again (`hf download <hub id>`) or copy the missing shards"
+            f"incomplete; {_download_again(path)} or copy the missing shards"
         )
     if not files:
         found = ", ".join(sorted(p.name for p in path.iterdir())) or "nothing"
@@ -572,7 +590,7 @@ def load_weights(path: Path) -> Weights:
             "mlx_embed reads safetensors only: re-save it with transformers "
             "(`AutoModel.from_pretrained(folder).save_pretrained(folder, safe_serialization=True)`)"
             if list(path.glob("pytorch_model*.bin"))
-            else "download the model again (`hf download <hub id>`), or pass the folder that holds its weights"
+            else f"{_download_again(path)}, or pass the folder that holds its weights"
         )
         raise ModelNotFoundError(f"No *.safetensors weights in {path} (found: {found}): {fix}")
     weights = Weights()
@@ -647,8 +665,12 @@ def build_model(config: dict, weights: dict[str, mx.array]) -> nn.Module:
 
         parts = [f"the weights lack {len(missing)} of its tensors ({some(missing)})"] if missing else []
         parts += [f"{'they' if missing else 'the weights'} hold {len(extra)} it has no place for ({some(extra)})"] if extra else []
+        floated = {path for path, entry in per_module.items() if not entry} if quant is not None else set()
         if missing:
             fix = f"The config.json and the weights are of different models: {REFETCH}"
+        elif {key.rsplit(".", 1)[0] for key in extra} <= floated:
+            fix = (f"They quantize {', '.join(sorted({key.rsplit('.', 1)[0] for key in extra}))}, which config.json's "
+                   f"quantization block keeps in float (false or {{}}): restore the checkpoint's config.json ({REFETCH})")
         elif len(set(origin.values())) > 1:
             holders = sorted({f for key, f in origin.items() for x in extra if key.endswith(x)})
             fix = f"They are in {', '.join(holders)}: remove a file that is not part of this model (an adapter?)"
@@ -715,19 +737,23 @@ def dequantize_linears(model: nn.Module, dtype: mx.Dtype | None = mx.float32) ->
     ~230 (OpenBLAS), so dequantizing once at load is the fast path; the files stay quantized.
     Embedding tables stay quantized: a lookup dequantizes only the rows it gathers.
     """
+    floats = [v.dtype for k, v in tree_flatten(model.parameters())
+              if mx.issubdtype(v.dtype, mx.floating) and not k.endswith((".scales", ".biases"))]
     replaced = []
     for name, m in model.named_modules():
         if isinstance(m, nn.QuantizedLinear):
+            affine = m.mode == "affine"  # mxfp4, mxfp8, nvfp4: uint8 scales, no biases
             biases = m.get("biases")
             w = mx.dequantize(
                 m.weight,
-                m.scales.astype(mx.float32),  # fp16 scales would round the dequantized weights to fp16
+                m.scales.astype(mx.float32) if affine else m.scales,  # fp16 scales would round the weights to fp16
                 None if biases is None else biases.astype(mx.float32),
                 m.group_size,
                 m.bits,
                 mode=m.mode,
+                dtype=mx.float32,
             )
-            target = m.scales.dtype if dtype is None else dtype
+            target = dtype or (m.scales.dtype if affine else (floats or [mx.float32])[0])
             linear = nn.Linear(w.shape[1], w.shape[0], bias="bias" in m)
             linear.weight = w.astype(target)
             if "bias" in m:

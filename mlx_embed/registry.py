@@ -171,5 +171,6 @@ def markdown_table() -> str:
     for s in REGISTRY.values():
         dims = f"{s.dim} (Matryoshka {s.matryoshka[0]}..{s.matryoshka[1]})" if s.matryoshka else str(s.dim)
         prompt = f"`{s.query_prompt!r}`" if s.query_prompt else "none"
-        rows.append(f"| `{s.alias}` | `{s.hub_id}` | {s.architecture} | {s.pooling} | {dims} | {s.max_length} | {prompt} |")
+        also = f" (also {', '.join(f'`{a}`' for a in s.aliases)})" if s.aliases else ""
+        rows.append(f"| `{s.alias}`{also} | `{s.hub_id}` | {s.architecture} | {s.pooling} | {dims} | {s.max_length} | {prompt} |")
     return "\n".join(rows)

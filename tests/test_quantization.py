@@ -426,6 +426,8 @@ def test_convert_refuses_its_source_folder_and_weights_it_did_not_write(tiny_ber
     assert (dst / "my-finetune.safetensors").read_bytes() == b"someone's weights"
     (dst / "my-finetune.safetensors").unlink()
     convert(src, dst, bits=8, overwrite=True, report=False)
+    # macOS on exFAT / SMB writes an AppleDouble "._" file beside each file; loading skips them
+    (dst / "._model.safetensors").write_bytes(b"\x00\x05\x16\x07" + bytes(60))
     convert(src, dst, overwrite=True, report=False)  # over an earlier conversion
     assert sorted(p.name for p in dst.glob("*.safetensors")) == ["model.safetensors"]
     assert (dst / "notes.txt").read_text() == "mine"
@@ -734,8 +736,13 @@ def test_layers_a_group_size_does_not_divide_are_named(tiny_bert_hf, tmp_path):
 
     from mlx_embed.conversion import convert
 
-    with pytest.warns(UserWarning, match=r"13 layer\(s\) stay in float, not 4-bit: .*: 64 for group size 128, and 12 more"):
+    with pytest.warns(UserWarning, match=r"13 layer\(s\) stay in float: .*: 64 inputs for 4-bit group size 128, "
+                      r"and 12 more\); group size 32 or 64 quantizes them$"):
         convert(tiny_bert_hf, tmp_path / "g128", bits=4, group_size=128, report=False, rounding="mse")
+    # a recipe sets its own group sizes, which --group-size does not change: the warning says so, with its bits
+    with pytest.warns(UserWarning, match=r"stay in float: .*: 64 inputs for [56]-bit group size 128.* the compact "
+                      r"recipe sets their group size; `--recipe uniform` with group size 32 or 64"):
+        convert(tiny_bert_hf, tmp_path / "compact", group_size=32, recipe="compact", report=False, rounding="mse")
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         convert(tiny_bert_hf, tmp_path / "g64", bits=4, group_size=64, report=False, rounding="mse")

@@ -37,7 +37,11 @@ class ModelArgs:
             raise ValueError(f"BERT with hidden_act={params['hidden_act']!r} is not supported (only 'gelu')")
         if params.get("position_embedding_type", "absolute") != "absolute":
             raise ValueError("Only absolute position embeddings are supported for BERT")
+        if params.get("is_decoder") or params.get("add_cross_attention"):  # transformers then masks causally
+            raise ValueError("BERT as a decoder (is_decoder / add_cross_attention: true) is not supported")
         args = cls(**{k: v for k, v in params.items() if k in inspect.signature(cls).parameters})
+        if args.layer_norm_eps < 0:
+            raise ValueError(f"layer_norm_eps is {args.layer_norm_eps}, expected a number >= 0: correct config.json or re-download the model")
         if args.hidden_size % args.num_attention_heads:
             raise ValueError(
                 f"hidden_size={args.hidden_size} is not a multiple of num_attention_heads={args.num_attention_heads}"
