@@ -548,8 +548,9 @@ class Embedder:
         """``encode``'s arguments checked, with the model's defaults filled in."""
         if max_batch_tokens is None:
             max_batch_tokens = default_batch_tokens()
-        own_prompt = prompt is not None
+        whose = "user" if prompt is not None and not isinstance(prompt, _ModelPrompt) else "model"
         if prompt is None:
+            whose = "default"
             prompt = _ModelPrompt(self._spec.default_prompt) if self._spec.default_prompt else None
         _check_prompt(prompt)
         run = _Run(
@@ -563,7 +564,7 @@ class Embedder:
             prompt=prompt,
             skip=self._prompt_tokens(prompt),
         )
-        self._check_room(prompt, run.max_length, own_prompt)
+        self._check_room(prompt, run.max_length, whose)
         return run
 
     def _chunks(
@@ -575,10 +576,12 @@ class Embedder:
             cut.update((start + i, n) for i, n in chunk_cut.items())
             yield start, ids
 
-    def _check_room(self, prompt: str | None, max_length: int, own_prompt: bool = True) -> None:
+    def _check_room(self, prompt: str | None, max_length: int, whose: str = "user") -> None:
         """Refuse a ``max_length`` that the special tokens and the prompt fill: every text would be cut
         away and all would get the same vector. At the prompt's own length a text still has room when one
-        letter after the prompt changes the ids (a byte-level BPE merges a trailing space into the text)."""
+        letter after the prompt changes the ids (a byte-level BPE merges a trailing space into the text).
+        ``whose``: the prompt is the caller's (``"user"``), ``encode_query``'s or ``encode_document``'s
+        (``"model"``), or the model's default prompt for ``encode`` (``"default"``)."""
         prompt = prompt or ""
         n = len(self.text_encoder.tokenize([prompt], sys.maxsize)[0][0])  # special tokens included
         if max_length > n:
@@ -588,8 +591,13 @@ class Embedder:
             return
         if not prompt:
             what, fix = "the special tokens", ""
-        elif own_prompt:
-            what, fix = "the special tokens and the prompt", ", or a shorter prompt or task"
+        elif whose == "user":
+            what, fix = "the special tokens and the prompt", ", or a shorter prompt"
+        elif whose == "model":
+            template = self._spec.query_prompt or ""
+            what = "the special tokens and the model's prompt"
+            fix = (", or a shorter task" if "{task}" in template and prompt != (self._spec.document_prompt or "")
+                   else ", or encode(texts, prompt=...) with a shorter prompt")
         else:
             what, fix = "the special tokens and the model's default prompt", ", or pass prompt='' to leave that out"
         raise ValueError(

@@ -320,7 +320,7 @@ def _word_break(cjk: bool) -> re.Pattern:
 class Squeezer:
     """Shortens a text without changing its WordPiece ids under a BERT tokenizer: each run of whitespace
     becomes one space, each word of over ``max_word`` letters (one [UNK], whatever they are) ``max_word + 1``
-    x's. What counts as whitespace and as a letter is asked of the tokenizer's own normalizer and pre-tokenizer,
+    x's, each run of silent characters (below) one, or none between whitespace and at the ends. What counts as whitespace and as a letter is asked of the tokenizer's own normalizer and pre-tokenizer,
     one character at a time between two letters: whitespace splits them and leaves nothing, a letter keeps
     them one word and adds at least one character, a silent character (an accent that ``strip_accents``
     drops, a format character) keeps them one word and adds none, so it may sit in a long word but does not
@@ -370,6 +370,11 @@ class Squeezer:
             re.compile(f"[{chars['letter']}{chars['silent']}]{{{self.max_word + 1},}}"),
             re.compile(f"[{chars['letter']}{chars['silent']}]"),
         )
+        # (silent runs between whitespace or at an end, silent runs): the first go, the others become one character
+        self._silent = (
+            re.compile(f"(?:^|(?<=[{chars['space']}]))[{chars['silent']}]+(?=[{chars['space']}]|$)"),
+            re.compile(f"[{chars['silent']}]{{2,}}"),
+        ) if chars["silent"] else None
 
     def _ask(self, text: str, limit: int | None) -> None:
         """Classify the characters of ``text`` past the BMP not asked yet (at most ``limit`` more in all)."""
@@ -387,6 +392,9 @@ class Squeezer:
         if not text.isascii():
             self._ask(text, self.MAX_ASTRAL)
         spaces, long_word, run, _ = self._patterns
+        if self._silent is not None:
+            alone, silent_run = self._silent
+            text = silent_run.sub(_one_silent, alone.sub("", text))
         word = "x" * (self.max_word + 1)
         return run.sub(lambda m: word if long_word.match(m.group(0)) else m.group(0), spaces.sub(" ", text))
 
@@ -414,6 +422,13 @@ class Squeezer:
                     or run.search(text)):
                 return None
         return squeezer
+
+
+def _one_silent(m: re.Match) -> str:
+    """One character for a run the normalizer deletes: a starter where the run holds one, since a starter stops
+    canonical reordering of the marks around it (one does as well as many), else any: the others go with it."""
+    run = m.group(0)
+    return next((c for c in run if not unicodedata.combining(c)), run[0])
 
 
 def _word_boundary(text: str, lo: int, hi: int, cjk: bool) -> int | None:

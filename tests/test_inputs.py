@@ -1,5 +1,6 @@
 """Bad input gets a named error; edge inputs get well-defined results."""
 
+import json
 import warnings
 
 import numpy as np
@@ -566,10 +567,27 @@ def test_a_prompt_that_fills_max_length_is_refused_not_every_text_one_vector(min
     assert v[0] @ v[1] < 0.9999  # each keeps its first token
     qwen = mlx_embed.load(tiny_qwen3_hf)
     n = len(qwen.text_encoder.tokenizer.encode(qwen.spec.format_query_prompt()).ids)
-    with pytest.raises(ValueError, match="shorter prompt or task"):
+    with pytest.raises(ValueError, match=rf"the special tokens and the model's prompt already take {n} tokens\. "
+                       rf"Use max_length > {n}, or a shorter task$"):
         qwen.encode_query(["how do I reset my password", "best pizza in Naples"], max_length=n)
+    with pytest.raises(ValueError, match=r"and the prompt already take \d+ tokens\. Use max_length > \d+, or a shorter prompt$"):
+        qwen.encode(["a"], prompt="word " * 20, max_length=8)
     with pytest.raises(ValueError, match="batch_size must be >= 1"):  # the plain checks come first
         minilm.encode(["a"], batch_size=0, max_length=2)
+
+
+def test_a_query_prompt_without_a_task_that_fills_max_length_points_to_what_encode_query_takes(tiny_bert_hf, tmp_path):
+    """encode_query refuses both prompt= and (without {task}) task=, which the message used to suggest."""
+    import shutil
+
+    folder = tmp_path / "bge-like"
+    shutil.copytree(tiny_bert_hf, folder)
+    (folder / "config_sentence_transformers.json").write_text(
+        json.dumps({"prompts": {"query": "Represent this sentence for searching relevant passages: "}}))
+    model = mlx_embed.load(folder)
+    with pytest.raises(ValueError, match=r"the model's prompt already take 10 tokens\. Use max_length > 10, or "
+                       r"encode\(texts, prompt=\.\.\.\) with a shorter prompt$"):
+        model.encode_query("a", max_length=8)
 
 
 def test_a_prompt_ending_in_a_space_leaves_room_where_the_space_merges_into_the_text(tiny_qwen3_hf):
@@ -666,8 +684,8 @@ def _random_bert_text(rng) -> str:
     letters = ["abcdef0123456789", "éèêàç", "e\u0301a\u0308", "жзийклмн", "αβγδ", "°™", "İß", "x\u00ady", "\U0001f600",
                "x\x0cy", "x\x1cy", "⹃", "ا", "x\ufffdy", "x\u166dy", "x\u1fefy", "\u2260\u226e", "ǅﬁẞ", "\u200d\ufe0f",
                "e\u0301\u0301\u0308", "\U0001d400\U0001d41a\U0001f680", "x\U000e0041\U000e0020", "a\U00020000\U0002a700",
-               "\U0001f1fa\U0001f1f8\U0001f3fd"]
-    spaces = [" ", "\t", "\n", "\r\n", "\u3000", "\xa0", "\u2028", " \x0b ", " \x0c", "\x85"]
+               "\U0001f1fa\U0001f1f8\U0001f3fd", "\u200b\u0301\u0316\x00\ufffd\x01", "a\U0001d165\u0301\u0316\u200b\u0315"]
+    spaces = [" ", "\t", "\n", "\r\n", "\u3000", "\xa0", "\u2028", " \x0b ", " \x0c", "\x85", " \u200b", "\u0301\u0301 "]
     marks = [".", ",", "«", "—", "[SEP]", "[CLS]", "中文", "は", "한"]
     parts = []
     for _ in range(rng.integers(1, 12)):
@@ -733,12 +751,15 @@ def test_no_squeezing_where_an_added_token_or_the_normalizer_could_see_a_differe
 def test_a_long_text_with_few_tokens_is_squeezed_before_it_is_tokenized(minilm, monkeypatch):
     """A text that starts with a long run of hex digits, of spaces, of emoji (past the BMP) or of letters with
     accents that strip_accents drops has no prefix with enough tokens; it used to be tokenized whole (8-10 MB:
-    3-10 s and +0.5-1 GB). The tokenizer now sees it squeezed."""
+    3-10 s and +0.5-1 GB). The tokenizer now sees it squeezed. So also for characters the normalizer deletes
+    (10 M zero-width spaces: +1.1 GB)."""
     seen = []
     encode_batch = minilm.text_encoder.tokenizer.encode_batch
     monkeypatch.setattr(minilm.text_encoder, "tokenizer", _Spy(minilm.text_encoder.tokenizer, seen))
     texts = ["0123456789abcdef" * 20_000 + " and then words", " \n" * 100_000 + "hello world", "x" * 99 + " " * 300_000,
-             "\U0001f600" * 300_000 + " smile", "e\u0301\u0301" * 100_000 + " zalgo", "a\u0301" * 60 + " " + "b" * 99]
+             "\U0001f600" * 300_000 + " smile", "e\u0301\u0301" * 100_000 + " zalgo", "a\u0301" * 60 + " " + "b" * 99,
+             # characters the normalizer deletes: zero-width space, NUL, U+FFFD, a combining accent, alone or between
+             "\u200b" * 300_000, " \u200b" * 150_000 + " hi", "\x00\ufffd" * 150_000, "a" + "\u0301" * 300_000 + "b"]
     ids, cut = minilm.text_encoder.tokenize(texts, 256)
     assert max(seen) <= 16 * 256  # the first prefix as it is, then squeezed ones, never the 300,000 characters
     assert ids == [e.ids for e in encode_batch(texts)] and cut == {}

@@ -1025,3 +1025,19 @@ def test_floating_point_quantization_modes_load_dequantized(tiny_qwen3_hf, tmp_p
     ours = mlx_embed.load(folder)
     assert not any(isinstance(m, nn.QuantizedLinear) for _, m in ours.model.named_modules())
     np.testing.assert_allclose(ours.encode(TEXTS), kept.encode(TEXTS), atol=2e-5)
+
+
+@pytest.mark.parametrize("type_id", [2, 10**6])
+def test_a_token_type_past_the_models_table_is_refused(tiny_bert_hf, tmp_path, type_id):
+    """A compact conversion's tokenizer.json (its [SEP] has a type of its own) beside another BERT: MLX's
+    lookup does not check bounds, so the vectors came out wrong without a word, or the process crashed."""
+    folder = tmp_path / "m"
+    shutil.copytree(tiny_bert_hf, folder)
+    tokenizer = json.loads((folder / "tokenizer.json").read_text())
+    tokenizer["post_processor"]["single"][-1]["SpecialToken"]["type_id"] = type_id
+    (folder / "tokenizer.json").write_text(json.dumps(tokenizer))
+    with pytest.raises(ValueError, match=rf"gives token type {type_id} but the model has 2 token types \(type_vocab_size"):
+        mlx_embed.load(folder)
+    tokenizer["post_processor"]["single"][-1]["SpecialToken"]["type_id"] = 1
+    (folder / "tokenizer.json").write_text(json.dumps(tokenizer))
+    mlx_embed.load(folder).encode("a type the table holds")
