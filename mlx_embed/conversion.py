@@ -502,6 +502,8 @@ def convert(
     bfloat16 when the source stores bfloat16, else float16 (as mlx-community's BERT files).
     """
     bits, group_size, rounding = _check_options(bits, group_size, recipe, rounding)
+    if isinstance(dst, (str, os.PathLike)) and not os.fspath(dst).strip():
+        raise ValueError(f"the destination is {os.fspath(dst)!r}: give the folder to write the converted model to")
     resolved = loading.resolve(loading.full_precision(src))
     config = loading.read_config(resolved.path)
     if loading.quantization_config(config):

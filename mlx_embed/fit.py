@@ -75,7 +75,7 @@ from typing import TYPE_CHECKING, Callable
 from .stats import files_float_dtype, quantization_config, weight_format
 
 if TYPE_CHECKING:
-    from . import loading
+    from . import loading, registry
 
 SCHEMA_ID = "mlx_embed.fit/1"
 GIB = 1024**3
@@ -142,6 +142,21 @@ REGISTRY_CONFIGS: dict[str, dict] = {
         "quantization": {"group_size": 64, "bits": 4},
     },
 }
+
+# The dtype each registry model's full-precision upstream ships in (its config.json's torch_dtype).
+UPSTREAM_DTYPES = {"qwen3-0.6b": "bfloat16", "minilm": "float32", "bge-small": "float32"}
+
+
+def registry_figures(name: str, spec: "registry.ModelSpec") -> tuple[dict, str]:
+    """The config to estimate a registry model from, and where it came from: the mlx-community 4-bit layout,
+    or the full-precision one where ``name`` is the upstream id (which loads the upstream's weights)."""
+    config = REGISTRY_CONFIGS[spec.alias]
+    if spec.upstream_id and name.lower() == spec.upstream_id.lower():
+        dtype = UPSTREAM_DTYPES[spec.alias]
+        floats = {k: v for k, v in config.items() if k != "quantization"} | {"torch_dtype": dtype}
+        return floats, f"registry figures ({spec.upstream_id}, {dtype})"
+    return config, f"registry figures ({spec.hub_id})"
+
 
 # Metal's fused attention kernel ("sdpa_full" in mlx/backend/metal/scaled_dot_product_attention.cpp)
 # takes these head dims with an array mask; others (MiniLM's and bge's 32) materialize the scores.
@@ -875,7 +890,7 @@ def _locate(name: str) -> tuple[loading.Resolved | None, dict, str]:
         return None, config, f"its config.json ({resolved.path})"
     spec = registry.find(name)
     if spec is not None and spec.alias in REGISTRY_CONFIGS:
-        return None, REGISTRY_CONFIGS[spec.alias], f"registry figures ({spec.hub_id})"
+        return None, *registry_figures(name, spec)
     raise ValueError(f"{name!r}: no weights and no config.json on this machine to estimate from; pass a folder with its config.json")
 
 
@@ -949,7 +964,7 @@ def report(
         spec = registry.find(name)
         if backend != here and spec is not None and spec.alias in REGISTRY_CONFIGS and not os.path.isdir(name):
             # On another backend an alias means what a machine of that kind would download: the registry's layout.
-            resolved, config, origin = None, REGISTRY_CONFIGS[spec.alias], f"registry figures ({spec.hub_id})"
+            resolved, (config, origin) = None, registry_figures(name, spec)
         row: dict = {"model": name, "measure_error": None}
         got = None
         if resolved is not None and measure and backend == here:

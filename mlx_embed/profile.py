@@ -631,8 +631,8 @@ def profile(
                     timeout=timeout,
                 )
             except (ChildFailed, ValueError) as err:
-                if len(models) == 1:
-                    raise
+                if len(models) == 1:  # a model that cannot be measured: status 1 (README), as one of several
+                    raise err if isinstance(err, RuntimeError) else RuntimeError(str(err)) from None
                 failed.append({"model": str(model), "error": getattr(err, "reason", str(err)) + _timeout_hint(err)})
                 continue
             machine, backend = got["machine"], got["backend"]
@@ -681,7 +681,7 @@ def format_report(report: dict) -> str:
     short = [r["model"] for r in report["models"] if r["throughput"]["seconds"] < MIN_TIMED_S]
     if short:
         lines.append(f"note: the timed pass took under {MIN_TIMED_S:g} s for {', '.join(short)}: texts/s and tokens/s "
-                     "are noisy there; give more texts (--repeat, --texts)")
+                     f"are noisy there; give more texts ({'--repeat, --texts' if w['name'].startswith('builtin') else 'a longer --texts file'})")
     lines.append("")
     cols = [
         "model", "params", "bits/w", "weights MiB", "import s", "load s cold/warm", "RSS before/after load MiB",
@@ -712,7 +712,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", action="append", required=True, metavar="M",
                         help="alias, Hub id or folder; repeat for several models in one table")
     parser.add_argument("--texts", help="a UTF-8 file with one text per line (default: built-in mixed sample)")
-    parser.add_argument("--repeat", type=at_least(1), default=DEFAULT_REPEAT, help="copies of the built-in sample (default 10: 240 texts)")
+    parser.add_argument("--repeat", type=at_least(1), help="copies of the built-in sample (default 10: 240 texts; not with --texts)")
     parser.add_argument("--batch-size", type=at_least(1), default=32)
     parser.add_argument("--queries", type=at_least(MIN_QUERIES), default=MIN_QUERIES, help=f"single queries for latency (>= {MIN_QUERIES})")
     parser.add_argument("--timeout", type=at_least(0, float), metavar="S",
@@ -725,9 +725,11 @@ def _timeout_hint(err: Exception) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.texts and args.repeat is not None:
+        raise ValueError("--repeat copies the built-in sample, so it does nothing with --texts: drop one of them")
     try:
         report = profile(
-            args.model, texts=args.texts, repeat=args.repeat, batch_size=args.batch_size, queries=args.queries,
+            args.model, texts=args.texts, repeat=args.repeat or DEFAULT_REPEAT, batch_size=args.batch_size, queries=args.queries,
             timeout=args.timeout,
         )
     except RuntimeError as err:

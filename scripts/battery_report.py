@@ -51,7 +51,15 @@ def main() -> int:
     from mlx_embed import registry
     from mlx_embed.loading import PACKAGED, package_folder
 
-    embedder = load_battery_model(args.model)  # the weights and dtype the battery runs
+    try:
+        embedder = load_battery_model(args.model)  # the weights and dtype the battery runs, offline
+    except (ValueError, OSError) as err:
+        from mlx_embed import ModelNotFoundError
+
+        if not isinstance(err, ModelNotFoundError):
+            parser.error(str(err))
+        parser.error(f"{str(err).split(' Fix: ')[0].rstrip('.')}. The battery runs offline: give --model a folder, or "
+                     "download the model once with network (`hf download <Hub id>`)")
     spec = registry.find(args.model)
     alias = spec.alias if spec else embedder.spec.alias
     packaged = alias in PACKAGED and package_folder(alias) == embedder.path

@@ -329,8 +329,13 @@ def main() -> int:
         parser.error(f"unknown engines {sorted(unknown)}; choose from {', '.join(ENGINES)}")
     if args.peer_texts < 0:
         parser.error(f"--peer-texts must be >= 0 (0: all), got {args.peer_texts}")
-    if args.json and args.json != "-" and not Path(args.json).resolve().parent.is_dir():
-        parser.error(f"--json {args.json}: no such folder {Path(args.json).resolve().parent}")
+    if args.json and args.json != "-":  # before minutes of measuring
+        from mlx_embed.textfile import check_writable
+
+        try:
+            check_writable(Path(args.json), f"--json {args.json}")
+        except (OSError, ValueError) as err:
+            parser.error(str(err))
     if "mlx-embeddings" in engines and shutil.which(args.peer_python) is None:
         parser.error(f"--peer-python {args.peer_python}: no such program")
     src = minilm_folder(args.model_dir)

@@ -21,6 +21,7 @@ batch when it holds more than this; 0: after every batch; -1: never) and ``--cac
 from __future__ import annotations
 
 import argparse
+import math
 import random
 import sys
 import time
@@ -52,6 +53,21 @@ def make_texts(n: int, seed: int = 0) -> list[str]:
     return [f"{i}: " + " ".join(rng.choices(WORDS, k=rng.randint(3, 24))) for i in range(n)]
 
 
+def megabytes(never: bool):
+    """An argparse ``type``: a finite number of MB >= 0, or -1 where ``never``."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        if not (math.isfinite(value) and (value >= 0 or never and value == -1)):
+            raise argparse.ArgumentTypeError(f"must be a number of MB >= 0{' or -1 (never)' if never else ''}, got {text!r}")
+        return value
+
+    return parse
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="minilm")
@@ -59,8 +75,8 @@ def main() -> int:
     parser.add_argument("--chunk", type=at_least(1), default=1000, help="texts per encode() call")
     parser.add_argument("--batch-size", type=at_least(1), default=32)
     parser.add_argument("--report-every", type=at_least(1), default=5000, help="print a line every this many texts")
-    parser.add_argument("--high-water", type=float, help="MB; overrides embedder.CACHE_HIGH_WATER (0: every batch, -1: never)")
-    parser.add_argument("--cache-limit", type=float, help="MB; mx.set_cache_limit before the run")
+    parser.add_argument("--high-water", type=megabytes(never=True), help="MB; overrides embedder.CACHE_HIGH_WATER (0: every batch, -1: never)")
+    parser.add_argument("--cache-limit", type=megabytes(never=False), help="MB; mx.set_cache_limit before the run")
     args = parser.parse_args()
 
     if args.high_water is not None:
@@ -106,8 +122,8 @@ def main() -> int:
             checksum += float(vectors[:, 0].sum())
             done += len(chunk)
             if done % args.report_every < args.chunk or done == len(texts):
-                elapsed = time.perf_counter() - start
-                print(f"{done:>8} {elapsed:>8.1f} {done / elapsed:>8.1f} {rss() / MIB:>8.1f} {run.peak / MIB:>9.1f} "
+                elapsed, now = time.perf_counter() - start, rss()  # the sampler's peak is up to 5 ms old
+                print(f"{done:>8} {elapsed:>8.1f} {done / elapsed:>8.1f} {now / MIB:>8.1f} {max(run.peak, now) / MIB:>9.1f} "
                       f"{mx.get_active_memory() / MIB:>10.1f} {mx.get_cache_memory() / MIB:>9.1f}", flush=True)
     peak = run.peak
     samples = [r for _, r in run.samples]

@@ -248,7 +248,11 @@ def broken(tmp_path, minilm_path):
         (["eval", "--model", "{tmp}/nope", "--plot", "{tmp}/dir"], "give a file name ending in .png, e.g. {tmp}/dir/ndcg.png"),
         (["embed", "a", "--task", "Find code"], "--task is for queries: add --kind query"),
         (["convert", "{minilm}", "{tmp}/new", "--bits", "16", "--recipe", "faithful"], "--bits=16 stores float weights, so --recipe='faithful' would be ignored: give --bits <= 8 to quantize"),
-        (["convert", "{minilm}", "{tmp}/new", "--bits", "16", "--rounding", "nearest"], "so --rounding='nearest' would be ignored: give --bits <= 8 to quantize, or drop rounding"),
+        (["convert", "{minilm}", "{tmp}/new", "--bits", "16", "--rounding", "nearest"], "so --rounding='nearest' would be ignored: give --bits <= 8 to quantize, or drop --rounding to store floats"),
+        (["convert", "{minilm}", "{tmp}/new", "--bits", "16", "--rounding", "gptq", "--recipe", "compact"],
+         "so --recipe='compact' and --rounding='gptq' would be ignored: give --bits <= 8 to quantize, or drop --recipe and --rounding to store floats"),
+        (["convert", "{minilm}", ""], "the destination is '': give the folder to write the converted model to"),  # was: the current folder
+        (["profile", "--model", "{minilm}", "--texts", "{tmp}/file", "--repeat", "3"], "--repeat copies the built-in sample, so it does nothing with --texts"),
         (["embed", "a", "--model", "org/nosuch"], "or pass a local folder: --model /path/to/folder"),
         (["similarity", "--model", "org/nosuch"], "or give the path of a local folder"),
         (["fidelity", "{minilm}", "{tiny_qwen}"], "vectors of different sizes (384 and 64)"),

@@ -331,6 +331,15 @@ def test_absent_registry_models_are_estimates(capsys, tmp_path, monkeypatch):
     # CPU dequantizes its 440,401,920 Linear weights to float32 at load: at least 1.76 GB resident.
     assert fit.weight_bytes(fit.REGISTRY_CONFIGS["qwen3-0.6b"], "cpu")["resident"] > 4 * 440_401_920
 
+    # The upstream id loads Qwen's own bfloat16 weights, not the 4-bit checkpoint: 595.8 M parameters (Qwen's
+    # model card: 0.6 B), 2 bytes each. It was estimated from the 4-bit figures and said "fits".
+    assert cli.main(["fit", "--ram", "8GB", "--alongside", "2.5GB", "--model", "Qwen/Qwen3-Embedding-0.6B",
+                     "--backend", "metal", "--json"]) == 0
+    row = json.loads(capsys.readouterr().out)["models"][0]
+    assert row["weight_format"] == "bf16" and row["resident_weight_bytes"] == pytest.approx(2 * 595.8e6, rel=0.01)
+    assert any("registry figures (Qwen/Qwen3-Embedding-0.6B, bfloat16)" in n for n in row["notes"])
+    assert row["verdict"] != "fits"
+
 
 def test_a_model_it_cannot_answer_for_fails_before_any_other_is_probed(tmp_path):
     told = []
