@@ -723,23 +723,24 @@ def estimate(
 # ---------------------------------------------------------------- measurement (child process)
 
 
-def _points_for(max_len: int, points: list[tuple[int, int]] | None, batching: Batching) -> list[tuple[int, int]]:
-    """The batch x length points to measure: ``points`` (default: one text and ``encode``'s default texts at once
-    at 128 tokens and at ``max_len``, and its most texts at once, at ``MANY_SHORT`` tokens) and, for a model longer
-    than ``PROBE_LENGTH``, one text at 256 and 512 tokens (the L^2 law's lengths) and at each of
-    :func:`long_lengths` (where it no longer holds)."""
-    if points is None:
-        short = min(SHORT_TEXT, max_len)
-        points = [(1, short), default_point(short, batching), (1, max_len), default_point(min(MANY_SHORT, max_len), batching)]
-        if max_len <= PROBE_LENGTH or batching.streams < 2:  # else encode runs a text a stream there: _measure's stream points
-            points.append(default_point(max_len, batching))
-    points = list(points)
+def _points_for(
+    max_len: int, points: list[tuple[int, int]] | None, batching: Batching, only: bool = False
+) -> list[tuple[int, int]]:
+    """The batch x length points to measure: one text and ``encode``'s default texts at once at 128 tokens and at
+    ``max_len``, and its most texts at once, at ``MANY_SHORT`` tokens (the law's fit needs them), with ``points``
+    (``only``: ``points`` alone) and, for a model longer than ``PROBE_LENGTH``, one text at 256 and 512 tokens
+    (the L^2 law's lengths) and at each of :func:`long_lengths` (where it no longer holds)."""
+    short = min(SHORT_TEXT, max_len)
+    defaults = [(1, short), default_point(short, batching), (1, max_len), default_point(min(MANY_SHORT, max_len), batching)]
+    if max_len <= PROBE_LENGTH or batching.streams < 2:  # else encode runs a text a stream there: _measure's stream points
+        defaults.append(default_point(max_len, batching))
+    points = list(points or []) if only else defaults + list(points or [])
     if max_len > PROBE_LENGTH:
         points += [(1, PROBE_LENGTH // 2), (1, PROBE_LENGTH)] + [(1, n) for n in long_lengths(max_len)]
     return sorted({(b, min(n, max_len)) for b, n in points}, key=lambda p: (p[0] * p[1], p))
 
 
-def _measure(model: str, points: list[tuple[int, int]] | None, rss_before_import: int) -> dict:
+def _measure(model: str, points: list[tuple[int, int]] | None, rss_before_import: int, only: bool = False) -> dict:
     import gc
     import warnings
 
@@ -781,7 +782,7 @@ def _measure(model: str, points: list[tuple[int, int]] | None, rss_before_import
     # each taking half a batch (7-13 % less at 4 x 256). One text runs alone (inline): a batch of one is what a
     # query is.
     measured = [peak(batch, length, (batch, 2 * batch) if batch > 1 else (1,), batch, batch * embedder._columns(length))
-                for batch, length in _points_for(limit, points, encode_batching(this_backend()))]
+                for batch, length in _points_for(limit, points, encode_batching(this_backend()), only)]
     streamed = []
     if embedder_module.CPU_STREAMS >= 2 and mx.default_device() == mx.cpu:
         # two lone texts past 512 tokens: encode runs one on each of two streams
@@ -814,12 +815,13 @@ def _child_main(argv: list[str], *, import_s: float, rss_before_import: int) -> 
     parser = argparse.ArgumentParser()
     parser.add_argument("--model", required=True)
     parser.add_argument("--points", default=None)
+    parser.add_argument("--only-points", action="store_true", help="measure --points alone, not also the default ones")
     parser.add_argument("--out", required=True)
     args = parser.parse_args(argv)
     try:
         points = parse_points(args.points) if args.points else None
         result = {"machine": machine_info(), "backend": backend_info(),
-                  "model": _measure(args.model, points, rss_before_import)}
+                  "model": _measure(args.model, points, rss_before_import, args.only_points)}
     except (ValueError, TypeError, FileNotFoundError) as err:
         result = {"error": str(err)}
     Path(args.out).write_text(json.dumps(result))
@@ -1036,7 +1038,7 @@ def calibrate(models: list[str]) -> list[dict]:
         resolved, config, _ = _locate(name)
         if resolved is None:
             raise ValueError(f"{name!r}: calibration needs weights on this machine")
-        got = run_child("mlx_embed.fit", ["--model", name, "--points", "1x16"])["model"]
+        got = run_child("mlx_embed.fit", ["--model", name, "--points", "1x16", "--only-points"])["model"]
         d = _dims(got["config"])
         tokenizer = TOKENIZER_BYTES_PER_ENTRY[d["arch"]] * d["V"]
         held = weight_bytes(got["config"], this_backend())["load_peak"]
@@ -1117,7 +1119,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--reserve", default=None, help=f"kept for the OS (default {format_size(DEFAULT_RESERVE)})")
     parser.add_argument("--model", action="append", metavar="M", help="alias, Hub id or folder (default: all registry models)")
     parser.add_argument("--backend", choices=["cpu", "metal"], help="the backend to answer for (default: this machine's)")
-    parser.add_argument("--points", help="batch x length points to measure, e.g. 1x128,32x256 (models longer than 512 "
+    parser.add_argument("--points", help="batch x length points to measure besides the default ones, e.g. 1x128,32x256 (models longer than 512 "
                         "tokens are also measured at one text of 256, 512, 1024, 2048, ... tokens and two on the CPU streams; "
                         "a length encode pads is measured and labelled padded, one past the max length cut to it)")
     parser.add_argument("--estimate-only", action="store_true", help="estimate present models too, do not measure (the "
@@ -1126,6 +1128,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.points and args.estimate_only:
+        raise ValueError("--points are measured, so they do nothing with --estimate-only: drop one of them")
     rep = report(
         args.model,
         ram=parse_size(args.ram) if args.ram else None,

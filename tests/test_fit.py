@@ -299,7 +299,7 @@ def test_default_points_predict_many_short_texts(minilm_path):
     row = fit.report(["minilm"], ram=8 * GIB)["models"][0]
     assert "32x32" in row["measured_peaks"]
     m = MemoryModel(**{f.name: row["model"] if f.name == "name" else row[f.name] for f in dataclasses.fields(MemoryModel)})
-    direct = profile.run_child("mlx_embed.fit", ["--model", "minilm", "--points", "12x80,16x48,24x40"])["model"]
+    direct = profile.run_child("mlx_embed.fit", ["--model", "minilm", "--points", "12x80,16x48,24x40", "--only-points"])["model"]
     assert [(p["batch"], p["length"]) for p in direct["points"]] == [(16, 48), (12, 80), (24, 40)]
     for p in direct["points"]:
         assert 0.95 <= m.need(p["batch"], p["length"]) / p["peak_bytes"] <= 1.10, (p, m.need(p["batch"], p["length"]))
@@ -452,7 +452,7 @@ def test_measured_long_model_predicts_unmeasured_long_lengths(tiny_qwen3_long):
     streamed = {f"2x{p['length']}": p["measured_bytes"] for p in row["points"] if p["streams"]}
     assert streamed.keys() == {"2x1024", "2x2048", "2x4096"} and streamed.items() <= row["measured_peaks"].items()
     m = MemoryModel(**{f.name: row["model"] if f.name == "name" else row[f.name] for f in dataclasses.fields(MemoryModel)})
-    direct = profile.run_child("mlx_embed.fit", ["--model", str(tiny_qwen3_long), "--points", "1x768,1x1536"])["model"]
+    direct = profile.run_child("mlx_embed.fit", ["--model", str(tiny_qwen3_long), "--points", "1x768,1x1536", "--only-points"])["model"]
     peaks = {p["length"]: p["peak_bytes"] for p in direct["points"] if p["batch"] == 1}
     for length in (768, 1536):
         assert f"1x{length}" not in m.measured_peaks
@@ -800,5 +800,9 @@ def test_default_points_leave_two_long_texts_to_the_streams():
         (1, 128), (1, 256), (1, 512), (1, 1024), (8, 128), (32, 32), (1, 2048), (1, 4096)]
     # up to 512 tokens the default batch is a plain one: 2 x min(16, 512 // 512) = 2 texts
     assert fit._points_for(512, None, cpu) == [(1, 128), (1, 512), (2, 512), (8, 128), (32, 32)]
+    # --points come on top of those: the law's fit needs them (with 1x128,32x256 alone MiniLM's need at 4x256
+    # came out 15 % under the default run's, with 1x16 2.6x over)
+    assert fit._points_for(512, [(3, 40), (8, 128)], cpu) == [(3, 40), (1, 128), (1, 512), (2, 512), (8, 128), (32, 32)]
+    assert fit._points_for(512, [(3, 40)], cpu, only=True) == [(3, 40)]
     # without streams the long default batch is measured too: min(32, 16384 // 4096) = 4 texts
     assert (4, 4096) in fit._points_for(4096, None, fit.Batching(16384))
