@@ -968,7 +968,7 @@ def report(
             # On another backend an alias means what a machine of that kind would download: the registry's layout.
             resolved, (config, origin) = None, registry_figures(name, spec)
         row: dict = {"model": name, "measure_error": None}
-        got = None
+        got, unloadable = None, False
         if resolved is not None and measure and backend == here:
             args = ["--model", name]
             if points:
@@ -978,6 +978,8 @@ def report(
                 got = run_child("mlx_embed.fit", args, timeout=MEASURE_TIMEOUT)["model"]
             except ChildFailed as err:
                 row["measure_error"] = err.reason
+            except ValueError as err:  # it does not load (a damaged file): the others are still answered for
+                row["measure_error"], unloadable = str(err), True
         if got is not None:
             model = measured_model(name, got, backend)
             say(_probing(name, model.max_length, backend))
@@ -1002,6 +1004,9 @@ def report(
                 model.notes.append(f"estimated from {origin}")
             elif resolved is None:
                 model.notes.append(f"weights not on this machine: estimated from {origin}")
+            elif unloadable:
+                model.notes.append(f"it does not load ({row['measure_error']}), so estimated from its config.json; "
+                                   "encode cannot run it until the folder is mended")
             elif row["measure_error"] is not None:
                 model.notes.append(
                     f"measuring failed, so estimated instead ({row['measure_error']}); "
@@ -1012,7 +1017,7 @@ def report(
             else:
                 model.notes.append(f"weights present, but measurements here are for {here}, not {backend}")
             row["source"] = origin if resolved is None else resolved.source
-            row["weight_format"] = weight_format(config, files_float_dtype(path) if resolved is not None else None)
+            row["weight_format"] = weight_format(config, files_float_dtype(path) if resolved is not None and not unloadable else None)
             row["bits_per_weight"] = 8 * model.weights_bytes / model.parameters if model.parameters else None
             row["points"] = []
         row.update({k: v for k, v in asdict(model).items() if k != "name"})

@@ -115,3 +115,19 @@ def test_tables_say_which_weights_were_scored(tiny_bert_hf, tiny_bert_4bit, caps
     assert cells == {str(tiny_bert_hf): "fp32", str(tiny_bert_4bit): "4-bit"}
     tail = out[out.index("loaded from:"):]
     assert f"{tiny_bert_hf}: folder ({tiny_bert_hf})" in tail and f"{tiny_bert_4bit}: folder ({tiny_bert_4bit})" in tail
+
+
+def test_a_model_that_does_not_load_is_named_and_the_others_still_scored(tiny_bert_hf, tmp_path, capsys):
+    """It ended the run (exit 2, nothing printed) after the models before it had been scored."""
+    import shutil
+
+    damaged = tmp_path / "damaged"
+    shutil.copytree(tiny_bert_hf, damaged)
+    with open(damaged / "model.safetensors", "r+b") as f:
+        f.truncate(1000)
+    assert main(["eval", "--model", str(tiny_bert_hf), "--model", str(damaged), "--corpus", "code", "--json"]) == 1
+    out, err = capsys.readouterr()
+    assert [row["model"] for row in json.loads(out)] == [str(tiny_bert_hf)]
+    assert f"mlx-embed eval: {damaged} was not scored: " in err and "not a readable safetensors file" in err
+    assert main(["eval", "--model", str(damaged), "--model", str(damaged), "--corpus", "code"]) == 2
+    assert "no model could be scored" in capsys.readouterr().err

@@ -806,3 +806,16 @@ def test_default_points_leave_two_long_texts_to_the_streams():
     assert fit._points_for(512, [(3, 40)], cpu, only=True) == [(3, 40)]
     # without streams the long default batch is measured too: min(32, 16384 // 4096) = 4 texts
     assert (4, 4096) in fit._points_for(4096, None, fit.Batching(16384))
+
+
+def test_a_model_that_does_not_load_is_estimated_and_the_others_still_answered(capsys, tiny_bert_hf, tmp_path):
+    """It aborted the whole run (exit 2, no JSON) after the models before it had been measured."""
+    damaged = tmp_path / "damaged"
+    shutil.copytree(tiny_bert_hf, damaged)
+    with open(damaged / "model.safetensors", "r+b") as f:
+        f.truncate(1000)
+    assert cli.main(["fit", "--ram", "8GB", "--model", str(tiny_bert_hf), "--model", str(damaged), "--json"]) == 0
+    good, bad = json.loads(capsys.readouterr().out)["models"]
+    assert good["status"] == "measured" and good["measure_error"] is None
+    assert bad["status"] == "estimate" and "is not a readable safetensors file" in bad["measure_error"]
+    assert any("it does not load" in n and "estimated from its config.json" in n for n in bad["notes"])

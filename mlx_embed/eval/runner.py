@@ -45,7 +45,11 @@ def evaluate(embedder, corpus: Corpus, ks: tuple[int, ...] = (1, 3, 5, 10)) -> d
     return {"encode_s": encode_s, **evaluate_run(run, corpus.qrels, ks)}
 
 
-def run_models(models: list[str], corpora: list[str], k: int = 5) -> list[ModelRow]:
+def run_models(
+    models: list[str], corpora: list[str], k: int = 5, failed: dict[str, str] | None = None
+) -> list[ModelRow]:
+    """A row per model; with ``failed``, a model that does not load is put there (name -> why) and the others
+    are still scored, else its error propagates."""
     import mlx_embed
     from mlx_embed.stats import checkpoint_stats, files_float_dtype, weight_format
 
@@ -53,7 +57,13 @@ def run_models(models: list[str], corpora: list[str], k: int = 5) -> list[ModelR
     rows = []
     for name in models:
         start = time.perf_counter()
-        embedder = mlx_embed.load(name)
+        try:
+            embedder = mlx_embed.load(name)
+        except (ValueError, OSError) as err:
+            if failed is None:
+                raise
+            failed[name] = str(err)
+            continue
         load_s = time.perf_counter() - start
         stats = checkpoint_stats(embedder.path)
         weights = weight_format(embedder.config, files_float_dtype(embedder.path))
@@ -155,7 +165,10 @@ def run(args) -> int:
         except ImportError as err:
             raise ValueError("--plot needs matplotlib: pip install 'mlx-embed[plot]'") from err
     resolve_all(args.model)
-    rows = run_models(args.model, args.corpus or list_corpora(), args.k)
+    failed: dict[str, str] = {}
+    rows = run_models(args.model, args.corpus or list_corpora(), args.k, failed if len(args.model) > 1 else None)
+    if not rows:
+        raise ValueError("no model could be scored: " + "; ".join(f"{name}: {why}" for name, why in failed.items()))
     if args.json:
         json.dump([asdict(r) for r in rows], sys.stdout, indent=2)
         print()
@@ -164,4 +177,6 @@ def run(args) -> int:
     if args.plot:
         plot(rows, args.k, args.plot)
         print(f"wrote {args.plot}", file=sys.stderr)
-    return 0
+    for name, why in failed.items():
+        print(f"mlx-embed eval: {name} was not scored: {why}", file=sys.stderr)
+    return 1 if failed else 0
