@@ -1017,7 +1017,8 @@ def report(
             else:
                 model.notes.append(f"weights present, but measurements here are for {here}, not {backend}")
             row["source"] = origin if resolved is None else resolved.source
-            row["weight_format"] = weight_format(config, files_float_dtype(path) if resolved is not None and not unloadable else None)
+            readable = resolved is not None and not unloadable
+            row["weight_format"] = weight_format(config, files_float_dtype(path) if readable else None)
             row["bits_per_weight"] = 8 * model.weights_bytes / model.parameters if model.parameters else None
             row["points"] = []
         row.update({k: v for k, v in asdict(model).items() if k != "name"})

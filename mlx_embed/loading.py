@@ -110,7 +110,7 @@ def _from_hub(repo_id: str, revision: str | None, offline: bool) -> tuple[Path, 
     missing = _snapshot_gaps(fetched)
     if missing:
         return IncompleteSnapshot(f"the cached snapshot {fetched} lacks {', '.join(missing)} (an interrupted "
-                                  "download?), and the Hub could not complete it")
+                                  "download the Hub could not complete, or files the repository does not have)")
     return fetched, "hub"
 
 

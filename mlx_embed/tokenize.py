@@ -320,8 +320,9 @@ def _word_break(cjk: bool) -> re.Pattern:
 class Squeezer:
     """Shortens a text without changing its WordPiece ids under a BERT tokenizer: each run of whitespace
     becomes one space, each word of over ``max_word`` letters (one [UNK], whatever they are) ``max_word + 1``
-    x's, each run of silent characters (below) one, or none between whitespace and at the ends. What counts as whitespace and as a letter is asked of the tokenizer's own normalizer and pre-tokenizer,
-    one character at a time between two letters: whitespace splits them and leaves nothing, a letter keeps
+    x's, each run of silent characters (below) one, or none between whitespace and at the ends. What counts as
+    whitespace and as a letter is asked of the tokenizer's own normalizer and pre-tokenizer, one character at a
+    time between two letters: whitespace splits them and leaves nothing, a letter keeps
     them one word and adds at least one character, a silent character (an accent that ``strip_accents``
     drops, a format character) keeps them one word and adds none, so it may sit in a long word but does not
     count. Anything else (punctuation, characters the normalizer decomposes into punctuation, CJK it splits)
