@@ -102,12 +102,14 @@ def _from_hub(repo_id: str, revision: str | None, offline: bool) -> tuple[Path, 
         err = e
     if offline:
         return err
+    interrupted = isinstance(err, IncompleteSnapshot)
     try:
         fetched = Path(snapshot_download(repo_id, revision=revision, allow_patterns=ALLOW_PATTERNS))
     except Exception as err:  # noqa: BLE001 - network, auth, 404: all reported below with the fix
         return err
-    # huggingface_hub returns the cached snapshot as it is when the Hub cannot be reached
-    missing = _snapshot_gaps(fetched)
+    # huggingface_hub returns the cached snapshot as it is when the Hub cannot be reached; a first download of a
+    # repository without safetensors is complete, and load_weights says what it lacks
+    missing = _snapshot_gaps(fetched) if interrupted else []
     if missing:
         return IncompleteSnapshot(f"the cached snapshot {fetched} lacks {', '.join(missing)} (an interrupted "
                                   "download the Hub could not complete, or files the repository does not have)")

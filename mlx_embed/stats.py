@@ -66,13 +66,14 @@ def weight_files(folder: Path) -> list[Path]:
     return [folder / n for n in sorted(names)]
 
 
+MAX_SHARDS = 10_000  # a name claiming more is taken as it is (no sibling named missing)
 _SHARD = re.compile(r"(.+)-(\d+)-of-(\d+)\.safetensors")
 
 
 def _sibling_shards(name: str) -> list[str]:
     """Every shard a sharded file's name implies (``model-00001-of-00002.safetensors``: both), else none."""
     m = _SHARD.fullmatch(name)
-    if m is None or len(m.group(2)) != len(m.group(3)):
+    if m is None or len(m.group(2)) != len(m.group(3)) or int(m.group(3)) > MAX_SHARDS:
         return []
     width, total = len(m.group(3)), int(m.group(3))
     return [f"{m.group(1)}-{i:0{width}d}-of-{m.group(3)}.safetensors" for i in range(1, total + 1)]

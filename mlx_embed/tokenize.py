@@ -426,10 +426,19 @@ class Squeezer:
 
 
 def _one_silent(m: re.Match) -> str:
-    """One character for a run the normalizer deletes: a starter where the run holds one, since a starter stops
-    canonical reordering of the marks around it (one does as well as many), else any: the others go with it."""
+    """One character for a run the normalizer deletes: one that stops canonical reordering of the marks around
+    it where the run holds one (one does as well as many), else any, the run then being transparent to it."""
     run = m.group(0)
-    return next((c for c in run if not unicodedata.combining(c)), run[0])
+    return next((c for c in run if _blocks_reordering(c)), run[0])
+
+
+@functools.lru_cache(maxsize=4096)
+def _blocks_reordering(c: str) -> bool:
+    """Whether ``c`` reaches NFD (``clean_text`` first deletes control, format, private-use characters and
+    U+FFFD) and decomposes to hold a starter (U+0F73 has class 0 but decomposes into marks): the characters
+    canonical reordering cannot move marks across. The combining grapheme joiner U+034F is one."""
+    return (not unicodedata.category(c).startswith("C") and c != "\ufffd"
+            and any(not unicodedata.combining(d) for d in unicodedata.normalize("NFD", c)))
 
 
 def _word_boundary(text: str, lo: int, hi: int, cjk: bool) -> int | None:

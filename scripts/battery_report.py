@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import re
 import sys
 from datetime import date
 from pathlib import Path
@@ -58,8 +59,9 @@ def main() -> int:
 
         if not isinstance(err, ModelNotFoundError):
             parser.error(str(err))
+        repo = re.search(r"Weights for '([^']+)'", str(err))
         parser.error(f"{str(err).split(' Fix: ')[0].rstrip('.')}. The battery runs offline: give --model a folder, or "
-                     "download the model once with network (`hf download <Hub id>`)")
+                     f"download the model once with network (`hf download {repo.group(1) if repo else args.model}`)")
     spec = registry.find(args.model)
     alias = spec.alias if spec else embedder.spec.alias
     packaged = alias in PACKAGED and package_folder(alias) == embedder.path

@@ -330,12 +330,11 @@ def main() -> int:
     if args.peer_texts < 0:
         parser.error(f"--peer-texts must be >= 0 (0: all), got {args.peer_texts}")
     if args.json and args.json != "-":  # before minutes of measuring
-        from mlx_embed.textfile import check_writable
-
-        try:
-            check_writable(Path(args.json), f"--json {args.json}")
-        except (OSError, ValueError) as err:
-            parser.error(str(err))
+        target = Path(args.json)
+        if not target.resolve().parent.is_dir():
+            parser.error(f"--json {args.json}: no such folder {target.resolve().parent}")
+        if target.is_dir():
+            parser.error(f"--json {args.json} is a folder: give a file name (or --json - for stdout)")
     if "mlx-embeddings" in engines and shutil.which(args.peer_python) is None:
         parser.error(f"--peer-python {args.peer_python}: no such program")
     src = minilm_folder(args.model_dir)

@@ -946,6 +946,9 @@ def test_a_shard_missing_without_an_index_is_named(tiny_bert_hf, tmp_path):
     with pytest.raises(ModelNotFoundError, match=r"lacks model-00002-of-00002.safetensors \(its other shards' names"):
         mlx_embed.load(folder)
     save_file({k: tensors[k] for k in keys[20:]}, str(folder / "model-00002-of-00002.safetensors"))
+    from mlx_embed.stats import _sibling_shards  # a name claiming millions of shards is not enumerated (78 s)
+
+    assert _sibling_shards("model-0000001-of-3000000.safetensors") == [] and len(_sibling_shards("m-001-of-300.safetensors")) == 300
     np.testing.assert_allclose(mlx_embed.load(folder).encode(TEXTS), mlx_embed.load(tiny_bert_hf).encode(TEXTS), atol=1e-6)
 
 
@@ -964,6 +967,8 @@ def test_a_dangling_file_in_a_subfolder_is_named_with_its_folder(tiny_bert_hf, t
         ({"rope_parameters": ["default"]}, r"rope_parameters is \['default'\], expected an object"),
         ({"rms_norm_eps": 0}, r"rms_norm_eps is 0, expected a number > 0"),
         ({"rope_theta": -1.0}, r"rope_theta is -1.0, expected a number > 0"),
+        ({"rms_norm_eps": None}, r"rms_norm_eps is None, expected a number > 0"),
+        ({"rope_theta": None, "rope_parameters": None, "rope_scaling": None}, r"rope_theta is None, expected a number > 0"),
     ],
 )
 def test_malformed_qwen3_settings_name_the_file(tiny_qwen3_hf, tmp_path, change, match):
@@ -977,7 +982,19 @@ def test_malformed_qwen3_settings_name_the_file(tiny_qwen3_hf, tmp_path, change,
         mlx_embed.load(folder)
 
 
-@pytest.mark.parametrize("change", [{"is_decoder": True}, {"add_cross_attention": True}, {"layer_norm_eps": -1e-12}])
+def test_a_null_rope_theta_is_taken_from_rope_parameters(tiny_qwen3_hf, tmp_path):
+    """transformers 5 loads {"rope_theta": null, "rope_parameters": {"rope_theta": ...}}: so does mlx_embed."""
+    folder = tmp_path / "m"
+    shutil.copytree(tiny_qwen3_hf, folder)
+    config = json.loads((folder / "config.json").read_text())
+    theta = config.get("rope_theta") or config["rope_parameters"]["rope_theta"]
+    moved = {**config, "rope_theta": None, "rope_parameters": {"rope_type": "default", "rope_theta": theta}}
+    (folder / "config.json").write_text(json.dumps(moved))
+    np.testing.assert_array_equal(mlx_embed.load(folder).encode(TEXTS), mlx_embed.load(tiny_qwen3_hf).encode(TEXTS))
+
+
+@pytest.mark.parametrize("change", [{"is_decoder": True}, {"add_cross_attention": True}, {"layer_norm_eps": -1e-12},
+                                    {"layer_norm_eps": None}])
 def test_bert_settings_that_change_the_computation_are_refused(tiny_bert_hf, tmp_path, change):
     """transformers masks a decoder BERT causally; mlx_embed ran it bidirectionally without a word."""
     folder = tmp_path / "m"
@@ -1041,3 +1058,22 @@ def test_a_token_type_past_the_models_table_is_refused(tiny_bert_hf, tmp_path, t
     tokenizer["post_processor"]["single"][-1]["SpecialToken"]["type_id"] = 1
     (folder / "tokenizer.json").write_text(json.dumps(tokenizer))
     mlx_embed.load(folder).encode("a type the table holds")
+
+
+def test_a_first_download_without_safetensors_says_what_the_repository_lacks(tiny_bert_hf, tmp_path, monkeypatch):
+    """A repository that publishes no safetensors downloads complete: that is no interrupted download."""
+    import huggingface_hub
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    snapshot = tmp_path / "snapshot"
+    shutil.copytree(tiny_bert_hf, snapshot, ignore=shutil.ignore_patterns("*.safetensors"))
+
+    def snapshot_download(repo_id, revision=None, allow_patterns=None, local_files_only=False):
+        if local_files_only:
+            raise LocalEntryNotFoundError("not in the cache")
+        return str(snapshot)
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", snapshot_download)
+    monkeypatch.setattr(loading, "_offline", lambda local_files_only: False)
+    with pytest.raises(ModelNotFoundError, match=r"No \*.safetensors weights in .*snapshot \(found: "):
+        mlx_embed.load("org/bin-only")

@@ -22,8 +22,8 @@ def _run(script: str, *args: str) -> subprocess.CompletedProcess:
         ("bench.py", ["--batch-size", "0"], "argument --batch-size: must be an integer >= 1"),
         ("bench.py", ["--model-dir", "/nonexistent"], "--model-dir /nonexistent: not a Hugging Face folder"),
         ("bench.py", ["--engines", "mlx-embeddings", "--peer-python", "/nonexistent/python"], "no such program"),
-        ("bench.py", ["--json", "/nonexistent/x.json"], "--json /nonexistent/x.json: the folder /nonexistent does not exist"),
-        ("bench.py", ["--json", str(SCRIPTS)], "is not a regular file: give a file name"),  # was: after the whole run
+        ("bench.py", ["--json", "/nonexistent/x.json"], "--json /nonexistent/x.json: no such folder"),
+        ("bench.py", ["--json", str(SCRIPTS)], "is a folder: give a file name (or --json - for stdout)"),  # was: after the run
         ("rss_soak.py", ["--high-water", "inf"], "argument --high-water: must be a number of MB >= 0 or -1 (never)"),
         ("rss_soak.py", ["--high-water", "nan"], "argument --high-water: must be a number of MB >= 0 or -1"),
         ("rss_soak.py", ["--cache-limit", "-1"], "argument --cache-limit: must be a number of MB >= 0, got '-1'"),

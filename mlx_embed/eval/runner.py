@@ -166,15 +166,13 @@ def run(args) -> int:
             raise ValueError("--plot needs matplotlib: pip install 'mlx-embed[plot]'") from err
     resolve_all(args.model)
     failed: dict[str, str] = {}
-    rows = run_models(args.model, args.corpus or list_corpora(), args.k, failed if len(args.model) > 1 else None)
-    if not rows:
-        raise ValueError("no model could be scored: " + "; ".join(f"{name}: {why}" for name, why in failed.items()))
+    rows = run_models(args.model, args.corpus or list_corpora(), args.k, failed)
     if args.json:
         json.dump([asdict(r) for r in rows], sys.stdout, indent=2)
         print()
-    else:
+    elif rows:
         print(format_tables(rows, args.k, markdown=args.markdown))
-    if args.plot:
+    if args.plot and rows:
         plot(rows, args.k, args.plot)
         print(f"wrote {args.plot}", file=sys.stderr)
     for name, why in failed.items():

@@ -40,8 +40,9 @@ class ModelArgs:
         if params.get("is_decoder") or params.get("add_cross_attention"):  # transformers then masks causally
             raise ValueError("BERT as a decoder (is_decoder / add_cross_attention: true) is not supported")
         args = cls(**{k: v for k, v in params.items() if k in inspect.signature(cls).parameters})
-        if args.layer_norm_eps < 0:
-            raise ValueError(f"layer_norm_eps is {args.layer_norm_eps}, expected a number >= 0: correct config.json or re-download the model")
+        eps = args.layer_norm_eps
+        if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not eps >= 0:
+            raise ValueError(f"layer_norm_eps is {eps}, expected a number >= 0: correct config.json or re-download the model")
         if args.hidden_size % args.num_attention_heads:
             raise ValueError(
                 f"hidden_size={args.hidden_size} is not a multiple of num_attention_heads={args.num_attention_heads}"

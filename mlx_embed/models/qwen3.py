@@ -37,7 +37,7 @@ class ModelArgs:
             if params.get(key) is not None and not isinstance(params[key], dict):
                 raise ValueError(f"{key} is {params[key]!r}, expected an object (or null): correct config.json or re-download the model")
         rope = params.get("rope_parameters") or params.get("rope_scaling") or {}  # transformers >= 5 keeps rope_theta here
-        if "rope_theta" not in params and "rope_theta" in rope:
+        if params.get("rope_theta") is None and "rope_theta" in rope:
             params["rope_theta"] = rope["rope_theta"]
         scaling = params.get("rope_scaling") or {}
         for r in (rope, scaling):
@@ -51,7 +51,8 @@ class ModelArgs:
             raise ValueError("Qwen3 with attention_bias: true is not supported (Qwen3's projections have no bias)")
         args = cls(**{k: v for k, v in params.items() if k in inspect.signature(cls).parameters})
         for key in ("rms_norm_eps", "rope_theta"):
-            if not getattr(args, key) > 0:
+            value = getattr(args, key)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
                 raise ValueError(f"{key} is {getattr(args, key)!r}, expected a number > 0: correct config.json or re-download the model")
         if args.head_dim is None:  # "head_dim": null, where transformers' attention falls back to this
             args.head_dim = args.hidden_size // args.num_attention_heads
