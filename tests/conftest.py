@@ -199,6 +199,16 @@ def tiny_qwen3_hf(tmp_path_factory) -> Path:
     return folder
 
 
+@pytest.fixture
+def damaged_bert(tmp_path, tiny_bert_hf) -> Path:
+    """``tiny_bert_hf`` with its weights cut to 1,000 bytes: found, but it does not load."""
+    folder = tmp_path / "damaged"
+    shutil.copytree(tiny_bert_hf, folder)
+    with open(folder / "model.safetensors", "r+b") as f:
+        f.truncate(1000)
+    return folder
+
+
 def _converted(tmp_path_factory, src: Path, name: str, bits: int, group_size: int) -> Path:
     from mlx_embed.conversion import convert
 

@@ -117,14 +117,9 @@ def test_tables_say_which_weights_were_scored(tiny_bert_hf, tiny_bert_4bit, caps
     assert f"{tiny_bert_hf}: folder ({tiny_bert_hf})" in tail and f"{tiny_bert_4bit}: folder ({tiny_bert_4bit})" in tail
 
 
-def test_a_model_that_does_not_load_is_named_and_the_others_still_scored(tiny_bert_hf, tmp_path, capsys):
+def test_a_model_that_does_not_load_is_named_and_the_others_still_scored(tiny_bert_hf, damaged_bert, capsys):
     """It ended the run (exit 2, nothing printed) after the models before it had been scored."""
-    import shutil
-
-    damaged = tmp_path / "damaged"
-    shutil.copytree(tiny_bert_hf, damaged)
-    with open(damaged / "model.safetensors", "r+b") as f:
-        f.truncate(1000)
+    damaged = damaged_bert
     assert main(["eval", "--model", str(tiny_bert_hf), "--model", str(damaged), "--corpus", "code", "--json"]) == 1
     out, err = capsys.readouterr()
     assert [row["model"] for row in json.loads(out)] == [str(tiny_bert_hf)]

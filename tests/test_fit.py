@@ -808,13 +808,9 @@ def test_default_points_leave_two_long_texts_to_the_streams():
     assert (4, 4096) in fit._points_for(4096, None, fit.Batching(16384))
 
 
-def test_a_model_that_does_not_load_is_estimated_and_the_others_still_answered(capsys, tiny_bert_hf, tmp_path):
+def test_a_model_that_does_not_load_is_estimated_and_the_others_still_answered(capsys, tiny_bert_hf, damaged_bert):
     """It aborted the whole run (exit 2, no JSON) after the models before it had been measured."""
-    damaged = tmp_path / "damaged"
-    shutil.copytree(tiny_bert_hf, damaged)
-    with open(damaged / "model.safetensors", "r+b") as f:
-        f.truncate(1000)
-    assert cli.main(["fit", "--ram", "8GB", "--model", str(tiny_bert_hf), "--model", str(damaged), "--json"]) == 0
+    assert cli.main(["fit", "--ram", "8GB", "--model", str(tiny_bert_hf), "--model", str(damaged_bert), "--json"]) == 0
     good, bad = json.loads(capsys.readouterr().out)["models"]
     assert good["status"] == "measured" and good["measure_error"] is None
     assert bad["status"] == "estimate" and "is not a readable safetensors file" in bad["measure_error"]
