@@ -6,6 +6,7 @@ import os
 import sys
 import threading
 import warnings
+from collections import UserString
 from collections.abc import Callable, ItemsView, Iterator, KeysView, Mapping, Sequence, Set, ValuesView
 from dataclasses import dataclass
 from pathlib import Path
@@ -136,6 +137,9 @@ def _check_texts(texts: object, single: bool = False) -> list[str]:
             f"texts must be ordered (a list, tuple, iterator or 1-D array of str), got {type(texts).__name__}: "
             f"the output rows follow the input order, so pass {fix}"
         )
+    if isinstance(texts, UserString):
+        name = "text" if single else "texts"
+        raise TypeError(f"{name} is a {type(texts).__name__}, not str: pass str({name}) for one text")
     if isinstance(texts, (Iterator, KeysView, ValuesView, ItemsView)) or (isinstance(texts, Sequence) and not isinstance(texts, (list, tuple, str, *_BYTES))):
         texts = list(texts)
     elif hasattr(texts, "tolist") and getattr(texts, "ndim", 1) == 1 and not isinstance(texts, memoryview):  # 1-D numpy array, pandas Series
@@ -147,7 +151,8 @@ def _check_texts(texts: object, single: bool = False) -> list[str]:
                 what = "NaN" if isinstance(t, float) else "None" if t is None else "pd.NA"
                 raise TypeError(f"{name} is {what} (a missing value, as pandas gives): drop or fill missing texts first")
             if not isinstance(t, str):
-                fix = f" (decode it first: {_decode(t)})" if isinstance(t, _BYTES) else ""
+                fix = (f" (decode it first: {_decode(t)})" if isinstance(t, _BYTES)
+                       else f" (pass str({name}))" if isinstance(t, UserString) else "")
                 raise TypeError(f"{name} is {type(t).__name__}, not str: every input must be a string{fix}")
             _check_unicode(name, t)
         return list(texts)

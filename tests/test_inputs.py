@@ -2,6 +2,7 @@
 
 import json
 import warnings
+from collections import UserString
 
 import numpy as np
 import pytest
@@ -50,6 +51,14 @@ def test_wrong_container_type(minilm, bad):
 def test_bytes_are_refused_with_the_decode_fix(minilm, bad):
     """A memoryview was read as a list of ints ("texts[0] is int"); bytes named no fix."""
     with pytest.raises(TypeError, match=r"(got|texts\[0\] is) (bytes|bytearray|memoryview).*decode"):
+        minilm.encode(bad)
+
+
+@pytest.mark.parametrize("bad,match", [(UserString("hi"), r"^texts is a UserString.*str\(texts\)"),
+                                       (["ok", UserString("hi")], r"^texts\[1\] is UserString.*str\(texts\[1\]\)")])
+def test_user_strings_are_refused_with_the_str_fix(minilm, bad, match):
+    """A UserString is a Sequence: it was read as a list of one-character UserStrings ("texts[0] is UserString")."""
+    with pytest.raises(TypeError, match=match):
         minilm.encode(bad)
 
 
