@@ -85,13 +85,23 @@ def per_text_cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return (a * b).sum(axis=1)
 
 
+def _check_k(k: object) -> None:
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise ValueError(f"k must be an int >= 1 (the number of top documents compared), got {k!r}")
+
+
 def topk_agreement(reference: Embedder, candidate: Embedder, k: int = 5) -> float:
     """Mean overlap of the top-k documents per query (by cosine) on the bundled retrieval corpora."""
     from .eval.corpora import list_corpora, load_corpus
 
+    _check_k(k)
+    corpora = [load_corpus(name) for name in list_corpora()]
+    smallest = min(corpora, key=lambda c: len(c.doc_texts))
+    if k > len(smallest.doc_texts):
+        raise ValueError(f"k={k} is more than the {len(smallest.doc_texts)} documents of the {smallest.name!r} "
+                         f"corpus: pass k <= {len(smallest.doc_texts)}")
     overlaps = []
-    for name in list_corpora():
-        corpus = load_corpus(name)
+    for corpus in corpora:
         docs, queries = corpus.doc_texts, corpus.query_texts
         tops = []
         for model in (reference, candidate):
@@ -103,8 +113,13 @@ def topk_agreement(reference: Embedder, candidate: Embedder, k: int = 5) -> floa
 
 def compare(reference: Embedder, candidate: Embedder, texts: Sequence[str] = SAMPLE_TEXTS, *, retrieval_k: int | None = 5) -> FidelityReport:
     """Compare two Embedders on ``texts`` (and, with ``retrieval_k``, on the bundled retrieval corpora)."""
-    ref = reference.encode(list(texts))
-    cand = candidate.encode(list(texts))
+    texts = [texts] if isinstance(texts, str) else list(texts)
+    if len(texts) < 2:
+        raise ValueError(f"compare needs at least 2 texts (the Spearman correlation is over pairs), got {len(texts)}")
+    if retrieval_k is not None:
+        _check_k(retrieval_k)
+    ref = reference.encode(texts)
+    cand = candidate.encode(texts)
     if ref.shape[1] != cand.shape[1]:
         raise ValueError(
             f"the two models give vectors of different sizes ({ref.shape[1]} and {cand.shape[1]}): "
@@ -122,6 +137,6 @@ def compare(reference: Embedder, candidate: Embedder, texts: Sequence[str] = SAM
         topk_agreement=agreement,
         topk=retrieval_k if agreement is not None else None,
         per_text=tuple(float(c) for c in cos),
-        worst_text=list(texts)[int(np.argmin(cos))],
+        worst_text=texts[int(np.argmin(cos))],
         settings_differ=spec_differences(reference, candidate),
     )

@@ -185,3 +185,36 @@ def test_every_setting_that_changes_the_vectors_is_reported():
         assert getattr(base, name) != value
         got = spec_differences(Model(base), Model(dataclasses.replace(base, **{name: value})))
         assert got == (f"{name}: {getattr(base, name)!r} vs {value!r}",), name
+
+
+def test_compare_reads_a_generator_once():
+    """A generator of texts is read once: encoding it twice gave the candidate nothing to encode."""
+    report = compare(Fixed(REFERENCE), Fixed(CANDIDATE), (t for t in TEXTS), retrieval_k=None)
+    assert report.n_texts == 4 and report.worst_text == "beta"
+    assert report.cosine_min == pytest.approx(0.6, abs=1e-6)
+
+
+@pytest.mark.parametrize("texts", [["alpha"], [], "alpha"])
+def test_compare_needs_two_texts(texts):
+    with pytest.raises(ValueError, match=r"at least 2 texts \(the Spearman correlation is over pairs\)"):
+        compare(Fixed(REFERENCE), Fixed(REFERENCE), texts, retrieval_k=None)
+
+
+@pytest.mark.parametrize("k", [0, -1, 2.0, True, "5"])
+def test_retrieval_k_must_be_a_positive_int(k):
+    from mlx_embed import fidelity
+
+    with pytest.raises(ValueError, match=r"k must be an int >= 1"):
+        compare(Fixed(REFERENCE), Fixed(CANDIDATE), TEXTS, retrieval_k=k)
+    with pytest.raises(ValueError, match=r"k must be an int >= 1"):
+        fidelity.topk_agreement(Fixed(REFERENCE), Fixed(CANDIDATE), k=k)
+
+
+def test_k_beyond_a_corpus_is_refused_with_the_largest_valid_k():
+    """Top-k of a corpus with fewer than k documents compares whole corpora (agreement 1 by construction)."""
+    from mlx_embed import fidelity
+    from mlx_embed.eval.corpora import list_corpora, load_corpus
+
+    smallest = min(len(load_corpus(n).doc_texts) for n in list_corpora())
+    with pytest.raises(ValueError, match=rf"k={smallest + 1} is more than the {smallest} documents .* pass k <= {smallest}"):
+        fidelity.topk_agreement(Fixed(REFERENCE), Fixed(CANDIDATE), k=smallest + 1)

@@ -464,3 +464,15 @@ def test_fractional_labels_count_as_their_integer_part_in_every_metric_as_in_ran
         expected = _ranx({"q": run}, {"q": qrels}, list(functions))["means"]
         for name, fn in functions.items():
             assert fn(ranked, qrels, 3) == pytest.approx(expected[name], abs=1e-12), (qrels, name)
+
+
+def test_integer_ids_in_qrels_match_the_string_ids_of_rank():
+    """rank() gives string ids (as trec_eval reads them); qrels written with integer ids must still match them.
+    Both queries rank their one relevant doc first, so every metric is 1 (integer-vs-string keys gave 0)."""
+    run = rank(np.array([[0.9, 0.1], [0.2, 0.8]]), [10, 20], [1, 2])
+    qrels = {1: {10: 1}, 2: {20: 1}}
+    scores = per_query_metrics(run, qrels, ks=(1,))
+    assert set(scores) == {"1", "2"}
+    for metrics in scores.values():
+        assert metrics == {"P@1": 1.0, "R@1": 1.0, "MRR@1": 1.0, "nDCG@1": 1.0, "MAP@1": 1.0}
+    assert evaluate_run(run, qrels, ks=(1,))["nDCG@1"] == 1.0

@@ -242,17 +242,21 @@ def per_query_metrics(
 ) -> dict[str, dict[str, float]]:
     """Metrics for every query that has at least one relevant doc in ``qrels``.
 
-    Returns ``{query_id: {"P@k": .., "R@k": .., "MRR@k": .., "nDCG@k": .., "MAP@k": ..}}``.
+    Ids compare as strings (as in trec_eval and :func:`rank`), so integer ids in ``qrels`` match ``rank``'s run.
+    Returns ``{str(query_id): {"P@k": .., "R@k": .., "MRR@k": .., "nDCG@k": .., "MAP@k": ..}}``.
     Queries missing from ``run`` are scored as empty rankings (all zeros);
     queries in ``run`` but not in ``qrels`` and queries whose qrels hold no
     label ``>= 1`` are left out.
     """
     ks = _normalise_ks(ks)
+    run = {str(q): {str(d): v for d, v in docs.items()} if isinstance(docs, Mapping) else docs
+           for q, docs in run.items()}  # ids compare as strings, as in trec_eval and rank()
     out: dict[str, dict[str, float]] = {}
     for qid, judgements in qrels.items():
         if not isinstance(judgements, Mapping):
             raise TypeError(f"qrels[{qid!r}] must map doc ids to labels, got {type(judgements).__name__}")
-        gains = _gains(judgements)
+        qid = str(qid)
+        gains = _gains({str(d): g for d, g in judgements.items()})
         relevant = frozenset(d for d, g in gains.items() if g >= 1)
         if not relevant:
             continue
