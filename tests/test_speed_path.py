@@ -909,3 +909,30 @@ def test_openblas_is_loaded_with_the_cpus_kernels_and_the_environment_is_restore
         assert core not in ("Prescott", "Katmai", "Coppermine", "Northwood", "Banias", "Core2", "Penryn", "Dunnington", "Nehalem", "Atom")
     if _blas.core_for(flags) is not None:
         assert core == _blas.core_for(flags)
+
+
+@needs_fast
+def test_gelu_of_very_negative_inputs_is_not_positive():
+    """GELU(x) = x Phi(x) is in (x, 0] for x < 0; float32 rounded the fit's Phi(-4 sqrt 2) to -6e-8, so
+    GELU(-1e7) came out as +0.6."""
+    x = mx.array([-1e7, -1e5, -1e3, -40.0, -8.0])
+    got = np.array(kernels.gelu(x))
+    assert np.all(got <= 0) and np.all(got >= -1e-6)
+
+
+@pytest.mark.parametrize("fused", [False, True])
+def test_a_text_with_no_visible_key_attends_every_key_evenly(monkeypatch, cpu_device, fused):
+    """Both paths agree with MLX's own attention (the mean of the values) for an all-padding text;
+    the fused path gave NaN (0 / 0) there."""
+    if not fused:
+        monkeypatch.setattr(kernels, "_disabled_reason", "test")
+    elif not kernels.enabled():
+        pytest.skip(f"fused CPU kernels off: {kernels.reason()}")
+    rng = np.random.default_rng(2)
+    q, k, v = (rng.standard_normal((2, 4, 5, 8)).astype(np.float32) for _ in range(3))
+    keys = np.array([[1, 1, 1, 0, 0], [0, 0, 0, 0, 0]], np.int32)
+    got = np.array(kernels.attend(mx.array(q), mx.array(k), mx.array(v), 0.3, mx.array(keys)))
+    np.testing.assert_allclose(got[1], np.broadcast_to(v[1].mean(axis=1, keepdims=True), (4, 5, 8)), atol=1e-5)
+    expected = _attention64(q[:1].astype(np.float64), k[:1].astype(np.float64), v[:1].astype(np.float64), 0.3,
+                            keys[:1, None, None, :] != 0)
+    assert np.abs(got[:1] - expected).max() < 2e-5
