@@ -7,7 +7,7 @@ import sys
 import threading
 import warnings
 from collections import UserString
-from collections.abc import Callable, ItemsView, Iterator, KeysView, Mapping, Sequence, Set, ValuesView
+from collections.abc import Callable, ItemsView, Iterable, Iterator, KeysView, Mapping, Sequence, Set, ValuesView
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypedDict
@@ -144,6 +144,8 @@ def _check_texts(texts: object, single: bool = False) -> list[str]:
         texts = list(texts)
     elif hasattr(texts, "tolist") and getattr(texts, "ndim", 1) == 1 and not isinstance(texts, memoryview):  # 1-D numpy array, pandas Series
         texts = texts.tolist()
+    elif isinstance(texts, Iterable) and not hasattr(texts, "shape") and not isinstance(texts, (list, tuple, str, *_BYTES)):
+        texts = list(texts)  # any other ordered collection (a dataset column, a custom container)
     if isinstance(texts, (list, tuple)):
         for i, t in enumerate(texts):
             name = "text" if single else f"texts[{i}]"
@@ -166,7 +168,7 @@ def _check_texts(texts: object, single: bool = False) -> list[str]:
         fix = ": a 0-D array holds one text, pass arr.item()"
     else:
         fix = ""
-    raise TypeError(f"texts must be a str or a list of str (or a tuple, iterator or 1-D array of str), got {got}{fix}")
+    raise TypeError(f"texts must be a str or a list of str (or a tuple, iterable or 1-D array of str), got {got}{fix}")
 
 
 def _check_unicode(name: str, text: str) -> None:

@@ -98,13 +98,28 @@ class _SeriesLike:
         return list(self.items)
 
 
-@pytest.mark.parametrize("make", [np.array, _SeriesLike, lambda t: (x for x in t), iter], ids=["ndarray", "series", "generator", "iterator"])
+class _Column:
+    """An ordered collection that is neither a Sequence nor an Iterator (a dataset column, say): only
+    ``__iter__`` and ``__len__``."""
+
+    def __init__(self, items):
+        self.items = items
+
+    def __iter__(self):
+        return iter(self.items)
+
+    def __len__(self):
+        return len(self.items)
+
+
+@pytest.mark.parametrize("make", [np.array, _SeriesLike, lambda t: (x for x in t), iter, _Column],
+                         ids=["ndarray", "series", "generator", "iterator", "iterable"])
 def test_array_series_and_iterators_of_str_are_accepted(minilm, make):
     texts = ["hello there", "Как дела?"]
     np.testing.assert_array_equal(minilm.encode(make(texts)), minilm.encode(texts))
 
 
-@pytest.mark.parametrize("make", [lambda t: np.array(t, dtype=object), _SeriesLike, iter])
+@pytest.mark.parametrize("make", [lambda t: np.array(t, dtype=object), _SeriesLike, iter, _Column])
 def test_non_str_items_of_arrays_and_iterators_name_their_index(minilm, make):
     with pytest.raises(TypeError, match=r"texts\[1\] is int, not str"):
         minilm.encode(make(["ok", 3]))
