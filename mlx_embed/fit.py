@@ -22,7 +22,8 @@ that law put a one-layer Qwen3-0.6B at 14.1 GiB for 8192 tokens; measured: 1.44 
   one text is also measured at 1024, 2048, ... tokens and its max length (``long_working``), and two texts
   there on two CPU streams (``stream_working``: what ``encode`` runs at those lengths). If that
   process dies (out of memory, a crash) or runs past ``MEASURE_TIMEOUT``, the model is estimated instead and the row says why
-  (``measure_error``).
+  (``measure_error``); so is one that does not load (a damaged file), also where it is not measured (another
+  backend, ``--estimate-only``), as far as its safetensors headers and sizes tell.
 * Weights absent ("estimate"): from ``config.json`` or the registry figures below: resident weight
   bytes for the backend (parameters x bits; on the CPU backend mlx_embed dequantizes Linear weights to
   float32 at load, on Metal they stay 4-bit), the measured runtime constants in ``RUNTIME``, and
@@ -72,7 +73,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
-from .stats import files_float_dtype, quantization_config, weight_format
+from .stats import files_float_dtype, quantization_config, tensor_headers, weight_files, weight_format
 
 if TYPE_CHECKING:
     from . import loading, registry
@@ -979,6 +980,11 @@ def report(
             except ChildFailed as err:
                 row["measure_error"] = err.reason
             except ValueError as err:  # it does not load (a damaged file): the others are still answered for
+                row["measure_error"], unloadable = str(err), True
+        elif resolved is not None:  # estimated without loading: a damaged file still gets no verdict as if it loaded
+            try:
+                tensor_headers([f for f in weight_files(resolved.path) if f.is_file()])
+            except ValueError as err:
                 row["measure_error"], unloadable = str(err), True
         if got is not None:
             model = measured_model(name, got, backend)

@@ -80,11 +80,32 @@ def _sibling_shards(name: str) -> list[str]:
 
 
 def safetensors_header(path: Path) -> dict:
+    """``{name: {"dtype", "shape", "data_offsets"}}`` from a safetensors file's header; ValueError naming the
+    file and the fix where the header cannot be read or the data does not match it (a truncated file)."""
+    size = path.stat().st_size
     with open(path, "rb") as f:
-        (n,) = struct.unpack("<Q", f.read(8))
-        header = json.loads(f.read(n))
+        start = f.read(8)
+        n = struct.unpack("<Q", start)[0] if len(start) == 8 else None
+        try:
+            header = json.loads(f.read(n)) if n is not None and n <= size - 8 else None
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            header = None
+    if not isinstance(header, dict):
+        raise _unreadable(path, "its header is cut off or is not JSON")
     header.pop("__metadata__", None)
+    try:
+        end = max((int(info["data_offsets"][1]) for info in header.values()), default=0)
+    except (TypeError, KeyError, IndexError, ValueError):
+        raise _unreadable(path, "its header lists no data offsets") from None
+    if 8 + n + end != size:
+        raise _unreadable(path, f"{size - 8 - n:,} bytes of tensor data where its header lists {end:,}")
     return header
+
+
+def _unreadable(path: Path, what: str) -> ValueError:
+    from ._messages import damaged_file_fix
+
+    return ValueError(f"{path} is not a readable safetensors file ({what}); {damaged_file_fix(path)}")
 
 
 def tensor_headers(files: list[Path]) -> dict[str, dict]:

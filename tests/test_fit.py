@@ -815,3 +815,29 @@ def test_a_model_that_does_not_load_is_estimated_and_the_others_still_answered(c
     assert good["status"] == "measured" and good["measure_error"] is None
     assert bad["status"] == "estimate" and "is not a readable safetensors file" in bad["measure_error"]
     assert any("it does not load" in n and "estimated from its config.json" in n for n in bad["notes"])
+
+
+@pytest.mark.parametrize("cut", ["header", "data"])
+@pytest.mark.parametrize("how", [["--estimate-only"], ["--backend", "metal"]])
+def test_a_damaged_folder_is_named_where_it_is_not_measured(capsys, tiny_bert_hf, tmp_path, cut, how):
+    """Without the measuring process a file cut inside its header gave a raw JSONDecodeError (exit 2), and
+    one cut inside its data a verdict as if it loaded."""
+    folder = tmp_path / "damaged"
+    shutil.copytree(tiny_bert_hf, folder)
+    weights = folder / "model.safetensors"
+    size = weights.stat().st_size
+    with open(weights, "r+b") as f:
+        f.truncate(100 if cut == "header" else size // 2)
+    assert cli.main(["fit", "--ram", "8GB", "--model", str(folder), "--json", *how]) == 0
+    (row,) = json.loads(capsys.readouterr().out)["models"]
+    assert row["status"] == "estimate"
+    expected = "its header is cut off" if cut == "header" else f"bytes of tensor data where its header lists {size - 8 - _header_length(tiny_bert_hf):,}"
+    assert "is not a readable safetensors file" in row["measure_error"] and expected in row["measure_error"]
+    assert any("it does not load" in n and "encode cannot run it" in n for n in row["notes"])
+
+
+def _header_length(folder) -> int:
+    import struct
+
+    with open(folder / "model.safetensors", "rb") as f:
+        return struct.unpack("<Q", f.read(8))[0]
