@@ -40,3 +40,27 @@ def test_ci_runs_the_readme_test_command():
     # .ci/run executes what it extracted
     assert 'bash -euo pipefail -c "$cmd"' in script
     assert shlex.split(block)  # one well-formed shell line
+
+
+def test_command_synopses_list_every_flag_of_every_command():
+    """The README's command block names each `mlx-embed` command and exactly the flags its parser takes."""
+    from mlx_embed.cli import build_parser
+
+    after = (ROOT / "README.md").read_text().split("<!-- commands -->\n", 1)[1]
+    block = re.match(r"```text\n(.*?)\n```", after, re.S).group(1)
+    documented: dict[str, set[str]] = {}
+    command = None
+    for line in block.splitlines():
+        line = line.split("  #", 1)[0]
+        if line.startswith("mlx-embed "):
+            command = line.split()[1]
+            documented[command] = set()
+        elif not line.startswith(" "):
+            command = None
+        if command:
+            documented[command] |= set(re.findall(r"(?<![\w-])(--?[a-z][\w-]*)", line.replace(f"mlx-embed {command}", "")))
+    subparsers = next(a for a in build_parser()._actions if a.dest == "command").choices
+    assert set(documented) == set(subparsers)
+    for name, parser in subparsers.items():
+        flags = {o for a in parser._actions for o in a.option_strings if o not in ("-h", "--help")}
+        assert documented[name] == flags, name
