@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING
@@ -85,21 +86,24 @@ def per_text_cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return (a * b).sum(axis=1)
 
 
-def _check_k(k: object) -> None:
-    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-        raise ValueError(f"k must be an int >= 1 (the number of top documents compared), got {k!r}")
-
-
-def topk_agreement(reference: Embedder, candidate: Embedder, k: int = 5) -> float:
-    """Mean overlap of the top-k documents per query (by cosine) on the bundled retrieval corpora."""
+def _corpora_for(k: object) -> list:
+    """The bundled retrieval corpora, once ``k`` is known to be a number of top documents each of them has."""
     from .eval.corpora import list_corpora, load_corpus
 
-    _check_k(k)
+    if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 1:
+        raise ValueError(f"k must be an int >= 1 (the number of top documents compared), got {k!r}")
     corpora = [load_corpus(name) for name in list_corpora()]
     smallest = min(corpora, key=lambda c: len(c.doc_texts))
     if k > len(smallest.doc_texts):
         raise ValueError(f"k={k} is more than the {len(smallest.doc_texts)} documents of the {smallest.name!r} "
                          f"corpus: pass k <= {len(smallest.doc_texts)}")
+    return corpora
+
+
+def topk_agreement(reference: Embedder, candidate: Embedder, k: int = 5) -> float:
+    """Mean overlap of the top-k documents per query (by cosine) on the bundled retrieval corpora."""
+    corpora = _corpora_for(k)
+    k = int(k)
     overlaps = []
     for corpus in corpora:
         docs, queries = corpus.doc_texts, corpus.query_texts
@@ -117,7 +121,7 @@ def compare(reference: Embedder, candidate: Embedder, texts: Sequence[str] = SAM
     if len(texts) < 2:
         raise ValueError(f"compare needs at least 2 texts (the Spearman correlation is over pairs), got {len(texts)}")
     if retrieval_k is not None:
-        _check_k(retrieval_k)
+        _corpora_for(retrieval_k)
     ref = reference.encode(texts)
     cand = candidate.encode(texts)
     if ref.shape[1] != cand.shape[1]:
@@ -135,7 +139,7 @@ def compare(reference: Embedder, candidate: Embedder, texts: Sequence[str] = SAM
         cosine_p5=float(np.percentile(cos, 5)),
         spearman=spearman(cosine_scores(ref, ref)[iu], cosine_scores(cand, cand)[iu]),
         topk_agreement=agreement,
-        topk=retrieval_k if agreement is not None else None,
+        topk=int(retrieval_k) if agreement is not None else None,
         per_text=tuple(float(c) for c in cos),
         worst_text=texts[int(np.argmin(cos))],
         settings_differ=spec_differences(reference, candidate),

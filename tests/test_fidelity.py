@@ -216,5 +216,18 @@ def test_k_beyond_a_corpus_is_refused_with_the_largest_valid_k():
     from mlx_embed.eval.corpora import list_corpora, load_corpus
 
     smallest = min(len(load_corpus(n).doc_texts) for n in list_corpora())
-    with pytest.raises(ValueError, match=rf"k={smallest + 1} is more than the {smallest} documents .* pass k <= {smallest}"):
+    refused = rf"k={smallest + 1} is more than the {smallest} documents .* pass k <= {smallest}"
+    with pytest.raises(ValueError, match=refused):
         fidelity.topk_agreement(Fixed(REFERENCE), Fixed(CANDIDATE), k=smallest + 1)
+    ref = Fixed(REFERENCE)
+    with pytest.raises(ValueError, match=refused):
+        compare(ref, Fixed(CANDIDATE), TEXTS, retrieval_k=smallest + 1)
+    assert ref.calls == []  # refused before the sample was encoded
+
+
+def test_numpy_integer_k_is_taken(monkeypatch):
+    from mlx_embed import fidelity
+
+    monkeypatch.setattr(fidelity, "topk_agreement", lambda reference, candidate, k: 0.5)
+    report = compare(Fixed(REFERENCE), Fixed(CANDIDATE), TEXTS, retrieval_k=np.int64(3))
+    assert report.topk == 3 and type(report.topk) is int

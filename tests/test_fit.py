@@ -841,3 +841,17 @@ def _header_length(folder) -> int:
 
     with open(folder / "model.safetensors", "rb") as f:
         return struct.unpack("<Q", f.read(8))[0]
+
+
+def test_bytes_past_the_data_are_no_damage(capsys, tiny_bert_hf, tmp_path):
+    """MLX loads a safetensors file with bytes after its data; the header check must not call it damaged."""
+    from mlx_embed.stats import checkpoint_stats
+
+    folder = tmp_path / "padded"
+    shutil.copytree(tiny_bert_hf, folder)
+    with open(folder / "model.safetensors", "ab") as f:
+        f.write(b"\0" * 8)
+    assert checkpoint_stats(folder).parameters == checkpoint_stats(tiny_bert_hf).parameters
+    assert cli.main(["fit", "--ram", "8GB", "--model", str(folder), "--json", "--estimate-only"]) == 0
+    (row,) = json.loads(capsys.readouterr().out)["models"]
+    assert row["measure_error"] is None
