@@ -71,14 +71,19 @@ def _warn_blank(texts: list[str]) -> None:
         )
 
 
-def _npy_path(name: str) -> Path:
-    """Where ``np.save(name)`` writes: ``name`` with ``.npy`` appended when missing."""
+def _npy_path(name: str) -> Path | None:
+    """Where ``np.save(name)`` writes: ``name`` with ``.npy`` appended when missing (not to a device or FIFO,
+    which is refused as named); None for ``-``, stdout."""
+    if name == "-":
+        if sys.stdout.isatty():
+            raise ValueError("--output - writes the .npy bytes to stdout, here a terminal: pipe them on, or give a file name")
+        return None
     path = Path(name)
-    if path.suffix != ".npy" and not path.is_dir():
+    if path.suffix != ".npy" and not path.is_dir() and (path.is_file() or not path.exists()):
         path = path.with_name(path.name + ".npy")
     if path.is_dir():
         raise ValueError(f"--output {name} is a directory: give a file name, e.g. {Path(name) / 'embeddings.npy'}")
-    check_writable(path, f"--output {name}")
+    check_writable(path.resolve(), f"--output {name}")  # resolved: a link to a missing folder fails now, not after the work
     return path
 
 
@@ -96,7 +101,7 @@ def _embed(args) -> int:
         raise ValueError("give TEXTS or --input FILE" + (", not both" if args.texts else ": there is nothing to embed"))
     if args.output == "":
         raise ValueError("--output is empty: give a file name, e.g. embeddings.npy, or leave --output out for JSON")
-    output = _npy_path(args.output) if args.output else None
+    output = _npy_path(args.output) if args.output else False
     texts = read_lines(args.input, "--input") if args.input is not None else args.texts
     if args.input is not None and not texts:
         warnings.warn(f"--input {args.input} has no lines: there is nothing to embed", UserWarning)
@@ -110,10 +115,14 @@ def _embed(args) -> int:
     vectors = encode(texts, batch_size=args.batch_size, dim=args.dim, max_length=args.max_length,
                      truncate=not args.no_truncate, show_progress=args.input is not None and sys.stderr.isatty(),
                      **options)
-    if output:
-        np.save(output, vectors)
+    if output is not False:
+        if output is None:
+            np.save(sys.stdout.buffer, vectors)
+            sys.stdout.flush()
+        else:
+            np.save(output, vectors)
         # which weights made the vectors: an alias may resolve to another checkpoint elsewhere (keep one per index)
-        print(f"wrote {vectors.shape} float32 to {output} (model {embedder.spec.alias}, {weight_format(embedder.config)} "
+        print(f"wrote {vectors.shape} float32 to {output or 'stdout'} (model {embedder.spec.alias}, {weight_format(embedder.config)} "
               f"weights, source: {embedder.source})", file=sys.stderr)
     else:
         json.dump(vectors.tolist(), sys.stdout)
@@ -198,7 +207,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("embed", help="embed texts (arguments or a file, one per line) to JSON or .npy")
     p.add_argument("texts", nargs="*", help="texts to embed (or use --input)")
     p.add_argument("--input", help="a UTF-8 file with one text per line (- for stdin)")
-    p.add_argument("--output", help="write a .npy file (.npy is appended when missing) instead of JSON on stdout")
+    p.add_argument("--output", help="write a .npy file (.npy is appended when missing; - writes the .npy to stdout) instead of JSON on stdout")
     p.add_argument("--model", default="minilm", help=model_help)
     p.add_argument("--pooling", choices=POOLINGS, help=pooling_help)
     p.add_argument("--kind", choices=["plain", "query", "document"], default="plain", help="plain (default): no prompt (but a folder's default_prompt_name); query / document: the model's query / document prompt")

@@ -24,13 +24,19 @@ def read_lines(name: str, option: str) -> list[str]:
         if name == "-":
             raw = getattr(sys.stdin, "buffer", None)
             stream = io.TextIOWrapper(raw, encoding="utf-8-sig", newline="\n") if raw is not None else sys.stdin
-            return [_without_line_end(line) for line in stream]
-        with path.open(encoding="utf-8-sig", newline="\n") as f:
-            return [_without_line_end(line) for line in f]
+            lines = [_without_line_end(line) for line in stream]
+        else:
+            with path.open(encoding="utf-8-sig", newline="\n") as f:
+                lines = [_without_line_end(line) for line in f]
     except UnicodeDecodeError as err:
         utf16 = err.object[:2] in (b"\xff\xfe", b"\xfe\xff")  # the byte-order mark Windows' "Unicode" starts with
         source = "utf-16" if utf16 else "latin1"
         raise ValueError(f"{option} {name} is not UTF-8 text ({err}): convert it, e.g. `iconv -f {source} -t utf-8`") from None
+    for i, line in enumerate(lines):
+        if "\0" in line:  # UTF-16 without a byte-order mark decodes as UTF-8 with a NUL beside every ASCII letter
+            raise ValueError(f"{option} {name} is not UTF-8 text: line {i + 1} holds a NUL character, as UTF-16 "
+                             "without a byte-order mark does: convert it, e.g. `iconv -f utf-16le -t utf-8`")
+    return lines
 
 
 def _without_line_end(line: str) -> str:

@@ -201,6 +201,8 @@ def broken(tmp_path, minilm_path):
     (tmp_path / "dir").mkdir()
     (tmp_path / "latin.txt").write_bytes("café\n".encode("latin-1"))
     (tmp_path / "utf16.txt").write_bytes("café\n".encode("utf-16"))  # with its byte-order mark, as Windows writes it
+    (tmp_path / "utf16le.txt").write_bytes("hello\nworld\n".encode("utf-16-le"))  # without one: valid UTF-8, NULs
+    os.symlink(tmp_path / "nowhere" / "t.npy", tmp_path / "dangling.npy")
     (tmp_path / "file").write_text("x")
     (tmp_path / "readonly").mkdir(mode=0o555)
     os.mkfifo(tmp_path / "fifo.npy")
@@ -222,6 +224,9 @@ def broken(tmp_path, minilm_path):
         (["embed", "--input", "{tmp}/latin.txt"], "--input {tmp}/latin.txt is not UTF-8 text"),
         (["embed", "--input", "{tmp}/latin.txt"], "convert it, e.g. `iconv -f latin1 -t utf-8`"),
         (["embed", "--input", "{tmp}/utf16.txt"], "convert it, e.g. `iconv -f utf-16 -t utf-8`"),
+        (["embed", "--input", "{tmp}/utf16le.txt"], "line 1 holds a NUL character, as UTF-16 without a byte-order mark does: convert it, e.g. `iconv -f utf-16le -t utf-8`"),
+        (["embed", "a", "--output", "{tmp}/dangling.npy"], "--output {tmp}/dangling.npy: the folder {tmp}/nowhere does not exist"),
+        (["embed", "a", "--output", "/dev/null"], "--output /dev/null is not a regular file"),
         (["embed", "a", "--output", "{tmp}/dir"], "--output {tmp}/dir is a directory: give a file name"),
         (["embed", "a", "--output", "{tmp}/nowhere/x.npy"], "the folder {tmp}/nowhere does not exist"),
         (["embed", "a", "--dim", "128", "--model", "{minilm}"], "--dim=128 is not allowed"),
@@ -415,3 +420,19 @@ def test_eval_finds_every_model_before_scoring_any(capsys, monkeypatch, minilm_p
     monkeypatch.setattr(mlx_embed, "load", lambda *a, **k: loaded.append(a) or pytest.fail("loaded a model"))
     rc, out, err = run(capsys, "eval", "--model", minilm_path, "--model", tmp_path / "nope", "--corpus", "code")
     assert rc == 2 and out == "" and "(no such folder)" in err and loaded == []
+
+
+def test_output_dash_writes_the_npy_to_stdout(tiny_bert_hf, capsys):
+    """``--output -`` wrote a file named ``-.npy``; it is stdout, as ``--input -`` is stdin."""
+    import subprocess
+    import sys
+
+    expected = json.loads(run(capsys, "embed", "hello", "world", "--model", tiny_bert_hf, "--pooling", "mean")[1])
+    reader = "import io, sys, numpy as np; print(np.load(io.BytesIO(sys.stdin.buffer.read())).tolist())"
+    command = (f"{sys.executable} -m mlx_embed.cli embed hello world --model {tiny_bert_hf} --pooling mean --output - "
+               f"| {sys.executable} -c '{reader}'")
+    proc = subprocess.run(command, shell=True, capture_output=True, text=True, timeout=120, executable="/bin/bash",
+                          cwd=tiny_bert_hf.parent)
+    assert proc.returncode == 0, proc.stderr
+    assert np.abs(np.array(eval(proc.stdout)) - expected).max() < 1e-6
+    assert "to stdout" in proc.stderr and not (tiny_bert_hf.parent / "-.npy").exists()
