@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Callable
 
 from mlx_embed.registry import POOLINGS
-from mlx_embed.textfile import check_writable, read_lines, terminal_width
+from mlx_embed.textfile import check_writable, printable, read_lines, terminal_width
 
 # Subcommands that live with their feature: each module has add_arguments(parser) and run(args) -> int.
 FEATURE_COMMANDS: dict[str, tuple[str, str]] = {
@@ -35,12 +35,12 @@ DEMO_TEXTS = [
 def _similarity(args) -> int:
     import mlx_embed
 
-    texts = args.texts or DEMO_TEXTS
+    texts = _argv_texts(args.texts) or DEMO_TEXTS
     embedder = mlx_embed.load(args.model, pooling=args.pooling)
     print(f"model: {embedder.spec.alias}  dim: {embedder.dim}  source: {embedder.source} ({embedder.path})")
     vectors = embedder.encode(texts, normalize=True)
     sims = vectors @ vectors.T  # cosine, also for models that score by dot product
-    labels = [t if args.full else _shortened(t, 32) for t in texts]
+    labels = [printable(t) if args.full else _shortened(printable(t), 32) for t in texts]
     width = max(terminal_width(label) for label in labels)
     print(" " * (width + 3) + "".join(f"{i:>7d}" for i in range(len(texts))))
     for i, (label, row) in enumerate(zip(labels, sims)):
@@ -69,6 +69,18 @@ def _warn_blank(texts: list[str]) -> None:
             "line i; drop them from the file if they should not be in an index",
             UserWarning,
         )
+
+
+def _argv_texts(texts: list[str]) -> list[str]:
+    """TEXT arguments, refused where they are not UTF-8 (Python keeps such bytes as lone surrogates)."""
+    for i, text in enumerate(texts):
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as err:
+            byte = text[err.start].encode("utf-8", "surrogateescape")
+            raise ValueError(f"TEXT {i + 1} is not UTF-8 (byte 0x{byte.hex()} at character {err.start}): give UTF-8 text, "
+                             "e.g. convert it with `iconv -f latin1 -t utf-8`") from None
+    return texts
 
 
 def _npy_path(name: str) -> Path | None:
@@ -102,7 +114,7 @@ def _embed(args) -> int:
     if args.output == "":
         raise ValueError("--output is empty: give a file name, e.g. embeddings.npy, or leave --output out for JSON")
     output = _npy_path(args.output) if args.output else False
-    texts = read_lines(args.input, "--input") if args.input is not None else args.texts
+    texts = read_lines(args.input, "--input") if args.input is not None else _argv_texts(args.texts)
     if args.input is not None and not texts:
         warnings.warn(f"--input {args.input} has no lines: there is nothing to embed", UserWarning)
     if args.input is not None:
@@ -279,6 +291,7 @@ _LOAD_ADVICE = "or pass a local folder: mlx_embed.load('/path/to/folder')"
 _FLAGS = {
     "Pass truncate=False to raise instead": "Pass --no-truncate to fail instead",
     "Pass truncate=True to cut them, a larger max_length,": "Drop --no-truncate to cut them, give a larger --max-length,",
+    "leave task out, or pass prompt=... to encode() instead": "leave --task out, or use --kind plain --prompt '...' instead",
     "pass prompt=... to encode() instead": "use --kind plain --prompt '...' instead",
     _LOAD_ADVICE: "or pass a local folder: --model /path/to/folder",
     "pass task=None for the model's default task": "leave --task out for the model's default task",

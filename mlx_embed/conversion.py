@@ -502,6 +502,9 @@ def convert(
     bfloat16 when the source stores bfloat16, else float16 (as mlx-community's BERT files).
     """
     bits, group_size, rounding = _check_options(bits, group_size, recipe, rounding)
+    for name, value in (("report", report), ("overwrite", overwrite)):
+        if not isinstance(value, (bool, np.bool_)):  # overwrite="no" must not replace a folder
+            raise TypeError(f"{name} must be True or False, got {value!r}")
     if isinstance(dst, (str, os.PathLike)) and not os.fspath(dst).strip():
         raise ValueError(f"the destination is {os.fspath(dst)!r}: give the folder to write the converted model to")
     resolved = loading.resolve(loading.full_precision(src))

@@ -79,10 +79,14 @@ def _env_streams() -> int:
     default = min(2, usable_cpus())
     value = os.environ.get("MLX_EMBED_CPU_STREAMS")
     try:
-        return default if value is None else int(value)
+        streams = default if value is None else int(value)
     except ValueError:
-        warnings.warn(f"MLX_EMBED_CPU_STREAMS={value!r} is not an integer; using {default}", stacklevel=2)
+        streams = -1
+    if streams < 0:
+        warnings.warn(f"MLX_EMBED_CPU_STREAMS={value!r} is not an integer >= 0 (0: no worker streams); using {default}",
+                      stacklevel=2)
         return default
+    return streams
 
 
 # On the CPU backend this many batches run at once, each on its own MLX stream (a thread of its own;
@@ -599,18 +603,19 @@ class Embedder:
         if not prompt:
             what, fix = "the special tokens", ""
         elif whose == "user":
-            what, fix = "the special tokens and the prompt", ", or a shorter prompt"
+            what, fix = "the special tokens and the prompt", "use a shorter prompt"
         elif whose == "model":
             template = self._spec.query_prompt or ""
             what = "the special tokens and the model's prompt"
-            fix = (", or a shorter task" if "{task}" in template and prompt != (self._spec.document_prompt or "")
-                   else ", or encode(texts, prompt=...) with a shorter prompt")
+            fix = ("use a shorter task" if "{task}" in template and prompt != (self._spec.document_prompt or "")
+                   else "use encode(texts, prompt=...) with a shorter prompt")
         else:
-            what, fix = "the special tokens and the model's default prompt", ", or pass prompt='' to leave that out"
-        raise ValueError(
-            f"max_length={max_length} leaves no room for the text: {what} already take {n} tokens. "
-            f"Use max_length > {n}{fix}"
-        )
+            what, fix = "the special tokens and the model's default prompt", "pass prompt='' to leave that out"
+        if n < self.position_limit:
+            advice = f"Use max_length > {n}" + (f", or {fix.removeprefix('use ')}" if fix else "")
+        else:  # no max_length the model takes leaves room
+            advice = f"The model takes at most {self.position_limit} tokens: {fix}"
+        raise ValueError(f"max_length={max_length} leaves no room for the text: {what} already take {n} tokens. {advice}")
 
     def _prompt_tokens(self, prompt: str | None) -> int:
         """Tokens pooling leaves out at the start of every text when the model's pooling excludes the

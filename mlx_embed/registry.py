@@ -47,14 +47,14 @@ class ModelSpec:
     def format_query_prompt(self, task: str | None = None) -> str:
         if task is not None and not isinstance(task, str):
             raise TypeError(f"task must be a str or None, got {type(task).__name__}")
-        if task is not None and not task.strip():
-            raise ValueError("task must not be empty: pass task=None for the model's default task")
         if "{task}" not in self.query_prompt or self.default_task is None:  # a folder's own prompt, as written
             if task is not None:
                 raise ValueError(
-                    f"{self.alias} takes no task instruction; pass prompt=... to encode() instead"
+                    f"{self.alias} takes no task instruction: leave task out, or pass prompt=... to encode() instead"
                 )
             return self.query_prompt
+        if task is not None and not task.strip():
+            raise ValueError("task must not be empty: pass task=None for the model's default task")
         if task is not None and "{task}" in task:
             raise ValueError(
                 f"task={task!r} holds the placeholder '{{task}}': pass the instruction itself, "

@@ -70,5 +70,15 @@ def check_writable(path: Path, what: str) -> None:
 
 
 def terminal_width(text: str) -> int:
-    """Columns ``text`` takes in a terminal: CJK and other wide characters take two."""
-    return sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
+    """Columns ``text`` takes in a terminal: CJK and other wide characters take two, combining marks and
+    format characters (a zero-width joiner) none."""
+    return sum(0 if unicodedata.category(c) in ("Mn", "Me", "Cf") else 2 if unicodedata.east_asian_width(c) in "WF" else 1
+               for c in text)
+
+
+def printable(text: str) -> str:
+    """``text`` for one line of a table: control characters (a newline, a tab, an escape sequence's ESC)
+    shown as Python escapes, so that they neither break the line nor reach the terminal."""
+    if text.isprintable():
+        return text
+    return "".join(repr(c)[1:-1] if unicodedata.category(c) == "Cc" else c for c in text)

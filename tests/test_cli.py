@@ -118,13 +118,16 @@ def test_similarity_columns_line_up_with_wide_characters(capsys, tiny_bert_hf):
     padded and shortened by the columns it takes."""
     import unicodedata
 
-    def columns(text):
-        return sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
+    def columns(text):  # a combining mark takes no column of its own
+        return sum(0 if unicodedata.combining(c) else 2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
 
     texts = ["東京は日本の首都です。" * 3, "hello", "a much longer English sentence that will be shortened",
-             "ＡＢＣ１２３" * 4]  # fullwidth forms (east_asian_width "F") take two columns too
+             "ＡＢＣ１２３" * 4,  # fullwidth forms (east_asian_width "F") take two columns too
+             "cafe\u0301 re\u0301sume\u0301",  # combining accents shifted the row left
+             "two\nlines \x1b[31mred"]  # a newline split the row; the escape sequence reached the terminal
     rc, out, _ = run(capsys, "similarity", *texts, "--model", tiny_bert_hf, "--pooling", "mean")
     header, *rows = out.splitlines()[1:]
+    assert len(rows) == len(texts) and "\x1b" not in out and "two\\nlines \\x1b[31mred" in out
     ends = [columns(header[: m.end()]) for m in re.finditer(r"\d+", header)]
     for row in rows:
         assert [columns(row[: m.end()]) for m in re.finditer(r"-?\d\.\d{3}", row)] == ends
@@ -227,6 +230,8 @@ def broken(tmp_path, minilm_path):
         (["embed", "--input", "{tmp}/utf16le.txt"], "line 1 holds a NUL character, as UTF-16 without a byte-order mark does: convert it, e.g. `iconv -f utf-16le -t utf-8`"),
         (["embed", "a", "--output", "{tmp}/dangling.npy"], "--output {tmp}/dangling.npy: the folder {tmp}/nowhere does not exist"),
         (["embed", "a", "--output", "/dev/null"], "--output /dev/null is not a regular file"),
+        (["embed", "ok", "caf\udce9"], "TEXT 2 is not UTF-8 (byte 0xe9 at character 3): give UTF-8 text"),  # Latin-1 bytes
+        (["similarity", "caf\udce9", "x"], "TEXT 1 is not UTF-8 (byte 0xe9 at character 3)"),
         (["embed", "a", "--output", "{tmp}/dir"], "--output {tmp}/dir is a directory: give a file name"),
         (["embed", "a", "--output", "{tmp}/nowhere/x.npy"], "the folder {tmp}/nowhere does not exist"),
         (["embed", "a", "--dim", "128", "--model", "{minilm}"], "--dim=128 is not allowed"),
@@ -400,7 +405,7 @@ def test_embed_prompt_of_your_own(capsys, minilm_path):
     rc, out, _ = run(capsys, "embed", "hello", "--prompt", "query: ", "--model", minilm_path)
     assert rc == 0 and json.loads(out) == expected
     rc, _, err = run(capsys, "embed", "hello", "--kind", "query", "--task", "x", "--model", minilm_path)
-    assert rc == 2 and "takes no task instruction; use --kind plain --prompt '...' instead" in err
+    assert rc == 2 and "takes no task instruction: leave --task out, or use --kind plain --prompt '...' instead" in err
     rc, _, err = run(capsys, "embed", "hello", "--kind", "query", "--prompt", "q: ", "--model", minilm_path)
     assert rc == 2 and "--kind query uses the model's query prompt" in err
 

@@ -163,6 +163,8 @@ def test_task_must_be_a_non_empty_str():
         spec.format_query_prompt("use {task}")
     with pytest.raises(ValueError, match="minilm takes no task instruction"):  # not a placeholder error
         registry.get("minilm").format_query_prompt("use {task}")
+    with pytest.raises(ValueError, match="minilm takes no task instruction: leave task out"):  # not "task=None for the default task"
+        registry.get("minilm").format_query_prompt("")
 
 
 @pytest.mark.parametrize("method", ["encode_query", "encode_document"])
@@ -407,16 +409,34 @@ def test_normalization_follows_the_folders_sentence_transformers_modules(tiny_be
     assert np.abs(np.linalg.norm(normed.encode(texts, normalize=False), axis=1) - 1).max() > 0.1
 
 
-def test_a_bad_stream_count_in_the_environment_warns_and_falls_back():
+@pytest.mark.parametrize("value", ["abc", "-1"])
+def test_a_bad_stream_count_in_the_environment_warns_and_falls_back(value):
+    """-1 ran without worker streams and said nothing."""
     import subprocess
     import sys
 
     code = "import warnings; warnings.simplefilter('always'); import mlx_embed.embedder as e; print(e.CPU_STREAMS)"
-    env = {**__import__("os").environ, "MLX_EMBED_CPU_STREAMS": "abc"}
+    env = {**__import__("os").environ, "MLX_EMBED_CPU_STREAMS": value}
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
     assert proc.returncode == 0, proc.stderr[-1000:]
-    assert "MLX_EMBED_CPU_STREAMS='abc' is not an integer" in proc.stderr
+    assert f"MLX_EMBED_CPU_STREAMS={value!r} is not an integer >= 0" in proc.stderr
     assert int(proc.stdout.split()[-1]) >= 1
+
+
+@pytest.mark.parametrize("value,on,warned", [("false", False, False), ("OFF", False, False), ("0", False, False),
+                                             ("true", True, False), ("maybe", True, True)])
+def test_the_fast_switch_reads_the_usual_spellings_and_warns_on_others(value, on, warned):
+    """MLX_EMBED_FAST=false left the fused kernels on without a word."""
+    import subprocess
+    import sys
+
+    code = ("import warnings; warnings.simplefilter('always'); import mlx_embed.models.kernels as k; "
+            "print(k._disabled_reason is None or 'disabled by' not in k._disabled_reason)")
+    env = {**__import__("os").environ, "MLX_EMBED_FAST": value}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-1000:]
+    assert proc.stdout.split()[-1] == str(on)
+    assert (f"MLX_EMBED_FAST={value!r} is neither 0 nor 1" in proc.stderr) == warned
 
 
 @pytest.mark.skipif(not hasattr(__import__("os"), "sched_setaffinity"), reason="CPU affinity is Linux's")
@@ -596,6 +616,10 @@ def test_a_prompt_that_fills_max_length_is_refused_not_every_text_one_vector(min
         qwen.encode_query(["how do I reset my password", "best pizza in Naples"], max_length=n)
     with pytest.raises(ValueError, match=r"and the prompt already take \d+ tokens\. Use max_length > \d+, or a shorter prompt$"):
         qwen.encode(["a"], prompt="word " * 20, max_length=8)
+    # a prompt as long as the position table: no max_length the model takes would help (it advised max_length > 602)
+    with pytest.raises(ValueError, match=r"the prompt already take 602 tokens\. The model takes at most 512 tokens: "
+                       r"use a shorter prompt$"):
+        minilm.encode("hi", prompt="word " * 600, max_length=512)
     with pytest.raises(ValueError, match="batch_size must be >= 1"):  # the plain checks come first
         minilm.encode(["a"], batch_size=0, max_length=2)
 

@@ -729,6 +729,17 @@ def test_bits_and_group_size_take_numpy_ints_and_refuse_floats(tiny_bert_hf, tmp
     assert not (tmp_path / "f").exists()
 
 
+def test_report_and_overwrite_must_be_bools(tiny_bert_hf, tmp_path):
+    """overwrite="no" replaced an existing conversion, and report="no" still ran the report."""
+    dst = tmp_path / "out"
+    dst.mkdir()
+    (dst / "keep.txt").write_text("earlier")
+    for kwargs in ({"overwrite": "no"}, {"report": "no"}, {"overwrite": 1}):
+        with pytest.raises(TypeError, match=rf"{next(iter(kwargs))} must be True or False, got "):
+            convert(tiny_bert_hf, dst, **{"report": False, **kwargs})
+    assert (dst / "keep.txt").read_text() == "earlier"
+
+
 def test_layers_a_group_size_does_not_divide_are_named(tiny_bert_hf, tmp_path):
     """Group size 128 over this model's 64-wide layers left 13 of 14 in float and still said "uniform 4-bit
     g128"; now a warning names them. A group size that divides every width warns of nothing."""

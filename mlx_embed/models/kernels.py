@@ -62,8 +62,14 @@ _Q = (
 
 
 def _initial_reason() -> str | None:
-    if os.environ.get("MLX_EMBED_FAST", "1") == "0":
-        return "disabled by MLX_EMBED_FAST=0"
+    setting = os.environ.get("MLX_EMBED_FAST", "1").strip().lower()
+    if setting in ("0", "false", "no", "off"):
+        return f"disabled by MLX_EMBED_FAST={os.environ['MLX_EMBED_FAST']}"
+    if setting not in ("1", "true", "yes", "on", ""):
+        import warnings
+
+        warnings.warn(f"MLX_EMBED_FAST={os.environ['MLX_EMBED_FAST']!r} is neither 0 nor 1; the fused CPU kernels stay "
+                      "on (set MLX_EMBED_FAST=0 to turn them off)", stacklevel=2)
     if os.environ.get("MLX_DISABLE_COMPILE"):
         return "MLX_DISABLE_COMPILE is set"
     if sys.platform != "linux":
