@@ -193,8 +193,8 @@ def silu_mul(gate: mx.array, up: mx.array) -> mx.array:
 # 2^24 with MLX's own attention, each the faster there of 2^22, 2^23 and 2^24 (the attention of one 8,192-token
 # Qwen3-0.6B text: fused 13.3 / 16.5 / 18.0 s, MLX's 35.0 / 32.4 / 29.8 s).
 ATTENTION_BLOCK_ELEMENTS = 1 << 22
-_MASKED = -1e30  # a masked score: exp(_MASKED - row max) is 0 unless every key of the row is masked
 STOCK_ATTENTION_BLOCK_ELEMENTS = 1 << 24
+_MASKED = -1e30  # a masked score: exp(_MASKED - row max) is 0 unless every key of the row is masked
 
 
 def attend(
@@ -204,8 +204,8 @@ def attend(
     ``keys`` (B, S): nonzero for the keys that are tokens, 0 for padding, which is never attended (None:
     every key; a text with none attends every key evenly, as MLX's attention does). ``causal``
     (self-attention, S = L): query i also sees only keys j <= i, and always itself, so that no row is
-    empty (a left-padding query would otherwise see nothing and give NaN, as in mlx-embeddings 0.1.0). Returns (B, H, L, Dh) in ``q``'s dtype (the fused path
-    computes in float32 where there is a mask).
+    empty (a left-padding query would otherwise see nothing and give NaN, as in mlx-embeddings 0.1.0).
+    Returns (B, H, L, Dh) in ``q``'s dtype (the fused path computes in float32 where there is a mask).
 
     The fused path equals ``mx.fast.scaled_dot_product_attention`` to float32 rounding; on the CPU
     backend that one spends most of its time in ``mx.exp``. On the CPU backend either path handles the
