@@ -51,7 +51,7 @@ JSON (``--json``), keys stable, sizes in bytes::
                  "footprint", "load_peak", "runtime_overhead", "token_bytes", "pair_bytes",
                  "weights_bytes", "resident_weight_bytes", "parameters", "notes": [str],
                  "measured_peaks": {"BxL": bytes}, "long_working": {"L": bytes},
-                 "verdict": "fits" | "tight" | "only with smaller inputs" | "does not fit", "advice",
+                 "verdict": "fits" | "tight" | "only with smaller inputs" | "does not fit" | "does not load", "advice",
                  "default_batch", "default_length",
                  "need_bytes", "headroom_bytes", "headroom_fraction",
                  "max_batch_at_max_length", "max_length_at_batch_1",
@@ -93,6 +93,7 @@ SHORT_TEXT = 128  # "does not fit" when even one text of this many tokens does n
 # the law's per-token term is pinned; at 128+ tokens alone it went to the pairs, and 12 x 80 came out 11 % low.
 MANY_SHORT = 32
 MEASURE_TIMEOUT = 1800.0  # seconds one model's measuring process may take before it is estimated instead
+DOES_NOT_LOAD = "does not load"  # the verdict for a folder whose files are damaged: its row is its config's estimate
 SMALLER_ONLY = "only with smaller inputs"  # the verdict when encode's defaults do not fit but shorter or fewer texts do
 PROBE_LENGTH = 512  # the longest input of the probes the L^2 law is fitted to
 MAX_BATCH_REPORTED = 4096
@@ -179,7 +180,7 @@ def parse_size(text: str | int | float) -> int:
     if not m:
         raise ValueError(f"cannot read {text!r} as a memory size: write e.g. 8GB, 2.5GB, 512MB or a number of bytes")
     value, unit = float(m.group(1)), m.group(2).lower()
-    if not unit and not m.group(3) and 0 < value < 1024 * 1024:  # "8", not "8B"
+    if not unit and m.group(3).lower() != "b" and 0 < value < 1024 * 1024:  # "8" or "8i", not "8B"
         raise ValueError(f"{text!r} reads as {value:g} bytes: write the unit, e.g. {m.group(1)}GB")
     return int(value * 1024 ** "_kmgt".index(unit or "_"))
 
@@ -1027,8 +1028,12 @@ def report(
             row["weight_format"] = weight_format(config, files_float_dtype(path) if readable else None)
             row["bits_per_weight"] = 8 * model.weights_bytes / model.parameters if model.parameters else None
             row["points"] = []
+        if points and got is None and resolved is None:
+            model.notes.append("--points were not measured: the weights are not on this machine")
         row.update({k: v for k, v in asdict(model).items() if k != "name"})
         row.update(assess(model, budget))
+        if unloadable:  # the figures are its config's; no verdict as if encode could run it
+            row["verdict"], row["advice"] = DOES_NOT_LOAD, "encode cannot run it until the folder is mended (see the note)"
         rows.append(row)
     return {
         "schema": SCHEMA_ID,
@@ -1142,9 +1147,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.points and args.estimate_only:
         raise ValueError("--points are measured, so they do nothing with --estimate-only: drop one of them")
+    if args.points and args.backend not in (None, this_backend()):
+        raise ValueError(f"--points are measured on this machine's backend ({this_backend()}), so they do nothing "
+                         f"with --backend {args.backend}: drop one of them")
     rep = report(
         args.model,
-        ram=parse_size(args.ram) if args.ram else None,
+        ram=parse_size(args.ram) if args.ram is not None else None,
         reserve=parse_size(args.reserve) if args.reserve is not None else DEFAULT_RESERVE,
         alongside=parse_size(args.alongside),
         backend=args.backend,
@@ -1153,4 +1161,7 @@ def run(args: argparse.Namespace) -> int:
         progress=lambda message: print(f"mlx-embed fit: {message} ...", file=sys.stderr, flush=True),
     )
     print(json.dumps(rep, indent=2) if args.json else format_report(rep))
-    return 0
+    broken = [r["model"] for r in rep["models"] if r["verdict"] == DOES_NOT_LOAD]
+    if broken:
+        print(f"mlx-embed fit: {', '.join(broken)} did not load (the others are answered for above)", file=sys.stderr)
+    return 1 if broken else 0

@@ -713,7 +713,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="alias, Hub id or folder; repeat for several models in one table")
     parser.add_argument("--texts", help="a UTF-8 file with one text per line (default: built-in mixed sample)")
     parser.add_argument("--repeat", type=at_least(1), help="copies of the built-in sample (default 10: 240 texts; not with --texts)")
-    parser.add_argument("--batch-size", type=at_least(1), default=32)
+    parser.add_argument("--batch-size", type=at_least(1), default=32, help="encode's batch_size (default 32)")
     parser.add_argument("--queries", type=at_least(MIN_QUERIES), default=MIN_QUERIES, help=f"single queries for latency (>= {MIN_QUERIES})")
     parser.add_argument("--timeout", type=at_least(0, float), metavar="S",
                         help="stop measuring a model after S seconds and report it as failed (default: no limit)")

@@ -324,6 +324,8 @@ def main() -> int:
     args = parser.parse_args()
 
     engines = [e.strip() for e in args.engines.split(",") if e.strip()]
+    if not engines:
+        parser.error(f"--engines names no engine; choose from {', '.join(ENGINES)}")
     unknown = set(engines) - set(ENGINES)
     if unknown:
         parser.error(f"unknown engines {sorted(unknown)}; choose from {', '.join(ENGINES)}")
@@ -469,7 +471,7 @@ def print_table(report: dict) -> None:
     print("-+-".join("-" * w for w in widths))
     for row in rows:
         print(" | ".join(c.ljust(w) for c, w in zip(row, widths)) if len(row) > 2 else f"{row[0].ljust(widths[0])} | {row[1]}")
-    print(f"\ntexts/s: median of {report['repeats']} passes after a warm-up of 8 texts; batch size {report['batch_size']}. "
+    print(f"\ntexts/s: {'median of ' + str(report['repeats']) + ' passes' if report['repeats'] > 1 else 'one pass'} after a warm-up of 8 texts; batch size {report['batch_size']}. "
           "Peak RSS: the child's VmHWM over load, all passes and the queries. tokens/s counts the texts' own tokens "
           "(special tokens included, padding not).")
     for engine, r in report["engines"].items():

@@ -84,7 +84,7 @@ def all_texts() -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rows", nargs="*", help=f"substrings of row names (default: all): {', '.join(ROWS)}")
+    parser.add_argument("--rows", nargs="*", help=f"substrings of row names (default: all): {'; '.join(ROWS)}")
     parser.add_argument("--draws", type=int, default=0, help="extra conversions from float-noise copies of the source")
     args = parser.parse_args(argv)
     if args.draws < 0:
@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--rows needs at least one substring of a row name (leave it out for every row)")
     rows = {k: v for k, v in ROWS.items() if not args.rows or any(r in k for r in args.rows)}
     if not rows:
-        parser.error(f"--rows {' '.join(args.rows)} matches no row; the rows are: {', '.join(ROWS)}")
+        parser.error(f"--rows {' '.join(args.rows)} matches no row; the rows are: {'; '.join(ROWS)}")
 
     try:
         import transformers

@@ -13,8 +13,8 @@ longest texts, inline, from the RSS right before that encode (on the CPU backend
 batch over its streams, so they hold one batch's texts and tokens together). The run passes if its
 peak RSS stays within that bound + 10%.
 
-``--high-water MB`` overrides ``mlx_embed.embedder.CACHE_HIGH_WATER`` (MLX's cache is cleared after a
-batch when it holds more than this; 0: after every batch; -1: never) and ``--cache-limit MB`` calls
+``--high-water MiB`` overrides ``mlx_embed.embedder.CACHE_HIGH_WATER`` (MLX's cache is cleared after a
+batch when it holds more than this; 0: after every batch; -1: never) and ``--cache-limit MiB`` calls
 ``mx.set_cache_limit``, to compare cache policies.
 """
 
@@ -54,7 +54,7 @@ def make_texts(n: int, seed: int = 0) -> list[str]:
 
 
 def megabytes(never: bool):
-    """An argparse ``type``: a finite number of MB >= 0, or -1 where ``never``."""
+    """An argparse ``type``: a finite number of MiB >= 0, or -1 where ``never``."""
 
     def parse(text: str) -> float:
         try:
@@ -62,7 +62,7 @@ def megabytes(never: bool):
         except ValueError:
             value = math.nan
         if not (math.isfinite(value) and (value >= 0 or never and value == -1)):
-            raise argparse.ArgumentTypeError(f"must be a number of MB >= 0{' or -1 (never)' if never else ''}, got {text!r}")
+            raise argparse.ArgumentTypeError(f"must be a number of MiB >= 0{' or -1 (never)' if never else ''}, got {text!r}")
         return value
 
     return parse
@@ -75,8 +75,8 @@ def main() -> int:
     parser.add_argument("--chunk", type=at_least(1), default=1000, help="texts per encode() call")
     parser.add_argument("--batch-size", type=at_least(1), default=32)
     parser.add_argument("--report-every", type=at_least(1), default=5000, help="print a line every this many texts")
-    parser.add_argument("--high-water", type=megabytes(never=True), help="MB; overrides embedder.CACHE_HIGH_WATER (0: every batch, -1: never)")
-    parser.add_argument("--cache-limit", type=megabytes(never=False), help="MB; mx.set_cache_limit before the run")
+    parser.add_argument("--high-water", type=megabytes(never=True), help="MiB; overrides embedder.CACHE_HIGH_WATER (0: every batch, -1: never)")
+    parser.add_argument("--cache-limit", type=megabytes(never=False), help="MiB; mx.set_cache_limit before the run")
     args = parser.parse_args()
 
     if args.high_water is not None:

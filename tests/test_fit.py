@@ -37,8 +37,9 @@ def test_parse_size():
     assert parse_size("1.5 GiB") == 1610612736
     assert parse_size("300M") == 300 * 1024**2
     assert parse_size("8589934592") == 8 * 1024**3 and parse_size("0") == 0
-    with pytest.raises(ValueError, match="reads as 8 bytes: write the unit, e.g. 8GB"):
-        parse_size("8")  # --ram 8 means 8 GB, not 8 bytes
+    for eight in ("8", "8i"):  # --ram 8 means 8 GB, not 8 bytes; "8i" was taken for 8 bytes
+        with pytest.raises(ValueError, match="reads as 8 bytes: write the unit, e.g. 8GB"):
+            parse_size(eight)
     assert parse_size("512B") == parse_size("512 b") == 512  # bytes said explicitly
     for bad in ("eight", "8XB", "-1GB", ""):
         with pytest.raises(ValueError, match="memory size"):
@@ -810,10 +811,12 @@ def test_default_points_leave_two_long_texts_to_the_streams():
 
 def test_a_model_that_does_not_load_is_estimated_and_the_others_still_answered(capsys, tiny_bert_hf, damaged_bert):
     """It aborted the whole run (exit 2, no JSON) after the models before it had been measured."""
-    assert cli.main(["fit", "--ram", "8GB", "--model", str(tiny_bert_hf), "--model", str(damaged_bert), "--json"]) == 0
-    good, bad = json.loads(capsys.readouterr().out)["models"]
-    assert good["status"] == "measured" and good["measure_error"] is None
+    assert cli.main(["fit", "--ram", "8GB", "--model", str(tiny_bert_hf), "--model", str(damaged_bert), "--json"]) == 1
+    captured = capsys.readouterr()
+    good, bad = json.loads(captured.out)["models"]
+    assert good["status"] == "measured" and good["measure_error"] is None and good["verdict"] == "fits"
     assert bad["status"] == "estimate" and "is not a readable safetensors file" in bad["measure_error"]
+    assert bad["verdict"] == "does not load" and f"{damaged_bert} did not load" in captured.err
     assert any("it does not load" in n and "estimated from its config.json" in n for n in bad["notes"])
 
 
@@ -828,9 +831,9 @@ def test_a_damaged_folder_is_named_where_it_is_not_measured(capsys, tiny_bert_hf
     size = weights.stat().st_size
     with open(weights, "r+b") as f:
         f.truncate(100 if cut == "header" else size // 2)
-    assert cli.main(["fit", "--ram", "8GB", "--model", str(folder), "--json", *how]) == 0
+    assert cli.main(["fit", "--ram", "8GB", "--model", str(folder), "--json", *how]) == 1
     (row,) = json.loads(capsys.readouterr().out)["models"]
-    assert row["status"] == "estimate"
+    assert row["status"] == "estimate" and row["verdict"] == "does not load"  # it said "fits" with exit status 0
     expected = "its header is cut off" if cut == "header" else f"bytes of tensor data where its header lists {size - 8 - _header_length(tiny_bert_hf):,}"
     assert "is not a readable safetensors file" in row["measure_error"] and expected in row["measure_error"]
     assert any("it does not load" in n and "encode cannot run it" in n for n in row["notes"])
@@ -855,3 +858,21 @@ def test_bytes_past_the_data_are_no_damage(capsys, tiny_bert_hf, tmp_path):
     assert cli.main(["fit", "--ram", "8GB", "--model", str(folder), "--json", "--estimate-only"]) == 0
     (row,) = json.loads(capsys.readouterr().out)["models"]
     assert row["measure_error"] is None
+
+
+def test_an_empty_ram_and_points_that_cannot_be_measured_are_refused(capsys):
+    """--ram '' fell back to this machine's RAM; --points with another backend were dropped without a word."""
+    rc = cli.main(["fit", "--ram", "", "--model", "bge-small", "--estimate-only"])
+    assert rc == 2 and "cannot read '' as a memory size" in capsys.readouterr().err
+    rc = cli.main(["fit", "--ram", "8GB", "--model", "minilm", "--backend", "metal", "--points", "1x128"])
+    assert rc == 2 and "--points are measured on this machine's backend (cpu), so they do nothing with --backend metal" in capsys.readouterr().err
+
+
+def test_points_for_a_model_without_weights_say_they_were_not_measured(capsys, tmp_path, monkeypatch):
+    import huggingface_hub.constants as c
+
+    monkeypatch.setattr(c, "HF_HUB_CACHE", str(tmp_path))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert cli.main(["fit", "--ram", "8GB", "--model", "bge-small", "--points", "1x128", "--json"]) == 0
+    (row,) = json.loads(capsys.readouterr().out)["models"]
+    assert "--points were not measured: the weights are not on this machine" in row["notes"]

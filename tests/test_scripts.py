@@ -24,13 +24,14 @@ def _run(script: str, *args: str) -> subprocess.CompletedProcess:
         ("bench.py", ["--engines", "mlx-embeddings", "--peer-python", "/nonexistent/python"], "no such program"),
         ("bench.py", ["--json", "/nonexistent/x.json"], "--json /nonexistent/x.json: no such folder"),
         ("bench.py", ["--json", str(SCRIPTS)], "is a folder: give a file name (or --json - for stdout)"),  # was: after the run
-        ("rss_soak.py", ["--high-water", "inf"], "argument --high-water: must be a number of MB >= 0 or -1 (never)"),
-        ("rss_soak.py", ["--high-water", "nan"], "argument --high-water: must be a number of MB >= 0 or -1"),
-        ("rss_soak.py", ["--cache-limit", "-1"], "argument --cache-limit: must be a number of MB >= 0, got '-1'"),
+        ("rss_soak.py", ["--high-water", "inf"], "argument --high-water: must be a number of MiB >= 0 or -1 (never)"),
+        ("rss_soak.py", ["--high-water", "nan"], "argument --high-water: must be a number of MiB >= 0 or -1"),
+        ("rss_soak.py", ["--cache-limit", "-1"], "argument --cache-limit: must be a number of MiB >= 0, got '-1'"),
         ("battery_report.py", ["--model", "nosuch"], "Unknown model 'nosuch'"),
         ("bench.py", ["--peer-texts", "-1"], "--peer-texts must be >= 0"),
-        ("quant_table.py", ["--rows", "nosuch"], "--rows nosuch matches no row; the rows are: fp32, "),
+        ("quant_table.py", ["--rows", "nosuch"], "--rows nosuch matches no row; the rows are: fp32; "),
         ("quant_table.py", ["--draws", "-1"], "--draws must be >= 0"),
+        ("bench.py", ["--engines", ""], "--engines names no engine; choose from"),  # was: an empty table, exit 1
     ],
 )
 def test_bad_arguments_are_named_before_anything_runs(script, args, message):
