@@ -30,8 +30,9 @@ JSON (``--json``), keys stable; sizes in bytes, times in seconds unless the key 
       "failed": [{"model", "error"}]
     }
 
-``failed`` is there only when some of several models could not be measured (a damaged folder, a crash, the
-OOM killer, ``--timeout``): the others are still reported, and the command exits with status 1. Every name is
+``failed`` is there only when a model could not be measured (a damaged folder, a crash, the OOM killer,
+``--timeout``): the others are still reported, and the command exits with status 1 (``models`` is empty when
+none could be measured; ``machine`` and ``backend`` are then the parent process's). Every name is
 looked up before any model is measured, so a mistyped one fails at once.
 
 ``PROFILE_SCHEMA`` is the same as a JSON Schema. The ``rss_bytes`` figures are what
@@ -178,7 +179,7 @@ PROFILE_SCHEMA: dict = {
                 "batch_size": {"type": "integer", "minimum": 1}, "queries": {"type": "integer", "minimum": MIN_QUERIES},
             },
         },
-        "models": {"type": "array", "minItems": 1, "items": _MODEL},
+        "models": {"type": "array", "items": _MODEL},
         "failed": {
             "type": "array",
             "minItems": 1,
@@ -623,6 +624,7 @@ def profile(
         else:
             n_texts, name = len(builtin_workload(repeat)), f"builtin mixed EN/RU/ZH/code sample x{repeat}"
             extra = ["--repeat", str(repeat)]
+        workload = {"name": name, "texts": n_texts, "batch_size": batch_size, "queries": queries}
         for model in models:
             try:
                 got = run_child(
@@ -631,24 +633,26 @@ def profile(
                     timeout=timeout,
                 )
             except (ChildFailed, ValueError) as err:
-                if len(models) == 1:  # a model that cannot be measured: status 1 (README), as one of several
-                    raise err if isinstance(err, RuntimeError) else RuntimeError(str(err)) from None
                 failed.append({"model": str(model), "error": getattr(err, "reason", str(err)) + _timeout_hint(err)})
+                if len(models) == 1:  # a model that cannot be measured: status 1 (README), as one of several
+                    raise _Unmeasured(f"{err}{_timeout_hint(err)}", failed, workload) from None
                 continue
             machine, backend = got["machine"], got["backend"]
             rows.append(got["model"])
     if not rows:
-        raise ChildFailed("every model failed: " + "; ".join(f"{f['model']}: {f['error']}" for f in failed))
-    report = {
-        "schema": SCHEMA_ID,
-        "machine": machine,
-        "backend": backend,
-        "workload": {"name": name, "texts": n_texts, "batch_size": batch_size, "queries": queries},
-        "models": rows,
-    }
+        raise _Unmeasured("every model failed: " + "; ".join(f"{f['model']}: {f['error']}" for f in failed), failed, workload)
+    report = {"schema": SCHEMA_ID, "machine": machine, "backend": backend, "workload": workload, "models": rows}
     if failed:
         report["failed"] = failed
     return report
+
+
+class _Unmeasured(RuntimeError):
+    """No model could be measured; ``failed`` and ``workload`` as in the report."""
+
+    def __init__(self, message: str, failed: list[dict], workload: dict):
+        super().__init__(message)
+        self.failed, self.workload = failed, workload
 
 
 MIN_TIMED_S = 1.0  # a shorter timed pass gets a note that its throughput is noise
@@ -733,6 +737,9 @@ def run(args: argparse.Namespace) -> int:
             timeout=args.timeout,
         )
     except RuntimeError as err:
+        if args.json and isinstance(err, _Unmeasured):  # still the report a script reads, with no model in it
+            print(json.dumps({"schema": SCHEMA_ID, "machine": machine_info(), "backend": backend_info(),
+                              "workload": err.workload, "models": [], "failed": err.failed}, indent=2))
         print(f"mlx-embed profile: {err}{_timeout_hint(err)}", file=sys.stderr)
         return 1
     print(json.dumps(report, indent=2) if args.json else format_report(report))

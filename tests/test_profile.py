@@ -392,3 +392,9 @@ def test_one_model_that_cannot_be_measured_exits_1_as_one_of_several_does(capsys
     assert cli.main(["profile", "--model", str(damaged_bert)]) == 1
     err = capsys.readouterr().err
     assert "model.safetensors is not a readable safetensors file" in err and "Traceback" not in err
+    # --json still prints the report a script reads: no model measured, the failure named (it printed nothing)
+    assert cli.main(["profile", "--model", str(damaged_bert), "--json"]) == 1
+    doc = json.loads(capsys.readouterr().out)
+    assert _validate(doc, PROFILE_SCHEMA) == []
+    assert doc["models"] == [] and [f["model"] for f in doc["failed"]] == [str(damaged_bert)]
+    assert "not a readable safetensors file" in doc["failed"][0]["error"] and doc["machine"]["cpu_count"] >= 1
