@@ -599,6 +599,7 @@ def profile(
     """Profile each model in its own fresh process; returns the report described in the module docstring.
 
     ``texts``: a file with one text per line (default: the built-in EN/RU/ZH/code sample, ``repeat`` times).
+    A model that cannot be measured is listed under ``failed``; :class:`NothingMeasured` when none could be.
     """
     from .loading import resolve_all  # imports MLX, which the parent needs only to find the models
 
@@ -635,20 +636,20 @@ def profile(
             except (ChildFailed, ValueError) as err:
                 failed.append({"model": str(model), "error": getattr(err, "reason", str(err)) + _timeout_hint(err)})
                 if len(models) == 1:  # a model that cannot be measured: status 1 (README), as one of several
-                    raise _Unmeasured(f"{err}{_timeout_hint(err)}", failed, workload) from None
+                    raise NothingMeasured(f"{err}{_timeout_hint(err)}", failed, workload) from None
                 continue
             machine, backend = got["machine"], got["backend"]
             rows.append(got["model"])
     if not rows:
-        raise _Unmeasured("every model failed: " + "; ".join(f"{f['model']}: {f['error']}" for f in failed), failed, workload)
+        raise NothingMeasured("every model failed: " + "; ".join(f"{f['model']}: {f['error']}" for f in failed), failed, workload)
     report = {"schema": SCHEMA_ID, "machine": machine, "backend": backend, "workload": workload, "models": rows}
     if failed:
         report["failed"] = failed
     return report
 
 
-class _Unmeasured(RuntimeError):
-    """No model could be measured; ``failed`` and ``workload`` as in the report."""
+class NothingMeasured(RuntimeError):
+    """:func:`profile` measured no model; ``failed`` and ``workload`` are what its report would hold."""
 
     def __init__(self, message: str, failed: list[dict], workload: dict):
         super().__init__(message)
@@ -737,7 +738,7 @@ def run(args: argparse.Namespace) -> int:
             timeout=args.timeout,
         )
     except RuntimeError as err:
-        if args.json and isinstance(err, _Unmeasured):  # still the report a script reads, with no model in it
+        if args.json and isinstance(err, NothingMeasured):  # still the report a script reads, with no model in it
             print(json.dumps({"schema": SCHEMA_ID, "machine": machine_info(), "backend": backend_info(),
                               "workload": err.workload, "models": [], "failed": err.failed}, indent=2))
         print(f"mlx-embed profile: {err}{_timeout_hint(err)}", file=sys.stderr)

@@ -365,8 +365,9 @@ def test_children_read_the_texts_the_parent_read(small_bert, tmp_path, monkeypat
         raise profile_module.ChildFailed("stopped by the test")
 
     monkeypatch.setattr(profile_module, "run_child", child)
-    with pytest.raises(profile_module.ChildFailed):
+    with pytest.raises(profile_module.NothingMeasured, match="stopped by the test") as err:
         profile([str(small_bert)], texts=path)
+    assert [f["model"] for f in err.value.failed] == [str(small_bert)] and err.value.workload["texts"] == len(seen[0])
     assert seen == [read_texts(path)] and seen[0][-1] == "end\r"
 
 
