@@ -405,6 +405,11 @@ def quantize_model(
                else "no group size MLX offers (32, 64, 128) divides their input sizes")
         if recipe != "uniform" and fits:
             fix = f"the {recipe} recipe sets their group size; `--recipe uniform` with {fix}"
+        if not chosen:  # a folder with a quantization block and no quantized weights would not load
+            raise ValueError(
+                f"no layer can be quantized: every input size is no multiple of the group size ({first}: {size} "
+                f"inputs for {b}-bit group size {gs}); {fix}, or bits=16 stores float weights"
+            )
         warnings.warn(
             f"{len(unfit)} layer(s) stay in float: their input size is no multiple of the group size "
             f"({first}: {size} inputs for {b}-bit group size {gs}{f', and {more} more' if more else ''}); {fix}",

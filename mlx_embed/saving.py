@@ -35,6 +35,7 @@ COPY_FILES = (
     "merges.txt",
     "added_tokens.json",
 )
+_LICENCE = re.compile(r"(licen[cs]e|notice|copying)", re.IGNORECASE)  # the source's files copied with the model
 CARD_NOTE = "> Converted by `mlx-embed convert`"  # starts the note on a converted folder's README.md
 # sentence-transformers files the converted folder gets from the spec the source loads with (so a
 # registry model's settings, or a pooling folder at another path, survive the new folder's name)
@@ -61,16 +62,19 @@ def check_destination(dst: Path, overwrite: bool) -> None:
         return
     if not overwrite:
         raise FileExistsError(f"{dst} exists and is not empty; pass overwrite=True or pick another folder")
-    config = dst / "config.json"
     ours = (dst / loading.INSTALLING).exists() or _earlier_conversion(dst) is not None
     # "._*": macOS's AppleDouble files beside each file on exFAT and SMB, which loading skips
     weights = [p.name for p in sorted(dst.glob("*.safetensors*")) if not p.name.startswith("._")]
     foreign = [name for name in weights if not ours or name != "model.safetensors"]
-    foreign = (["config.json"] if config.exists() and not ours else []) + foreign
+    if not ours:  # a conversion writes these names: in someone else's folder they are theirs
+        written = {"config.json", "README.md", *COPY_FILES, *(name.split("/")[0] for name in ST_FILES)}
+        foreign = sorted(p.name for p in dst.iterdir() if p.name in written or _LICENCE.match(p.name)) + foreign
     if foreign:
         raise FileExistsError(
             f"{dst} holds {', '.join(foreign)}, which no earlier `mlx-embed convert` wrote: overwriting replaces "
-            "only a converted model's files (a folder's *.safetensors files are what loads). Move them or pick another folder"
+            "only a converted model's files (a folder's *.safetensors files are what loads; a conversion also "
+            "writes its config.json, model card, licence, tokenizer and sentence-transformers files). Move them or "
+            "pick another folder"
         )
 
 
@@ -131,6 +135,8 @@ def _install(built: Path, dst: Path) -> None:
     for path in sorted(built.rglob("*"), key=lambda p: p == built / "config.json"):
         if path.is_file():
             target = dst / path.relative_to(built)
+            if target.parent != dst and target.parent.is_symlink():  # a link to a folder elsewhere: replaced, not written through
+                target.parent.unlink()
             target.parent.mkdir(parents=True, exist_ok=True)
             os.replace(path, target)
     marker.unlink()
@@ -201,7 +207,7 @@ def save_folder(
             elif (src / name).exists():
                 shutil.copy2(src / name, built / name)
         for path in src.iterdir():
-            if path.is_file() and re.match(r"(licen[cs]e|notice|copying)", path.name, re.IGNORECASE):
+            if path.is_file() and _LICENCE.match(path.name):
                 shutil.copy2(path, built / path.name)
         _write_card(src, built, config, hub_id)
         config["mlx_embed"]["copied"] = sorted(p.name for p in built.iterdir() if p.name != "model.safetensors")

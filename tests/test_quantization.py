@@ -5,6 +5,7 @@ MSE rounding against a numpy unpacking of what was stored."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -727,6 +728,57 @@ def test_bits_and_group_size_take_numpy_ints_and_refuse_floats(tiny_bert_hf, tmp
         with pytest.raises(ValueError, match=r"=.* is not supported \((float|bool); give an int\); choose one of"):
             convert(tiny_bert_hf, tmp_path / "f", report=False, **kwargs)
     assert not (tmp_path / "f").exists()
+
+
+def test_overwrite_refuses_every_file_a_conversion_writes_in_a_folder_no_conversion_wrote(tiny_bert_hf, tmp_path):
+    """--overwrite replaced a user's README.md, LICENSE and tokenizer_config.json (and a later conversion then
+    deleted them as copied files); each is refused by name, and the folder is left as it was."""
+    import shutil
+
+    src = tmp_path / "src"
+    shutil.copytree(tiny_bert_hf, src)
+    (src / "LICENSE").write_text("the source's licence")
+    for name, text in {"README.md": "my readme", "LICENSE": "my licence", "tokenizer_config.json": '{"mine": 1}',
+                       "notes.txt": "mine"}.items():
+        dst = tmp_path / name.replace(".", "_")
+        dst.mkdir()
+        (dst / name).write_text(text)
+        if name == "notes.txt":
+            convert(src, dst, bits=8, overwrite=True, report=False)  # a file no conversion writes stays
+            assert (dst / "notes.txt").read_text() == "mine" and (dst / "LICENSE").exists()
+            continue
+        with pytest.raises(FileExistsError, match=rf"holds {re.escape(name)}, which no earlier `mlx-embed convert` wrote"):
+            convert(src, dst, bits=8, overwrite=True, report=False)
+        assert [p.name for p in dst.iterdir()] == [name] and (dst / name).read_text() == text
+
+
+def test_a_link_inside_the_destination_is_replaced_not_written_through(tiny_bert_hf, tmp_path):
+    """DST/1_Pooling linking to another folder: that folder's config.json was overwritten with the pooling config."""
+    dst = tmp_path / "dst"
+    convert(tiny_bert_hf, dst, bits=8, report=False)
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "config.json").write_text('{"victim": true}')
+    shutil.rmtree(dst / "1_Pooling")
+    (dst / "1_Pooling").symlink_to(victim)
+    convert(tiny_bert_hf, dst, bits=8, overwrite=True, report=False)
+    assert (victim / "config.json").read_text() == '{"victim": true}'
+    assert not (dst / "1_Pooling").is_symlink() and (dst / "1_Pooling" / "config.json").is_file()
+
+
+def test_a_group_size_that_quantizes_nothing_is_refused_before_writing(tiny_bert_hf, tmp_path):
+    """Every layer 64 wide: group size 128 quantized none, and the folder written had a quantization block
+    over float weights, which does not load."""
+    transformers = pytest.importorskip("transformers")
+    narrow = tmp_path / "narrow"
+    config = transformers.BertConfig(vocab_size=30522, hidden_size=64, num_hidden_layers=1, num_attention_heads=4,
+                                     intermediate_size=64, max_position_embeddings=128)
+    transformers.BertModel(config).save_pretrained(narrow, safe_serialization=True)
+    for name in ("tokenizer.json", "vocab.txt"):
+        shutil.copy(tiny_bert_hf / name, narrow / name)
+    with pytest.raises(ValueError, match=r"no layer can be quantized: .*64 inputs for 4-bit group size 128\); group size 32 or 64"):
+        convert(narrow, tmp_path / "none", group_size=128, pooling="mean", report=False)
+    assert not (tmp_path / "none").exists()
 
 
 def test_report_and_overwrite_must_be_bools(tiny_bert_hf, tmp_path):
