@@ -240,7 +240,7 @@ def _write_card(src: Path, dst: Path, config: dict, hub_id: str | None) -> None:
     )
     found = _FRONT_MATTER.match(text)
     if not found:
-        (dst / "README.md").write_text(note + text, encoding="utf-8", newline="")
+        (dst / "README.md").write_text(note + _without_note(text), encoding="utf-8", newline="")
         return
     meta = found.group(2)
     changes = {"library_name": "mlx", "tags": ["mlx"]}
@@ -248,7 +248,16 @@ def _write_card(src: Path, dst: Path, config: dict, hub_id: str | None) -> None:
         changes |= {"base_model": hub_id, "base_model_relation": "quantized" if info["recipe"] else None}
     meta = _set_front_matter(meta, changes) or meta  # front matter that is not YAML stays as written
     head = f"---\n{meta.rstrip()}\n---\n"
-    (dst / "README.md").write_text(head + "\n" + note + text[found.end():].lstrip("\r\n"), encoding="utf-8", newline="")
+    (dst / "README.md").write_text(head + "\n" + note + _without_note(text[found.end():].lstrip("\r\n")), encoding="utf-8",
+                                   newline="")
+
+
+def _without_note(body: str) -> str:
+    """A card body without the note an earlier conversion put on top (a converted folder converted again)."""
+    if not body.startswith(CARD_NOTE):
+        return body
+    end = re.search(r"(\r\n|\n){2,}", body)
+    return body[end.end():] if end else ""
 
 
 def _set_front_matter(meta: str, changes: dict) -> str | None:

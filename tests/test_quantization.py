@@ -630,6 +630,18 @@ def test_a_destination_linking_to_nothing_is_named(tiny_bert_hf, tmp_path):
         convert(tiny_bert_hf, tmp_path / "out", report=False)
 
 
+def test_a_converted_folder_converted_again_has_one_note_on_its_card(tiny_bert_hf, tmp_path):
+    """The second conversion stacked its note on the first's, both saying the card below is the source's."""
+    src = tmp_path / "src"
+    shutil.copytree(tiny_bert_hf, src)
+    (src / "README.md").write_text("---\nlicense: mit\n---\n# A model\n")
+    convert(src, tmp_path / "f16", bits=16, report=False)
+    convert(tmp_path / "f16", tmp_path / "again", bits=8, report=False)
+    card = (tmp_path / "again" / "README.md").read_text()
+    assert card.count("Converted by `mlx-embed convert`") == 1 and "stored as" not in card
+    assert card.endswith("The card below is the source's.\n\n# A model\n")
+
+
 def test_the_card_front_matter_changes_only_the_keys_it_sets():
     """library_name, tags and base_model are set; every other line stays as written, where a YAML round trip
     would read `no` (Norwegian) as false, 1.10 as 1.1, and drop comments and an unparsed model-index."""
