@@ -31,7 +31,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.battery.harness import CATEGORIES, HERE, load_battery_model, load_cases, score  # noqa: E402
+from tests.battery.harness import CATEGORIES, ENV, HERE, load_battery_model, load_cases, score  # noqa: E402
 
 CLEAR_GAP = 0.02
 
@@ -39,7 +39,7 @@ CLEAR_GAP = 0.02
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0].replace("\n", " "))
     parser.add_argument("--model", required=True, help="registry alias, Hub id or folder")
-    parser.add_argument("--name", help="key in capabilities.json (default: the registry alias)")
+    parser.add_argument("--name", help="key in capabilities.json: a registry alias the tests check (default: the model's)")
     parser.add_argument("--write", action="store_true", help="record the measurement in capabilities.json")
     parser.add_argument("--engine", choices=("mlx_embed", "sentence-transformers"), default="mlx_embed",
                         help="what embeds the cases (default mlx_embed); sentence-transformers needs a "
@@ -63,8 +63,13 @@ def main() -> int:
         parser.error(f"{str(err).split(' Fix: ')[0].rstrip('.')}. The battery runs offline: give --model a folder, or "
                      f"download the model once with network (`hf download {repo.group(1) if repo else args.model}`)")
     spec = registry.find(args.model)
-    alias = spec.alias if spec else embedder.spec.alias
+    packaged_as = next((a for a in PACKAGED if package_folder(a) == embedder.path), None)  # the package's folder
+    alias = spec.alias if spec else packaged_as or embedder.spec.alias
     packaged = alias in PACKAGED and package_folder(alias) == embedder.path
+    name = args.name or alias
+    if args.write and name not in ENV:  # the tests check these keys only: another would be recorded and never read
+        parser.error(f"--write records the battery for {name!r}, which the tests do not check: they read "
+                     f"{', '.join(ENV)}; pass --name with the one these weights are")
     weights = f"package:{PACKAGED[alias][1]}" if packaged else f"{embedder.source} {embedder.path}"
     encode, engine = embedder.encode, f"mlx_embed, {embedder!r}"
     if args.engine == "sentence-transformers":
@@ -87,7 +92,6 @@ def main() -> int:
     if args.write:
         path = HERE / "capabilities.json"
         caps = json.loads(path.read_text())
-        name = args.name or alias
         before = caps.get(name, {}).get("categories", {})
         lost = [c for c in CATEGORIES if before.get(c, {}).get("expect") == "pass" and measured[c]["expect"] == "fail"]
         if lost and not args.accept_failures:

@@ -58,3 +58,11 @@ def test_bench_children_load_no_mlx_before_their_engine():
             "print('mlx.core' in sys.modules, 'mlx_embed' in sys.modules)")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.stdout.split() == ["False", "False"], proc.stderr[-2000:]
+
+
+def test_battery_write_refuses_a_key_the_tests_never_read(tiny_bert_hf):
+    """A folder's --write was recorded under its folder name, which no battery test reads; refused before the run."""
+    proc = _run("battery_report.py", "--model", str(tiny_bert_hf), "--write")
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert f"--write records the battery for '{tiny_bert_hf.name}', which the tests do not check" in proc.stderr
+    assert "category" not in proc.stdout  # before scoring
