@@ -520,7 +520,7 @@ def convert(
     dst = Path(dst).expanduser()
     if dst.resolve() == resolved.path.resolve():
         raise ValueError(f"{dst} is the source folder: converting in place would overwrite its weights; pick another folder")
-    saving.check_destination(dst, overwrite)
+    saving.check_destination(dst, overwrite, resolved.path)
     if loading.hides_a_registry_name(dst):
         warnings.warn(
             f"{dst} is also the name of a registry model: load({os.fspath(dst)!r}) run in {Path.cwd()} will load this "

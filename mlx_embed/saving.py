@@ -46,9 +46,9 @@ _POOLING_FLAGS = {
 }
 
 
-def check_destination(dst: Path, overwrite: bool) -> None:
-    """Refuse a non-empty ``dst`` unless ``overwrite``, and then one that holds weights or a config.json
-    that no earlier conversion wrote: replacing those would lose someone's model."""
+def check_destination(dst: Path, overwrite: bool, src: Path | None = None) -> None:
+    """Refuse a non-empty ``dst`` unless ``overwrite``, and then, where no earlier conversion wrote it, one that
+    holds weights or any file a conversion from ``src`` writes: replacing those would lose someone's files."""
     if dst.is_symlink() and not dst.exists():
         raise FileExistsError(f"{dst} links to {os.readlink(dst)}, which does not exist: create it or pick another folder")
     _remove_stale_partials(dst)
@@ -66,9 +66,12 @@ def check_destination(dst: Path, overwrite: bool) -> None:
     # "._*": macOS's AppleDouble files beside each file on exFAT and SMB, which loading skips
     weights = [p.name for p in sorted(dst.glob("*.safetensors*")) if not p.name.startswith("._")]
     foreign = [name for name in weights if not ours or name != "model.safetensors"]
-    if not ours:  # a conversion writes these names: in someone else's folder they are theirs
-        written = {"config.json", "README.md", *COPY_FILES, *(name.split("/")[0] for name in ST_FILES)}
-        foreign = sorted(p.name for p in dst.iterdir() if p.name in written or _LICENCE.match(p.name)) + foreign
+    if not ours:  # the names this conversion writes (from ``src``): in someone else's folder they are theirs
+        written = {"config.json", "tokenizer.json", *(name.split("/")[0] for name in ST_FILES)}
+        if src is not None:
+            written |= {p.name for p in src.iterdir() if p.is_file() and (
+                p.name in COPY_FILES or p.name == "README.md" or _LICENCE.match(p.name))}
+        foreign = sorted(p.name for p in dst.iterdir() if p.name in written) + foreign
     if foreign:
         raise FileExistsError(
             f"{dst} holds {', '.join(foreign)}, which no earlier `mlx-embed convert` wrote: overwriting replaces "
