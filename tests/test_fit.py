@@ -293,6 +293,7 @@ def test_estimate_within_25_percent_of_measurement(minilm_4bit):
         assert by_point[(8, 128)] > by_point[(1, 128)] + 10 * MIB  # >= 8 x 128 x 1536 fp32 activations
 
 
+@pytest.mark.skipif(sys.platform != "linux", reason="peaks off Linux are 5 ms samples only, too coarse for these ratios")
 def test_default_points_predict_many_short_texts(minilm_path):
     """The default points include encode's most texts at once (32 x 32): without it the law put MiniLM's working
     set on the (query, key) pairs and came out 10-15 % under direct measurements of 12 x 80, 16 x 48 and 24 x 40

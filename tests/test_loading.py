@@ -451,7 +451,8 @@ def test_the_layout_mlx_embeddings_publishes_loads_as_the_registry_model(minilm_
     config["quantization"] = {"group_size": 64, "bits": 4}
     (folder / "config.json").write_text(json.dumps(config))
 
-    published, ours = mlx_embed.load(folder), mlx_embed.load(minilm_4bit)
+    # float32 as on CPU: on a GPU the default is the files' float16, 4e-4 off the float32 reference below
+    published, ours = mlx_embed.load(folder, dtype="float32"), mlx_embed.load(minilm_4bit, dtype="float32")
     assert (published.spec.alias, published.spec.pooling, published.spec.normalize) == ("minilm", "mean", True)
     np.testing.assert_array_equal(published.encode(TEXTS), ours.encode(TEXTS))
     # and both equal transformers' BertModel on this folder's numpy-dequantized weights, mean-pooled
@@ -1039,7 +1040,7 @@ def test_floating_point_quantization_modes_load_dequantized(tiny_qwen3_hf, tmp_p
     (folder / "config.json").write_text(json.dumps({**config, "quantization": quant, "quantization_config": quant}))
     kept = mlx_embed.load(folder, dequantize=False)
     assert any(isinstance(m, nn.QuantizedLinear) for _, m in kept.model.named_modules())
-    ours = mlx_embed.load(folder)
+    ours = mlx_embed.load(folder, dequantize=True)  # the CPU default; a GPU keeps them packed
     assert not any(isinstance(m, nn.QuantizedLinear) for _, m in ours.model.named_modules())
     np.testing.assert_allclose(ours.encode(TEXTS), kept.encode(TEXTS), atol=2e-5)
 
