@@ -563,14 +563,15 @@ def probe_activations(config: dict, backend: str, max_length: int = PROBE_LENGTH
     texts there on two streams, dispatched a layer at a time as ``encode`` runs them (``stream_working``).
 
     Run on the backend asked for when it is this machine's; a Metal estimate made on a CPU machine
-    halves the CPU figures (float16 activations of the 4-bit layouts) and keeps only the attention
+    halves the CPU figures (16-bit activations: quantized and 16-bit checkpoints compute in their float
+    dtype there) and keeps only the attention
     mask's L^2 bytes where Metal's fused attention takes the head dim.
     """
     keys = ("model_type", "hidden_size", "intermediate_size", "num_attention_heads", "num_key_value_heads", "head_dim")
     shape = json.dumps({k: config.get(k) for k in keys}, sort_keys=True)
-    quantized = quantization_config(config) is not None
+    half = quantization_config(config) is not None or _float_bytes(config) == 2
     long = long_lengths(max_length) if backend == "cpu" else ()
-    return _probe(shape, quantized, backend, long_lengths=long)
+    return _probe(shape, half, backend, long_lengths=long)
 
 
 def long_lengths(max_length: int) -> tuple[int, ...]:
@@ -583,7 +584,7 @@ def long_lengths(max_length: int) -> tuple[int, ...]:
 
 @lru_cache(maxsize=None)
 def _probe(
-    shape: str, quantized: bool, backend: str, lengths: tuple[int, ...] = (128, 256, PROBE_LENGTH), long_lengths: tuple[int, ...] = ()
+    shape: str, half: bool, backend: str, lengths: tuple[int, ...] = (128, 256, PROBE_LENGTH), long_lengths: tuple[int, ...] = ()
 ) -> tuple[float, float, str, dict[str, int], dict[str, int]]:
     import mlx.core as mx
     import numpy as np
@@ -605,7 +606,7 @@ def _probe(
         if stream == mx.cpu:
             model.set_dtype(mx.float32)
         else:
-            model.set_dtype(mx.float16 if quantized else mx.float32)
+            model.set_dtype(mx.float16 if half else mx.float32)
         mx.eval(model.parameters())
         for batch, length in [(1, n) for n in lengths] + [(4, lengths[0])] + [(1, n) for n in long_lengths]:
             ids = mx.array(np.full((batch, length), 5, dtype=np.int32))
@@ -631,11 +632,11 @@ def _probe(
     token, pair = fit_working_set(points)
     how = f"one-layer probe on {'cpu' if stream == mx.cpu else here}"
     if backend == "metal" and here != "metal":
-        token /= 2 if quantized else 1
+        token /= 2 if half else 1
         if d["Dh"] in METAL_FUSED_HEAD_DIMS:
             pair = 2.0 if d["arch"] == "qwen3" else 0.0  # the (B, 1, L, L) bool mask and its causal part
         else:
-            pair /= 2 if quantized else 1
+            pair /= 2 if half else 1
         how += ", scaled for Metal (unverified: no Mac here)"
     if long_working:
         how += f"; measured at batch 1 x {', '.join(long_working)} past the fit, and two texts there on two streams"

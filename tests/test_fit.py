@@ -877,3 +877,13 @@ def test_points_for_a_model_without_weights_say_they_were_not_measured(capsys, t
     assert cli.main(["fit", "--ram", "8GB", "--model", "bge-small", "--points", "1x128", "--json"]) == 0
     (row,) = json.loads(capsys.readouterr().out)["models"]
     assert "--points were not measured: the weights are not on this machine" in row["notes"]
+
+
+def test_metal_estimate_of_a_16_bit_checkpoint_counts_16_bit_activations():
+    """On a Mac an unquantized checkpoint computes in its own dtype (the upstream Qwen3's bfloat16), so its
+    activations take half the bytes of a float32 checkpoint's, as a 4-bit one's do (its float16 scales)."""
+    config = {"model_type": "bert", "hidden_size": 64, "num_attention_heads": 4, "intermediate_size": 128}
+    fp32, *_ = fit.probe_activations(dict(config, torch_dtype="float32"), "metal")
+    bf16, *_ = fit.probe_activations(dict(config, torch_dtype="bfloat16"), "metal")
+    q4, *_ = fit.probe_activations(dict(config, quantization={"group_size": 64, "bits": 4}), "metal")
+    assert bf16 == pytest.approx(q4) and bf16 == pytest.approx(fp32 / 2, rel=0.2)
