@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import numbers
-from collections.abc import Sequence
+import warnings
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ._messages import caller_stacklevel
 from .eval.metrics import cosine_scores
 from .samples import SAMPLE_TEXTS
+from .tokenize import TruncationWarning
 
 if TYPE_CHECKING:
     from .embedder import Embedder
@@ -115,15 +119,53 @@ def topk_agreement(reference: Embedder, candidate: Embedder, k: int = 5) -> floa
     return float(np.mean(overlaps))
 
 
+@contextlib.contextmanager
+def _truncations() -> Iterator[list[TruncationWarning]]:
+    """Collect the ``TruncationWarning``s raised inside (other warnings pass through as they were raised)."""
+    cut: list[TruncationWarning] = []
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        yield cut
+    for w in caught:
+        if isinstance(w.message, TruncationWarning):
+            cut.append(w.message)
+        else:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno, source=w.source)
+
+
+def _warn_truncated(reference: Embedder, candidate: Embedder, n_texts: int, ref_cut: list, cand_cut: list, retrieval_cut: list) -> None:
+    """One warning for the texts cut while comparing, in place of one per encode call."""
+    if not (ref_cut or cand_cut or retrieval_cut):
+        return
+    counts = [sum(w.truncated for w in ws) for ws in (ref_cut, cand_cut)]
+    where = (
+        f"{counts[0]} of the {n_texts} texts for the reference (max_length={reference.max_length}), "
+        f"{counts[1]} for the candidate (max_length={candidate.max_length})"
+    )
+    if retrieval_cut:
+        where += ", and texts of the retrieval corpora"
+    warnings.warn(
+        TruncationWarning(
+            f"texts longer than max_length were truncated while comparing: {where}; "
+            "the report compares the embeddings of the truncated texts",
+            max(counts), n_texts,
+        ),
+        stacklevel=caller_stacklevel(),
+    )
+
+
 def compare(reference: Embedder, candidate: Embedder, texts: Sequence[str] = SAMPLE_TEXTS, *, retrieval_k: int | None = 5) -> FidelityReport:
-    """Compare two Embedders on ``texts`` (and, with ``retrieval_k``, on the bundled retrieval corpora)."""
+    """Compare two Embedders on ``texts`` (and, with ``retrieval_k``, on the bundled retrieval corpora).
+    Texts either model truncates are named in one ``TruncationWarning``."""
     texts = [texts] if isinstance(texts, str) else list(texts)
     if len(texts) < 2:
         raise ValueError(f"compare needs at least 2 texts (the Spearman correlation is over pairs), got {len(texts)}")
     if retrieval_k is not None:
         _corpora_for(retrieval_k)
-    ref = reference.encode(texts)
-    cand = candidate.encode(texts)
+    with _truncations() as ref_cut:
+        ref = reference.encode(texts)
+    with _truncations() as cand_cut:
+        cand = candidate.encode(texts)
     if ref.shape[1] != cand.shape[1]:
         raise ValueError(
             f"the two models give vectors of different sizes ({ref.shape[1]} and {cand.shape[1]}): "
@@ -131,7 +173,9 @@ def compare(reference: Embedder, candidate: Embedder, texts: Sequence[str] = SAM
         )
     cos = per_text_cosine(ref, cand)
     iu = np.triu_indices(len(texts), k=1)
-    agreement = topk_agreement(reference, candidate, retrieval_k) if retrieval_k else None
+    with _truncations() as retrieval_cut:
+        agreement = topk_agreement(reference, candidate, retrieval_k) if retrieval_k else None
+    _warn_truncated(reference, candidate, len(texts), ref_cut, cand_cut, retrieval_cut)
     return FidelityReport(
         n_texts=len(texts),
         cosine_min=float(cos.min()),

@@ -55,7 +55,11 @@ class AtLeast(int):
 
 
 class TruncationWarning(UserWarning):
-    """Some inputs were longer than ``max_length`` tokens and were cut."""
+    """Some inputs were longer than ``max_length`` tokens and were cut: ``truncated`` of ``total`` texts."""
+
+    def __init__(self, message: str, truncated: int = 0, total: int = 0) -> None:
+        super().__init__(message)
+        self.truncated, self.total = truncated, total
 
 
 @dataclass
@@ -470,8 +474,10 @@ def check_truncation(cut: dict[int, int], n_texts: int, max_length: int, truncat
             "Pass truncate=True to cut them, a larger max_length, or split the texts."
         )
     warnings.warn(
-        f"{len(cut)} of {n_texts} texts were longer than max_length={max_length} tokens "
-        f"and were truncated (longest {longest} tokens). Pass truncate=False to raise instead.",
-        TruncationWarning,
+        TruncationWarning(
+            f"{len(cut)} of {n_texts} texts were longer than max_length={max_length} tokens "
+            f"and were truncated (longest {longest} tokens). Pass truncate=False to raise instead.",
+            len(cut), n_texts,
+        ),
         stacklevel=caller_stacklevel(),
     )

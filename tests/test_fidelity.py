@@ -231,3 +231,32 @@ def test_numpy_integer_k_is_taken(monkeypatch):
     monkeypatch.setattr(fidelity, "topk_agreement", lambda reference, candidate, k: 0.5)
     report = compare(Fixed(REFERENCE), Fixed(CANDIDATE), TEXTS, retrieval_k=np.int64(3))
     assert report.topk == 3 and type(report.topk) is int
+
+
+def test_compare_names_truncated_texts_once(minilm_path, tmp_path):
+    """Texts a model cuts are named in one warning with each model's count (here from the tokenizer itself), not
+    in one warning per encode call."""
+    import json
+    import shutil
+    import warnings
+
+    import mlx_embed
+    from tokenizers import Tokenizer
+
+    short = tmp_path / "short"
+    shutil.copytree(minilm_path, short)
+    config = json.loads((short / "sentence_bert_config.json").read_text())
+    (short / "sentence_bert_config.json").write_text(json.dumps(dict(config, max_seq_length=8)))
+    texts = ["a cat", "the quick brown fox jumps over the lazy dog", "one two three four five six seven eight nine"]
+    tok = Tokenizer.from_file(str(minilm_path / "tokenizer.json"))
+    tok.no_padding()
+    tok.no_truncation()
+    over = sum(len(tok.encode(t).ids) > 8 for t in texts)
+    assert over == 2
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        compare(mlx_embed.load(short), mlx_embed.load(minilm_path), texts, retrieval_k=None)
+    cut = [w for w in caught if issubclass(w.category, mlx_embed.TruncationWarning)]
+    assert len(cut) == 1, [str(w.message) for w in caught]
+    assert f"{over} of the 3 texts for the reference (max_length=8), 0 for the candidate (max_length=256)" in str(cut[0].message)
+    assert cut[0].filename == __file__
