@@ -224,6 +224,9 @@ def save_folder(
 
 # Hugging Face's own rule for a model card's YAML front matter (huggingface_hub.repocard.REGEX_YAML_BLOCK)
 _FRONT_MATTER = re.compile(r"^(\s*---(?:\r\n|\r|\n))([\S\s]*?)((?:\r\n|\r|\n)---[ \t]*(\r\n|\n|$))")
+# "---" twice, nothing between: the Hub's rule finds no front matter (it wants a line between them), so the
+# card would keep two rules under the note and get no library_name; read it as empty front matter.
+_EMPTY_FRONT_MATTER = re.compile(r"^(\s*---(?:\r\n|\r|\n))()(---[ \t]*(\r\n|\n|$))")
 
 
 def _write_card(src: Path, dst: Path, config: dict, hub_id: str | None) -> None:
@@ -241,7 +244,7 @@ def _write_card(src: Path, dst: Path, config: dict, hub_id: str | None) -> None:
         "per weight. These are MLX weights: load them with `mlx_embed.load(folder)` (transformers and "
         "sentence-transformers cannot). The card below is the source's.\n\n"
     )
-    found = _FRONT_MATTER.match(text)
+    found = _FRONT_MATTER.match(text) or _EMPTY_FRONT_MATTER.match(text)
     if not found:
         (dst / "README.md").write_text(note + _without_note(text), encoding="utf-8", newline="")
         return

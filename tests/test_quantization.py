@@ -668,6 +668,20 @@ def test_the_card_front_matter_changes_only_the_keys_it_sets():
         assert yaml.safe_load(edited)["tags"] == tags and len(keys) == len(set(keys)), (meta, edited)
 
 
+def test_an_empty_front_matter_gets_the_mlx_keys(tiny_bert_hf, tmp_path):
+    """A card that opens with "---" twice (empty front matter, which the Hub's rule does not find) gets the keys
+    as front matter, not the note above two horizontal rules."""
+    from huggingface_hub import ModelCard
+
+    src = tmp_path / "src"
+    shutil.copytree(tiny_bert_hf, src)
+    (src / "README.md").write_text("---\n---\n# A model\n")
+    convert(src, tmp_path / "out", bits=8, report=False)
+    card = ModelCard.load(tmp_path / "out" / "README.md")
+    assert card.data.to_dict() == {"library_name": "mlx", "tags": ["mlx"]}
+    assert card.text.lstrip("\n").startswith("> Converted by") and card.text.endswith("source's.\n\n# A model\n")
+
+
 def test_a_local_folder_is_no_base_model_on_the_card(tiny_bert_hf, tmp_path, monkeypatch):
     import shutil
 
