@@ -94,7 +94,7 @@ def test_tables_keep_their_columns_with_any_model_name():
     markdown = format_tables(rows, 50, markdown=True).splitlines()
     assert [line.count(" | ") for line in markdown if line.startswith("| ")] == [10] * 4
     text = format_tables(rows, 50).splitlines()
-    assert "k = 50 is more than its documents" in text[0]
+    assert "k = 50 is more than its documents" in text[0] and "P@50 is at most its relevant documents / 50" in text[0]
     starts = {line.index("384") + sum(1 for c in line[: line.index("384")] if ord(c) > 0x2E80) for line in text[2:5]}
     assert len(starts) == 1 and all(line == line.rstrip() for line in text)
 
@@ -127,3 +127,19 @@ def test_a_model_that_does_not_load_is_named_and_the_others_still_scored(tiny_be
     assert main(["eval", "--model", str(damaged), "--corpus", "code"]) == 1  # alone too, as profile
     out, err = capsys.readouterr()
     assert out == "" and f"mlx-embed eval: {damaged} was not scored: " in err and "Traceback" not in err
+
+
+def test_plot_names_the_corpora_it_shows(tmp_path, monkeypatch):
+    """The plot of one --corpus says which, not "bundled corpora" as if all four were in it."""
+    pytest.importorskip("matplotlib", reason="the plot extra: pip install 'mlx-embed[plot]'")
+    import matplotlib.axes
+
+    from mlx_embed.eval.runner import ModelRow, plot
+
+    titles = []
+    set_title = matplotlib.axes.Axes.set_title
+    monkeypatch.setattr(matplotlib.axes.Axes, "set_title", lambda self, label, *a, **kw: titles.append(label) or set_title(self, label, *a, **kw))
+    metrics = {"encode_s": 0.1, "P@5": 0.2, "R@5": 0.9, "MRR@10": 0.9, "nDCG@5": 0.8}
+    plot([ModelRow("minilm", 384, 22_600_000, 12.8, 0.1, {"en": metrics})], 5, str(tmp_path / "q.png"))
+    assert (tmp_path / "q.png").read_bytes()[:4] == b"\x89PNG"
+    assert titles == ["retrieval quality vs size (bundled corpora: en)"]

@@ -92,7 +92,8 @@ def format_tables(rows: list[ModelRow], k: int, markdown: bool = False) -> str:
         c = load_corpus(corpus)
         title = f"{corpus} ({c.language}): {len(c.documents)} documents, {len(c.queries)} queries"
         if k > len(c.documents):
-            title += f"; k = {k} is more than its documents, so R@{k} counts every relevant one"
+            title += (f"; k = {k} is more than its documents, so R@{k} counts every relevant one "
+                      f"and P@{k} is at most its relevant documents / {k} (trec_eval's P_k)")
         if markdown:
             out.append(f"**{title}**\n\n| " + " | ".join(cols) + " |\n|" + "---|" * len(cols))
             out += ["| " + " | ".join(x.replace("|", "\\|") for x in line) + " |" for line in body]
@@ -130,7 +131,7 @@ def plot(rows: list[ModelRow], k: int, path: str) -> None:
     ax.set_xscale("log")
     ax.set_xlabel("weights on disk (MB)")
     ax.set_ylabel(f"nDCG@{k}")
-    ax.set_title("retrieval quality vs size (bundled corpora)")
+    ax.set_title(f"retrieval quality vs size (bundled corpora: {', '.join(rows[0].results)})")
     ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.15), ncol=2)
     fig.tight_layout()
     fig.savefig(path, dpi=120, format="png")
