@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import io
 import json
 import math
 import os
@@ -83,14 +84,22 @@ def _argv_texts(texts: list[str]) -> list[str]:
     return texts
 
 
+_STDOUT_NAMES = ("-", "/dev/stdout", "/dev/fd/1", "/proc/self/fd/1")
+
+
 def _npy_path(name: str) -> Path | None:
     """Where ``np.save(name)`` writes: ``name`` with ``.npy`` appended when missing (not to a device or FIFO,
     which is refused as named); None for ``-``, stdout."""
-    if name == "-":
+    if name in _STDOUT_NAMES:
         if sys.stdout.isatty():
-            raise ValueError("--output - writes the .npy bytes to stdout, here a terminal: pipe them on, or give a file name")
+            raise ValueError(f"--output {name} writes the .npy bytes to stdout, here a terminal: pipe them on, or give a file name")
         return None
     path = Path(name)
+    if name.endswith(("/", os.sep)) and not path.is_dir():
+        raise ValueError(f"--output {name} names a folder, which does not exist: create it, or give a file name, e.g. "
+                         f"{path / 'embeddings.npy'}")
+    if path.parent.resolve() == Path("/dev") or path.parent.resolve().match("/proc/*/fd"):
+        raise ValueError(f"--output {name} is a device: give a file name, or --output - for stdout")
     if path.suffix != ".npy" and not path.is_dir() and (path.is_file() or not path.exists()):
         path = path.with_name(path.name + ".npy")
     if path.is_dir():
@@ -129,7 +138,9 @@ def _embed(args) -> int:
                      **options)
     if output is not False:
         if output is None:
-            np.save(sys.stdout.buffer, vectors)
+            npy = io.BytesIO()  # np.save writes a real file with tofile, whose error at a closed pipe is no BrokenPipeError
+            np.save(npy, vectors)
+            sys.stdout.buffer.write(npy.getbuffer())
             sys.stdout.flush()
         else:
             np.save(output, vectors)
@@ -362,6 +373,8 @@ def main(argv: list[str] | None = None) -> int:
 
     showwarning, warnings.showwarning = warnings.showwarning, show_warning
     try:
+        if sys.stdout is None:  # started with stdout closed (`>&-`)
+            raise ValueError("stdout is closed: mlx-embed prints its results there; redirect it (> file, > /dev/null) instead")
         status = args.func(args)
         sys.stdout.flush()  # inside the try: a reader that went away is noticed here, not at exit
         return status

@@ -3,7 +3,6 @@ and ``profile --texts`` read them; outputs checked before the work that fills th
 
 from __future__ import annotations
 
-import io
 import os
 import sys
 import tempfile
@@ -15,32 +14,36 @@ def read_lines(name: str, option: str) -> list[str]:
     """One text per line, ended by ``\\n`` or ``\\r\\n`` (a lone ``\\r``, a form feed or U+2028 stays inside its
     text, so row i is line i as ``wc -l`` and editors count); ``-`` reads stdin. A UTF-8 byte-order mark is
     not part of the first text. ``option`` names the flag in errors."""
-    if name != "-":
+    if name == "-":
+        if sys.stdin is None:
+            raise ValueError(f"{option} - reads stdin, which is closed: pipe the texts in, or give a file name")
+        raw = getattr(sys.stdin, "buffer", None)
+        data = raw.read() if raw is not None else sys.stdin.read().encode("utf-8", "surrogateescape")
+    else:
         path = Path(name)
         if path.is_dir() or not path.exists():  # anything else is read: a pipe, /dev/stdin, process substitution
             why = "is a directory" if path.is_dir() else "does not exist"
             raise FileNotFoundError(f"{option} {path} {why}: give a UTF-8 text file with one text per line")
+        data = path.read_bytes()
+    data = data.removeprefix(b"\xef\xbb\xbf")  # a UTF-8 byte-order mark is not part of the first text
+    utf16 = data[:2] in (b"\xff\xfe", b"\xfe\xff")  # the byte-order mark Windows' "Unicode" starts with
+    nul = data.find(b"\0")
+    if not utf16 and nul >= 0:  # UTF-16 without a byte-order mark: a NUL beside every ASCII letter
+        raise ValueError(f"{option} {name} is not UTF-8 text: line {_line_of(data, nul)} holds a NUL character, "
+                         "as UTF-16 without a byte-order mark does: convert it, e.g. `iconv -f utf-16le -t utf-8`")
     try:
-        if name == "-":
-            raw = getattr(sys.stdin, "buffer", None)
-            stream = io.TextIOWrapper(raw, encoding="utf-8-sig", newline="\n") if raw is not None else sys.stdin
-            lines = [_without_line_end(line) for line in stream]
-        else:
-            with path.open(encoding="utf-8-sig", newline="\n") as f:
-                lines = [_without_line_end(line) for line in f]
+        text = data.decode("utf-8")
     except UnicodeDecodeError as err:
-        utf16 = err.object[:2] in (b"\xff\xfe", b"\xfe\xff")  # the byte-order mark Windows' "Unicode" starts with
         source = "utf-16" if utf16 else "latin1"
-        raise ValueError(f"{option} {name} is not UTF-8 text ({err}): convert it, e.g. `iconv -f {source} -t utf-8`") from None
-    for i, line in enumerate(lines):
-        if "\0" in line:  # UTF-16 without a byte-order mark decodes as UTF-8 with a NUL beside every ASCII letter
-            raise ValueError(f"{option} {name} is not UTF-8 text: line {i + 1} holds a NUL character, as UTF-16 "
-                             "without a byte-order mark does: convert it, e.g. `iconv -f utf-16le -t utf-8`")
-    return lines
+        where = f"byte 0x{data[err.start]:02x} at offset {err.start}, line {_line_of(data, err.start)}: {err.reason}"
+        raise ValueError(f"{option} {name} is not UTF-8 text ({where}): convert it, e.g. `iconv -f {source} -t utf-8`") from None
+    *ended, last = text.split("\n")  # last: what follows the last newline ("" after a final newline)
+    return [line.removesuffix("\r") for line in ended] + ([last] if last else [])
 
 
-def _without_line_end(line: str) -> str:
-    return line[:-2] if line.endswith("\r\n") else line.removesuffix("\n")
+def _line_of(data: bytes, offset: int) -> int:
+    """The line (from 1) that holds byte ``offset``."""
+    return data.count(b"\n", 0, offset) + 1
 
 
 def try_writing_in(folder: Path) -> None:

@@ -205,6 +205,8 @@ def broken(tmp_path, minilm_path):
     (tmp_path / "latin.txt").write_bytes("café\n".encode("latin-1"))
     (tmp_path / "utf16.txt").write_bytes("café\n".encode("utf-16"))  # with its byte-order mark, as Windows writes it
     (tmp_path / "utf16le.txt").write_bytes("hello\nworld\n".encode("utf-16-le"))  # without one: valid UTF-8, NULs
+    (tmp_path / "utf16le_accents.txt").write_bytes("héllo\nwörld\n".encode("utf-16-le"))  # not UTF-8 either
+    (tmp_path / "late_latin.txt").write_bytes(b"hello world\n" * 10000 + "café\n".encode("latin-1"))  # past a read buffer
     os.symlink(tmp_path / "nowhere" / "t.npy", tmp_path / "dangling.npy")
     (tmp_path / "file").write_text("x")
     (tmp_path / "readonly").mkdir(mode=0o555)
@@ -229,7 +231,11 @@ def broken(tmp_path, minilm_path):
         (["embed", "--input", "{tmp}/utf16.txt"], "convert it, e.g. `iconv -f utf-16 -t utf-8`"),
         (["embed", "--input", "{tmp}/utf16le.txt"], "line 1 holds a NUL character, as UTF-16 without a byte-order mark does: convert it, e.g. `iconv -f utf-16le -t utf-8`"),
         (["embed", "a", "--output", "{tmp}/dangling.npy"], "--output {tmp}/dangling.npy: the folder {tmp}/nowhere does not exist"),
-        (["embed", "a", "--output", "/dev/null"], "--output /dev/null is not a regular file"),
+        (["embed", "a", "--output", "/dev/null"], "--output /dev/null is a device: give a file name, or --output - for stdout"),
+        (["embed", "a", "--output", "/dev/stderr"], "--output /dev/stderr is a device"),  # was: /dev/stderr.npy, a new file in /dev
+        (["embed", "a", "--output", "{tmp}/newdir/"], "--output {tmp}/newdir/ names a folder, which does not exist"),  # was: newdir.npy
+        (["embed", "--input", "{tmp}/late_latin.txt"], "(byte 0xe9 at offset 120003, line 10001: invalid continuation byte)"),
+        (["embed", "--input", "{tmp}/utf16le_accents.txt"], "line 1 holds a NUL character, as UTF-16 without a byte-order mark does"),
         (["embed", "ok", "caf\udce9"], "TEXT 2 is not UTF-8 (byte 0xe9 at character 3): give UTF-8 text"),  # Latin-1 bytes
         (["similarity", "caf\udce9", "x"], "TEXT 1 is not UTF-8 (byte 0xe9 at character 3)"),
         (["embed", "a", "--output", "{tmp}/dir"], "--output {tmp}/dir is a directory: give a file name"),
@@ -398,6 +404,32 @@ def test_a_closed_pipe_ends_quietly(tiny_bert_hf, minilm_path, texts, reader, sh
     assert (proc.returncode, proc.stdout[:2]) == (0, shown), proc.stderr
     # no error line; a library's own notice (a deprecation, OpenBLAS's thread count) is not this test's business
     assert not re.search(r"Traceback|Error|Exception ignored|mlx-embed", proc.stderr), proc.stderr
+
+
+def test_npy_on_stdout_at_a_closed_pipe_a_redirect_and_no_stdout(tiny_bert_hf, tmp_path):
+    """``--output - | head -c 100`` ended with exit 2 and "requested and 0 written" (numpy's tofile at a closed pipe
+    raises no BrokenPipeError); ``--output /dev/stdout > f.npy`` wrote a new file /dev/stdout.npy and left f.npy
+    empty; with stdout closed (``>&-``) the JSON was written into None after the work, a traceback."""
+    import subprocess
+    import sys
+
+    (tmp_path / "texts.txt").write_text("hello world\n" * 1000)  # 1000 x 64 float32: past a pipe's 64 KiB
+    embed = f"{sys.executable} -m mlx_embed.cli embed --model {tiny_bert_hf} --pooling mean"
+
+    def shell(command: str) -> subprocess.CompletedProcess:
+        return subprocess.run(f"set -o pipefail; {command}", shell=True, capture_output=True, timeout=120,
+                              executable="/bin/bash", cwd=tmp_path)
+
+    proc = shell(f"{embed} --input texts.txt --output - | head -c 100 > /dev/null")
+    assert proc.returncode == 0 and b"error" not in proc.stderr, proc.stderr
+    proc = shell(f"{embed} hello world --output /dev/stdout > f.npy")
+    assert proc.returncode == 0, proc.stderr
+    vectors = np.load(tmp_path / "f.npy")
+    assert vectors.shape == (2, 64) and np.allclose(np.linalg.norm(vectors, axis=1), 1, atol=1e-5)
+    proc = shell(f"{embed} hello >&-")
+    assert proc.returncode == 2 and b"stdout is closed" in proc.stderr and b"Traceback" not in proc.stderr
+    proc = shell(f"{embed} --input - <&-")
+    assert proc.returncode == 2 and b"stdin, which is closed" in proc.stderr and b"Traceback" not in proc.stderr
 
 
 def test_embed_prompt_of_your_own(capsys, minilm_path):
