@@ -213,7 +213,7 @@ def _models(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from mlx_embed.conversion import BITS, GROUP_SIZES, RECIPES, ROUNDINGS
+    from mlx_embed.conversion import BITS, DEFAULT_BITS, DEFAULT_GROUP_SIZE, GROUP_SIZES, RECIPES, ROUNDINGS
 
     parser = argparse.ArgumentParser(prog="mlx-embed", description="Text embeddings in pure MLX.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -245,8 +245,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("convert", help="convert a HF folder to the mlx-community layout and report fidelity")
     p.add_argument("src", help="source model: a local folder, Hub id or alias of a full-precision model")
     p.add_argument("dst", help="folder to write the converted model to")
-    p.add_argument("--bits", type=int, default=4, choices=BITS, help="default bits per weight")
-    p.add_argument("--group-size", type=int, default=64, choices=GROUP_SIZES, help="quantization group size")
+    p.add_argument("--bits", type=int, default=DEFAULT_BITS, choices=BITS, help="default bits per weight")
+    p.add_argument("--group-size", type=int, default=DEFAULT_GROUP_SIZE, choices=GROUP_SIZES, help="quantization group size")
     p.add_argument(
         "--recipe",
         default="uniform",

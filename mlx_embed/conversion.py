@@ -163,6 +163,7 @@ RECIPES: dict[str, Recipe] = {
     ),
 }
 ROUNDINGS = ("nearest", "mse", "gptq")
+DEFAULT_BITS, DEFAULT_GROUP_SIZE = 4, 64  # mlx-community's layout
 
 
 @dataclass(frozen=True)
@@ -381,10 +382,12 @@ def quantize_model(
     overrides: dict[str, dict | bool] = {}
     chosen: dict[str, dict] = {}
     unfit: dict[str, tuple[int, int]] = {}  # {path: (input size, group size)} left in float by their size
+    defaulted = False  # whether the recipe leaves any layer to bits / group_size
     for path, module in model.named_modules():
         if not isinstance(module, (nn.Linear, nn.Embedding)):
             continue
         choice = choose(path, module, n_layers)
+        defaulted |= choice is None
         params = {"bits": bits, "group_size": group_size}
         if choice is False:
             if _quantizable(module, group_size):
@@ -398,6 +401,13 @@ def quantize_model(
         if params != {"bits": bits, "group_size": group_size}:
             overrides[path] = params
         chosen[path] = params
+    changed = [f"{k}={v}" for k, v, default in (("bits", bits, DEFAULT_BITS), ("group_size", group_size, DEFAULT_GROUP_SIZE)) if v != default]
+    if changed and not defaulted:
+        warnings.warn(
+            f"the {recipe} recipe sets every layer's bits and group size, so {' and '.join(changed)} changes only "
+            "config.json's default entry, not the weights: drop it, or use recipe 'uniform' to quantize at it",
+            UserWarning, stacklevel=caller_stacklevel(),
+        )
     if unfit:
         (first, (size, gs, b)), more = next(iter(unfit.items())), len(unfit) - 1
         fits = [g for g in (32, 64, 128) if all(n % g == 0 for n, _, _ in unfit.values())]
@@ -464,8 +474,9 @@ def _check_options(bits: int, group_size: int, recipe: str, rounding: str | None
     once the options are checked."""
     bits, group_size = _choice("bits", bits, BITS), _choice("group_size", group_size, GROUP_SIZES)
     chosen = _check_recipe(recipe, rounding)
-    if bits >= 16 and (recipe != "uniform" or rounding is not None):
+    if bits >= 16 and (recipe != "uniform" or rounding is not None or group_size != DEFAULT_GROUP_SIZE):
         ignored = [(k, v) for k, v in (("recipe", recipe), ("rounding", rounding)) if v not in (None, "uniform")]
+        ignored += [("group_size", group_size)] if group_size != DEFAULT_GROUP_SIZE else []
         raise ValueError(
             f"bits={bits} stores float weights, so {' and '.join(f'{k}={v!r}' for k, v in ignored)} would be ignored: "
             f"give bits <= {max(b for b in BITS if b < 16)} to quantize, or drop {' and '.join(k for k, _ in ignored)} to store floats"
@@ -486,8 +497,8 @@ def convert(
     src: str | os.PathLike,
     dst: str | os.PathLike,
     *,
-    bits: int = 4,
-    group_size: int = 64,
+    bits: int = DEFAULT_BITS,
+    group_size: int = DEFAULT_GROUP_SIZE,
     recipe: str = "uniform",
     rounding: str | None = None,
     report: bool = True,

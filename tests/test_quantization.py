@@ -838,6 +838,23 @@ def test_layers_a_group_size_does_not_divide_are_named(tiny_bert_hf, tmp_path):
         convert(tiny_bert_hf, tmp_path / "g64", bits=4, group_size=64, report=False, rounding="mse")
 
 
+def test_bits_a_recipe_overrides_everywhere_are_named(tiny_bert_hf, tmp_path):
+    """``--recipe compact --bits 8`` converted with compact's bits and said nothing: --bits set only config.json's
+    default entry. The uniform recipe quantizes at it, and a recipe's defaults say nothing."""
+    import warnings
+
+    from mlx_embed.conversion import convert
+
+    with pytest.warns(UserWarning, match=r"the compact recipe sets every layer's bits and group size, so bits=8 changes only "
+                      r"config.json's default entry, not the weights: drop it, or use recipe 'uniform'"):
+        convert(tiny_bert_hf, tmp_path / "c8", bits=8, recipe="compact", rounding="mse", report=False)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        convert(tiny_bert_hf, tmp_path / "c", recipe="compact", rounding="mse", report=False)
+        convert(tiny_bert_hf, tmp_path / "u8", bits=8, report=False)
+    assert not [w for w in caught if "sets every layer" in str(w.message)]
+
+
 def test_an_override_of_the_group_size_alone_is_written_and_loads_back(tiny_bert_hf, tmp_path, monkeypatch):
     """A module at the default bits but another group size (``compact``'s 4-bit g128 token table on a real
     model) needs its own entry in config.json: the file's scales have its group size, not the default's."""
