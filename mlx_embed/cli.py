@@ -133,9 +133,13 @@ def _embed(args) -> int:
     options = {"task": args.task} if args.task is not None else {}
     if args.prompt is not None:
         options["prompt"] = args.prompt
-    vectors = encode(texts, batch_size=args.batch_size, dim=args.dim, max_length=args.max_length,
-                     truncate=not args.no_truncate, show_progress=args.input is not None and sys.stderr.isatty(),
-                     **options)
+    try:
+        vectors = encode(texts, batch_size=args.batch_size, dim=args.dim, max_length=args.max_length,
+                         truncate=not args.no_truncate, show_progress=args.input is not None and sys.stderr.isatty(),
+                         **options)
+    except ValueError as err:  # a text's index (from 0) as the row the user counts: line or TEXT, from 1
+        where = "on line" if args.input is not None else "is TEXT"
+        raise ValueError(re.sub(r"\bat index (\d+)", lambda m: f"{where} {int(m.group(1)) + 1}", str(err))) from None
     if output is not False:
         if output is None:
             npy = io.BytesIO()  # np.save writes a real file with tofile, whose error at a closed pipe is no BrokenPipeError

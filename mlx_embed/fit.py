@@ -836,7 +836,7 @@ def parse_points(text: str) -> list[tuple[int, int]]:
     for part in text.split(","):
         m = re.fullmatch(r"\s*(\d+)\s*[xX*]\s*(\d+)\s*", part)
         if not m or int(m.group(1)) < 1 or int(m.group(2)) < 2:
-            raise ValueError(f"cannot read point {part!r}: write BATCHxLENGTH, e.g. 1x128,32x256 (length >= 2)")
+            raise ValueError(f"cannot read point {part!r}: write BATCHxLENGTH, e.g. 1x128,32x256 (batch >= 1, length >= 2)")
         out.append((int(m.group(1)), int(m.group(2))))
     return out
 

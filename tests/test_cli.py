@@ -202,6 +202,7 @@ def broken(tmp_path, minilm_path):
     """Paths for the error cases: a folder, a Latin-1 file, a model folder with garbage weights, a read-only
     folder, a FIFO with a reader (so that writing to it fails the test rather than hanging it)."""
     (tmp_path / "dir").mkdir()
+    (tmp_path / "dir.png").mkdir()
     (tmp_path / "latin.txt").write_bytes("café\n".encode("latin-1"))
     (tmp_path / "utf16.txt").write_bytes("café\n".encode("utf-16"))  # with its byte-order mark, as Windows writes it
     (tmp_path / "utf16le.txt").write_bytes("hello\nworld\n".encode("utf-16-le"))  # without one: valid UTF-8, NULs
@@ -260,8 +261,9 @@ def broken(tmp_path, minilm_path):
         (["convert", "{minilm}", "{tmp}/file"], "destination {tmp}/file is a file"),
         (["convert", "{minilm}", "{tmp}/garbage"], "exists and is not empty; pass --overwrite or pick another folder"),
         (["eval", "--model", "{tmp}/nope", "--plot", "{tmp}/nowhere/x.png"], "the folder {tmp}/nowhere does not exist"),
-        (["eval", "--model", "{tmp}/nope", "--plot", "{tmp}/out"], "--plot {tmp}/out: give a file name ending in .png, e.g. out.png"),
+        (["eval", "--model", "{tmp}/nope", "--plot", "{tmp}/out"], "--plot {tmp}/out does not end in .png: give a file name ending in .png, e.g. out.png"),
         (["eval", "--model", "{tmp}/nope", "--plot", "{tmp}/dir"], "give a file name ending in .png, e.g. {tmp}/dir/ndcg.png"),
+        (["eval", "--model", "{tmp}/nope", "--plot", "{tmp}/dir.png"], "--plot {tmp}/dir.png is a folder: give a file name"),
         (["embed", "a", "--task", "Find code"], "--task is for queries: add --kind query"),
         (["convert", "{minilm}", "{tmp}/new", "--bits", "16", "--recipe", "faithful"], "--bits=16 stores float weights, so --recipe='faithful' would be ignored: give --bits <= 8 to quantize"),
         (["convert", "{minilm}", "{tmp}/new", "--bits", "16", "--rounding", "nearest"], "so --rounding='nearest' would be ignored: give --bits <= 8 to quantize, or drop --rounding to store floats"),
@@ -376,8 +378,13 @@ def test_embed_passes_its_batch_size_on(capsys, monkeypatch, tiny_bert_hf):
     assert rc == 0 and seen == [1]
 
 
-def test_truncation_is_a_warning_line_with_flags_that_exist(capsys, minilm_path):
+def test_truncation_is_a_warning_line_with_flags_that_exist(capsys, minilm_path, tmp_path):
     long = "word " * 300
+    (tmp_path / "texts.txt").write_text(f"hi\n{long}\n{long}\n")
+    rc, _, err = run(capsys, "embed", "--input", tmp_path / "texts.txt", "--model", minilm_path, "--no-truncate")
+    assert rc == 2 and "2 of 3 texts are longer than --max-length=256 tokens (first on line 2, " in err  # was: "at index 1"
+    rc, _, err = run(capsys, "embed", "hi", long, "--model", minilm_path, "--no-truncate")
+    assert rc == 2 and "(first is TEXT 2, " in err
     rc, out, err = run(capsys, "similarity", long, "hi", "--model", minilm_path)
     assert rc == 0 and "mlx-embed: warning: 1 of 2 texts were longer" in err and "truncate" not in err.split("truncated")[-1]
     rc, out, err = run(capsys, "embed", long, "--model", minilm_path)

@@ -159,7 +159,8 @@ def run(args) -> int:
         target = Path(args.plot)
         if target.is_dir() or target.suffix.lower() != ".png":
             example = target / "ndcg.png" if target.is_dir() else target.with_suffix(".png").name
-            raise ValueError(f"--plot {args.plot}: give a file name ending in .png, e.g. {example}")
+            what = "is a folder" if target.is_dir() else "does not end in .png"
+            raise ValueError(f"--plot {args.plot} {what}: give a file name ending in .png, e.g. {example}")
         check_writable(target.resolve(), f"--plot {args.plot}")
         try:
             import matplotlib  # noqa: F401
