@@ -109,9 +109,13 @@ def _snapshot_gaps(snapshot: Path) -> list[str]:
     gaps = missing_weight_files(snapshot)
     gaps += [] if (snapshot / "config.json").is_file() else ["config.json"]
     gaps += [] if any((snapshot / f).is_file() for f in ("tokenizer.json", "vocab.txt")) else ["tokenizer.json"]  # what load reads
-    read = [p for pattern in ALLOW_PATTERNS for p in snapshot.glob(pattern)]  # what loading may read, no more
-    dangling = {p.relative_to(snapshot).as_posix() for p in read if p.is_symlink() and not p.exists()}
-    return gaps + sorted(dangling - set(gaps))
+    return gaps + [name for name in _dangling(snapshot) if name not in gaps]
+
+
+def _dangling(folder: Path) -> list[str]:
+    """The files loading may read in ``folder`` (no more) that are links to nothing."""
+    read = [p for pattern in ALLOW_PATTERNS for p in folder.glob(pattern)]
+    return sorted({p.relative_to(folder).as_posix() for p in read if p.is_symlink() and not p.exists()})
 
 
 def _from_hub(repo_id: str, revision: str | None, offline: bool) -> tuple[Path, str] | Exception:
@@ -207,6 +211,13 @@ def resolve(model: str | os.PathLike, revision: str | None = None, local_files_o
             raise ValueError(f"revision={revision!r} picks a version on the Hub, but {name} is a local folder: "
                              "drop revision, or pass the Hub id")
         path = Path(name)
+        dangling = _dangling(path)
+        if dangling:  # read as absent, a link to nothing was "no config.json" or a silently skipped file
+            raise ModelNotFoundError(
+                f"{path}: {', '.join(dangling)} {'is a link' if len(dangling) == 1 else 'are links'} to nothing. A copy of a "
+                "Hugging Face cache snapshot made with `cp -r` keeps its links into ../../blobs: copy it with `cp -rL`, "
+                f"or load the model by its Hub id; in the cache itself, {_download_again(path)}"
+            )
         return Resolved(path, "folder", _spec_for_folder(path), name)
     if not isinstance(model, str):  # a Path names a folder, never a Hub id
         what = "is a file, not a model folder" if os.path.isfile(name) else "is no such folder"

@@ -980,6 +980,19 @@ def test_a_dangling_file_in_a_subfolder_is_named_with_its_folder(tiny_bert_hf, t
     assert loading._snapshot_gaps(snapshot) == ["1_Pooling/config.json"]
 
 
+def test_a_copied_snapshot_with_links_to_nothing_says_so(tiny_bert_hf, tmp_path):
+    """`cp -r` of a cache snapshot keeps its relative links into ../../blobs, which then point at nothing:
+    load said the folder had no config.json (`ls` shows one), skipped a broken sentence_bert_config.json silently."""
+    copied = tmp_path / "copied"
+    shutil.copytree(tiny_bert_hf, copied)
+    for name in ("config.json", "sentence_bert_config.json"):
+        (copied / name).unlink()
+        (copied / name).symlink_to(f"../../blobs/{name}")
+    with pytest.raises(ModelNotFoundError, match=r"copied: config.json, sentence_bert_config.json are links to nothing\. "
+                       r"A copy of a Hugging Face cache snapshot made with `cp -r` .*copy it with `cp -rL`"):
+        mlx_embed.load(copied)
+
+
 @pytest.mark.parametrize(
     "change,match",
     [
