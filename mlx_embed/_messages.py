@@ -3,10 +3,19 @@
 from __future__ import annotations
 
 import os
+import re
 import sys
 from pathlib import Path
 
-REFETCH = "re-download or re-convert the model"
+# a plain `hf download` keeps a cached file as it is, damaged or not
+REFETCH = "re-download or re-convert the model (a model in the Hugging Face cache: `hf download ID --force-download`)"
+CACHE_SNAPSHOT = re.compile(r"models--([^/]+)--([^/]+)/snapshots")
+
+
+def redownload(path: str | os.PathLike) -> str | None:
+    """The command that fetches ``path``'s files again where it is in an HF cache snapshot, else None."""
+    cached = CACHE_SNAPSHOT.search(os.path.abspath(path)) or CACHE_SNAPSHOT.search(str(Path(path).resolve()))  # a file: a link into blobs/
+    return f"`hf download {cached.group(1)}/{cached.group(2)} --force-download`" if cached else None
 
 
 def damaged_file_fix(path: str | os.PathLike) -> str:
@@ -19,7 +28,8 @@ def damaged_file_fix(path: str | os.PathLike) -> str:
         pointer = False
     if pointer:
         return "it is a Git LFS pointer, not the file (a git clone without git-lfs): run `git lfs pull` in the clone, or download with `hf download`"
-    return f"it may be truncated or corrupt: {REFETCH}"
+    command = redownload(path)
+    return f"it may be truncated or corrupt: download it again with {command}" if command else f"it may be truncated or corrupt: {REFETCH}"
 
 _PACKAGE_DIR = str(Path(__file__).parent) + os.sep
 

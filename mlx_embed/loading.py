@@ -16,7 +16,7 @@ import mlx.nn as nn
 from mlx.utils import tree_flatten, tree_unflatten
 
 from . import registry
-from ._messages import REFETCH, caller_stacklevel, damaged_file_fix
+from ._messages import CACHE_SNAPSHOT, REFETCH, caller_stacklevel, damaged_file_fix
 from .models import ARCHITECTURES
 from .registry import POOLINGS, ModelSpec
 from .stats import WEIGHT_INDEX, quantization_config, weight_files
@@ -178,13 +178,10 @@ def _cached_spelling(repo_id: str) -> str | None:
     return next((n.removeprefix("models--").replace("--", "/", 1) for n in sorted(names) if n.lower() == want), None)
 
 
-_CACHE_SNAPSHOT = re.compile(r"models--([^/]+)--([^/]+)/snapshots")
-
-
 def _spec_for_folder(path: Path) -> ModelSpec | None:
     """A registry entry named by the folder: an HF cache snapshot path or a folder named like the repo."""
     text = str(path.resolve())
-    cached = _CACHE_SNAPSHOT.search(text)
+    cached = CACHE_SNAPSHOT.search(text)
     if cached:
         spec = registry.find(f"{cached.group(1)}/{cached.group(2)}")
         if spec:
@@ -575,7 +572,7 @@ def spec_for(resolved: Resolved, config: dict, pooling: str | None = None) -> Mo
             )
         spec = None
     if spec is not None:
-        if resolved.source == "folder" and not _CACHE_SNAPSHOT.search(str(resolved.path.resolve())):
+        if resolved.source == "folder" and not CACHE_SNAPSHOT.search(str(resolved.path.resolve())):
             return _with_own_files(spec, resolved.path, config, pooling)
         return replace(spec, pooling=pooling) if pooling else spec
     info = sentence_transformers_info(resolved.path)
@@ -628,7 +625,7 @@ class Weights(dict):
 
 def _download_again(path: Path) -> str:
     """How to fetch ``path``'s files again: ``hf download <id>`` where it is an HF cache snapshot."""
-    cached = _CACHE_SNAPSHOT.search(str(path.resolve()))
+    cached = CACHE_SNAPSHOT.search(str(path.resolve()))
     return f"download it again (`hf download {cached.group(1)}/{cached.group(2)}`)" if cached else "download it again"
 
 

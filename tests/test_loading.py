@@ -980,6 +980,23 @@ def test_a_dangling_file_in_a_subfolder_is_named_with_its_folder(tiny_bert_hf, t
     assert loading._snapshot_gaps(snapshot) == ["1_Pooling/config.json"]
 
 
+def test_a_damaged_file_in_the_cache_asks_for_a_forced_download(tiny_bert_hf, tmp_path, monkeypatch):
+    """A plain `hf download` returns a cached file as it is: the fix for a truncated blob is --force-download."""
+    import huggingface_hub.constants as c
+
+    cache = tmp_path / "cache"
+    _fake_cache(cache, "org/tiny", tiny_bert_hf)
+    snapshot = cache / "models--org--tiny" / "snapshots" / ("0" * 40)
+    blobs = cache / "models--org--tiny" / "blobs"
+    blobs.mkdir()
+    (blobs / "abc").write_bytes((snapshot / "model.safetensors").read_bytes()[:1000])
+    (snapshot / "model.safetensors").unlink()
+    (snapshot / "model.safetensors").symlink_to("../../blobs/abc")
+    monkeypatch.setattr(c, "HF_HUB_CACHE", str(cache))
+    with pytest.raises(ValueError, match=r"truncated or corrupt: download it again with `hf download org/tiny --force-download`"):
+        mlx_embed.load("org/tiny", local_files_only=True, pooling="mean")
+
+
 def test_a_copied_snapshot_with_links_to_nothing_says_so(tiny_bert_hf, tmp_path):
     """`cp -r` of a cache snapshot keeps its relative links into ../../blobs, which then point at nothing:
     load said the folder had no config.json (`ls` shows one), skipped a broken sentence_bert_config.json silently."""
