@@ -107,16 +107,20 @@ def _corpora_for(k: object) -> list:
 def topk_agreement(reference: Embedder, candidate: Embedder, k: int = 5) -> float:
     """Mean overlap of the top-k documents per query (by cosine) on the bundled retrieval corpora."""
     corpora = _corpora_for(k)
-    k = int(k)
-    overlaps = []
+    return _agreement(_top_k(reference, corpora, int(k)), _top_k(candidate, corpora, int(k)), int(k))
+
+
+def _top_k(model: Embedder, corpora: list, k: int) -> list[np.ndarray]:
+    """Per corpus, each query's top-``k`` documents by cosine: ``(Q, k)`` indices."""
+    tops = []
     for corpus in corpora:
-        docs, queries = corpus.doc_texts, corpus.query_texts
-        tops = []
-        for model in (reference, candidate):
-            scores = cosine_scores(model.encode_query(queries), model.encode_document(docs))  # (Q, N)
-            tops.append(np.argsort(-scores, axis=1, kind="stable")[:, :k])
-        overlaps += [len(set(r) & set(c)) / k for r, c in zip(*tops)]
-    return float(np.mean(overlaps))
+        scores = cosine_scores(model.encode_query(corpus.query_texts), model.encode_document(corpus.doc_texts))  # (Q, N)
+        tops.append(np.argsort(-scores, axis=1, kind="stable")[:, :k])
+    return tops
+
+
+def _agreement(reference: list[np.ndarray], candidate: list[np.ndarray], k: int) -> float:
+    return float(np.mean([len(set(r) & set(c)) / k for ref, cand in zip(reference, candidate) for r, c in zip(ref, cand)]))
 
 
 @contextlib.contextmanager
@@ -133,22 +137,21 @@ def _truncations() -> Iterator[list[TruncationWarning]]:
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno, source=w.source)
 
 
-def _warn_truncated(reference: Embedder, candidate: Embedder, n_texts: int, ref_cut: list, cand_cut: list, retrieval_cut: list) -> None:
-    """One warning for the texts cut while comparing, in place of one per encode call."""
-    if not (ref_cut or cand_cut or retrieval_cut):
+def _warn_truncated(models: dict[str, Embedder], cut: dict[str, tuple[list, list]], n_texts: int, n_retrieval: int) -> None:
+    """One warning for the texts cut while comparing (``cut``: per model, the sample's warnings and the
+    retrieval corpora's), in place of one per encode call."""
+    counts = {name: [sum(w.truncated for w in ws) for ws in pair] for name, pair in cut.items()}
+    if not any(map(any, counts.values())):
         return
-    counts = [sum(w.truncated for w in ws) for ws in (ref_cut, cand_cut)]
-    where = (
-        f"{counts[0]} of the {n_texts} texts for the reference (max_length={reference.max_length}), "
-        f"{counts[1]} for the candidate (max_length={candidate.max_length})"
-    )
-    if retrieval_cut:
-        where += ", and texts of the retrieval corpora"
+    said = []
+    for name, (sample, retrieval) in counts.items():
+        line = f"{sample} of the {n_texts} texts" + (f" and {retrieval} of the {n_retrieval} retrieval texts" if n_retrieval else "")
+        said.append(f"{line} for the {name} (max_length={models[name].max_length})")
     warnings.warn(
         TruncationWarning(
-            f"texts longer than max_length were truncated while comparing: {where}; "
-            "the report compares the embeddings of the truncated texts",
-            max(counts), n_texts,
+            f"texts longer than max_length were truncated while comparing: {'; '.join(said)}; the report compares "
+            "the embeddings of the truncated texts",
+            max(map(sum, counts.values())), n_texts + n_retrieval,
         ),
         stacklevel=caller_stacklevel(),
     )
@@ -160,22 +163,28 @@ def compare(reference: Embedder, candidate: Embedder, texts: Sequence[str] = SAM
     texts = [texts] if isinstance(texts, str) else list(texts)
     if len(texts) < 2:
         raise ValueError(f"compare needs at least 2 texts (the Spearman correlation is over pairs), got {len(texts)}")
-    if retrieval_k is not None:
-        _corpora_for(retrieval_k)
-    with _truncations() as ref_cut:
-        ref = reference.encode(texts)
-    with _truncations() as cand_cut:
-        cand = candidate.encode(texts)
+    corpora = _corpora_for(retrieval_k) if retrieval_k is not None else []
+    k = int(retrieval_k or 0)
+    models = {"reference": reference, "candidate": candidate}
+    vectors, sample_cut, retrieval_cut, tops = {}, {}, {}, {}
+    for name, model in models.items():
+        with _truncations() as sample_cut[name]:
+            vectors[name] = model.encode(texts)
+    ref, cand = vectors["reference"], vectors["candidate"]
     if ref.shape[1] != cand.shape[1]:
         raise ValueError(
             f"the two models give vectors of different sizes ({ref.shape[1]} and {cand.shape[1]}): "
             "compare a converted model with the model it was converted from"
         )
+    for name, model in models.items():
+        with _truncations() as retrieval_cut[name]:
+            tops[name] = _top_k(model, corpora, k)
+    cut = {name: (sample_cut[name], retrieval_cut[name]) for name in models}
+    n_retrieval = sum(len(c.query_texts) + len(c.doc_texts) for c in corpora)
+    _warn_truncated(models, cut, len(texts), n_retrieval)
     cos = per_text_cosine(ref, cand)
     iu = np.triu_indices(len(texts), k=1)
-    with _truncations() as retrieval_cut:
-        agreement = topk_agreement(reference, candidate, retrieval_k) if retrieval_k else None
-    _warn_truncated(reference, candidate, len(texts), ref_cut, cand_cut, retrieval_cut)
+    agreement = _agreement(tops["reference"], tops["candidate"], k) if corpora else None
     return FidelityReport(
         n_texts=len(texts),
         cosine_min=float(cos.min()),

@@ -167,7 +167,7 @@ def test_input_from_a_pipe_and_an_empty_file(capsys, tiny_bert_hf, tmp_path):
 
 def test_fidelity_warns_when_the_reference_is_quantized(capsys, monkeypatch, tiny_bert_hf, tiny_bert_4bit):
     """Arguments swapped: the 4-bit model given as the reference is named, with the order to use."""
-    monkeypatch.setattr(fidelity, "topk_agreement", lambda *a: None)
+    monkeypatch.setattr(fidelity, "_corpora_for", lambda k: [])
     rc, out, err = run(capsys, "fidelity", tiny_bert_4bit, tiny_bert_hf, "--pooling", "mean")
     assert rc == 0 and f"the reference {tiny_bert_4bit} is quantized (4-bit)" in err
     rc, out, err = run(capsys, "fidelity", tiny_bert_hf, tiny_bert_4bit, "--pooling", "mean")
@@ -179,7 +179,7 @@ def test_fidelity_figures_equal_an_independent_computation(capsys, minilm_path, 
     transformers on numpy-dequantized 4-bit weights, tokenized by sentence-transformers' tokenizer."""
     st = pytest.importorskip("sentence_transformers", reason=NEEDS_SENTENCE_TRANSFORMERS)
     stats = pytest.importorskip("scipy.stats", reason=NEEDS_SCIPY)
-    monkeypatch.setattr(fidelity, "topk_agreement", lambda *a: None)  # the bundled corpora take long on CPU
+    monkeypatch.setattr(fidelity, "_corpora_for", lambda k: [])  # the bundled corpora take long on CPU
     rc, out, _ = run(capsys, "fidelity", minilm_path, minilm_4bit, "--json")
     report = json.loads(out)
     source = st.SentenceTransformer(str(minilm_path), device="cpu")

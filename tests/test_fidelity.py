@@ -228,7 +228,7 @@ def test_k_beyond_a_corpus_is_refused_with_the_largest_valid_k():
 def test_numpy_integer_k_is_taken(monkeypatch):
     from mlx_embed import fidelity
 
-    monkeypatch.setattr(fidelity, "topk_agreement", lambda reference, candidate, k: 0.5)
+    monkeypatch.setattr(fidelity, "_top_k", lambda model, corpora, k: [np.arange(k)[None]])
     report = compare(Fixed(REFERENCE), Fixed(CANDIDATE), TEXTS, retrieval_k=np.int64(3))
     assert report.topk == 3 and type(report.topk) is int
 
@@ -258,5 +258,18 @@ def test_compare_names_truncated_texts_once(minilm_path, tmp_path):
         compare(mlx_embed.load(short), mlx_embed.load(minilm_path), texts, retrieval_k=None)
     cut = [w for w in caught if issubclass(w.category, mlx_embed.TruncationWarning)]
     assert len(cut) == 1, [str(w.message) for w in caught]
-    assert f"{over} of the 3 texts for the reference (max_length=8), 0 for the candidate (max_length=256)" in str(cut[0].message)
-    assert cut[0].filename == __file__
+    assert f"{over} of the 3 texts for the reference (max_length=8); 0 of the 3 texts for the candidate (max_length=256)" in str(cut[0].message)
+    assert cut[0].filename == __file__ and (cut[0].message.truncated, cut[0].message.total) == (over, 3)
+    # the retrieval corpora's texts count too (here the candidate cuts only those over 256 tokens)
+    from mlx_embed.eval.corpora import list_corpora, load_corpus
+
+    corpus_texts = [t for name in list_corpora() for c in [load_corpus(name)] for t in (*c.query_texts, *c.doc_texts)]
+    lengths = [len(ids) for ids in (e.ids for e in tok.encode_batch(corpus_texts))]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        compare(mlx_embed.load(short), mlx_embed.load(minilm_path), texts)
+    cut = [w.message for w in caught if issubclass(w.category, mlx_embed.TruncationWarning)]
+    short_cut, long_cut = sum(n > 8 for n in lengths), sum(n > 256 for n in lengths)
+    assert len(cut) == 1 and (cut[0].truncated, cut[0].total) == (over + short_cut, 3 + len(corpus_texts))
+    assert (f"{over} of the 3 texts and {short_cut} of the {len(corpus_texts)} retrieval texts for the reference (max_length=8); "
+            f"0 of the 3 texts and {long_cut} of the {len(corpus_texts)} retrieval texts for the candidate") in str(cut[0])

@@ -498,7 +498,7 @@ def test_do_lower_case_also_applies_to_a_vocab_txt_tokenizer(minilm_path, tmp_pa
 def test_fidelity_names_settings_that_differ(capsys, minilm_path, tmp_path, monkeypatch):
     from mlx_embed import cli, fidelity
 
-    monkeypatch.setattr(fidelity, "topk_agreement", lambda *a: None)  # the bundled corpora take a minute on CPU
+    monkeypatch.setattr(fidelity, "_corpora_for", lambda k: [])  # the bundled corpora take a minute on CPU
 
     _convert(minilm_path, tmp_path / "out")
     (tmp_path / "out" / "1_Pooling" / "config.json").write_text(json.dumps({"pooling_mode": "cls"}))
@@ -513,7 +513,7 @@ def test_fidelity_against_an_alias_compares_with_its_full_precision_source(capsy
 
     from mlx_embed import cli, fidelity
 
-    monkeypatch.setattr(fidelity, "topk_agreement", lambda *a: None)  # the bundled corpora take a minute on CPU
+    monkeypatch.setattr(fidelity, "_corpora_for", lambda k: [])  # the bundled corpora take a minute on CPU
     repo = tmp_path / "models--mlx-community--all-MiniLM-L6-v2-4bit"
     shutil.copytree(minilm_4bit, repo / "snapshots" / ("0" * 40))
     (repo / "refs").mkdir()
