@@ -368,6 +368,9 @@ def read_config(path: Path) -> dict:
         quantization_config(config)
     except ValueError as err:
         raise ValueError(f"{config_file}: {err}") from None
+    if config.get("model_type") is not None and not isinstance(config["model_type"], str):
+        raise ValueError(f"{config_file}: model_type is {config['model_type']!r}, not a name such as \"bert\": "
+                         f"correct the file or {REFETCH}")
     module = ARCHITECTURES.get(config.get("model_type"))
     if module is None:
         return config  # spec_for names the unsupported model_type
@@ -440,6 +443,10 @@ def sentence_transformers_info(path: Path) -> dict:
     info: dict = {}
     modules = read_json(path / "modules.json", list)
     kinds = [(str(m.get("type", "")).rsplit(".", 1)[-1], m.get("path", "")) for m in modules if isinstance(m, dict)]
+    wrong = next((where for _, where in kinds if not isinstance(where, str)), None)
+    if wrong is not None:
+        raise ValueError(f"{path / 'modules.json'}: a module's path is {wrong!r}, not a folder name (\"1_Pooling\"): "
+                         f"correct the file or {REFETCH}")
     unsupported = [f"{kind} ({where})" for kind, where in kinds if kind not in _ST_MODULES]
     if unsupported:
         info["unsupported_modules"] = unsupported

@@ -136,6 +136,8 @@ def read_json(path: Path, kind: type[dict] | type[list] = dict) -> dict | list:
     naming the file when it is not JSON or holds something else."""
     if not path.exists():
         return kind()
+    if path.is_dir():
+        raise ValueError(f"{path} is a folder, where a JSON file belongs: move it away, or {REFETCH}")
     try:
         value = json.loads(path.read_text(encoding="utf-8"))
     except ValueError as err:

@@ -62,7 +62,7 @@ def main() -> int:
         if args.calibrate:
             return _calibrate(args.model, args.json)
         return fit.run(args)
-    except (ValueError, FileNotFoundError) as err:
+    except (ValueError, TypeError, OSError) as err:  # as mlx-embed fit reports them
         print(f"memory_fit: error: {err}", file=sys.stderr)
         return 2
     except ChildFailed as err:

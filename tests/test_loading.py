@@ -341,7 +341,8 @@ def test_a_file_is_not_a_model_folder(tmp_path):
         ({"hidden_size": "384"}, r"config.json: hidden_size is '384', expected a positive integer"),
         ({"num_hidden_layers": 0}, r"config.json: num_hidden_layers is 0, expected a positive integer"),
         ({"layer_norm_eps": "small"}, r"config.json: layer_norm_eps is 'small', expected a number"),
-        ({"num_attention_heads": 5}, r"config.json: hidden_size=384 is not a multiple of num_attention_heads=5"),
+        ({"num_attention_heads": 5}, r"config.json: hidden_size=384 is not a multiple of num_attention_heads=5: correct config.json"),
+        ({"model_type": ["bert"]}, r"config.json: model_type is \['bert'\], not a name such as \"bert\": correct the file"),  # was: unhashable type
     ],
 )
 def test_broken_config_names_the_file_key_and_fix(tmp_path, minilm_path, edit, match):
@@ -358,8 +359,23 @@ def test_broken_config_names_the_file_key_and_fix(tmp_path, minilm_path, edit, m
 def test_qwen3_heads_must_divide_into_kv_heads(tiny_qwen3_hf, tmp_path):
     config = json.loads((tiny_qwen3_hf / "config.json").read_text())
     (tmp_path / "config.json").write_text(json.dumps({**config, "num_key_value_heads": 3}))
-    with pytest.raises(ValueError, match="num_attention_heads=4 is not a multiple of num_key_value_heads=3"):
+    with pytest.raises(ValueError, match="num_attention_heads=4 is not a multiple of num_key_value_heads=3: correct config.json"):
         loading.read_config(tmp_path)
+
+
+def test_a_folder_or_a_number_where_a_file_name_belongs_is_named(tiny_bert_hf, tmp_path):
+    """A config.json that is a folder raised a bare IsADirectoryError; a Pooling module's "path": 5 a TypeError
+    from pathlib."""
+    folder = tmp_path / "m"
+    shutil.copytree(tiny_bert_hf, folder)
+    modules = json.loads((folder / "modules.json").read_text())
+    (folder / "modules.json").write_text(json.dumps([dict(m, path=5) if m["type"].endswith("Pooling") else m for m in modules]))
+    with pytest.raises(ValueError, match=r"modules.json: a module's path is 5, not a folder name .*: correct the file"):
+        mlx_embed.load(folder)
+    (folder / "config.json").unlink()
+    (folder / "config.json").mkdir()
+    with pytest.raises(ValueError, match=r"config.json is a folder, where a JSON file belongs"):
+        mlx_embed.load(folder)
 
 
 def test_invalid_tokenizer_json_names_the_file(tmp_path):

@@ -45,7 +45,8 @@ class ModelArgs:
             raise ValueError(f"layer_norm_eps is {eps}, expected a number >= 0: correct config.json or re-download the model")
         if args.hidden_size % args.num_attention_heads:
             raise ValueError(
-                f"hidden_size={args.hidden_size} is not a multiple of num_attention_heads={args.num_attention_heads}"
+                f"hidden_size={args.hidden_size} is not a multiple of num_attention_heads={args.num_attention_heads}: "
+                "correct config.json or re-download the model"
             )
         return args
 

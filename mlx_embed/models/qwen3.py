@@ -59,7 +59,7 @@ class ModelArgs:
         if args.num_attention_heads % args.num_key_value_heads:
             raise ValueError(
                 f"num_attention_heads={args.num_attention_heads} is not a multiple of "
-                f"num_key_value_heads={args.num_key_value_heads}"
+                f"num_key_value_heads={args.num_key_value_heads}: correct config.json or re-download the model"
             )
         return args
 
