@@ -301,7 +301,10 @@ def prepare_folder(engine: str, python: str, src: Path, work: Path) -> Path | st
             "import mlx_embeddings; "
             f"mlx_embeddings.convert({str(src)!r}, {str(dst)!r}, quantize=True, q_group_size=64, q_bits=4)"
         )
-    if not (dst / "config.json").exists():
+    marker = dst / ".bench-source"  # which source the folder was converted from: --work-dir outlives --model-dir
+    source = f"{src.resolve()} {(src / 'config.json').stat().st_mtime_ns}"
+    if not (dst / "config.json").exists() or not marker.is_file() or marker.read_text() != source:
+        shutil.rmtree(dst, ignore_errors=True)
         env = dict(os.environ, PYTHONPATH=str(ROOT))
         proc = subprocess.run([python, "-c", code], capture_output=True, text=True, env=env)
         if proc.returncode != 0:
@@ -309,6 +312,7 @@ def prepare_folder(engine: str, python: str, src: Path, work: Path) -> Path | st
             if engine == "mlx-embeddings" and "No module named 'mlx_embeddings'" in last:
                 return f"not installed in {python}: pip install mlx-embeddings in a venv of its own, pass --peer-python"
             return f"conversion with {python} failed: {last}"
+        marker.write_text(source)
     return dst
 
 

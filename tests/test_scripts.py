@@ -66,3 +66,16 @@ def test_battery_write_refuses_a_key_the_tests_never_read(tiny_bert_hf):
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert f"--write records the battery for '{tiny_bert_hf.name}', which the tests do not check" in proc.stderr
     assert "category" not in proc.stdout  # before scoring
+
+
+def test_bench_converts_again_for_another_source(tiny_bert_hf, tiny_qwen3_hf, tmp_path):
+    """--work-dir kept the 4-bit folder of the first --model-dir and benchmarked it for the next one (a crash when
+    the widths differed, the wrong model's figures when not)."""
+    import json
+    import runpy
+
+    bench = runpy.run_path(str(SCRIPTS / "bench.py"))
+    first = bench["prepare_folder"]("mlx_embed-4bit", sys.executable, tiny_bert_hf, tmp_path)
+    assert json.loads((first / "config.json").read_text())["model_type"] == "bert"
+    again = bench["prepare_folder"]("mlx_embed-4bit", sys.executable, tiny_qwen3_hf, tmp_path)
+    assert again == first and json.loads((again / "config.json").read_text())["model_type"] == "qwen3"
