@@ -57,11 +57,11 @@ def main() -> int:
     except (ValueError, OSError) as err:
         from mlx_embed import ModelNotFoundError
 
-        if not isinstance(err, ModelNotFoundError):
-            parser.error(str(err))
         repo = re.search(r"Weights for '([^']+)'", str(err))
+        if not isinstance(err, ModelNotFoundError) or repo is None:  # not a download that is missing: a folder's own error
+            parser.error(str(err))
         parser.error(f"{str(err).split(' Fix: ')[0].rstrip('.')}. The battery runs offline: give --model a folder, or "
-                     f"download the model once with network (`hf download {repo.group(1) if repo else args.model}`)")
+                     f"download the model once with network (`hf download {repo.group(1)}`)")
     spec = registry.find(args.model)
     packaged_as = next((a for a in PACKAGED if package_folder(a) == embedder.path), None)  # the package's folder
     alias = spec.alias if spec else packaged_as or embedder.spec.alias

@@ -79,3 +79,10 @@ def test_bench_converts_again_for_another_source(tiny_bert_hf, tiny_qwen3_hf, tm
     assert json.loads((first / "config.json").read_text())["model_type"] == "bert"
     again = bench["prepare_folder"]("mlx_embed-4bit", sys.executable, tiny_qwen3_hf, tmp_path)
     assert again == first and json.loads((again / "config.json").read_text())["model_type"] == "qwen3"
+
+
+def test_battery_report_gives_a_folder_its_own_error():
+    """A folder without config.json was told to `hf download /path/to/folder`, as if weights were missing."""
+    proc = _run("battery_report.py", "--model", str(SCRIPTS))
+    assert proc.returncode == 2 and "scripts has no config.json: it is not a Hugging Face / MLX model folder" in proc.stderr
+    assert "hf download" not in proc.stderr
