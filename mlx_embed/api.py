@@ -96,11 +96,11 @@ def load(
     spec = loading.spec_for(resolved, config, pooling)
     note_mlx_use()
     weights = loading.load_weights(resolved.path)
-    text_encoder = text_encoder_for(resolved.path, spec, config)
     try:
         net = loading.build_model(config, weights)
     except ValueError as err:  # the config and the weights disagree: say whose
         raise ValueError(f"{resolved.path}: {err}") from None
+    text_encoder = text_encoder_for(resolved.path, spec, config)  # after: its vocab_size check trusts config.json
     if dtype is None and on_cpu():
         dtype = "float32"  # CPU fp16/bf16 matmuls do not use BLAS (5-7 GFLOP/s)
     if dequantize if dequantize is not None else on_cpu():

@@ -540,12 +540,12 @@ def convert(
         )
 
     source_weights = loading.load_weights(resolved.path)
-    encoder = text_encoder_for(resolved.path, spec, config)  # a tokenizer load() would refuse stops it here
     half = _half_dtype(source_weights)
     try:
         model = loading.build_model(config, source_weights)
     except ValueError as err:  # the config and the weights disagree: say whose
         raise ValueError(f"{resolved.path}: {err}") from None
+    encoder = text_encoder_for(resolved.path, spec, config)  # a tokenizer load() would refuse stops it here
     del source_weights
     model.set_dtype(half if bits == 16 else mx.float32)
     out_config = {k: v for k, v in config.items() if k not in ("quantization", "quantization_config")}

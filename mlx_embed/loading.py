@@ -760,7 +760,8 @@ def build_model(config: dict, weights: dict[str, mx.array]) -> nn.Module:
         model.load_weights(list(weights.items()), strict=True)
     except ValueError as err:
         raise ValueError(
-            f"The checkpoint does not match a {config['model_type']} model built from its config.json: {err}"
+            f"The checkpoint does not match a {config['model_type']} model built from its config.json: {err}. "
+            f"config.json's sizes are not the weights': restore the checkpoint's config.json ({REFETCH})"
         ) from None
     mx.eval(model.parameters())
     return model

@@ -356,6 +356,18 @@ def test_broken_config_names_the_file_key_and_fix(tmp_path, minilm_path, edit, m
         mlx_embed.load(tmp_path, pooling="mean")
 
 
+@pytest.mark.parametrize("fixture", ["tiny_bert_hf", "tiny_qwen3_hf"])
+def test_a_vocab_size_below_the_table_blames_config_json(fixture, tmp_path, request):
+    """The weights' table has more rows than config.json's vocab_size: the tokenizer was blamed ("belong to
+    another model. Copy the source model's tokenizer files"), though the tokenizer is the model's."""
+    folder = tmp_path / "m"
+    shutil.copytree(request.getfixturevalue(fixture), folder)
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, "vocab_size": 100}))
+    with pytest.raises(ValueError, match=r"Expected shape \(100, .*config.json's sizes are not the weights': restore the checkpoint's config.json"):
+        mlx_embed.load(folder, pooling="mean")
+
+
 def test_qwen3_heads_must_divide_into_kv_heads(tiny_qwen3_hf, tmp_path):
     config = json.loads((tiny_qwen3_hf / "config.json").read_text())
     (tmp_path / "config.json").write_text(json.dumps({**config, "num_key_value_heads": 3}))
