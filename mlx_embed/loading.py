@@ -704,9 +704,12 @@ def build_model(config: dict, weights: dict[str, mx.array]) -> nn.Module:
         # per-module entries are keyed by module paths as the checkpoint names them: map them as its weights
         per_module = model.sanitize({k: v for k, v in quant.items() if isinstance(v, (dict, bool))})
 
+        building: list[str] = []  # the module being quantized: nn.quantize builds each right after asking
+
         def predicate(path: str, m: nn.Module):
             if f"{path}.scales" not in weights:
                 return False
+            building[:] = [path]
             return per_module.get(path, True)
 
         try:
@@ -718,10 +721,10 @@ def build_model(config: dict, weights: dict[str, mx.array]) -> nn.Module:
                 class_predicate=predicate,
             )
         except (ValueError, TypeError) as err:  # a combination MLX cannot build (e.g. mode mxfp4 at group size 64)
-            raise ValueError(
-                f"config.json's quantization block {_settings(quant)} cannot be built by MLX {mx.__version__} "
-                f"({err}): {REFETCH}"
-            ) from None
+            entry = per_module.get(building[0]) if building else None
+            what = (f"entry for {building[0]} {entry}" if isinstance(entry, dict)
+                    else f"block {_settings(quant)}" + (f" (at {building[0]})" if building else ""))
+            raise ValueError(f"config.json's quantization {what} cannot be built by MLX {mx.__version__} ({err}): {REFETCH}") from None
     params = dict(tree_flatten(model.parameters()))
     expected = set(params)
     missing, extra = sorted(expected - weights.keys()), sorted(weights.keys() - expected)

@@ -295,6 +295,9 @@ def test_quantized_weights_without_a_quantization_block_name_it(tiny_bert_4bit, 
         ({"group_size": "64", "bits": 4}, r"quantization.group_size is '64', not an int"),
         ({"group_size": 64, "bits": 4, "mode": "afine"}, r"quantization block .*'mode': 'afine'.* cannot be built by MLX"),
         ({"group_size": 64, "bits": 4, "mode": "mxfp4"}, r"quantization block .* cannot be built by MLX"),
+        # a module's own entry at fault, not the block: it was named as the block's (valid) settings
+        ({"group_size": 64, "bits": 4, "mode": "affine", "encoder.layer.1.output.dense": {"group_size": 64, "bits": 5, "mode": "mxfp8"}},
+         r"quantization entry for encoder.layer.1.output.dense \{'group_size': 64, 'bits': 5, 'mode': 'mxfp8'\} cannot be built"),
     ],
 )
 def test_a_malformed_quantization_block_names_config_json(tiny_bert_4bit, tmp_path, block, message):
