@@ -320,6 +320,7 @@ def main() -> int:
     if sys.argv[1:2] == ["--child"]:  # a measuring child: mlx_embed (MLX, OpenBLAS) would count in a peer's memory
         child(sys.argv[2])
         return 0
+    sys.path.insert(0, str(ROOT))  # this checkout's mlx_embed, as the children that convert and measure use
     from mlx_embed.cli import at_least
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])

@@ -29,15 +29,17 @@ import tempfile
 import time
 from pathlib import Path
 
-import mlx_embed  # noqa: F401  (before mlx.core: picks the BLAS on Linux)
-import mlx.core as mx
-import numpy as np
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's mlx_embed, as the other scripts
 
-from mlx_embed.conversion import convert
-from mlx_embed.eval.corpora import list_corpora, load_corpus
-from mlx_embed.eval.runner import evaluate
-from mlx_embed.fidelity import compare, per_text_cosine
-from mlx_embed.samples import SAMPLE_TEXTS
+import mlx_embed  # noqa: E402, F401  (before mlx.core: picks the BLAS on Linux)
+import mlx.core as mx  # noqa: E402
+import numpy as np  # noqa: E402
+
+from mlx_embed.conversion import convert  # noqa: E402
+from mlx_embed.eval.corpora import list_corpora, load_corpus  # noqa: E402
+from mlx_embed.eval.runner import evaluate  # noqa: E402
+from mlx_embed.fidelity import compare, per_text_cosine  # noqa: E402
+from mlx_embed.samples import SAMPLE_TEXTS  # noqa: E402
 
 ROWS: dict[str, dict | None] = {
     "fp32": None,
