@@ -106,8 +106,8 @@ def _corpora_for(k: object) -> list:
 
 def topk_agreement(reference: Embedder, candidate: Embedder, k: int = 5) -> float:
     """Mean overlap of the top-k documents per query (by cosine) on the bundled retrieval corpora."""
-    corpora = _corpora_for(k)
-    return _agreement(_top_k(reference, corpora, int(k)), _top_k(candidate, corpora, int(k)), int(k))
+    corpora, k = _corpora_for(k), int(k)
+    return _agreement(_top_k(reference, corpora, k), _top_k(candidate, corpora, k), k)
 
 
 def _top_k(model: Embedder, corpora: list, k: int) -> list[np.ndarray]:

@@ -564,8 +564,8 @@ def probe_activations(config: dict, backend: str, max_length: int = PROBE_LENGTH
 
     Run on the backend asked for when it is this machine's; a Metal estimate made on a CPU machine
     halves the CPU figures (16-bit activations: quantized and 16-bit checkpoints compute in their float
-    dtype there) and keeps only the attention
-    mask's L^2 bytes where Metal's fused attention takes the head dim.
+    dtype there) and keeps only the attention mask's L^2 bytes where Metal's fused attention takes the
+    head dim.
     """
     keys = ("model_type", "hidden_size", "intermediate_size", "num_attention_heads", "num_key_value_heads", "head_dim")
     shape = json.dumps({k: config.get(k) for k in keys}, sort_keys=True)
