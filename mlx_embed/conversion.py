@@ -114,8 +114,8 @@ def _by_role(table: dict[str, tuple[int, int] | bool]) -> Callable[[str, nn.Modu
 # float forward passes, so each recipe was converted again from copies of the source with 1e-6
 # relative weight noise (what another BLAS or a GPU changes). With [CLS]'s and [SEP]'s table errors
 # moved into float rows and the table rounded first, the sample's worst text (one word) moves by
-# about 0.001 between such draws and its loss is mostly the Linears': ``compact`` 0.9942-0.9951 over
-# five draws; ``faithful``, ``compact`` with a 5-bit token table, 0.9956-0.9966 over four (before
+# about 0.001 between such draws and its loss is mostly the Linears': ``compact`` 0.9941-0.9951 over
+# six draws (two machines); ``faithful``, ``compact`` with a 5-bit token table, 0.9956-0.9966 over five (before
 # those steps: 0.9915-0.9944 and 0.9942-0.9968; then a 4-bit table at group 64: 0.9924-0.9953,
 # group 32: 0.9948-0.9957). token_type_embeddings (768 weights, added to every token) stay float;
 # position embeddings (0.9% of the weights) at 8 bits.
