@@ -776,20 +776,23 @@ def _measure(model: str, points: list[tuple[int, int]] | None, rss_before_import
         base = rss()
         with warnings.catch_warnings(), PeakSampler() as point:
             warnings.simplefilter("ignore", mlx_embed.TruncationWarning)
-            for n in runs:
-                embedder.encode([text] * n, batch_size=batch_size, max_length=length, max_batch_tokens=max_batch_tokens)
+            for n in runs:  # prompt="": a default prompt would take the point's tokens (all of them, if long)
+                embedder.encode([text] * n, batch_size=batch_size, max_length=length, max_batch_tokens=max_batch_tokens, prompt="")
         # base_bytes is for reading only: measured_model counts from the RSS after warm-up
         return {"batch": batch, "length": embedder._columns(length), "base_bytes": base, "peak_bytes": point.peak}
 
     # Through encode() itself: one batch, which it runs whole, and two, which on CPU it overlaps on its streams,
     # each taking half a batch (7-13 % less at 4 x 256). One text runs alone (inline): a batch of one is what a
     # query is.
-    measured = [peak(batch, length, (batch, 2 * batch) if batch > 1 else (1,), batch, batch * embedder._columns(length))
-                for batch, length in _points_for(limit, points, encode_batching(this_backend()), only)]
-    streamed = []
-    if embedder_module.CPU_STREAMS >= 2 and mx.default_device() == mx.cpu:
-        # two lone texts past 512 tokens: encode runs one on each of two streams
-        streamed = [peak(2, length, (2,), 1, None) for length in long_lengths(limit)]
+    try:
+        measured = [peak(batch, length, (batch, 2 * batch) if batch > 1 else (1,), batch, batch * embedder._columns(length))
+                    for batch, length in _points_for(limit, points, encode_batching(this_backend()), only)]
+        streamed = []
+        if embedder_module.CPU_STREAMS >= 2 and mx.default_device() == mx.cpu:
+            # two lone texts past 512 tokens: encode runs one on each of two streams
+            streamed = [peak(2, length, (2,), 1, None) for length in long_lengths(limit)]
+    except ValueError as err:  # the model loaded: encode refused a point (one no longer than the special tokens)
+        raise _PointRefused(str(err)) from None
     stats = checkpoint_stats(embedder.path)
     return {
         "model": model,
@@ -825,9 +828,15 @@ def _child_main(argv: list[str], *, import_s: float, rss_before_import: int) -> 
         points = parse_points(args.points) if args.points else None
         result = {"machine": machine_info(), "backend": backend_info(),
                   "model": _measure(args.model, points, rss_before_import, args.only_points)}
+    except _PointRefused as err:
+        result = {"error": str(err), "stage": "measure"}
     except (ValueError, TypeError, FileNotFoundError) as err:
-        result = {"error": str(err)}
+        result = {"error": str(err), "stage": "load"}
     Path(args.out).write_text(json.dumps(result))
+
+
+class _PointRefused(ValueError):
+    """``encode`` refused a measuring point of a model that loaded."""
 
 
 def parse_points(text: str) -> list[tuple[int, int]]:
@@ -982,7 +991,12 @@ def report(
             except ChildFailed as err:
                 row["measure_error"] = err.reason
             except ValueError as err:  # it does not load (a damaged file): the others are still answered for
-                row["measure_error"], unloadable = str(err), True
+                if getattr(err, "details", {}).get("stage") != "measure":
+                    row["measure_error"], unloadable = str(err), True
+                elif points:
+                    raise ValueError(f"--points {','.join(f'{b}x{n}' for b, n in points)}: {err}") from None
+                else:
+                    row["measure_error"] = str(err)
         elif resolved is not None:  # estimated without loading: a damaged file still gets no verdict as if it loaded
             try:
                 tensor_headers([f for f in weight_files(resolved.path) if f.is_file()])

@@ -559,8 +559,16 @@ def run_child(module: str, args: list[str], timeout: float | None = None) -> dic
             raise ChildFailed(reason, "\n".join(lines[-15:]))
         result = json.loads(out.read_text())
     if "error" in result:
-        raise ValueError(result["error"])
+        raise ChildError(result["error"], result)
     return result
+
+
+class ChildError(ValueError):
+    """The bad input a measuring child reports; ``details``: all it wrote (``stage`` says where it stopped)."""
+
+    def __init__(self, message: str, details: dict) -> None:
+        super().__init__(message)
+        self.details = details
 
 
 def _child_main(argv: list[str], *, import_s: float, rss_before_import: int) -> None:
