@@ -65,6 +65,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import re
 import sys
@@ -398,7 +399,7 @@ def assess(model: MemoryModel, budget: Budget, batching: Batching | None = None)
     elif verdict == "does not fit":
         advice = f"one {min(SHORT_TEXT, model.max_length)}-token text needs {format_size(short)} of {format_size(available)}"
     elif verdict == "tight":
-        advice = f"encode's defaults fit with {100 * headroom / available:.0f}% of the budget to spare"
+        advice = f"encode's defaults fit with {_percent(headroom / available)} of the budget to spare"
     elif fits(replace(batching, batch_size=1)):  # then one text a stream fits at every length
         texts = largest_batch(batching)
         # at most the tokens the batch_size advice runs at the max length: the same spare either way, and no
@@ -839,6 +840,11 @@ class _PointRefused(ValueError):
     """``encode`` refused a measuring point of a model that loaded."""
 
 
+def _percent(fraction: float) -> str:
+    """``fraction`` as a whole percentage rounded towards zero: 9.98 % of headroom, "tight" (under 10 %), reads 9 %."""
+    return f"{math.trunc(100 * fraction)}%"
+
+
 def parse_points(text: str) -> list[tuple[int, int]]:
     """``"1x128,32x256"`` -> ``[(1, 128), (32, 256)]`` (batch x length)."""
     out = []
@@ -1123,7 +1129,7 @@ def format_report(rep: dict) -> str:
         body.append([
             r["model"], r["status"], f"{format_size(r['weights_bytes'] or 0)} {r['weight_format']}", format_size(r["footprint"]),
             f"{format_size(r['need_bytes'])} @ {r['default_batch']}x{r['default_length']}",
-            f"{format_size(r['headroom_bytes'])} ({100 * r['headroom_fraction']:.0f}%)", r["verdict"],
+            f"{format_size(r['headroom_bytes'])} ({_percent(r['headroom_fraction'])})", r["verdict"],
             f"{r['max_batch_at_max_length']} @ {r['max_length']}", str(r["max_length_at_batch_1"]),
         ])
     widths = [max(len(x) for x in col) for col in zip(cols, *body)]
