@@ -12,10 +12,10 @@ REFETCH = "re-download or re-convert the model (a model in the Hugging Face cach
 CACHE_SNAPSHOT = re.compile(r"models--([^/]+)--([^/]+)/snapshots")
 
 
-def redownload(path: str | os.PathLike) -> str | None:
-    """The command that fetches ``path``'s files again where it is in an HF cache snapshot, else None."""
-    cached = CACHE_SNAPSHOT.search(os.path.abspath(path)) or CACHE_SNAPSHOT.search(str(Path(path).resolve()))  # a file: a link into blobs/
-    return f"`hf download {cached.group(1)}/{cached.group(2)} --force-download`" if cached else None
+def cached_repo(path: str | os.PathLike) -> str | None:
+    """The Hub id whose HF cache snapshot holds ``path`` (a folder, or a file: a link into blobs/), else None."""
+    cached = CACHE_SNAPSHOT.search(os.path.abspath(path)) or CACHE_SNAPSHOT.search(str(Path(path).resolve()))
+    return f"{cached.group(1)}/{cached.group(2)}" if cached else None
 
 
 def damaged_file_fix(path: str | os.PathLike) -> str:
@@ -28,8 +28,9 @@ def damaged_file_fix(path: str | os.PathLike) -> str:
         pointer = False
     if pointer:
         return "it is a Git LFS pointer, not the file (a git clone without git-lfs): run `git lfs pull` in the clone, or download with `hf download`"
-    command = redownload(path)
-    return f"it may be truncated or corrupt: download it again with {command}" if command else f"it may be truncated or corrupt: {REFETCH}"
+    repo = cached_repo(path)  # a plain `hf download` keeps the damaged file
+    fix = f"download it again with `hf download {repo} --force-download`" if repo else REFETCH
+    return f"it may be truncated or corrupt: {fix}"
 
 _PACKAGE_DIR = str(Path(__file__).parent) + os.sep
 

@@ -16,7 +16,7 @@ import mlx.nn as nn
 from mlx.utils import tree_flatten, tree_unflatten
 
 from . import registry
-from ._messages import CACHE_SNAPSHOT, REFETCH, caller_stacklevel, damaged_file_fix
+from ._messages import CACHE_SNAPSHOT, REFETCH, cached_repo, caller_stacklevel, damaged_file_fix
 from .models import ARCHITECTURES
 from .registry import POOLINGS, ModelSpec
 from .stats import WEIGHT_INDEX, quantization_config, weight_files
@@ -641,8 +641,8 @@ class Weights(dict):
 
 def _download_again(path: Path) -> str:
     """How to fetch ``path``'s files again: ``hf download <id>`` where it is an HF cache snapshot."""
-    cached = CACHE_SNAPSHOT.search(str(path.resolve()))
-    return f"download it again (`hf download {cached.group(1)}/{cached.group(2)}`)" if cached else "download it again"
+    repo = cached_repo(path)
+    return f"download it again (`hf download {repo}`)" if repo else "download it again"
 
 
 def load_weights(path: Path) -> Weights:
