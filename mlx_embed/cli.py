@@ -95,12 +95,13 @@ def _npy_path(name: str) -> Path | None:
             raise ValueError(f"--output {name} writes the .npy bytes to stdout, here a terminal: pipe them on, or give a file name")
         return None
     path = Path(name)
-    if name.endswith(("/", os.sep)) and path.exists() and not path.is_dir():
-        raise ValueError(f"--output {name} names a folder, but {path} is a file: drop the trailing /")
-    if name.endswith(("/", os.sep)) and not path.exists():
+    if name.endswith(("/", os.sep)) and not path.is_dir():
+        if path.exists():
+            raise ValueError(f"--output {name} names a folder, but {path} is a file: drop the trailing /")
         raise ValueError(f"--output {name} names a folder, which does not exist: create it, or give a file name, e.g. "
                          f"{path / 'embeddings.npy'}")
-    if path.parent.resolve() == Path("/dev") or path.parent.resolve().match("/proc/*/fd"):
+    parent = path.parent.resolve()
+    if parent == Path("/dev") or parent.match("/proc/*/fd"):
         raise ValueError(f"--output {name} is a device: give a file name, or --output - for stdout")
     if path.suffix != ".npy" and not path.is_dir() and (path.is_file() or not path.exists()):
         path = path.with_name(path.name + ".npy")
