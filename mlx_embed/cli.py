@@ -37,7 +37,7 @@ def _similarity(args) -> int:
     import mlx_embed
 
     texts = _argv_texts(args.texts) or DEMO_TEXTS
-    embedder = mlx_embed.load(args.model, pooling=args.pooling)
+    embedder = mlx_embed.load(args.model, revision=args.revision, pooling=args.pooling)
     print(f"model: {embedder.spec.alias}  dim: {embedder.dim}  source: {embedder.source} ({embedder.path})")
     vectors = embedder.encode(texts, normalize=True)
     sims = vectors @ vectors.T  # cosine, also for models that score by dot product
@@ -131,7 +131,7 @@ def _embed(args) -> int:
         warnings.warn(f"--input {args.input} has no lines: there is nothing to embed", UserWarning)
     if args.input is not None:
         _warn_blank(texts)
-    embedder = mlx_embed.load(args.model, pooling=args.pooling)
+    embedder = mlx_embed.load(args.model, revision=args.revision, pooling=args.pooling)
     encode = {"query": embedder.encode_query, "document": embedder.encode_document, "plain": embedder.encode}[args.kind]
     options = {"task": args.task} if args.task is not None else {}
     if args.prompt is not None:
@@ -225,11 +225,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mlx-embed", description="Text embeddings in pure MLX.")
     sub = parser.add_subparsers(dest="command", required=True)
     model_help = "registry alias, Hugging Face Hub id or local folder (default: minilm)"
+    revision_help = "the branch, tag or commit of a Hub model to load (default: main); not for a folder"
     pooling_help = "override the pooling; needed for a folder that is neither a registry model nor has a sentence-transformers pooling config"
 
     p = sub.add_parser("similarity", help="embed a few sentences and print their cosine similarity matrix")
     p.add_argument("texts", nargs="*", help="sentences (default: a built-in set)")
     p.add_argument("--model", default="minilm", help=model_help)
+    p.add_argument("--revision", help=revision_help)
     p.add_argument("--pooling", choices=POOLINGS, help=pooling_help)
     p.add_argument("--full", action="store_true", help="do not shorten long sentences in the table")
     p.set_defaults(func=_similarity)
@@ -239,6 +241,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--input", help="a UTF-8 file with one text per line (- for stdin)")
     p.add_argument("--output", help="write a .npy file (.npy is appended when missing; - writes the .npy to stdout) instead of JSON on stdout")
     p.add_argument("--model", default="minilm", help=model_help)
+    p.add_argument("--revision", help=revision_help)
     p.add_argument("--pooling", choices=POOLINGS, help=pooling_help)
     p.add_argument("--kind", choices=["plain", "query", "document"], default="plain", help="plain (default): no prompt (but a folder's default_prompt_name); query / document: the model's query / document prompt")
     p.add_argument("--batch-size", type=at_least(1), default=32, help="texts per batch (default: 32)")
@@ -323,6 +326,9 @@ def _in_flags(text: str) -> str:
     return text
 
 
+_PINNED_ADVICE = re.compile(r"pass revision=('[^']*'|\"[^\"]*\"), or load the snapshot's folder")
+
+
 def _without_api_advice(text: str) -> str:
     """For the subcommands without embed's flags: the library's advice names arguments they lack."""
     return text.replace(" Pass truncate=False to raise instead.", "").replace(_LOAD_ADVICE, "or give the path of a local folder")
@@ -350,6 +356,7 @@ def _flag_names(subparser: argparse.ArgumentParser) -> Callable[[str], str]:
         rules.append((re.compile(rf"{_SUBJECT}{name}(?=(=(?!None\b|\.\.\.)\S| must | [<>]=? ))"), flag))
         rules.append((re.compile(rf"(?:(?<=drop )|(?<= and )){name}(?=( and \w+)? to store floats)"), flag))
         rules.append((re.compile(rf"(?<=\0 and ){name}(?==\0)"), flag))  # "x='a' and y='b'", values hidden
+        rules.append((re.compile(rf"(?<=drop ){name}(?=[,.;]|$)"), flag))
 
     def rewrite(text: str) -> str:
         quoted = []  # a value the message echoes (prompt='...') is the user's text: kept as it is
@@ -373,6 +380,8 @@ def main(argv: list[str] | None = None) -> int:
     flags = _flag_names(parser._subparsers._group_actions[0].choices[args.command])
 
     def says(text: str) -> str:
+        if "revision" not in args:  # a subcommand without --revision loads a snapshot at another commit by its folder
+            text = _PINNED_ADVICE.sub("pass the snapshot's folder", text)
         return flags(advice(text))
 
     def show_warning(message, category, filename, lineno, file=None, line=None) -> None:

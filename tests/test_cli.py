@@ -484,3 +484,26 @@ def test_output_dash_writes_the_npy_to_stdout(tiny_bert_hf, capsys):
     assert proc.returncode == 0, proc.stderr
     assert np.abs(np.array(eval(proc.stdout)) - expected).max() < 1e-6
     assert "to stdout" in proc.stderr and not (tiny_bert_hf.parent / "-.npy").exists()
+
+
+def test_revision_picks_a_cached_snapshot_and_the_advice_names_the_flags_each_command_has(capsys, tiny_bert_hf, tmp_path, monkeypatch):
+    """A snapshot downloaded with `hf download ID --revision SHA` (no refs/main) is loaded by embed and similarity
+    with --revision SHA; their advice names that flag, and fit, which has none, names the snapshot's folder."""
+    import huggingface_hub.constants as c
+
+    sha = "b" * 40
+    snapshot = tmp_path / "cache" / "models--org--tiny" / "snapshots" / sha
+    shutil.copytree(tiny_bert_hf, snapshot)
+    monkeypatch.setattr(c, "HF_HUB_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    rc, out, err = run(capsys, "embed", "--model", "org/tiny", "--pooling", "mean", "a b")
+    assert rc == 2 and f"Fix: pass --revision='{sha}', or load the snapshot's folder {snapshot}" in err, err
+    rc, out, _ = run(capsys, "embed", "--model", "org/tiny", "--revision", sha, "--pooling", "mean", "a b", "c")
+    rc_folder, from_folder, _ = run(capsys, "embed", "--model", snapshot, "--pooling", "mean", "a b", "c")
+    assert rc == rc_folder == 0 and json.loads(out) == json.loads(from_folder)
+    rc, out, _ = run(capsys, "similarity", "--model", "org/tiny", "--revision", sha, "--pooling", "mean", "a b", "c")
+    assert rc == 0 and f"source: hf-cache ({snapshot})" in out
+    rc, _, err = run(capsys, "similarity", "--model", tiny_bert_hf, "--revision", "v2", "a")
+    assert rc == 2 and "--revision='v2' picks a version on the Hub" in err and "drop --revision, or pass the Hub id" in err, err
+    rc, _, err = run(capsys, "fit", "--ram", "8GB", "--model", "org/tiny", "--estimate-only")
+    assert rc == 2 and f"Fix: pass the snapshot's folder {snapshot}" in err and "revision=" not in err, err
