@@ -14,7 +14,7 @@ from . import loading
 from ._threads import check_fork, note_mlx_use
 from .embedder import Embedder
 from .registry import ModelSpec
-from .tokenize import TextEncoder, load_tokenizer
+from .tokenize import TextEncoder, load_tokenizer, truncation_side
 
 log = logging.getLogger("mlx_embed")
 DTYPES = {"float32": mx.float32, "float16": mx.float16, "bfloat16": mx.bfloat16}
@@ -53,7 +53,7 @@ def text_encoder_for(path: Path, spec: ModelSpec, config: dict) -> TextEncoder:
             f"The tokenizer in {path} has {tokenizer.get_vocab_size()} tokens but the model only "
             f"{config['vocab_size']} embeddings: the tokenizer files belong to another model. Copy the source model's tokenizer files."
         )
-    encoder = TextEncoder(tokenizer, end_token=spec.end_token)
+    encoder = TextEncoder(tokenizer, end_token=spec.end_token, truncation_side=truncation_side(path))
     types = encoder.types
     most = max([*types[0], types[1], *types[2]]) if types else 0
     if config.get("model_type") == "bert" and most >= config.get("type_vocab_size", 2):

@@ -19,7 +19,7 @@ import numpy as np
 from . import _blas
 from ._messages import REFETCH, caller_stacklevel
 from ._threads import check_fork, note_mlx_use, note_thread, park_if_exiting, tracked
-from .models import kernels
+from .models import kernels, max_positions
 from .pooling import POOLERS, l2_normalize
 from .registry import ModelSpec
 from .stats import weight_format
@@ -153,8 +153,8 @@ def _check_texts(texts: object, single: bool = False) -> list[str]:
     if isinstance(texts, (list, tuple)):
         for i, t in enumerate(texts):
             name = "text" if single else f"texts[{i}]"
-            if isinstance(t, float) and t != t or t is None or type(t).__name__ == "NAType":
-                what = "NaN" if isinstance(t, float) else "None" if t is None else "pd.NA"
+            if isinstance(t, (float, np.floating)) and t != t or t is None or type(t).__name__ in ("NAType", "NaTType"):
+                what = "NaN" if isinstance(t, (float, np.floating)) else "None" if t is None else f"pd.{type(t).__name__[:-4]}"
                 raise TypeError(f"{name} is {what} (a missing value, as pandas gives): drop or fill missing texts first")
             if not isinstance(t, str):
                 fix = (f" (decode it first: {_decode(t)})" if isinstance(t, _BYTES)
@@ -437,7 +437,7 @@ class Embedder:
         self.path = path
         self.source = source
         self.config = config
-        self.position_limit = config.get("max_position_embeddings") or spec.max_length
+        self.position_limit = max_positions(config)
 
     @property
     def spec(self) -> ModelSpec:
@@ -522,7 +522,7 @@ class Embedder:
         for start, ids in self._chunks(items, spans, run.max_length, cut):
             _check_tokens(ids, start, single, run.skip)
             if not run.truncate:
-                check_truncation(cut, len(items), run.max_length, run.truncate)
+                check_truncation(cut, len(items), run.max_length, run.truncate, self.text_encoder.truncation_side)
             for idx, vectors in self._embed_batches(ids, run.batch_size, run.max_batch_tokens, run.dim, run.normalize, run.skip):
                 park_if_exiting(_synchronize)
                 _check_finite(vectors, start + idx, self.model)
@@ -534,7 +534,7 @@ class Embedder:
                     mx.clear_cache()
         if run.show_progress and items:
             print(file=sys.stderr)
-        check_truncation(cut, len(items), run.max_length, run.truncate)
+        check_truncation(cut, len(items), run.max_length, run.truncate, self.text_encoder.truncation_side)
         return out[0] if single else out
 
     def _refuse_early(self, items: list[str], spans: list[tuple[int, int]], run: _Run, single: bool) -> None:
@@ -544,7 +544,7 @@ class Embedder:
         for start, ids in self._chunks(items, spans, run.max_length, cut):
             _check_tokens(ids, start, single, run.skip)
         if not run.truncate:
-            check_truncation(cut, len(items), run.max_length, run.truncate)
+            check_truncation(cut, len(items), run.max_length, run.truncate, self.text_encoder.truncation_side)
 
     def _may_leave_nothing(self, run: _Run) -> bool:
         """Whether a text can leave nothing to pool: the empty one gives the fewest tokens, and gives none with a
@@ -575,7 +575,7 @@ class Embedder:
             prompt=prompt,
             skip=self._prompt_tokens(prompt),
         )
-        self._check_room(prompt, run.max_length, whose)
+        self._check_room(prompt, run.max_length, whose, default_length=max_length is None)
         return run
 
     def _chunks(
@@ -587,12 +587,13 @@ class Embedder:
             cut.update((start + i, n) for i, n in chunk_cut.items())
             yield start, ids
 
-    def _check_room(self, prompt: str | None, max_length: int, whose: str = "user") -> None:
+    def _check_room(self, prompt: str | None, max_length: int, whose: str = "user", default_length: bool = False) -> None:
         """Refuse a ``max_length`` that the special tokens and the prompt fill: every text would be cut
         away and all would get the same vector. At the prompt's own length a text still has room when one
         letter after the prompt changes the ids (a byte-level BPE merges a trailing space into the text).
         ``whose``: the prompt is the caller's (``"user"``), ``encode_query``'s or ``encode_document``'s
-        (``"model"``), or the model's default prompt for ``encode`` (``"default"``)."""
+        (``"model"``), or the model's default prompt for ``encode`` (``"default"``). ``default_length``: the
+        caller gave no max_length, so the limit is the model's own (a folder's files may set one that small)."""
         prompt = prompt or ""
         n = len(self.text_encoder.tokenize([prompt], sys.maxsize)[0][0])  # special tokens included
         if max_length > n:
@@ -615,7 +616,11 @@ class Embedder:
             advice = f"Use max_length > {n}" + (f", or {fix.removeprefix('use ')}" if fix else "")
         else:  # no max_length the model takes leaves room
             advice = f"The model takes at most {self.position_limit} tokens: {fix}"
-        raise ValueError(f"max_length={max_length} leaves no room for the text: {what} already take {n} tokens. {advice}")
+        limit = (f"The model's own max length, {max_length} (max_seq_length in sentence_bert_config.json or model_max_length "
+                 "in tokenizer_config.json),") if default_length else f"max_length={max_length}"
+        if default_length and n < self.position_limit:
+            advice = f"Pass max_length > {n}, or set a larger one in that file"
+        raise ValueError(f"{limit} leaves no room for the text: {what} already take {n} tokens. {advice}")
 
     def _prompt_tokens(self, prompt: str | None) -> int:
         """Tokens pooling leaves out at the start of every text when the model's pooling excludes the

@@ -74,6 +74,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
+from .models import max_positions
 from .stats import files_float_dtype, quantization_config, tensor_headers, weight_files, weight_format
 
 if TYPE_CHECKING:
@@ -480,7 +481,7 @@ def _dims(config: dict) -> dict:
         "Hkv": config.get("num_key_value_heads", H),
         "Dh": config.get("head_dim", 128 if arch == "qwen3" else None) or D // H,  # Qwen3Config's default: 128
         "V": config["vocab_size"],
-        "P": config.get("max_position_embeddings", 512),
+        "P": max_positions(config),
         "T": config.get("type_vocab_size", 2),
     }
 
@@ -921,7 +922,7 @@ def _max_length_of(name: str, config: dict, resolved: "loading.Resolved | None")
     (the registry's, or a folder's own sentence-transformers files), capped by the position embeddings."""
     from . import loading, registry
 
-    limit = config.get("max_position_embeddings", 512)
+    limit = max_positions(config)
     if resolved is not None:
         for pooling in (None, "mean"):  # without a pooling config load needs pooling=, which leaves the length alone
             try:

@@ -17,7 +17,7 @@ from mlx.utils import tree_flatten, tree_unflatten
 
 from . import registry
 from ._messages import CACHE_SNAPSHOT, REFETCH, cached_repo, caller_stacklevel, damaged_file_fix
-from .models import ARCHITECTURES
+from .models import ARCHITECTURES, max_positions
 from .registry import POOLINGS, ModelSpec
 from .stats import WEIGHT_INDEX, quantization_config, weight_files
 from .tokenize import read_json
@@ -543,7 +543,7 @@ def _own_changes(info: dict, config: dict, arch: str, pooling: str, max_length: 
     The default prompt is for ``encode`` only: sentence-transformers 6 gives every model a "query" and a
     "document" prompt (empty unless saved), which ``encode_query`` / ``encode_document`` use instead."""
     changes: dict = {k: info[k] for k in ("normalize", "lowercase", "include_prompt", "default_prompt") if k in info}
-    positions = config.get("max_position_embeddings") or max_length  # a longer max_seq_length could not be encoded
+    positions = max_positions(config)  # a longer max_seq_length could not be encoded
     changes["max_length"] = min(info.get("max_length") or min(max_length, info.get("tokenizer_max_length", max_length)), positions)
     prompts = info.get("prompts", {})
     if prompts:
@@ -613,7 +613,7 @@ def spec_for(resolved: Resolved, config: dict, pooling: str | None = None) -> Mo
     qwen_like = _qwen_recipe(arch, chosen)
     padding_side = "left" if qwen_like else "right"
     _check_pipeline(resolved.name, info)
-    positions = config.get("max_position_embeddings", 512)
+    positions = max_positions(config)
     built = ModelSpec(
         alias=Path(os.path.abspath(resolved.path)).name if resolved.source == "folder" else resolved.name,
         hub_id=resolved.name,

@@ -482,13 +482,19 @@ def _measure(
             "largest_batch": max(batch_texts),
             "streams": max(1, streams),
         },
-        "latency_ms": {
-            "queries": len(latencies),
-            "p50": _percentile(latencies, 50),
-            "p95": _percentile(latencies, 95),
-            "mean": sum(latencies) / len(latencies),
-            "max": max(latencies),
-        },
+        "latency_ms": latency_summary(latencies),
+    }
+
+
+def latency_summary(latencies_ms: list[float]) -> dict:
+    """``queries``, ``p50``, ``p95`` (linear interpolation between the nearest ranks, numpy's default),
+    ``mean`` and ``max`` of single-query latencies."""
+    return {
+        "queries": len(latencies_ms),
+        "p50": _percentile(latencies_ms, 50),
+        "p95": _percentile(latencies_ms, 95),
+        "mean": sum(latencies_ms) / len(latencies_ms),
+        "max": max(latencies_ms),
     }
 
 

@@ -151,8 +151,9 @@ def read_json(path: Path, kind: type[dict] | type[list] = dict) -> dict | list:
 class TextEncoder:
     """Turns texts into token id lists that end as the model expects, and pads batches of them."""
 
-    def __init__(self, tokenizer: Tokenizer, *, end_token: str | None = None):
+    def __init__(self, tokenizer: Tokenizer, *, end_token: str | None = None, truncation_side: str = "right"):
         self.tokenizer = tokenizer
+        self.truncation_side = truncation_side  # "left": an over-long text keeps its end
         self.end_id = None
         if end_token is not None:
             self.end_id = tokenizer.token_to_id(end_token)
@@ -178,7 +179,7 @@ class TextEncoder:
         for e in self._encodings(texts):
             length = len(e) + self.n_special + append
             if length > max_length:
-                e.truncate(max(max_length - self.n_special - append, 0))
+                e.truncate(max(max_length - self.n_special - append, 0), direction=self.truncation_side)
             seq = self.tokenizer.post_process(e).ids
             if append:
                 seq = seq[: max_length - 1] + [self.end_id]
@@ -202,14 +203,14 @@ class TextEncoder:
         ``truncate=False``, raise ``ValueError``.
         """
         ids, cut = self.tokenize(texts, max_length)
-        check_truncation(cut, len(texts), max_length, truncate)
+        check_truncation(cut, len(texts), max_length, truncate, self.truncation_side)
         return ids
 
     def tokenize(self, texts: list[str], max_length: int) -> tuple[list[list[int]], dict[int, int]]:
         """Token ids per text cut to ``max_length``, and ``{index: full length}`` of the texts cut
-        (an :class:`AtLeast` count for a text tokenized from a prefix: one over
-        ``LONG_TEXT_CHARS_PER_TOKEN * max_length`` characters with a prefix that ends at a word boundary
-        and holds more than ``2 * max_length`` tokens)."""
+        (an :class:`AtLeast` count for a text tokenized from a prefix, or with ``truncation_side`` "left" a
+        suffix: one over ``LONG_TEXT_CHARS_PER_TOKEN * max_length`` characters with a prefix that ends (a suffix
+        that starts) at a word boundary and holds more than ``2 * max_length`` tokens)."""
         ids: list[list[int]] = [[] for _ in texts]
         cut: dict[int, int] = {}
         whole, squeezed = [], {}
@@ -230,19 +231,22 @@ class TextEncoder:
         return ids, cut
 
     def _long_head(self, text: str, max_length: int) -> tuple[list[int], AtLeast] | None:
-        """The ids of ``text`` cut to ``max_length`` from a prefix that holds more than ``2 * max_length``
-        tokens, and that prefix's count; None when no such prefix is found. The prefix ends at a word
-        boundary in its second half: tokenizers split words locally, so a cut that far past the kept tokens
-        cannot change them. A cut inside a word could for WordPiece, which makes a word over 100 characters
-        one [UNK] and a piece of it many tokens; a long run without a boundary is cut anywhere for the others."""
+        """The ids of ``text`` cut to ``max_length`` from a prefix (``truncation_side`` "left": a suffix) that
+        holds more than ``2 * max_length`` tokens, and its count; None when there is no such part. The part ends
+        (starts) at a word boundary in its second (first) half: tokenizers split words locally, so a cut that
+        far past the kept tokens cannot change them. A cut inside a word could for WordPiece, which makes a word
+        over 100 characters one [UNK] and a piece of it many tokens; a long run without a boundary is cut
+        anywhere for the others."""
         size = 16 * max_length  # characters: at ~4 a token (English prose) ~4 * max_length tokens, twice what is needed
         wordpiece = isinstance(self.tokenizer.model, models.WordPiece)
+        tail = self.truncation_side == "left"
         while size < len(text):
-            end = _word_boundary(text, size // 2, size, self._splits_cjk)
+            lo, hi = (len(text) - size, len(text) - size // 2) if tail else (size // 2, size)
+            end = _word_boundary(text, lo, hi, self._splits_cjk)
             if end is None and not wordpiece:  # BPE and Unigram split a long run locally
-                end = size
+                end = lo if tail else hi
             if end is not None:
-                head = text[:end]
+                head = text[end:] if tail else text[:end]
                 if size > 16 * max_length and self._squeeze is not None:  # the first prefix held too few tokens
                     head = self._squeeze(head)
                 (seq,), (length,) = self._encode([head], max_length)
@@ -461,10 +465,24 @@ def _word_boundary(text: str, lo: int, hi: int, cjk: bool) -> int | None:
     return i if i > lo else None
 
 
-def check_truncation(cut: dict[int, int], n_texts: int, max_length: int, truncate: bool) -> None:
+TRUNCATION_SIDES = ("right", "left")
+_START_CUT = "; their starts were cut, as the tokenizer's truncation_side 'left' asks"
+
+
+def truncation_side(folder: Path) -> str:
+    """Which end of an over-long text the folder's tokenizer cuts: ``truncation_side`` in its
+    ``tokenizer_config.json``, which transformers (and so sentence-transformers) follows; "right" keeps the start."""
+    path = folder / "tokenizer_config.json"
+    side = read_json(path).get("truncation_side", "right")
+    if side not in TRUNCATION_SIDES:
+        raise ValueError(f"{path}: truncation_side is {side!r}, not 'right' or 'left': correct it, or {REFETCH}")
+    return side
+
+
+def check_truncation(cut: dict[int, int], n_texts: int, max_length: int, truncate: bool, side: str = "right") -> None:
     """Apply the truncation policy to ``cut`` (``{index: full length}`` of texts over ``max_length``):
     one ``TruncationWarning`` with the count, pointing at the caller's line outside mlx_embed, or
-    ``ValueError`` when ``truncate`` is False."""
+    ``ValueError`` when ``truncate`` is False. ``side`` "left": the texts were cut at their start."""
     if not cut:
         return
     approx = "at least " if any(isinstance(n, AtLeast) for n in cut.values()) else ""
@@ -478,7 +496,7 @@ def check_truncation(cut: dict[int, int], n_texts: int, max_length: int, truncat
     warnings.warn(
         TruncationWarning(
             f"{len(cut)} of {n_texts} texts were longer than max_length={max_length} tokens "
-            f"and were truncated (longest {longest} tokens). Pass truncate=False to raise instead.",
+            f"and were truncated (longest {longest} tokens{_START_CUT if side == 'left' else ''}). Pass truncate=False to raise instead.",
             len(cut), n_texts,
         ),
         stacklevel=caller_stacklevel(),

@@ -337,3 +337,41 @@ def test_gptq_on_a_model_rounds_in_act_order_under_its_inputs_hessian(tiny_bert_
     (Frantar et al.) with H permuted to match; ascending order or an unpermuted H round many codes otherwise."""
     got, expected = _query_codes_after_gptq(tiny_bert_hf)
     assert (got == expected).mean() > 0.99, (got == expected).mean()
+
+
+def _obq_codes(w: np.ndarray, H: np.ndarray, damp: float, q, order: np.ndarray) -> np.ndarray:
+    """GPTQ's rounding as Frantar et al. (2022) derive it from OBQ, with explicit inverses in float64 (no
+    Cholesky factor): columns in ``order``, each rounded on its group's grid (``q``'s scales and biases),
+    its error e spread over the columns not yet rounded by ``-e * Hinv[j, rest] / Hinv[j, j]``, then column j
+    eliminated from ``Hinv``. ``H`` is damped as GPTQ damps it: ``damp`` times its mean diagonal."""
+    I = w.shape[1]
+    H = H + np.eye(I) * damp * np.mean(np.diag(H))
+    Hinv = np.linalg.inv(H[order][:, order])
+    W = w.astype(np.float64)[:, order].copy()
+    codes = np.zeros(w.shape, dtype=np.uint8)
+    for j in range(I):
+        g = order[j] // q.group_size
+        s, b = q.scales[:, g].astype(np.float64), q.biases[:, g].astype(np.float64)
+        code = np.clip(np.round((W[:, j] - b) / s), 0, 2**q.bits - 1)
+        codes[:, order[j]] = code
+        e = (W[:, j] - (code * s + b)) / Hinv[0, 0]
+        W[:, j + 1 :] -= np.outer(e, Hinv[0, 1:])
+        Hinv = Hinv[1:, 1:] - np.outer(Hinv[1:, 0], Hinv[0, 1:]) / Hinv[0, 0]
+    return codes
+
+
+@pytest.mark.parametrize("act_order", [False, True])
+def test_gptq_rounds_as_the_explicit_inverse_obq_update_does(act_order):
+    """The Cholesky form (blocks of a group, lazy updates between them) against the textbook update, on a
+    fixed grid: the same codes but for the few that float32 factoring tips over a rounding boundary."""
+    rng = np.random.default_rng(7)
+    O, I, n = 24, 192, 1024
+    x = rng.standard_normal((n, I)) * rng.uniform(0.3, 3.0, I) @ (rng.standard_normal((I, I)) * 0.3 + np.eye(I))
+    w = (rng.standard_normal((O, I)) * 0.05).astype(np.float32)
+    H = x.T @ x
+    order = np.argsort(-np.diag(H)) if act_order else np.arange(I)  # a given order fixes every grid up front
+    q = gptq_matrix(w, _inverse_factor(H[order][:, order], 0.01), 4, 64, np.diag(H), order)
+    expected = _obq_codes(w, H, 0.01, q, order)
+    assert (q.codes == expected).mean() > 0.995, (q.codes == expected).mean()
+    plain = np.clip(np.round((w.reshape(O, 3, 64) - q.biases[..., None]) / q.scales[..., None]), 0, 15).reshape(O, I)
+    assert (expected != plain).mean() > 0.1  # the error feedback moved many codes off plain rounding

@@ -455,15 +455,22 @@ def test_streams_follow_the_cpus_this_process_may_use():
 
 
 def test_text_of_exactly_max_length_tokens_is_not_cut(minilm_path):
-    """256 tokens (counted by transformers' tokenizer, [CLS] and [SEP] included) fit MiniLM's 256."""
+    """256 tokens (counted by transformers' tokenizer, [CLS] and [SEP] included) fit MiniLM's 256: no
+    warning, and the vector is sentence-transformers' (whose limit is the same 256), last word included."""
     transformers = pytest.importorskip("transformers", reason=NEEDS_TRANSFORMERS)
-    text = "word " * 254
+    st = pytest.importorskip("sentence_transformers", reason=NEEDS_SENTENCE_TRANSFORMERS)
+    text = "word " * 253 + "zebra"
     assert len(transformers.AutoTokenizer.from_pretrained(str(minilm_path))(text)["input_ids"]) == 256
     model = mlx_embed.load(minilm_path)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        model.encode([text, "short"], truncate=False)
-        model.encode([text, "short"])
+        strict = model.encode([text, "short"], truncate=False)
+        ours = model.encode([text, "short"])
+    reference = st.SentenceTransformer(str(minilm_path), device="cpu")
+    assert reference.max_seq_length == 256
+    np.testing.assert_allclose(ours, reference.encode([text, "short"]), atol=1e-5)
+    np.testing.assert_array_equal(strict, ours)
+    assert np.abs(ours[0] - model.encode("word " * 253)).max() > 1e-3  # a cut before "zebra" would show above
 
 
 def test_truncation_message_counts_the_longest_and_names_the_first(minilm_path, monkeypatch):
@@ -485,11 +492,15 @@ def test_inputs_a_dataframe_user_passes_get_errors_that_name_the_fix(tiny_bert_h
         model.encode(np.array([["a"], ["b"]]))
     with pytest.raises(TypeError, match=r"texts\[1\] is NaN \(a missing value"):
         model.encode(np.array(["a", float("nan")], dtype=object))
+    with pytest.raises(TypeError, match=r"texts\[1\] is NaN \(a missing value"):
+        model.encode(["a", np.float32("nan")])
     with pytest.raises(TypeError, match=r"texts\[1\] is None \(a missing value.*drop or fill"):
         model.encode(["a", None])
     pd = pytest.importorskip("pandas", reason="pandas: pd.NA")
     with pytest.raises(TypeError, match=r"texts\[1\] is pd.NA \(a missing value.*drop or fill"):
         model.encode(pd.Series(["a", pd.NA], dtype="string"))
+    with pytest.raises(TypeError, match=r"texts\[1\] is pd.NaT \(a missing value.*drop or fill"):
+        model.encode(["a", pd.NaT])
     with pytest.raises(TypeError, match=r"encode_document\(\) takes no task"):
         model.encode_document("a", task="Find code")
     texts = iter(["a", "b"])

@@ -579,7 +579,7 @@ def test_a_snapshot_downloaded_at_a_commit_is_named_with_its_revision(tiny_bert_
     from mlx_embed import cli
 
     assert cli.main(["fit", "--ram", "8GB", "--model", "org/tiny", "--estimate-only"]) == 2  # was: "no weights on this machine"
-    assert f"or load the snapshot's folder {snapshot}" in capsys.readouterr().err
+    assert f"pass the snapshot's folder {snapshot}" in capsys.readouterr().err  # fit has no --revision
 
 
 def test_a_missing_shard_or_pytorch_only_weights_name_the_problem(tiny_bert_hf, tmp_path):
@@ -640,8 +640,14 @@ def test_qwen3_config_defaults_and_refusals_follow_transformers():
     assert ModelArgs.from_dict(aliased).rope_theta == transformers.Qwen3Config(**aliased).rope_parameters["rope_theta"] == 70_000.0
     with pytest.raises(ValueError, match="RoPE scaling.*yarn"):
         ModelArgs.from_dict({**base, "rope_scaling": {"rope_type": "yarn", "factor": 4.0}})
-    with pytest.raises(ValueError, match="sliding-window"):
-        ModelArgs.from_dict({**base, "use_sliding_window": True, "sliding_window": 64})
+    for window in ({"max_window_layers": 0}, {}, {"use_sliding_window": False, "max_window_layers": 0}):
+        config = {**base, "use_sliding_window": True, "sliding_window": 64, **window}
+        if "sliding_attention" in transformers.Qwen3Config(**config).layer_types:
+            with pytest.raises(ValueError, match=r"sliding-window attention .*layers \[0\]"):
+                ModelArgs.from_dict(config)
+        else:  # the window starts at max_window_layers (28 by default), past this model's one layer, or is off
+            ModelArgs.from_dict(config)
+    assert "sliding_attention" in transformers.Qwen3Config(**base, use_sliding_window=True, max_window_layers=0).layer_types
 
 
 def test_folder_named_like_a_registry_model_follows_its_own_sentence_transformers_files(minilm_path, tmp_path):

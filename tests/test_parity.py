@@ -316,3 +316,59 @@ def test_bert_masked_lm_checkpoint_loads_without_its_head(tmp_path, tiny_bert_hf
     batch = _batch(ours, PARITY_TEXTS, "right")
     expected = reference_embed(mlm.bert, batch.input_ids, batch.attention_mask, "cls")
     assert_matches(ours.encode(PARITY_TEXTS), expected)
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"hidden_act": "swish"},  # transformers' other name for SiLU
+        {"use_sliding_window": True, "sliding_window": 4, "max_window_layers": 2},  # every layer below max_window_layers: full
+        {"use_sliding_window": True, "sliding_window": 4, "layer_types": ["full_attention"] * 2},
+        {"use_sliding_window": False, "sliding_window": 4, "max_window_layers": 0},  # the window is off
+    ],
+)
+def test_qwen3_configs_transformers_computes_as_the_plain_one_load(tiny_qwen3_hf, tmp_path, changes):
+    folder = tmp_path / "qwen"
+    shutil.copytree(tiny_qwen3_hf, folder)
+    config = json.loads((folder / "config.json").read_text())
+    config.pop("layer_types", None)  # transformers 5 writes them; without, they follow from max_window_layers
+    (folder / "config.json").write_text(json.dumps({**config, **changes}))
+    texts = PARITY_TEXTS[:6]
+    assert_matches(mlx_embed.load(folder).encode(texts), _qwen3_reference(folder, texts))
+
+
+def test_qwen3_sliding_window_layers_are_refused_by_number(tiny_qwen3_hf, tmp_path):
+    folder = tmp_path / "qwen"
+    shutil.copytree(tiny_qwen3_hf, folder)
+    config = json.loads((folder / "config.json").read_text())
+    for layers in ({"max_window_layers": 1}, {"layer_types": ["full_attention", "sliding_attention"]}):
+        config.pop("layer_types", None)
+        (folder / "config.json").write_text(json.dumps({**config, "use_sliding_window": True, "sliding_window": 4, **layers}))
+        with pytest.raises(ValueError, match=r"sliding-window attention \(use_sliding_window: true; layers \[1\]\) is not supported"):
+            mlx_embed.load(folder)
+
+
+def test_qwen3_without_max_position_embeddings_takes_transformers_default(tiny_qwen3_hf, tmp_path):
+    """transformers' Qwen3Config defaults to 32,768 positions; the BERT default (512) cut texts there."""
+    transformers = pytest.importorskip("transformers", reason=NEEDS_TRANSFORMERS)
+    folder = tmp_path / "qwen"
+    shutil.copytree(tiny_qwen3_hf, folder)
+    config = json.loads((folder / "config.json").read_text())
+    del config["max_position_embeddings"]
+    (folder / "config.json").write_text(json.dumps(config))
+    (folder / "sentence_bert_config.json").unlink()
+    model = mlx_embed.load(folder)
+    assert model.max_length == model.position_limit == transformers.Qwen3Config().max_position_embeddings
+    text = " ".join(["word"] * 300)  # about 600 tokens: over the 512 it was cut at
+    assert_matches(model.encode([text], truncate=False), _qwen3_reference(folder, [text]))
+
+
+def test_bert_gelu_python_is_the_erf_gelu(tiny_bert_hf, tmp_path):
+    folder = tmp_path / "bert"
+    shutil.copytree(tiny_bert_hf, folder)
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, "hidden_act": "gelu_python"}))
+    model = mlx_embed.load(folder)
+    batch = model.text_encoder.pad(model.text_encoder.encode(PARITY_TEXTS, 128))
+    reference = reference_embed(torch_model(folder), batch.input_ids, batch.attention_mask, "cls")
+    assert_matches(model.encode(PARITY_TEXTS, normalize=True), reference)

@@ -13,7 +13,7 @@ import pytest
 
 import mlx_embed
 from mlx_embed import cli
-from mlx_embed.profile import MIN_QUERIES, PROFILE_SCHEMA, profile
+from mlx_embed.profile import MIN_QUERIES, PROFILE_SCHEMA, latency_summary, profile
 
 WORKLOAD = ["How do I reset my password?", "Как сбросить пароль?", "如何重置密码？", "def f(x): return x + 1"]
 
@@ -141,6 +141,25 @@ def test_rss_grows_with_the_model(report):
     assert large["rss_bytes"]["load_delta"] > small["rss_bytes"]["load_delta"] + 0.5 * (
         large["resident_weight_bytes"] - small["resident_weight_bytes"]
     )
+
+
+def test_mlx_memory_holds_the_weights_and_encoding_peaks_above_them(report):
+    """Both models are float32 files whose tensors MLX holds as they are (the unused pooler and the file
+    header aside: under 1 %); encoding allocates activations on top, so its peak is above what stays."""
+    for row in report["models"]:
+        m = row["mlx_bytes"]
+        assert 0.97 * row["weights_bytes"] <= m["active_after_load"] <= row["weights_bytes"], (m, row["weights_bytes"])
+        assert m["peak_load"] >= m["active_after_load"]
+        assert m["active_after_encode"] >= m["active_after_load"]
+        assert m["peak_encode"] > m["active_after_encode"], m
+
+
+def test_latency_summary_by_hand():
+    """1..20 ms in any order: the median lies between the 10th and 11th (10.5); p95 at rank 0.95 x 19 = 18.05,
+    between 19 and 20 (19.05), as numpy's default (linear) interpolation places it."""
+    values = [float(v) for v in (7, 20, 1, 13, 2, 19, 3, 18, 4, 17, 5, 16, 6, 15, 8, 14, 9, 12, 10, 11)]
+    assert latency_summary(values) == {"queries": 20, "p50": 10.5, "p95": pytest.approx(19.05), "mean": 10.5, "max": 20.0}
+    assert latency_summary([3.0]) == {"queries": 1, "p50": 3.0, "p95": 3.0, "mean": 3.0, "max": 3.0}
 
 
 def test_swap_fields_present(report):

@@ -590,3 +590,39 @@ def test_a_conversion_described_by_the_registry_drops_the_sources_default_prompt
     convert(src, tmp_path / "out", bits=8, report=False)
     written = json.loads((tmp_path / "out" / "config_sentence_transformers.json").read_text())
     assert written["default_prompt_name"] is None and written["prompts"]["query"] == ""
+
+
+def test_truncation_side_left_keeps_the_end_of_a_long_text_as_sentence_transformers_does(minilm_path, tmp_path):
+    """transformers cuts where tokenizer_config.json's truncation_side says; the start was always kept.
+    The last text is long enough (over 64 characters a token of max_length) to be tokenized from a part."""
+    folder = _copy(minilm_path, tmp_path / "left")
+    _edit(folder / "tokenizer_config.json", truncation_side="left")
+    _edit(folder / "sentence_bert_config.json", max_seq_length=24)
+    words = "alpha beta gamma delta epsilon zeta eta theta iota kappa lambda".split()
+    texts = ["START " + " ".join(words * 3) + " FINISH", "a short text",
+             "BEGIN " + " ".join(words[i % 11] + str(i) for i in range(600)) + " the very last words here"]
+    assert len(texts[2]) > 64 * 24
+    with pytest.warns(mlx_embed.TruncationWarning, match=r"2 of 3 texts .*their starts were cut") as seen:
+        ours = mlx_embed.load(folder).encode(texts)
+    assert "at least" in str(seen[0].message)  # the long one was tokenized from its end
+    _assert_same(ours, _reference(folder, texts))
+    right = mlx_embed.load(minilm_path).encode(texts, max_length=24)
+    assert (ours[0] @ right[0]) < 0.95  # the two ends of the text embed differently: the check above can tell
+
+
+def test_an_unknown_truncation_side_is_named(minilm_path, tmp_path):
+    folder = _copy(minilm_path, tmp_path / "middle")
+    _edit(folder / "tokenizer_config.json", truncation_side="middle")
+    with pytest.raises(ValueError, match=r"tokenizer_config.json: truncation_side is 'middle', not 'right' or 'left'"):
+        mlx_embed.load(folder)
+
+
+def test_a_max_seq_length_the_special_tokens_fill_is_named_as_the_models_own(minilm_path, tmp_path):
+    """The caller gave no max_length: the message named one (max_length=2) as if it were theirs."""
+    folder = _copy(minilm_path, tmp_path / "two")
+    _edit(folder / "sentence_bert_config.json", max_seq_length=2)
+    model = mlx_embed.load(folder)
+    with pytest.raises(ValueError, match=r"The model's own max length, 2 \(max_seq_length in sentence_bert_config.json .*already take "
+                                         r"2 tokens\. Pass max_length > 2, or set a larger one in that file"):
+        model.encode(["a text"])
+    assert model.encode(["a text"], max_length=3).shape == (1, 384)

@@ -33,7 +33,7 @@ class ModelArgs:
 
     @classmethod
     def from_dict(cls, params: dict) -> "ModelArgs":
-        if params.get("hidden_act", "gelu") != "gelu":
+        if params.get("hidden_act", "gelu") not in ("gelu", "gelu_python"):  # both transformers' erf GELU
             raise ValueError(f"BERT with hidden_act={params['hidden_act']!r} is not supported (only 'gelu')")
         if params.get("position_embedding_type", "absolute") != "absolute":
             raise ValueError("Only absolute position embeddings are supported for BERT")

@@ -43,9 +43,10 @@ class ModelArgs:
         for r in (rope, scaling):
             if r.get("rope_type", r.get("type", "default")) != "default":
                 raise ValueError(f"Qwen3 with RoPE scaling {r} is not supported")
-        if params.get("use_sliding_window"):
-            raise ValueError("Qwen3 with sliding-window attention (use_sliding_window: true) is not supported")
-        if params.get("hidden_act", "silu") != "silu":
+        sliding = _sliding_layers(params)
+        if sliding:
+            raise ValueError(f"Qwen3 with sliding-window attention (use_sliding_window: true; layers {sliding}) is not supported")
+        if params.get("hidden_act", "silu") not in ("silu", "swish"):  # transformers' names for one function
             raise ValueError(f"Qwen3 with hidden_act={params['hidden_act']!r} is not supported (only 'silu')")
         if params.get("attention_bias"):
             raise ValueError("Qwen3 with attention_bias: true is not supported (Qwen3's projections have no bias)")
@@ -62,6 +63,18 @@ class ModelArgs:
                 f"num_key_value_heads={args.num_key_value_heads}: correct config.json or re-download the model"
             )
         return args
+
+
+def _sliding_layers(params: dict) -> list[int]:
+    """The layers transformers' Qwen3 runs with a sliding window: those ``layer_types`` marks (by default the
+    ones from ``max_window_layers`` on), and none unless ``use_sliding_window`` and a ``sliding_window`` are set."""
+    if not params.get("use_sliding_window") or params.get("sliding_window", 4096) is None:
+        return []
+    n = params.get("num_hidden_layers", 0)
+    types = params.get("layer_types") or [
+        "sliding_attention" if i >= params.get("max_window_layers", 28) else "full_attention" for i in range(n)
+    ]
+    return [i for i, kind in enumerate(types) if kind == "sliding_attention"]
 
 
 class Attention(nn.Module):
