@@ -327,6 +327,7 @@ def _in_flags(text: str) -> str:
 
 
 _PINNED_ADVICE = re.compile(r"pass revision=('[^']*'|\"[^\"]*\"), or load the snapshot's folder")
+_VERSION_HINT = re.compile(r"; for a version, pass revision=('[^']*'|\"[^\"]*\")")
 
 
 def _without_api_advice(text: str) -> str:
@@ -356,7 +357,7 @@ def _flag_names(subparser: argparse.ArgumentParser) -> Callable[[str], str]:
         rules.append((re.compile(rf"{_SUBJECT}{name}(?=(=(?!None\b|\.\.\.)\S| must | [<>]=? ))"), flag))
         rules.append((re.compile(rf"(?:(?<=drop )|(?<= and )){name}(?=( and \w+)? to store floats)"), flag))
         rules.append((re.compile(rf"(?<=\0 and ){name}(?==\0)"), flag))  # "x='a' and y='b'", values hidden
-        rules.append((re.compile(rf"(?<=drop ){name}(?=[,.;]|$)"), flag))
+        rules.append((re.compile(rf"(?<=drop ){name}(?=[,;]|\.?$|\. )"), flag))  # not "drop name.txt" in a path
 
     def rewrite(text: str) -> str:
         quoted = []  # a value the message echoes (prompt='...') is the user's text: kept as it is
@@ -382,6 +383,7 @@ def main(argv: list[str] | None = None) -> int:
     def says(text: str) -> str:
         if "revision" not in args:  # a subcommand without --revision loads a snapshot at another commit by its folder
             text = _PINNED_ADVICE.sub("pass the snapshot's folder", text)
+            text = _VERSION_HINT.sub(r"; for a version, download it with `--revision \1` and pass the snapshot's folder", text)
         return flags(advice(text))
 
     def show_warning(message, category, filename, lineno, file=None, line=None) -> None:

@@ -616,10 +616,10 @@ class Embedder:
             advice = f"Use max_length > {n}" + (f", or {fix.removeprefix('use ')}" if fix else "")
         else:  # no max_length the model takes leaves room
             advice = f"The model takes at most {self.position_limit} tokens: {fix}"
-        limit = (f"The model's own max length, {max_length} (max_seq_length in sentence_bert_config.json or model_max_length "
-                 "in tokenizer_config.json),") if default_length else f"max_length={max_length}"
-        if default_length and n < self.position_limit:
-            advice = f"Pass max_length > {n}, or set a larger one in that file"
+        limit = f"The model's default max length, {max_length}," if default_length else f"max_length={max_length}"
+        if default_length:  # a folder's own files set it (a registry model's is hundreds of tokens)
+            advice += (" (a folder sets the default in sentence_bert_config.json, max_seq_length, or "
+                       "tokenizer_config.json, model_max_length)")
         raise ValueError(f"{limit} leaves no room for the text: {what} already take {n} tokens. {advice}")
 
     def _prompt_tokens(self, prompt: str | None) -> int:

@@ -236,15 +236,19 @@ class TextEncoder:
         (starts) at a word boundary in its second (first) half: tokenizers split words locally, so a cut that
         far past the kept tokens cannot change them. A cut inside a word could for WordPiece, which makes a word
         over 100 characters one [UNK] and a piece of it many tokens; a long run without a boundary is cut
-        anywhere for the others."""
+        anywhere for the others, at a prefix's end. A suffix for a byte-level BPE starts at a whitespace run
+        after a letter or digit (:func:`_run_start`), or the text is tokenized whole."""
         size = 16 * max_length  # characters: at ~4 a token (English prose) ~4 * max_length tokens, twice what is needed
         wordpiece = isinstance(self.tokenizer.model, models.WordPiece)
         tail = self.truncation_side == "left"
         while size < len(text):
             lo, hi = (len(text) - size, len(text) - size // 2) if tail else (size // 2, size)
-            end = _word_boundary(text, lo, hi, self._splits_cjk)
-            if end is None and not wordpiece:  # BPE and Unigram split a long run locally
-                end = lo if tail else hi
+            if tail and not wordpiece:  # a BPE merges a run from its start: a suffix must hold every run it ends with whole
+                end = _run_start(text, lo, hi)
+            else:
+                end = _word_boundary(text, lo, hi, self._splits_cjk)
+            if end is None and not wordpiece and not tail:  # BPE and Unigram split a long run locally
+                end = hi
             if end is not None:
                 head = text[end:] if tail else text[:end]
                 if size > 16 * max_length and self._squeeze is not None:  # the first prefix held too few tokens
@@ -449,6 +453,19 @@ def _blocks_reordering(c: str) -> bool:
     canonical reordering cannot move marks across. The combining grapheme joiner U+034F is one."""
     return (not unicodedata.category(c).startswith("C") and c != "\ufffd"
             and any(not unicodedata.combining(d) for d in unicodedata.normalize("NFD", c)))
+
+
+_AFTER_ALNUM_SPACE = re.compile(r"(?<=[^\W_])\s")
+
+
+def _run_start(text: str, lo: int, hi: int) -> int | None:
+    """The last position in ``(lo, hi]`` where a run of whitespace starts right after a letter or digit: a
+    byte-level BPE splits there alike in the text and in the suffix from there (a run after punctuation can
+    belong to the punctuation's piece); None when there is none."""
+    last = None
+    for m in _AFTER_ALNUM_SPACE.finditer(text, lo + 1, hi + 1):
+        last = m.start()
+    return last
 
 
 def _word_boundary(text: str, lo: int, hi: int, cjk: bool) -> int | None:

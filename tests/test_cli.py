@@ -507,3 +507,14 @@ def test_revision_picks_a_cached_snapshot_and_the_advice_names_the_flags_each_co
     assert rc == 2 and "--revision='v2' picks a version on the Hub" in err and "drop --revision, or pass the Hub id" in err, err
     rc, _, err = run(capsys, "fit", "--ram", "8GB", "--model", "org/tiny", "--estimate-only")
     assert rc == 2 and f"Fix: pass the snapshot's folder {snapshot}" in err and "revision=" not in err, err
+
+
+def test_a_version_in_the_model_name_is_advised_in_each_commands_own_terms(capsys, tmp_path):
+    rc, _, err = run(capsys, "embed", "--model", "org/x@v2", "a")
+    assert rc == 2 and "for a version, pass --revision='v2'" in err, err
+    rc, _, err = run(capsys, "eval", "--model", "org/x@v2")
+    assert rc == 2 and "for a version, download it with `--revision 'v2'` and pass the snapshot's folder" in err, err
+    assert "revision=" not in err
+    named = tmp_path / "drop model.txt"  # "drop <flag name>" is advice only where a sentence ends there, not in a path
+    rc, _, err = run(capsys, "embed", "--input", named)
+    assert rc == 2 and str(named) in err, err

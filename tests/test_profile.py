@@ -145,10 +145,10 @@ def test_rss_grows_with_the_model(report):
 
 def test_mlx_memory_holds_the_weights_and_encoding_peaks_above_them(report):
     """Both models are float32 files whose tensors MLX holds as they are (the unused pooler and the file
-    header aside: under 1 %); encoding allocates activations on top, so its peak is above what stays."""
+    header aside: under 1 %; an allocator's rounding adds a little); encoding allocates activations on top, so its peak is above what stays."""
     for row in report["models"]:
         m = row["mlx_bytes"]
-        assert 0.97 * row["weights_bytes"] <= m["active_after_load"] <= row["weights_bytes"], (m, row["weights_bytes"])
+        assert 0.97 * row["weights_bytes"] <= m["active_after_load"] <= 1.03 * row["weights_bytes"], (m, row["weights_bytes"])
         assert m["peak_load"] >= m["active_after_load"]
         assert m["active_after_encode"] >= m["active_after_load"]
         assert m["peak_encode"] > m["active_after_encode"], m

@@ -622,7 +622,7 @@ def test_a_max_seq_length_the_special_tokens_fill_is_named_as_the_models_own(min
     folder = _copy(minilm_path, tmp_path / "two")
     _edit(folder / "sentence_bert_config.json", max_seq_length=2)
     model = mlx_embed.load(folder)
-    with pytest.raises(ValueError, match=r"The model's own max length, 2 \(max_seq_length in sentence_bert_config.json .*already take "
-                                         r"2 tokens\. Pass max_length > 2, or set a larger one in that file"):
+    with pytest.raises(ValueError, match=r"The model's default max length, 2, leaves no room .*already take 2 tokens\. "
+                                         r"Use max_length > 2 \(a folder sets the default in sentence_bert_config.json, max_seq_length"):
         model.encode(["a text"])
     assert model.encode(["a text"], max_length=3).shape == (1, 384)

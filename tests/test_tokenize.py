@@ -196,3 +196,18 @@ def test_the_cut_count_includes_the_end_token_that_is_appended():
             n = len(tok.encode(text, add_special_tokens=False).ids)
             ids, cut = encoder.tokenize([text], 3)
             assert cut == {0: n + 1} and ids[0][-1] == tok.token_to_id("<|endoftext|>") and len(ids[0]) == 3
+
+
+def test_left_truncation_of_a_long_text_keeps_the_ids_whole_text_tokenization_gives():
+    """A byte-level BPE merges a whitespace run from its start, so a suffix cut inside the run changed the
+    ids at the run's end, which left truncation keeps (2,000 spaces: one id off; 2,001 were right)."""
+    transformers = pytest.importorskip("transformers", reason=NEEDS_TRANSFORMERS)
+    encoder = TextEncoder(train_qwen_like_tokenizer(append_eos=True), end_token="<|endoftext|>", truncation_side="left")
+    reference = transformers.PreTrainedTokenizerFast(tokenizer_object=train_qwen_like_tokenizer(append_eos=True),
+                                                     truncation_side="left")
+    for n in (2000, 2001, 2002, 2003):
+        text = "hello " * 100 + " " * n + "a"
+        assert len(text) > 64 * 8  # tokenized from a suffix
+        ids, cut = encoder.tokenize([text], 8)
+        assert ids[0] == reference(text, truncation=True, max_length=8)["input_ids"], n
+        assert cut[0] <= len(reference(text)["input_ids"])
