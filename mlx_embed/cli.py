@@ -355,8 +355,8 @@ def _flag_names(subparser: argparse.ArgumentParser) -> Callable[[str], str]:
         if isinstance(action, argparse._StoreTrueAction):
             rules.append((re.compile(rf"{_SUBJECT}{name}=True\b"), flag))
         rules.append((re.compile(rf"{_SUBJECT}{name}(?=(=(?!None\b|\.\.\.)\S| must | [<>]=? ))"), flag))
-        rules.append((re.compile(rf"(?:(?<=drop )|(?<= and )){name}(?=( and \w+)? to store floats)"), flag))
-        rules.append((re.compile(rf"(?<=\0 and ){name}(?==\0)"), flag))  # "x='a' and y='b'", values hidden
+        rules.append((re.compile(rf"(?:(?<=drop )|(?<= and )){name}(?=( and (--)?[\w-]+)? to store floats)"), flag))
+        rules.append((re.compile(rf"(?<=\0 and ){name}(?==\S)"), flag))  # "x='a' and y=1", x's value hidden
         rules.append((re.compile(rf"(?<=drop ){name}(?=[,;]|\.?$|\. )"), flag))  # not "drop name.txt" in a path
 
     def rewrite(text: str) -> str:

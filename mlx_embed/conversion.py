@@ -549,6 +549,8 @@ def convert(
     del source_weights
     model.set_dtype(half if bits == 16 else mx.float32)
     out_config = {k: v for k, v in config.items() if k not in ("quantization", "quantization_config")}
+    if out_config.get("model_type") == "qwen3":  # no LM head is written (sanitize drops one): stock loaders then build none
+        out_config["tie_word_embeddings"] = True
     tokenizer_json = None  # rewritten when the end token gets a token type of its own
     if bits <= 8:
         calibration = None

@@ -505,9 +505,7 @@ def tensor_inventory(config: dict) -> list[tuple[str, int, int]]:
             out += [("linear", q, D), ("linear", kv, D), ("linear", kv, D), ("linear", D, q)]
             out += [("linear", I, D), ("linear", I, D), ("linear", D, I)]
             out.append(("vector", 1, 2 * D + 2 * d["Dh"]))
-        out.append(("vector", 1, D))
-        if not config.get("tie_word_embeddings", True):
-            out.append(("pooler", d["V"], D))  # an LM head: stored, never loaded
+        out.append(("vector", 1, D))  # no LM head: embedding checkpoints (Qwen3Model's, ours) store none, untied or not
     return out
 
 

@@ -273,6 +273,8 @@ def broken(tmp_path, minilm_path):
         (["convert", "{minilm}", "{tmp}/new", "--bits", "16", "--rounding", "gptq", "--recipe", "compact"],
          "so --recipe='compact' and --rounding='gptq' would be ignored: give --bits <= 8 to quantize, or drop --recipe and --rounding to store floats"),
         (["convert", "{minilm}", "{tmp}/new", "--bits", "16", "--group-size", "32"], "--bits=16 stores float weights, so --group-size=32 would be ignored"),  # was: silent
+        (["convert", "{minilm}", "{tmp}/new", "--bits", "32", "--recipe", "compact", "--group-size", "128"],
+         "so --recipe='compact' and --group-size=128 would be ignored: give --bits <= 8 to quantize, or drop --recipe and --group-size to store floats"),
         (["convert", "{minilm}", ""], "the destination is '': give the folder to write the converted model to"),  # was: the current folder
         (["profile", "--model", "{minilm}", "--texts", "{tmp}/file", "--repeat", "3"], "--repeat copies the built-in sample, so it does nothing with --texts"),
         (["embed", "a", "--model", "org/nosuch"], "or pass a local folder: --model /path/to/folder"),

@@ -1067,3 +1067,22 @@ def test_overwriting_a_conversion_keeps_other_safetensors_files(tiny_bert_hf, tm
         convert(tiny_bert_hf, dst, bits=4, overwrite=True, report=False)
     assert "model.safetensors" not in str(err.value)
     assert {p.name: p.read_bytes() for p in dst.iterdir() if p.is_file()} == before
+
+
+def test_an_untied_qwen3_converts_to_a_config_its_files_match(tiny_qwen3_hf, tmp_path):
+    """Qwen3Model saves no LM head, tied or not (Qwen3-Embedding-8B is untied), and conversion writes none:
+    the config said tie_word_embeddings false, for which mlx-lm builds an lm_head and then finds no weight
+    for it; fit counted a vocab x hidden head that is not in the files."""
+    from mlx_embed.fit import parameter_count
+
+    source = tmp_path / "untied"
+    shutil.copytree(tiny_qwen3_hf, source)
+    config = json.loads((source / "config.json").read_text())
+    (source / "config.json").write_text(json.dumps({**config, "tie_word_embeddings": False}))
+    stored = mx.load(str(source / "model.safetensors"))
+    assert parameter_count({**config, "tie_word_embeddings": False}) == sum(v.size for v in stored.values())
+    convert(source, tmp_path / "q4", bits=4, rounding="nearest", report=False)
+    written = mx.load(str(tmp_path / "q4" / "model.safetensors"))
+    assert not any("lm_head" in k for k in written)
+    assert json.loads((tmp_path / "q4" / "config.json").read_text())["tie_word_embeddings"] is True
+    assert mlx_embed.load(tmp_path / "q4").encode(["a b c"]).shape == (1, config["hidden_size"])
