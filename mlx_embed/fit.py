@@ -30,7 +30,8 @@ that law put a one-layer Qwen3-0.6B at 14.1 GiB for 8192 tokens; measured: 1.44 
   ``token_bytes`` / ``pair_bytes`` measured on a one-layer random model with the same dims (activation
   memory per layer does not depend on the number of layers: layers run one after another).
 
-The budget is ``ram - reserve - alongside``: ``ram`` defaults to this machine's RAM and must be given
+The budget is ``ram - reserve - alongside``: ``ram`` defaults to this machine's RAM (a lower cgroup memory
+limit on Linux, a container's say) and must be given
 for Metal asked about from a machine without it (``--backend metal`` on Linux), ``reserve`` is what the OS keeps for itself
 (``DEFAULT_RESERVE``, 2 GiB: an assumption, not a measurement), ``alongside`` memory held by other things
 (e.g. a 4B VLM next to the embedder). Verdict at ``encode``'s default batches (:class:`Batching`: batch 32,
@@ -45,7 +46,8 @@ JSON (``--json``), keys stable, sizes in bytes::
 
     {"schema": "mlx_embed.fit/1", "machine": {...as in mlx_embed.profile},
      "measured_on": {...profile's "backend"} or null, "backend": "cpu" | "metal",
-     "budget": {"ram_bytes", "reserve_bytes", "alongside_bytes", "available_bytes"},
+     "budget": {"ram_bytes", "ram_from": "given" | "machine" | "memory limit" (a cgroup's, below the machine's RAM),
+                "reserve_bytes", "alongside_bytes", "available_bytes"},
      "models": [{"model", "measure_error": str | null, "source", "weight_format": "fp32" | "4-bit" | ...,
                  "bits_per_weight", "status": "measured" | "estimate", "backend", "max_length",
                  "footprint", "load_peak", "runtime_overhead", "token_bytes", "pair_bytes",
@@ -789,8 +791,9 @@ def _measure(model: str, points: list[tuple[int, int]] | None, rss_before_import
                     for batch, length in _points_for(limit, points, encode_batching(this_backend()), only)]
         streamed = []
         if embedder_module.CPU_STREAMS >= 2 and mx.default_device() == mx.cpu:
-            # two lone texts past 512 tokens: encode runs one on each of two streams
-            streamed = [peak(2, length, (2,), 1, None) for length in long_lengths(limit)]
+            # two lone texts past 512 tokens: encode runs one on each of two streams; then two such pairs, as
+            # the batch points run twice their batch (a second pair peaked 7-10 % above one at 1,024-2,048 tokens)
+            streamed = [peak(2, length, (2, 4), 1, None) for length in long_lengths(limit)]
     except ValueError as err:  # the model loaded: encode refused a point (one no longer than the special tokens)
         raise _PointRefused(str(err)) from None
     stats = checkpoint_stats(embedder.path)
@@ -963,6 +966,7 @@ def report(
     import psutil
 
     from . import loading, registry
+    from .procmem import cgroup_memory_limit
     from .profile import ChildFailed, backend_info, machine_info, run_child
 
     here = this_backend()
@@ -974,7 +978,13 @@ def report(
             f"--ram is required with --backend {backend} on this {here} machine: its RAM says nothing about the "
             f"{backend} machine you mean; pass that machine's RAM, e.g. --ram 8GB"
         )
-    budget = Budget(ram if ram is not None else int(psutil.virtual_memory().total), reserve, alongside).check()
+    ram_from = "given"
+    if ram is None:
+        ram, ram_from = int(psutil.virtual_memory().total), "machine"
+        limit = cgroup_memory_limit() if backend == here else None
+        if limit is not None and limit < ram:  # a container's limit: the OOM killer acts there, not at the host's RAM
+            ram, ram_from = limit, "memory limit"
+    budget = Budget(ram, reserve, alongside).check()
     models = list(models) if models else list(registry.REGISTRY)
     import_rss = _import_rss() if backend == here else None
     located = [(name, *_locate(name)) for name in models]  # a name it cannot answer for fails before minutes of probes
@@ -1062,7 +1072,7 @@ def report(
         "machine": machine_info(),
         "measured_on": backend_info() if backend == here else None,
         "backend": backend,
-        "budget": {"ram_bytes": budget.ram, "reserve_bytes": budget.reserve, "alongside_bytes": budget.alongside,
+        "budget": {"ram_bytes": budget.ram, "ram_from": ram_from, "reserve_bytes": budget.reserve, "alongside_bytes": budget.alongside,
                    "available_bytes": budget.available},
         "models": rows,
     }
@@ -1112,11 +1122,14 @@ CALL_NOTE = (
 _BACKEND_NOTE = {"cpu": " (MLX's CPU backend, quantized Linear weights dequantized to float32; a Mac's GPU: --backend metal)"}
 
 
+_RAM_FROM = {"memory limit": " (this process's cgroup memory limit, e.g. a container's; --ram to set another)"}
+
+
 def format_report(rep: dict) -> str:
     b = rep["budget"]
     m = rep["machine"]
     lines = [
-        f"budget: RAM {format_size(b['ram_bytes'])} - OS reserve {format_size(b['reserve_bytes'])}"
+        f"budget: RAM {format_size(b['ram_bytes'])}{_RAM_FROM.get(b.get('ram_from'), '')} - OS reserve {format_size(b['reserve_bytes'])}"
         " (assumed) - alongside "
         f"{format_size(b['alongside_bytes'])} = {format_size(b['available_bytes'])} for the embedder",
         f"backend: {rep['backend']}{_BACKEND_NOTE.get(rep['backend'], '')}; this machine: {m['chip']}, "
@@ -1153,7 +1166,7 @@ def format_report(rep: dict) -> str:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ram", help="RAM budget, e.g. 8GB (GB, MB: GiB, MiB, as RAM is sold; default: this machine's "
-                        "RAM; required with --backend metal on a machine without Metal)")
+                        "RAM, or a lower cgroup memory limit such as a container's; required with --backend metal on a machine without Metal)")
     parser.add_argument("--alongside", default="0", help="memory held by other things, e.g. 2.5GB for a 4B VLM")
     parser.add_argument("--reserve", default=None, help=f"kept for the OS (default {format_size(DEFAULT_RESERVE)})")
     parser.add_argument("--model", action="append", metavar="M", help="alias, Hub id or folder (default: all registry models)")

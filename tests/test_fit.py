@@ -915,3 +915,41 @@ def test_a_point_encode_refuses_is_no_verdict_on_loading(capsys, tiny_bert_hf, t
     assert cli.main(["fit", "--ram", "8GB", "--model", str(folder), "--json"]) == 0
     row = json.loads(capsys.readouterr().out)["models"][0]
     assert row["status"] == "measured" and row["measure_error"] is None and row["verdict"] == "fits"
+
+
+def test_stream_points_run_pair_after_pair_as_encode_runs_long_texts(tmp_path, tiny_qwen3_hf, monkeypatch):
+    """Past 512 tokens encode runs a text on each of two CPU streams, pair after pair; one pair was measured,
+    and a second peaked 7-10 % above it (a 2,048-token random Qwen3: need 236 MiB, 16 texts 260 MiB). The point
+    now runs two texts, then four."""
+    from mlx_embed import embedder as module
+
+    folder = tmp_path / "qwen3-1024"
+    shutil.copytree(tiny_qwen3_hf, folder)
+    settings = json.loads((folder / "sentence_bert_config.json").read_text())
+    (folder / "sentence_bert_config.json").write_text(json.dumps(dict(settings, max_seq_length=1024)))
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps(dict(config, max_position_embeddings=1024)))
+    monkeypatch.setattr(module, "CPU_STREAMS", 2)
+    calls = []
+    real_encode = module.Embedder.encode
+    monkeypatch.setattr(module.Embedder, "encode", lambda self, texts, **kw: calls.append((len(texts), kw.get("max_length"))) or real_encode(self, texts, **kw))
+    got = fit._measure(str(folder), [], 0, only=True)
+    assert [p["length"] for p in got["stream_points"]] == list(fit.long_lengths(1024)) == [1024]
+    assert calls[-2:] == [(2, 1024), (4, 1024)]
+
+
+def test_without_ram_a_cgroup_memory_limit_below_the_machines_is_the_budget(monkeypatch):
+    """In a container started with --memory the OOM killer acts at that limit; the budget was the host's RAM."""
+    import psutil
+
+    from mlx_embed import procmem
+
+    limit = psutil.virtual_memory().total // 4
+    monkeypatch.setattr(procmem, "cgroup_memory_limit", lambda: limit)
+    rep = fit.report(["minilm"], measure=False)
+    assert (rep["budget"]["ram_bytes"], rep["budget"]["ram_from"]) == (limit, "memory limit")
+    assert "(this process's cgroup memory limit" in fit.format_report(rep)
+    rep = fit.report(["minilm"], ram=8 * GIB, measure=False)
+    assert (rep["budget"]["ram_bytes"], rep["budget"]["ram_from"]) == (8 * GIB, "given")
+    monkeypatch.setattr(procmem, "cgroup_memory_limit", lambda: None)
+    assert fit.report(["minilm"], measure=False)["budget"]["ram_from"] == "machine"

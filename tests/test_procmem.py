@@ -74,3 +74,27 @@ def test_peak_without_proc_is_in_bytes(monkeypatch):
 
     monkeypatch.setattr(builtins, "open", no_proc)
     assert abs(procmem.peak_memory() - vmhwm) <= 0.02 * vmhwm
+
+
+def test_cgroup_memory_limit_reads_the_cgroup_and_its_ancestors(tmp_path):
+    """A container's limit may sit on the cgroup or an ancestor (v2: memory.max, "max" for none; v1: the memory
+    controller's memory.limit_in_bytes, about 2^63 for none); the smallest set one is the process's."""
+    from mlx_embed.procmem import cgroup_memory_limit
+
+    def tree(lines: str, files: dict[str, str]) -> tuple[str, str]:
+        proc = tmp_path / f"cgroup{len(list(tmp_path.iterdir()))}"
+        proc.write_text(lines)
+        root = proc.with_suffix(".root")
+        for name, text in files.items():
+            (root / name).parent.mkdir(parents=True, exist_ok=True)
+            (root / name).write_text(text + "\n")
+        return str(proc), str(root)
+
+    v2 = tree("0::/a/b\n", {"a/memory.max": "4294967296", "a/b/memory.max": "max", "memory.max": "max"})
+    assert cgroup_memory_limit(*v2) == 4 * 2**30
+    v1 = tree("5:cpu:/x\n4:memory:/docker/x\n", {"memory/docker/x/memory.limit_in_bytes": "9223372036854771712",
+                                                  "memory/memory.limit_in_bytes": "2147483648"})
+    assert cgroup_memory_limit(*v1) == 2 * 2**30
+    unlimited = tree("4:memory:/p\n0::/\n", {"memory/p/memory.limit_in_bytes": "9223372036854771712", "memory.max": "max"})
+    assert cgroup_memory_limit(*unlimited) is None
+    assert cgroup_memory_limit(str(tmp_path / "absent"), str(tmp_path)) is None
