@@ -242,6 +242,18 @@ def test_tokenizer_of_another_model_is_refused(tiny_qwen3_hf, minilm_path, tmp_p
         mlx_embed.load(tmp_path / "q")
 
 
+def test_a_token_id_past_the_embedding_table_is_refused(minilm_path, tmp_path):
+    """Counted, the tokens fit MiniLM's 30,522 rows; one id past them was looked up out of the table."""
+    folder = tmp_path / "m"
+    shutil.copytree(minilm_path, folder)
+    tok = json.loads((folder / "tokenizer.json").read_text())
+    tok["model"]["vocab"]["the"] = 40000
+    (folder / "tokenizer.json").write_text(json.dumps(tok))
+    (folder / "vocab.txt").unlink()
+    with pytest.raises(ValueError, match="has 30522 tokens with ids up to 40000 but the model only 30522 embeddings"):
+        mlx_embed.load(folder)
+
+
 def test_not_downloadable_says_why(monkeypatch):
     monkeypatch.setattr(loading, "_from_hub", lambda *a, **k: OSError("401 Client Error: Unauthorized\nmore detail"))
     with pytest.raises(ModelNotFoundError, match=r"not downloadable \(OSError: 401 Client Error: Unauthorized\)"):

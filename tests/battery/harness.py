@@ -67,12 +67,14 @@ def score(encode: Callable[[list[str]], np.ndarray], cases: list[dict]) -> list[
 
 
 def lexical_encoder(features: str) -> Callable[[list[str]], np.ndarray]:
-    """Count vectors of ``"words"`` (lower-cased, identifiers split at ``_`` and camelCase) or
-    ``"trigrams"`` (characters): a scorer with surface overlap and no meaning."""
+    """Count vectors of ``"words"`` (lower-cased, identifiers split at ``_`` and camelCase, each CJK
+    ideograph a word, as Chinese has no spaces) or ``"trigrams"`` (characters): a scorer with surface
+    overlap and no meaning."""
 
     def feats(text: str) -> list[str]:
         if features == "words":
-            return [w.lower() for w in re.findall(r"[A-Za-z][a-z]*|[^\W_]+", re.sub(r"([a-z])([A-Z])", r"\1 \2", text))]
+            pattern = r"[\u3400-\u9fff\uf900-\ufaff]|[A-Za-z][a-z]*|[^\W_]+"
+            return [w.lower() for w in re.findall(pattern, re.sub(r"([a-z])([A-Z])", r"\1 \2", text))]
         text = text.lower()
         return [text[i : i + 3] for i in range(len(text) - 2)]
 
