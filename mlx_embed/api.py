@@ -49,9 +49,10 @@ def text_encoder_for(path: Path, spec: ModelSpec, config: dict) -> TextEncoder:
     """The folder's tokenizer as ``spec`` uses it (lowercasing, end token), checked against ``config``."""
     tokenizer = load_tokenizer(path, spec.lowercase)
     ids = tokenizer.get_vocab(with_added_tokens=True).values()
-    if max(ids, default=-1) >= config["vocab_size"]:  # a count alone misses ids past the table (a gap in the numbering)
+    top = max(ids, default=-1)
+    if top >= config["vocab_size"]:  # a count alone misses ids past the table (a gap in the numbering)
         raise ValueError(
-            f"The tokenizer in {path} has {len(ids)} tokens with ids up to {max(ids)} but the model only "
+            f"The tokenizer in {path} has {len(ids)} tokens with ids up to {top} but the model only "
             f"{config['vocab_size']} embeddings: the tokenizer files belong to another model. Copy the source model's tokenizer files."
         )
     encoder = TextEncoder(tokenizer, end_token=spec.end_token, truncation_side=truncation_side(path))

@@ -23,7 +23,7 @@ from .models import kernels, max_positions
 from .pooling import POOLERS, l2_normalize
 from .registry import ModelSpec
 from .stats import weight_format
-from .tokenize import LONG_TEXT_CHARS_PER_TOKEN, Batch, TextEncoder, bounded_starts, check_truncation, spans_from
+from .tokenize import LONG_TEXT_CHARS_PER_TOKEN, Batch, TextEncoder, bounded_starts, spans_from
 
 # Cached MLX buffers above this are released between batches (within a batch the cache still
 # recycles buffers from layer to layer). 0: release after every batch. Measured by
@@ -522,7 +522,7 @@ class Embedder:
         for start, ids in self._chunks(items, spans, run.max_length, cut):
             _check_tokens(ids, start, single, run.skip)
             if not run.truncate:
-                check_truncation(cut, len(items), run.max_length, run.truncate, self.text_encoder.truncation_side)
+                self.text_encoder.check_truncation(cut, len(items), run.max_length, run.truncate)
             for idx, vectors in self._embed_batches(ids, run.batch_size, run.max_batch_tokens, run.dim, run.normalize, run.skip):
                 park_if_exiting(_synchronize)
                 _check_finite(vectors, start + idx, self.model)
@@ -534,7 +534,7 @@ class Embedder:
                     mx.clear_cache()
         if run.show_progress and items:
             print(file=sys.stderr)
-        check_truncation(cut, len(items), run.max_length, run.truncate, self.text_encoder.truncation_side)
+        self.text_encoder.check_truncation(cut, len(items), run.max_length, run.truncate)
         return out[0] if single else out
 
     def _refuse_early(self, items: list[str], spans: list[tuple[int, int]], run: _Run, single: bool) -> None:
@@ -544,7 +544,7 @@ class Embedder:
         for start, ids in self._chunks(items, spans, run.max_length, cut):
             _check_tokens(ids, start, single, run.skip)
         if not run.truncate:
-            check_truncation(cut, len(items), run.max_length, run.truncate, self.text_encoder.truncation_side)
+            self.text_encoder.check_truncation(cut, len(items), run.max_length, run.truncate)
 
     def _may_leave_nothing(self, run: _Run) -> bool:
         """Whether a text can leave nothing to pool: the empty one gives the fewest tokens, and gives none with a

@@ -203,8 +203,32 @@ class TextEncoder:
         ``truncate=False``, raise ``ValueError``.
         """
         ids, cut = self.tokenize(texts, max_length)
-        check_truncation(cut, len(texts), max_length, truncate, self.truncation_side)
+        self.check_truncation(cut, len(texts), max_length, truncate)
         return ids
+
+    def check_truncation(self, cut: dict[int, int], n_texts: int, max_length: int, truncate: bool) -> None:
+        """Apply the truncation policy to ``cut`` (``{index: full length}`` of texts over ``max_length``):
+        one ``TruncationWarning`` with the count, pointing at the caller's line outside mlx_embed, or
+        ``ValueError`` when ``truncate`` is False. With ``truncation_side`` "left" the warning says the texts'
+        starts were cut."""
+        if not cut:
+            return
+        approx = "at least " if any(isinstance(n, AtLeast) for n in cut.values()) else ""
+        longest = f"{approx}{max(cut.values())}"
+        if not truncate:
+            raise ValueError(
+                f"{len(cut)} of {n_texts} texts are longer than max_length={max_length} tokens "
+                f"(first at index {min(cut)}, longest {longest} tokens). "
+                "Pass truncate=True to cut them, a larger max_length, or split the texts."
+            )
+        warnings.warn(
+            TruncationWarning(
+                f"{len(cut)} of {n_texts} texts were longer than max_length={max_length} tokens "
+                f"and were truncated (longest {longest} tokens{_START_CUT if self.truncation_side == 'left' else ''}). Pass truncate=False to raise instead.",
+                len(cut), n_texts,
+            ),
+            stacklevel=caller_stacklevel(),
+        )
 
     def tokenize(self, texts: list[str], max_length: int) -> tuple[list[list[int]], dict[int, int]]:
         """Token ids per text cut to ``max_length``, and ``{index: full length}`` of the texts cut
@@ -496,25 +520,3 @@ def truncation_side(folder: Path) -> str:
     return side
 
 
-def check_truncation(cut: dict[int, int], n_texts: int, max_length: int, truncate: bool, side: str = "right") -> None:
-    """Apply the truncation policy to ``cut`` (``{index: full length}`` of texts over ``max_length``):
-    one ``TruncationWarning`` with the count, pointing at the caller's line outside mlx_embed, or
-    ``ValueError`` when ``truncate`` is False. ``side`` "left": the texts were cut at their start."""
-    if not cut:
-        return
-    approx = "at least " if any(isinstance(n, AtLeast) for n in cut.values()) else ""
-    longest = f"{approx}{max(cut.values())}"
-    if not truncate:
-        raise ValueError(
-            f"{len(cut)} of {n_texts} texts are longer than max_length={max_length} tokens "
-            f"(first at index {min(cut)}, longest {longest} tokens). "
-            "Pass truncate=True to cut them, a larger max_length, or split the texts."
-        )
-    warnings.warn(
-        TruncationWarning(
-            f"{len(cut)} of {n_texts} texts were longer than max_length={max_length} tokens "
-            f"and were truncated (longest {longest} tokens{_START_CUT if side == 'left' else ''}). Pass truncate=False to raise instead.",
-            len(cut), n_texts,
-        ),
-        stacklevel=caller_stacklevel(),
-    )
