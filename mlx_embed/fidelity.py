@@ -31,7 +31,7 @@ class FidelityReport:
     topk: int | None = None
     per_text: tuple[float, ...] = ()
     worst_text: str = ""
-    settings_differ: tuple[str, ...] = ()  # how the two models embed, where that differs (see spec_differences)
+    settings_differ: tuple[str, ...] = ()  # how the two models embed, where that differs (spec_differences, tokenizer_differences)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -62,6 +62,23 @@ def spec_differences(reference: Embedder, candidate: Embedder) -> tuple[str, ...
     pairs = [(name, getattr(a, name), getattr(b, name)) for name in _SETTINGS]
     pairs.append(("query_prompt", a.format_query_prompt(), b.format_query_prompt()))
     return tuple(f"{name}: {x!r} vs {y!r}" for name, x, y in pairs if x != y)
+
+
+def tokenizer_differences(reference: Embedder, candidate: Embedder, texts: list[str]) -> tuple[str, ...]:
+    """How the two models' tokenizers differ on ``texts``: vocabulary size, and how many texts get other token
+    ids (each cut to the shorter max_length). Empty for stand-ins without a ``text_encoder``."""
+    a, b = (getattr(m, "text_encoder", None) for m in (reference, candidate))
+    if a is None or b is None:
+        return ()
+    said = []
+    sizes = a.tokenizer.get_vocab_size(), b.tokenizer.get_vocab_size()
+    if sizes[0] != sizes[1]:
+        said.append(f"tokenizer vocabulary: {sizes[0]} vs {sizes[1]} tokens")
+    length = min(reference.max_length, candidate.max_length)
+    differ = sum(x != y for x, y in zip(a.tokenize(texts, length)[0], b.tokenize(texts, length)[0]))
+    if differ:
+        said.append(f"token ids: {differ} of the {len(texts)} texts tokenized differently")
+    return tuple(said)
 
 
 def _rank(x: np.ndarray) -> np.ndarray:
@@ -195,5 +212,5 @@ def compare(reference: Embedder, candidate: Embedder, texts: Sequence[str] = SAM
         topk=int(retrieval_k) if agreement is not None else None,
         per_text=tuple(float(c) for c in cos),
         worst_text=texts[int(np.argmin(cos))],
-        settings_differ=spec_differences(reference, candidate),
+        settings_differ=spec_differences(reference, candidate) + tokenizer_differences(reference, candidate, texts),
     )

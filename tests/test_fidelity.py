@@ -273,3 +273,24 @@ def test_compare_names_truncated_texts_once(minilm_path, tmp_path):
     assert len(cut) == 1 and (cut[0].truncated, cut[0].total) == (over + short_cut, 3 + len(corpus_texts))
     assert (f"{over} of the 3 texts and {short_cut} of the {len(corpus_texts)} retrieval texts for the reference (max_length=8); "
             f"0 of the 3 texts and {long_cut} of the {len(corpus_texts)} retrieval texts for the candidate") in str(cut[0])
+
+
+def test_another_tokenizer_is_reported(minilm_path, tmp_path):
+    """Two models whose tokenizers give other ids (here "the" and "cat" swap ids in the candidate's vocabulary)
+    are said to differ there: the report alone read like a weight problem."""
+    import json
+    import shutil
+
+    import mlx_embed
+
+    swapped = tmp_path / "swapped"
+    shutil.copytree(minilm_path, swapped)
+    tok = json.loads((swapped / "tokenizer.json").read_text())
+    vocab = tok["model"]["vocab"]
+    vocab["the"], vocab["cat"] = vocab["cat"], vocab["the"]
+    (swapped / "tokenizer.json").write_text(json.dumps(tok))
+    texts = ["the cat sat", "a dog ran", "one cat", "on a mat"]
+    report = compare(mlx_embed.load(minilm_path), mlx_embed.load(swapped), texts, retrieval_k=None)
+    assert report.settings_differ == ("token ids: 2 of the 4 texts tokenized differently",)
+    assert "settings differ (reference vs candidate): token ids: 2 of the 4 texts" in report.summary()
+    assert compare(mlx_embed.load(minilm_path), mlx_embed.load(minilm_path), texts, retrieval_k=None).settings_differ == ()
